@@ -1,0 +1,81 @@
+"""Every tuned number of the product, named, with its unit and where it came from."""
+
+# --- Sampling schedules (reference: ltx_pipelines/utils/constants.py) ---------------------------------------------
+# Distilled stage-1 sigmas (noise level, 1.0 = pure noise), from the reference implementation.
+DISTILLED_STAGE_1_SIGMAS: tuple[float, ...] = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
+# Distilled stage-2 sigmas: stage 2 starts from the upsampled stage-1 latents noised to 0.909375.
+DISTILLED_STAGE_2_SIGMAS: tuple[float, ...] = (0.909375, 0.725, 0.421875, 0.0)
+
+# Dev-model schedule (reference ltx_core LTX2Scheduler): linspace(1, 0, steps + 1), shifted by a token-count
+# dependent amount, then stretched so the last non-zero sigma is `DEV_TERMINAL_SIGMA`.
+DEV_NUM_INFERENCE_STEPS = 30  # LTX-2.3 dev; 2.0 used 40
+DEV_BASE_SHIFT = 0.95
+DEV_MAX_SHIFT = 2.05
+DEV_SHIFT_BASE_TOKENS = 1024
+DEV_SHIFT_MAX_TOKENS = 4096  # the reference pipelines call the scheduler without a latent, so this count is used
+DEV_TERMINAL_SIGMA = 0.1
+
+# --- Guidance defaults for the dev checkpoint (reference LTX-2.3 MultiModalGuiderParams) ---------------------------
+VIDEO_CFG_SCALE = 3.0
+AUDIO_CFG_SCALE = 7.0
+STG_SCALE = 1.0  # both modalities
+RESCALE_SCALE = 0.7  # both modalities
+MODALITY_SCALE = 3.0  # both modalities; > 1 adds a pass with cross-modal attention off, which tightens sync
+STG_BLOCKS_2_3: tuple[int, ...] = (28,)  # LTX-2.3, 48 blocks
+STG_BLOCKS_2_0: tuple[int, ...] = (29,)  # LTX-2.0
+MAX_GUIDANCE_SCALE = 20.0  # upper bound accepted for any guidance scale; beyond it outputs saturate
+
+# --- Video geometry -----------------------------------------------------------------------------------------------
+VIDEO_TEMPORAL_COMPRESSION = 8  # pixel frames per latent frame (after the first)
+TWO_STAGE_SIZE_MULTIPLE = 64  # px; stage 1 runs at half size on the VAE's 32 px grid
+ONE_STAGE_SIZE_MULTIPLE = 32  # px
+DEFAULT_NUM_FRAMES = 121
+DEFAULT_FRAME_RATE = 24.0  # frames per second
+DEFAULT_HEIGHT = 512  # px, two-stage output (stage 1 at 256)
+DEFAULT_WIDTH = 768
+DEFAULT_SEED = 10  # reference default
+MAX_FRAME_RATE = 60.0
+MIN_FRAME_RATE = 1.0
+
+# --- Audio front end (reference AudioProcessor) ----------------------------------------------------------------
+AUDIO_SAMPLE_RATE = 16_000  # Hz, what the audio VAE consumes
+MEL_N_FFT = 1024  # samples
+MEL_WIN_LENGTH = 1024  # samples, Hann window
+MEL_HOP_LENGTH = 160  # samples: 100 mel frames per second
+MEL_F_MIN = 0.0  # Hz
+MEL_F_MAX = 8_000.0  # Hz
+MEL_BINS = 64
+MEL_LOG_FLOOR = 1e-5  # log(clamp(mel, floor))
+AUDIO_LATENTS_PER_SECOND = 25  # 16000 / 160 / 4
+AUDIO_VAE_CHANNELS = 2  # the audio VAE expects stereo mel input
+
+# --- Prompts ------------------------------------------------------------------------------------------------------
+MAX_PROMPT_CHARS = 4_000
+MAX_SEQUENCE_LENGTH = 1024  # Gemma tokens per prompt, reference default
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, "
+    "grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, "
+    "deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, "
+    "wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, "
+    "background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent lighting "
+    "direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, "
+    "incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, "
+    "silent or muted audio, distorted voice, robotic voice, echo, background noise, off-sync audio, "
+    "incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward pauses, incorrect timing, "
+    "unnatural transitions, inconsistent framing, tilted camera, flat lighting, inconsistent tone, "
+    "cinematic oversaturation, stylized filters, or AI artifacts."
+)
+
+# --- Output -----------------------------------------------------------------------------------------------------
+MP4_VIDEO_CODEC = "libx264"  # reference output: H.264 yuv420p + AAC
+MP4_AUDIO_CODEC = "aac"
+MP4_CRF = 18  # x264 constant rate factor for final outputs
+
+# --- Hub ids and file names users point the product at ------------------------------------------------------------
+HUB_DIFFUSERS_REPO = "diffusers/LTX-2.3-Diffusers"
+HUB_OFFICIAL_REPO = "Lightricks/LTX-2.3"
+OFFICIAL_DISTILLED_FILE = "ltx-2.3-22b-distilled.safetensors"
+OFFICIAL_DEV_FILE = "ltx-2.3-22b-dev.safetensors"
+OFFICIAL_SPATIAL_UPSAMPLER_FILE = "ltx-2.3-spatial-upscaler-x2-1.0.safetensors"
+OFFICIAL_TEXT_ENCODER_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
+EMBEDDED_MODEL_NAME = "embedded"  # `--model embedded` picks the model that ships in the repo
