@@ -79,3 +79,21 @@ OFFICIAL_DEV_FILE = "ltx-2.3-22b-dev.safetensors"
 OFFICIAL_SPATIAL_UPSAMPLER_FILE = "ltx-2.3-spatial-upscaler-x2-1.0.safetensors"
 OFFICIAL_TEXT_ENCODER_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
 EMBEDDED_MODEL_NAME = "embedded"  # `--model embedded` picks the model that ships in the repo
+
+# --- Audio input and resampling (audio.py) ---------------------------------------------------------------------------
+# Windowed-sinc resampler: torchaudio.functional.resample's defaults, which the reference AudioProcessor uses.
+RESAMPLE_LOWPASS_FILTER_WIDTH = 6  # zero crossings of the sinc on each side of the kernel centre
+RESAMPLE_ROLLOFF = 0.99  # low-pass cutoff as a fraction of the lower of the two Nyquist frequencies
+# A centred STFT reflect-pads n_fft / 2 samples on each side, which needs more samples than that to reflect.
+AUDIO_VAE_MIN_SAMPLES = MEL_N_FFT // 2 + 1  # samples at AUDIO_SAMPLE_RATE (about 32 ms)
+# float seconds x sample rate lands a hair off an integer (57 / 25 x 48000 = 109439.99999999999): count within
+# this many samples of an integer as that integer before flooring.
+SAMPLE_COUNT_TOLERANCE = 1e-6  # samples
+
+# --- MP4 output (media.py) -------------------------------------------------------------------------------------------
+MP4_AUDIO_BITRATE = 192_000  # bits per second, stereo AAC; transparent for generated 48 kHz speech and music
+MP4_AUDIO_CHANNELS = 2  # the output is always stereo AAC, as in the reference
+# Audio at a rate AAC cannot carry (not in the MPEG-4 table of 7.35-96 kHz, e.g. 37.8 or 192 kHz) is resampled to this.
+MP4_FALLBACK_AUDIO_SAMPLE_RATE = 48_000  # Hz
+# Frame rates become exact fractions for the container: 24.0 -> 24/1, 23.976 -> 2997/125, 30000/1001 stays itself.
+FRAME_RATE_MAX_DENOMINATOR = 1_000_000

@@ -131,6 +131,9 @@ def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:
             "patch_size": 4,
             "spatial_compression_ratio": 32,
             "temporal_compression_ratio": 8,
+            # Zero padding lets a 64 px two-stage run decode its 1 x 1 latent stage-1 preview; the real decoder
+            # pads by reflection and needs at least 2 x 2 latents (128 px two-stage output).
+            "decoder_spatial_padding_mode": "zeros",
         },
         "audio_vae": {
             "base_channels": 32,  # == latent_channels * mel_bins / 4

@@ -1,0 +1,578 @@
+"""What both LTX-2 audio-video pipelines share: components, prompt encoding, latents, the denoising loop, decoding.
+
+The two pipelines differ only in what they do with audio (generate it, or hold the user's clip clean), so each
+keeps its own `stream()` and shares the steps below. Latent packing, normalisation and prompt encoding are
+diffusers' own (`LTX2Pipeline`'s static helpers); the loop is written out here because diffusers' loop cannot
+stream audio estimates, freeze one modality, or take per-modality guidance of 0.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKLLTX2Audio,
+    AutoencoderKLLTX2Video,
+    DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    LTX2Pipeline,
+    LTX2VideoTransformer3DModel,
+)
+from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
+
+from . import constants, validation
+from .guiders import MultiModalGuider
+from .previews import LatentRGBProjection
+from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationCancelled(RuntimeError):
+    """Raised by `__call__` when `cancel()` stopped the run."""
+
+
+@dataclass(frozen=True)
+class TextConditioning:
+    """One prompt after the text encoder and the per-modality connectors."""
+
+    video: torch.Tensor  # (B, S, video_cross_attention_dim)
+    audio: torch.Tensor  # (B, S, audio_cross_attention_dim)
+    mask: torch.Tensor  # (B, S), 1 where a token is real
+
+
+@dataclass(frozen=True)
+class LatentGeometry:
+    """Latent sizes of one stage."""
+
+    frames: int  # latent video frames: (num_frames - 1) // 8 + 1
+    height: int  # latent rows: height // 32
+    width: int  # latent columns: width // 32
+    audio_frames: int  # latent audio frames: round(num_frames / frame_rate * 25)
+    frame_rate: float
+
+
+@dataclass(frozen=True)
+class DenoiseStep:
+    """The state after one denoising step, as the stream reports it."""
+
+    step: int  # 1-based
+    total_steps: int
+    video_latents: torch.Tensor  # packed, normalised (B, S_video, C)
+    audio_latents: torch.Tensor  # packed, normalised (B, S_audio, C)
+    video_estimate: torch.Tensor  # guided clean estimate, packed, normalised
+    audio_estimate: torch.Tensor
+
+
+def dev_sigmas(num_inference_steps: int) -> list[float]:
+    """The reference LTX2Scheduler's dev schedule (ltx_core/components/schedulers.py), with its default token count."""
+    sigmas = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)
+    slope = (constants.DEV_MAX_SHIFT - constants.DEV_BASE_SHIFT) / (
+        constants.DEV_SHIFT_MAX_TOKENS - constants.DEV_SHIFT_BASE_TOKENS
+    )
+    shift = constants.DEV_BASE_SHIFT + slope * (constants.DEV_SHIFT_MAX_TOKENS - constants.DEV_SHIFT_BASE_TOKENS)
+    nonzero = sigmas != 0
+    sigmas[nonzero] = math.exp(shift) / (math.exp(shift) + (1 / sigmas[nonzero] - 1))
+    # Stretch so the last non-zero sigma lands on the terminal value.
+    one_minus = 1.0 - sigmas[nonzero]
+    sigmas[nonzero] = 1.0 - one_minus / (one_minus[-1] / (1.0 - constants.DEV_TERMINAL_SIGMA))
+    return [float(sigma) for sigma in sigmas]
+
+
+class LTXAVPipelineBase(DiffusionPipeline):
+    """Components and steps shared by `TI2VidTwoStagesPipeline` and `A2VidPipelineTwoStage`."""
+
+    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    _callback_tensor_inputs = ["video_latents", "audio_latents"]
+
+    def __init__(
+        self,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        vae: AutoencoderKLLTX2Video,
+        audio_vae: AutoencoderKLLTX2Audio,
+        text_encoder: Gemma3ForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        connectors: LTX2TextConnectors,
+        transformer: LTX2VideoTransformer3DModel,
+        vocoder: LTX2Vocoder | LTX2VocoderWithBWE,
+        latent_upsampler: LTX2LatentUpsamplerModel,
+    ):
+        super().__init__()
+        self.register_modules(
+            scheduler=scheduler,
+            vae=vae,
+            audio_vae=audio_vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            connectors=connectors,
+            transformer=transformer,
+            vocoder=vocoder,
+            latent_upsampler=latent_upsampler,
+        )
+        self._cancel_event = threading.Event()
+        self._rgb_projection: LatentRGBProjection | None = None
+        self._prompt_cache: dict[tuple[str, int, str], TextConditioning] = {}
+        self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
+        self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
+
+    # ---- loading --------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model: str = constants.EMBEDDED_MODEL_NAME, **kwargs: Any) -> "LTXAVPipelineBase":
+        """Loads the embedded model, a Hub id, a diffusers-format folder or an official single file.
+
+        Keyword arguments go to `ltx_pipeline.loading.load_components` (e.g. `spatial_upsampler`, `text_encoder`,
+        `torch_dtype`).
+        """
+        from .loading import load_components
+
+        loaded = load_components(model, **kwargs)
+        pipe = cls(**loaded.components)
+        pipe.model_label = loaded.label
+        pipe.model_variant = loaded.variant
+        return pipe
+
+    @classmethod
+    def from_pipe(cls, other: "LTXAVPipelineBase") -> "LTXAVPipelineBase":
+        """The other mode of the same model, sharing every component (no extra memory)."""
+        pipe = cls(**other.components)
+        pipe.model_label = other.model_label
+        pipe.model_variant = other.model_variant
+        return pipe
+
+    # ---- run control ----------------------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stops a running `stream()` between steps; safe to call from another thread."""
+        self._cancel_event.set()
+
+    @property
+    def interrupt(self) -> bool:
+        return self._cancel_event.is_set()
+
+    def __call__(self, **kwargs: Any) -> LTXAVOutput:
+        """Runs `stream()` to the end and returns the final output."""
+        for event in self.stream(**kwargs):
+            if isinstance(event, Finished):
+                return event.output
+        raise GenerationCancelled("The generation was cancelled before it finished.")
+
+    # ---- steps ----------------------------------------------------------------------------------------------------
+
+    @property
+    def max_sequence_length(self) -> int:
+        return min(constants.MAX_SEQUENCE_LENGTH, self.tokenizer.model_max_length)
+
+    @property
+    def is_ltx_2_3(self) -> bool:
+        return bool(self.transformer.config.cross_attn_mod)
+
+    def default_stg_blocks(self) -> tuple[int, ...]:
+        blocks = constants.STG_BLOCKS_2_3 if self.is_ltx_2_3 else constants.STG_BLOCKS_2_0
+        # A toy model has fewer blocks than the reference's block 28; perturb its last block instead of
+        # silently perturbing nothing (diffusers runs the pass and changes nothing for a missing block).
+        num_layers = self.transformer.config.num_layers
+        return tuple(block if block < num_layers else num_layers - 1 for block in blocks)
+
+    def check_common_inputs(
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        height: int,
+        width: int,
+        num_frames: int,
+        frame_rate: float,
+        seed: int,
+        mode: str,
+        num_inference_steps: int | None,
+        video_guidance: GuidanceParams,
+        audio_guidance: GuidanceParams | None,
+    ) -> None:
+        validation.check_prompt(prompt)
+        if negative_prompt is not None:
+            validation.check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
+        validation.check_size(height, width)
+        if self.vae.config.decoder_spatial_padding_mode == "reflect":
+            # Reflection padding needs at least 2 latent cells per side in stage 1 (half size, 32 px per cell).
+            minimum = 4 * self.vae.config.spatial_compression_ratio
+            for name, value in (("height", height), ("width", width)):
+                if value < minimum:
+                    raise ValueError(f"`{name}` must be at least {minimum} pixels for this model; got {value}.")
+        validation.check_num_frames(num_frames)
+        validation.check_frame_rate(frame_rate)
+        validation.check_seed(seed)
+        validation.check_mode(mode)
+        if num_inference_steps is not None:
+            if mode == "distilled":
+                raise ValueError(
+                    "`num_inference_steps` applies to mode='dev' only; the distilled schedule has a fixed "
+                    f"{len(constants.DISTILLED_STAGE_1_SIGMAS) - 1} + {len(constants.DISTILLED_STAGE_2_SIGMAS) - 1} "
+                    f"steps; got num_inference_steps={num_inference_steps} with mode='distilled'."
+                )
+            validation.check_steps(num_inference_steps)
+        num_layers = self.transformer.config.num_layers
+        validation.check_guidance(video_guidance, "video", num_layers)
+        if audio_guidance is not None:
+            validation.check_guidance(audio_guidance, "audio", num_layers)
+        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt or "")):
+            num_tokens = len(self.tokenizer(text, add_special_tokens=True).input_ids)
+            if num_tokens > self.max_sequence_length:
+                raise ValueError(
+                    f"`{name}` must fit in {self.max_sequence_length} text-encoder tokens; got {num_tokens} tokens."
+                )
+
+    def stage_sigmas(self, mode: str, num_inference_steps: int | None) -> tuple[list[float], list[float]]:
+        if mode == "distilled":
+            return list(constants.DISTILLED_STAGE_1_SIGMAS), list(constants.DISTILLED_STAGE_2_SIGMAS)
+        return dev_sigmas(num_inference_steps or constants.DEV_NUM_INFERENCE_STEPS), list(
+            constants.DISTILLED_STAGE_2_SIGMAS
+        )
+
+    def encode_prompt(self, prompt: str, device: torch.device) -> TextConditioning:
+        """Gemma-3 hidden states -> per-modality connectors; cached per prompt for the pipeline's lifetime."""
+        key = (prompt, self.max_sequence_length, str(device))
+        if key not in self._prompt_cache:
+            # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked).
+            embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+                self, prompt, max_sequence_length=self.max_sequence_length, device=device
+            )
+            padding_side = getattr(self.tokenizer, "padding_side", "left")
+            video, audio, connector_mask = self.connectors(embeds, mask, padding_side=padding_side)
+            if len(self._prompt_cache) >= 8:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            self._prompt_cache[key] = TextConditioning(video=video, audio=audio, mask=connector_mask)
+        return self._prompt_cache[key]
+
+    def latent_geometry(self, height: int, width: int, num_frames: int, frame_rate: float) -> LatentGeometry:
+        duration_s = num_frames / frame_rate
+        return LatentGeometry(
+            frames=(num_frames - 1) // self.vae.config.temporal_compression_ratio + 1,
+            height=height // self.vae.config.spatial_compression_ratio,
+            width=width // self.vae.config.spatial_compression_ratio,
+            audio_frames=round(duration_s * self.audio_latents_per_second),
+            frame_rate=frame_rate,
+        )
+
+    @property
+    def audio_latents_per_second(self) -> float:
+        config = self.audio_vae.config
+        return config.sample_rate / config.mel_hop_length / self.audio_vae.temporal_compression_ratio
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        # Drawn on the generator's device (CPU) so a seed gives the same clip on any accelerator.
+        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+
+    def pack_video(self, latents: torch.Tensor) -> torch.Tensor:
+        """Un-normalised (B, C, F, H, W) -> normalised, packed (B, F*H*W, C)."""
+        latents = LTX2Pipeline._normalize_latents(
+            latents.float(), self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
+        )
+        return LTX2Pipeline._pack_latents(latents, self.transformer.config.patch_size, self.transformer.config.patch_size_t)
+
+    def unpack_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
+        """Normalised, packed (B, F*H*W, C) -> un-normalised (B, C, F, H, W)."""
+        latents = LTX2Pipeline._unpack_latents(
+            packed,
+            geometry.frames,
+            geometry.height,
+            geometry.width,
+            self.transformer.config.patch_size,
+            self.transformer.config.patch_size_t,
+        )
+        return LTX2Pipeline._denormalize_latents(
+            latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
+        )
+
+    def pack_audio(self, latents: torch.Tensor) -> torch.Tensor:
+        """Un-normalised (B, C, L, M) -> normalised, packed (B, L, C*M)."""
+        packed = LTX2Pipeline._pack_audio_latents(latents.float())
+        return LTX2Pipeline._normalize_audio_latents(packed, self.audio_vae.latents_mean, self.audio_vae.latents_std)
+
+    def unpack_audio(self, packed: torch.Tensor) -> torch.Tensor:
+        """Normalised, packed (B, L, C*M) -> un-normalised (B, C, L, M)."""
+        latents = LTX2Pipeline._denormalize_audio_latents(
+            packed, self.audio_vae.latents_mean, self.audio_vae.latents_std
+        )
+        latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
+        return LTX2Pipeline._unpack_audio_latents(latents, packed.shape[1], num_mel_bins=latent_mel_bins)
+
+    def prepare_latents(
+        self,
+        geometry: LatentGeometry,
+        generator: torch.Generator,
+        device: torch.device,
+        initial: torch.Tensor | None = None,
+        noise_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Packed, normalised video latents: pure noise, or `initial` (un-normalised) noised to `noise_scale`."""
+        shape = (1, self.transformer.config.in_channels, geometry.frames, geometry.height, geometry.width)
+        if initial is None:
+            # Noise lives in the normalised space: pack it without normalising.
+            return LTX2Pipeline._pack_latents(
+                self.noise(shape, generator, device),
+                self.transformer.config.patch_size,
+                self.transformer.config.patch_size_t,
+            )
+        clean = self.pack_video(initial.to(device))
+        return noise_scale * self.noise(clean.shape, generator, device) + (1 - noise_scale) * clean
+
+    def prepare_audio_latents(
+        self,
+        geometry: LatentGeometry,
+        generator: torch.Generator,
+        device: torch.device,
+        initial: torch.Tensor | None = None,
+        noise_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Packed, normalised audio latents: pure noise, or `initial` (un-normalised) noised to `noise_scale`."""
+        latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
+        if initial is None:
+            shape = (1, self.audio_vae.config.latent_channels, geometry.audio_frames, latent_mel_bins)
+            return LTX2Pipeline._pack_audio_latents(self.noise(shape, generator, device))
+        clean = self.pack_audio(initial.to(device))
+        if noise_scale == 0:
+            return clean
+        return noise_scale * self.noise(clean.shape, generator, device) + (1 - noise_scale) * clean
+
+    def upsample_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
+        """Stage-1 packed latents -> un-normalised latents at twice the height and width."""
+        latents = self.unpack_video(packed, geometry)
+        upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
+        # The upsampler works on un-normalised latents (as diffusers' LTX2LatentUpsamplePipeline feeds it).
+        return self.latent_upsampler(latents.to(upsampler_dtype)).float()
+
+    def _schedulers(self, sigmas: list[float], device: torch.device) -> tuple[Any, Any]:
+        """One Euler scheduler per modality (each keeps its own step index), taking the sigmas exactly as given."""
+        schedulers = []
+        for _ in range(2):
+            # Without these overrides a checkpoint's dynamic shifting would re-shift the reference sigmas.
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+                self.scheduler.config,
+                use_dynamic_shifting=False,
+                shift=1.0,
+                shift_terminal=None,
+                use_karras_sigmas=False,
+                use_exponential_sigmas=False,
+                use_beta_sigmas=False,
+                invert_sigmas=False,
+                stochastic_sampling=False,
+            )
+            scheduler.set_timesteps(sigmas=sigmas[:-1], device=device)
+            scheduler.set_begin_index(0)
+            schedulers.append(scheduler)
+        return schedulers[0], schedulers[1]
+
+    def _velocity(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        text: TextConditioning,
+        video_sigma: float,
+        audio_sigma: float,
+        geometry: LatentGeometry,
+        isolate_modalities: bool = False,
+        stg_blocks: tuple[int, ...] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One transformer pass; sigmas are given on the [0, 1] scale."""
+        batch = video.shape[0]
+        dtype = self.transformer.dtype
+        scale = self.transformer.config.timestep_scale_multiplier
+        video_timestep = torch.full((batch,), video_sigma * scale, device=video.device, dtype=torch.float32)
+        audio_timestep = torch.full((batch,), audio_sigma * scale, device=video.device, dtype=torch.float32)
+        video_velocity, audio_velocity = self.transformer(
+            hidden_states=video.to(dtype),
+            audio_hidden_states=audio.to(dtype),
+            encoder_hidden_states=text.video.to(dtype),
+            audio_encoder_hidden_states=text.audio.to(dtype),
+            timestep=video_timestep,
+            audio_timestep=audio_timestep,
+            sigma=video_timestep,
+            audio_sigma=audio_timestep,
+            encoder_attention_mask=text.mask,
+            audio_encoder_attention_mask=text.mask,
+            num_frames=geometry.frames,
+            height=geometry.height,
+            width=geometry.width,
+            fps=geometry.frame_rate,
+            audio_num_frames=audio.shape[1],
+            isolate_modalities=isolate_modalities,
+            spatio_temporal_guidance_blocks=list(stg_blocks) if stg_blocks else None,
+            use_cross_timestep=self.is_ltx_2_3,
+            return_dict=False,
+        )
+        return video_velocity.float(), audio_velocity.float()
+
+    def denoise(
+        self,
+        video_latents: torch.Tensor,
+        audio_latents: torch.Tensor,
+        sigmas: list[float],
+        geometry: LatentGeometry,
+        positive: TextConditioning,
+        negative: TextConditioning | None,
+        video_guider: MultiModalGuider,
+        audio_guider: MultiModalGuider,
+        freeze_audio: bool,
+    ) -> Iterator[DenoiseStep]:
+        """Euler denoising of both streams from one noise state; yields after every step, stops on `cancel()`.
+
+        With `freeze_audio` the audio latents are conditioning only: the transformer sees them at sigma 0 and
+        they are never stepped, so they stay bit-identical.
+        """
+        device = video_latents.device
+        video_scheduler, audio_scheduler = self._schedulers(sigmas, device)
+        total_steps = len(sigmas) - 1
+        guiders = (video_guider,) if freeze_audio else (video_guider, audio_guider)
+        needs_unconditional = any(guider.needs_unconditional for guider in guiders)
+        needs_perturbed = any(guider.needs_perturbed for guider in guiders)
+        needs_isolated = any(guider.needs_isolated for guider in guiders)
+        stg_blocks = video_guider.params.stg_blocks or audio_guider.params.stg_blocks
+        if needs_unconditional and negative is None:
+            raise ValueError("CFG needs a negative prompt encoding; got none.")
+        if needs_unconditional:
+            # One batched pass for the conditional and unconditional estimates.
+            text_batch = TextConditioning(
+                video=torch.cat([positive.video, negative.video]),
+                audio=torch.cat([positive.audio, negative.audio]),
+                mask=torch.cat([positive.mask, negative.mask]),
+            )
+
+        for index in range(total_steps):
+            if self.interrupt:
+                return
+            sigma = sigmas[index]
+            audio_sigma = 0.0 if freeze_audio else sigma
+
+            def to_x0(video_velocity: torch.Tensor, audio_velocity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                # Flow matching: x_t = (1 - sigma) x0 + sigma * noise, velocity = noise - x0.
+                return video_latents - sigma * video_velocity, audio_latents - audio_sigma * audio_velocity
+
+            if needs_unconditional:
+                video_velocity, audio_velocity = self._velocity(
+                    video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch, sigma, audio_sigma, geometry
+                )
+                cond_video, cond_audio = to_x0(video_velocity[:1], audio_velocity[:1])
+                uncond_video, uncond_audio = to_x0(video_velocity[1:], audio_velocity[1:])
+            else:
+                cond_video, cond_audio = to_x0(*self._velocity(video_latents, audio_latents, positive, sigma, audio_sigma, geometry))
+                uncond_video = uncond_audio = None
+            perturbed_video = perturbed_audio = isolated_video = isolated_audio = None
+            if needs_perturbed:
+                perturbed_video, perturbed_audio = to_x0(
+                    *self._velocity(
+                        video_latents, audio_latents, positive, sigma, audio_sigma, geometry, stg_blocks=stg_blocks
+                    )
+                )
+            if needs_isolated:
+                isolated_video, isolated_audio = to_x0(
+                    *self._velocity(
+                        video_latents, audio_latents, positive, sigma, audio_sigma, geometry, isolate_modalities=True
+                    )
+                )
+
+            video_estimate = video_guider.guide(cond_video, uncond_video, perturbed_video, isolated_video)
+            timestep = video_scheduler.timesteps[index]
+            video_latents = video_scheduler.step(
+                (video_latents - video_estimate) / sigma, timestep, video_latents, return_dict=False
+            )[0]
+            if freeze_audio:
+                audio_estimate = audio_latents
+            else:
+                audio_estimate = audio_guider.guide(cond_audio, uncond_audio, perturbed_audio, isolated_audio)
+                audio_latents = audio_scheduler.step(
+                    (audio_latents - audio_estimate) / sigma, timestep, audio_latents, return_dict=False
+                )[0]
+            yield DenoiseStep(
+                step=index + 1,
+                total_steps=total_steps,
+                video_latents=video_latents,
+                audio_latents=audio_latents,
+                video_estimate=video_estimate,
+                audio_estimate=audio_estimate,
+            )
+
+    # ---- decoding -------------------------------------------------------------------------------------------------
+
+    def preview_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> np.ndarray:
+        if self._rgb_projection is None:
+            self._rgb_projection = LatentRGBProjection.fit(self.vae)
+        return self._rgb_projection(self.unpack_video(packed, geometry))
+
+    def decode_video(self, latents: torch.Tensor) -> np.ndarray:
+        """Un-normalised (1, C, F, H, W) latents -> (num_frames, height, width, 3) uint8."""
+        timestep = None
+        if self.vae.config.timestep_conditioning:
+            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=self.vae.dtype)
+        video = self.vae.decode(latents.to(self.vae.dtype), timestep, return_dict=False)[0]
+        return _video_to_uint8(video[0])
+
+    def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float) -> Audio:
+        """Un-normalised (1, C, L, M) audio latents -> waveform lasting exactly num_frames / frame_rate seconds."""
+        mel = self.audio_vae.decode(latents.to(self.audio_vae.dtype), return_dict=False)[0]
+        vocoder_dtype = next(self.vocoder.parameters()).dtype
+        waveform = self.vocoder(mel.to(vocoder_dtype))[0].float()
+        if not torch.isfinite(waveform).all():
+            raise ValueError("The decoded audio contains NaN or Inf values; no file was written.")
+        sampling_rate = int(self.vocoder.config.output_sampling_rate)
+        # The causal audio VAE decodes a few milliseconds short of the latent span: pad its tail with silence
+        # (or trim) so audio and video last exactly as long.
+        target = math.floor(num_frames / frame_rate * sampling_rate)
+        waveform = torch.nn.functional.pad(waveform, (0, max(0, target - waveform.shape[-1])))[..., :target]
+        return Audio(waveform=waveform.cpu(), sampling_rate=sampling_rate)
+
+    def elapsed(self, start: float) -> float:
+        return time.perf_counter() - start
+
+    def run_with_cleanup(self, events: Iterator[PipelineEvent]) -> Iterator[PipelineEvent]:
+        """Frees offloaded models and clears the cancel flag however the stream ends (finished, cancelled, closed)."""
+        self._cancel_event.clear()
+        try:
+            yield from events
+        finally:
+            self._cancel_event.clear()
+            self.maybe_free_model_hooks()
+
+
+def _video_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Decoder output (3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8; NaN or Inf is an error, never a broken file."""
+    if not torch.isfinite(video).all():
+        raise ValueError("The decoded video contains NaN or Inf values; no file was written.")
+    frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return frames.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def stage_1_guidance(
+    mode: str,
+    stg_blocks: tuple[int, ...],
+    dev_cfg_scale: float,
+    cfg_scale: float | None,
+    stg_scale: float | None,
+    rescale_scale: float | None,
+    modality_scale: float | None,
+) -> GuidanceParams:
+    """One modality's stage-1 guidance: the reference dev defaults, or one pass per step for the distilled model.
+
+    Any scale the caller gives wins over the mode's default (`None` means "the default").
+    """
+    dev = mode == "dev"
+
+    def pick(value: float | None, dev_default: float, distilled_default: float) -> float:
+        if value is not None:
+            return value
+        return dev_default if dev else distilled_default
+
+    return GuidanceParams(
+        cfg_scale=pick(cfg_scale, dev_cfg_scale, 1.0),
+        stg_scale=pick(stg_scale, constants.STG_SCALE, 0.0),
+        rescale_scale=pick(rescale_scale, constants.RESCALE_SCALE, 0.0),
+        modality_scale=pick(modality_scale, constants.MODALITY_SCALE, 1.0),
+        stg_blocks=stg_blocks,
+    )

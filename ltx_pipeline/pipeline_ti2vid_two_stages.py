@@ -1,0 +1,190 @@
+"""Text to synchronized audio and video in two stages, after the reference `TI2VidTwoStagesPipeline`."""
+
+import logging
+import time
+from collections.abc import Iterator
+
+import torch
+
+from . import constants
+from .guiders import MultiModalGuider
+from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .types import Finished, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
+
+logger = logging.getLogger(__name__)
+
+
+class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
+    """Generates video and audio together from a prompt.
+
+    Stage 1 denoises both streams from one noise state at half the requested width and height; the latent
+    upsampler doubles the video latents; stage 2 re-noises both streams to the first stage-2 sigma and refines
+    them at full size. Distilled mode runs the reference's 8 + 3 sigmas with one transformer pass per step; dev
+    mode runs `num_inference_steps` guided steps in stage 1 (CFG, STG, rescale, modality guidance per modality).
+    """
+
+    def stream(
+        self,
+        prompt: str,
+        negative_prompt: str | None = None,
+        height: int = constants.DEFAULT_HEIGHT,
+        width: int = constants.DEFAULT_WIDTH,
+        num_frames: int = constants.DEFAULT_NUM_FRAMES,
+        frame_rate: float = constants.DEFAULT_FRAME_RATE,
+        seed: int = constants.DEFAULT_SEED,
+        mode: str | None = None,
+        num_inference_steps: int | None = None,
+        modality_scale: float | None = None,
+        cfg_scale: float | None = None,
+        stg_scale: float | None = None,
+        rescale_scale: float | None = None,
+        audio_modality_scale: float | None = None,
+        audio_cfg_scale: float | None = None,
+        audio_stg_scale: float | None = None,
+        audio_rescale_scale: float | None = None,
+        stg_blocks: tuple[int, ...] | None = None,
+        preview_audio: bool = True,
+    ) -> Iterator[PipelineEvent]:
+        """Checks every input, then returns a generator of `StepPreview`, `StageDecoded` and `Finished` events.
+
+        `None` for a scale means the mode's default: the reference dev values in dev mode (video CFG 3, audio
+        CFG 7, STG 1 on block 28, rescale 0.7, modality 3), a single unguided pass per step in distilled mode.
+        The audio scales default to the video ones where the dev defaults agree. `cancel()` ends the stream
+        between steps.
+        """
+        mode = mode or self.model_variant
+        stg_blocks = tuple(stg_blocks) if stg_blocks is not None else self.default_stg_blocks()
+        video_guidance = stage_1_guidance(
+            mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
+        )
+        audio_guidance = stage_1_guidance(
+            mode,
+            stg_blocks,
+            constants.AUDIO_CFG_SCALE,
+            audio_cfg_scale,
+            stg_scale if audio_stg_scale is None else audio_stg_scale,
+            rescale_scale if audio_rescale_scale is None else audio_rescale_scale,
+            modality_scale if audio_modality_scale is None else audio_modality_scale,
+        )
+        self.check_common_inputs(
+            prompt,
+            negative_prompt,
+            height,
+            width,
+            num_frames,
+            frame_rate,
+            seed,
+            mode,
+            num_inference_steps,
+            video_guidance,
+            audio_guidance,
+        )
+        recipe = {
+            "pipeline": type(self).__name__,
+            "model": self.model_label,
+            "mode": mode,
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "height": height,
+            "width": width,
+            "num_frames": num_frames,
+            "frame_rate": frame_rate,
+            "seed": seed,
+            "video_guidance": video_guidance.__dict__,
+            "audio_guidance": audio_guidance.__dict__,
+        }
+        return self.run_with_cleanup(
+            self._generate(recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio)
+        )
+
+    @torch.no_grad()
+    def _generate(self, recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio):
+        start = time.perf_counter()
+        device = self._execution_device
+        height, width = recipe["height"], recipe["width"]
+        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
+        generator = torch.Generator().manual_seed(recipe["seed"])
+        video_guider, audio_guider = MultiModalGuider(video_guidance), MultiModalGuider(audio_guidance)
+        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
+        recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
+        timings = recipe.setdefault("timings_s", {})
+
+        # 1. Encode the prompt (and the negative prompt, where CFG needs it)
+        positive = self.encode_prompt(recipe["prompt"], device)
+        negative = None
+        if video_guider.needs_unconditional or audio_guider.needs_unconditional:
+            negative_prompt = recipe["negative_prompt"]
+            negative = self.encode_prompt(
+                constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
+            )
+        timings["text_encoding"] = self.elapsed(start)
+
+        # 2. Stage 1: both streams from noise at half resolution
+        geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
+        video_latents = self.prepare_latents(geometry_1, generator, device)
+        audio_latents = self.prepare_audio_latents(geometry_1, generator, device)
+        for state in self.denoise(
+            video_latents,
+            audio_latents,
+            stage_1_sigmas,
+            geometry_1,
+            positive,
+            negative,
+            video_guider,
+            audio_guider,
+            freeze_audio=False,
+        ):
+            video_latents, audio_latents = state.video_latents, state.audio_latents
+            yield self._preview(1, state, geometry_1, num_frames, frame_rate, start, preview_audio)
+        if self.interrupt:
+            return
+        timings["stage_1"] = self.elapsed(start) - timings["text_encoding"]
+
+        # 3. Decode stage 1 so the user sees and hears it while stage 2 runs
+        stage_1_audio_latents = self.unpack_audio(audio_latents)
+        frames = self.decode_video(self.unpack_video(video_latents, geometry_1))
+        audio = self.decode_audio(stage_1_audio_latents, num_frames, frame_rate)
+        yield StageDecoded(stage=1, elapsed_s=self.elapsed(start), frames=frames, audio=audio, frame_rate=frame_rate)
+
+        # 4. Upsample the video latents 2x and re-noise both streams to the first stage-2 sigma
+        geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
+        upsampled = self.upsample_video(video_latents, geometry_1)
+        video_latents = self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0])
+        audio_latents = self.prepare_audio_latents(
+            geometry_2, generator, device, stage_1_audio_latents, stage_2_sigmas[0]
+        )
+
+        # 5. Stage 2: refine both streams at full resolution, one pass per step (reference: no guidance)
+        stage_2_start = self.elapsed(start)
+        plain = MultiModalGuider(type(video_guidance)())
+        for state in self.denoise(
+            video_latents, audio_latents, stage_2_sigmas, geometry_2, positive, None, plain, plain, freeze_audio=False
+        ):
+            video_latents, audio_latents = state.video_latents, state.audio_latents
+            yield self._preview(2, state, geometry_2, num_frames, frame_rate, start, preview_audio)
+        if self.interrupt:
+            return
+        timings["stage_2"] = self.elapsed(start) - stage_2_start
+
+        # 6. Decode the final video and audio
+        decode_start = self.elapsed(start)
+        frames = self.decode_video(self.unpack_video(video_latents, geometry_2))
+        audio = self.decode_audio(self.unpack_audio(audio_latents), num_frames, frame_rate)
+        timings["decode"] = self.elapsed(start) - decode_start
+        timings["total"] = self.elapsed(start)
+        recipe["audio_sampling_rate"] = audio.sampling_rate
+        output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe)
+        yield Finished(elapsed_s=timings["total"], output=output)
+
+    def _preview(self, stage, state, geometry, num_frames, frame_rate, start, preview_audio) -> StepPreview:
+        audio = None
+        if preview_audio:
+            audio = self.decode_audio(self.unpack_audio(state.audio_estimate), num_frames, frame_rate)
+        return StepPreview(
+            stage=stage,
+            step=state.step,
+            total_steps=state.total_steps,
+            elapsed_s=self.elapsed(start),
+            video=self.preview_video(state.video_estimate, geometry),
+            audio=audio,
+        )
