@@ -1,0 +1,26 @@
+"""A procedural audio-visual world with exact ground truth: balls bouncing on a floor, heard where they are seen.
+
+`generate_clip(seed)` returns frames, 16 kHz audio, a caption in the LTX prompting guide's style and the list of
+impacts (time, frame, sample, ball, material, room); `world.detectors` measures the same things back from any clip.
+"""
+
+from world.clip import WORLD_VOCABULARY, Clip, Impact, caption, generate_clip, render_clip
+from world.scene import COLOURS, MATERIALS, ROOMS, SIZES, Ball, Scene, sample_scene
+from world.sound import SAMPLE_RATE
+
+__all__ = [
+    "COLOURS",
+    "MATERIALS",
+    "ROOMS",
+    "SAMPLE_RATE",
+    "SIZES",
+    "WORLD_VOCABULARY",
+    "Ball",
+    "Clip",
+    "Impact",
+    "Scene",
+    "caption",
+    "generate_clip",
+    "render_clip",
+    "sample_scene",
+]

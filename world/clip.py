@@ -1,0 +1,130 @@
+"""One clip of the world: frames, audio, caption and the exact impact list."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from world.render import render_frames
+from world.scene import Scene, sample_scene, scene_contacts
+from world.sound import SAMPLE_RATE, render_audio
+
+MATERIAL_SOUND_WORDS: dict[str, str] = {
+    "wood": "hollow knocks",
+    "metal": "ringing clanks",
+    "glass": "bright clinks",
+    "stone": "dull thuds",
+}
+ROOM_WORDS: dict[str, str] = {"small": "a small bright room", "large": "a large dark hall"}
+ECHO_WORDS: dict[str, str] = {"small": "short echoes", "large": "long echoes"}
+
+# Every word a caption can hold: the embedded model's tokenizer knows these whole.
+WORLD_VOCABULARY: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        "a an the and on in with of ball balls bounces bounce bouncing floor room hall small large bright dark "
+        "red green blue yellow wood metal glass stone hollow knocks ringing clanks clinks dull thuds short long "
+        "echoes echo".split()
+    )
+)
+
+
+@dataclass(frozen=True)
+class Impact:
+    """One ball meeting the floor, as seen and heard."""
+
+    time: float  # seconds, exact contact instant
+    frame: int  # video frame nearest the contact: round(time * frame_rate)
+    sample: int  # audio sample where the impact sound starts: round(time * sampling_rate)
+    ball: int  # index into the scene's balls
+    colour: str
+    size: str
+    material: str
+    room: str
+    speed: float  # impact speed, travel heights per second
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # (num_frames, height, width, 3) uint8
+    audio: np.ndarray  # (num_samples,) mono or (num_samples, 2) stereo, float32 in [-1, 1]
+    sampling_rate: int  # Hz
+    frame_rate: float  # frames per second
+    caption: str
+    impacts: tuple[Impact, ...]
+    scene: Scene
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames.shape[0] / self.frame_rate
+
+
+def caption(scene: Scene) -> str:
+    """One sentence naming the source, the material and the space, as the LTX prompting guide recommends."""
+    balls = [f"a {ball.size} {ball.colour} ball" for ball in scene.balls]
+    verb = "bounces" if len(balls) == 1 else "bounce"
+    return (
+        f"{' and '.join(balls)} {verb} on a {scene.material} floor in {ROOM_WORDS[scene.room]}, "
+        f"{MATERIAL_SOUND_WORDS[scene.material]} with {ECHO_WORDS[scene.room]}"
+    )
+
+
+def render_clip(
+    scene: Scene,
+    height: int = 128,
+    width: int = 128,
+    num_frames: int = 97,
+    frame_rate: float = 24.0,
+    sampling_rate: int = SAMPLE_RATE,
+    num_channels: int = 1,
+    seed: int = 0,
+) -> Clip:
+    """Render `scene`; `seed` only draws the sound's fine detail (noise bursts, pitch jitter, reverb noise)."""
+    for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+    if frame_rate <= 0:
+        raise ValueError(f"`frame_rate` must be > 0; got {frame_rate}.")
+    if sampling_rate < 16_000:
+        raise ValueError(f"`sampling_rate` must be >= 16000 Hz (the impacts reach 7.6 kHz); got {sampling_rate}.")
+    duration_s = num_frames / frame_rate
+    num_samples = int(round(duration_s * sampling_rate))
+    contacts = scene_contacts(scene, duration_s)
+    impacts = tuple(
+        Impact(
+            time=contact.time,
+            frame=int(round(contact.time * frame_rate)),
+            sample=int(round(contact.time * sampling_rate)),
+            ball=contact.ball,
+            colour=scene.balls[contact.ball].colour,
+            size=scene.balls[contact.ball].size,
+            material=scene.material,
+            room=scene.room,
+            speed=contact.speed,
+        )
+        for contact in contacts
+        if int(round(contact.time * frame_rate)) < num_frames
+    )
+    return Clip(
+        frames=render_frames(scene, height, width, num_frames, frame_rate),
+        audio=render_audio(scene, contacts, num_samples, sampling_rate, num_channels, seed=seed),
+        sampling_rate=sampling_rate,
+        frame_rate=float(frame_rate),
+        caption=caption(scene),
+        impacts=impacts,
+        scene=scene,
+    )
+
+
+def generate_clip(
+    seed: int,
+    height: int = 128,
+    width: int = 128,
+    num_frames: int = 97,
+    frame_rate: float = 24.0,
+    sampling_rate: int = SAMPLE_RATE,
+    num_channels: int = 1,
+    num_balls: int = 1,
+    **attributes: str,
+) -> Clip:
+    """A clip drawn from `seed` (same seed, same clip); `attributes` may fix colour, size, material or room."""
+    scene = sample_scene(seed, num_balls=num_balls, **attributes)
+    return render_clip(scene, height, width, num_frames, frame_rate, sampling_rate, num_channels, seed=seed)
