@@ -97,3 +97,33 @@ MP4_AUDIO_CHANNELS = 2  # the output is always stereo AAC, as in the reference
 MP4_FALLBACK_AUDIO_SAMPLE_RATE = 48_000  # Hz
 # Frame rates become exact fractions for the container: 24.0 -> 24/1, 23.976 -> 2997/125, 30000/1001 stays itself.
 FRAME_RATE_MAX_DENOMINATOR = 1_000_000
+
+# --- Speed and memory options (ltx_pipeline/acceleration.py) -------------------------------------------------------
+# fp8 products: torch._scaled_mm needs both matrix dimensions of the weight to be multiples of 16 (cuBLASLt fp8).
+FP8_FEATURE_MULTIPLE = 16
+# Smallest amax used to derive an fp8 scale, so an all-zero row or tensor gets a finite scale (unitless).
+FP8_MIN_AMAX = 1e-12
+# Linear layers kept in bf16 when the transformer runs fp8 products: the per-head attention gates (LTX-2.3
+# `to_gate_logits`, width = number of heads: negligible FLOPs, and they scale whole heads).
+FP8_SKIP_LINEAR_SUFFIXES: tuple[str, ...] = ("to_gate_logits",)
+# Module-name patterns never stored in fp8 by the "fp8-storage" and "24gb" modes for models without diffusers'
+# own skip list (the Gemma text encoder): norms, embeddings (lm_head shares the token embedding), the vision tower.
+FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "vision_tower", "multi_modal_projector")
+# "24gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
+# so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
+OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4
+
+# --- Checkpoint loading (ltx_pipeline/loading.py) ----------------------------------------------------------------
+HUB_OFFICIAL_REPO_2_0 = "Lightricks/LTX-2"  # LTX-2.0 single files and a diffusers-format layout in one repo
+OFFICIAL_SPATIAL_UPSAMPLER_FILE_2_0 = "ltx-2-spatial-upscaler-x2-1.0.safetensors"
+EMBEDDED_MODEL_LABEL = "embedded LTX-2.3-architecture model shipped with this repo"
+# Default scheduler for checkpoints that carry none (single files): the reference dev schedule's token-dependent
+# shift, expressed in FlowMatchEulerDiscreteScheduler's terms with the numbers above.
+SCHEDULER_CONFIG: dict[str, object] = {
+    "use_dynamic_shifting": True,
+    "base_shift": DEV_BASE_SHIFT,
+    "max_shift": DEV_MAX_SHIFT,
+    "base_image_seq_len": DEV_SHIFT_BASE_TOKENS,
+    "max_image_seq_len": DEV_SHIFT_MAX_TOKENS,
+    "shift_terminal": DEV_TERMINAL_SIGMA,
+}
