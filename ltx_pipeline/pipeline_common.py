@@ -236,6 +236,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             constants.DISTILLED_STAGE_2_SIGMAS
         )
 
+    @torch.no_grad()
     def encode_prompt(self, prompt: str, device: torch.device) -> TextConditioning:
         """Gemma-3 hidden states -> per-modality connectors; cached per prompt for the pipeline's lifetime."""
         key = (prompt, self.max_sequence_length, str(device))

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from ltx_pipeline.tiny import build_tiny_components
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: pass --runslow to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread_determinism() -> None:
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="session")
+def tiny_components() -> dict:
+    """Tiny LTX-2.3 components, shared read-only by the tests of one session."""
+    return build_tiny_components("2.3", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_components_2_0() -> dict:
+    return build_tiny_components("2.0", seed=0)
