@@ -1,0 +1,324 @@
+"""Speed and memory options applied to a pipeline's components.
+
+Both kinds of option act on the real diffusers components in place, so the product's pipelines, the CLI, the app and
+the benchmarks all run the same code:
+
+- `SpeedOptions` (regional compilation, attention backend, fp8 matrix products) through `apply_speed_options`;
+- `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
+"""
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
+from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+from torch import nn
+
+from . import constants
+
+logger = logging.getLogger(__name__)
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_SCALINGS = ("rowwise", "tensor")
+# Components that run in bf16; the vocoder stays in float32 (bf16 degrades its bandwidth-extension output).
+BF16_COMPONENTS = ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "latent_upsampler")
+FLOAT32_COMPONENTS = ("vocoder",)
+# Components whose weights `fp8-storage` keeps in float8 (the ones that hold nearly all of the parameters).
+FP8_STORAGE_COMPONENTS = ("transformer", "connectors", "text_encoder")
+
+
+class MemoryMode(str, Enum):
+    """Where the weights live and in which precision they are stored."""
+
+    FULL_GPU_BF16 = "full-gpu-bf16"  # every component on the GPU in bf16 (about 64 GiB with the text encoder)
+    FP8_STORAGE = "fp8-storage"  # as above, large components stored in float8 and cast to bf16 layer by layer
+    GPU_24GB = "24gb"  # fp8 storage, weights streamed from CPU memory group by group, tiled VAE decode
+
+    @classmethod
+    def from_name(cls, name: "str | MemoryMode") -> "MemoryMode":
+        """The mode called `name`; a clear ValueError listing the valid names otherwise."""
+        if isinstance(name, cls):
+            return name
+        for mode in cls:
+            if mode.value == name:
+                return mode
+        valid = ", ".join(repr(mode.value) for mode in cls)
+        raise ValueError(f"`memory_mode` must be one of {valid}; got {name!r}.")
+
+
+def available_attention_backends() -> list[str]:
+    """diffusers attention backends whose packages are importable here (a GPU may still be needed to run them)."""
+    available = []
+    for backend in AttentionBackendName:
+        try:
+            _check_attention_backend_requirements(backend)  # private diffusers helper: raises when a package lacks
+        except (RuntimeError, ImportError, ValueError):
+            continue
+        if backend.value.endswith("_hub"):
+            continue  # hub backends download kernels at first use; the product runs offline
+        available.append(backend.value)
+    return available
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Speed options for the transformer, the component that takes nearly all of the time.
+
+    compile: diffusers' regional compilation, `transformer.compile_repeated_blocks(fullgraph=True)`: one compiled
+        graph shared by the 48 identical blocks (compiled at the first forward of each new shape).
+    attention_backend: a diffusers attention backend name, e.g. "native" (PyTorch SDPA), "_native_cudnn",
+        "_native_flash", "flash" or "_flash_3" where those packages are installed; None keeps the default.
+    fp8: swap the transformer blocks' Linear layers for `Fp8Linear` (Hopper fp8 tensor-core products through
+        `torch._scaled_mm`; weights quantized once, activations on the fly). Changes outputs slightly.
+    fp8_scaling: "rowwise" (one scale per token and per output channel) or "tensor" (one scale per tensor).
+    """
+
+    compile: bool = False
+    attention_backend: str | None = None
+    fp8: bool = False
+    fp8_scaling: str = "rowwise"
+
+    def __post_init__(self) -> None:
+        valid_backends = [backend.value for backend in AttentionBackendName]
+        if self.attention_backend is not None and self.attention_backend not in valid_backends:
+            raise ValueError(
+                f"`attention_backend` must be None or one of {', '.join(valid_backends)}; "
+                f"got {self.attention_backend!r}."
+            )
+        if self.fp8_scaling not in FP8_SCALINGS:
+            raise ValueError(f"`fp8_scaling` must be one of {', '.join(FP8_SCALINGS)}; got {self.fp8_scaling!r}.")
+
+
+# --- fp8 matrix products ------------------------------------------------------------------------------------------
+
+
+def quantize_to_fp8(tensor: torch.Tensor, scaling: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values in float8 e4m3, float32 scale) with tensor ~= values * scale.
+
+    A 2-D `tensor` (rows, features) gets one scale per row for "rowwise" (shape (rows, 1)) or one for the whole
+    tensor for "tensor" (shape ()). The scale maps each row's (or the tensor's) largest magnitude to e4m3's largest.
+    """
+    magnitudes = tensor.detach().abs().float()
+    amax = magnitudes.amax(dim=-1, keepdim=True) if scaling == "rowwise" else magnitudes.amax()
+    scale = amax.clamp(min=constants.FP8_MIN_AMAX) / torch.finfo(FP8_DTYPE).max
+    values = (tensor.float() / scale).clamp(torch.finfo(FP8_DTYPE).min, torch.finfo(FP8_DTYPE).max).to(FP8_DTYPE)
+    return values, scale
+
+
+class Fp8Linear(nn.Module):
+    """A Linear layer computed as an fp8 x fp8 product with float32 scales, accumulated in float32.
+
+    The weight is quantized once (per output channel or per tensor); each input is quantized on the fly with the
+    same granularity (per token or per tensor). On a GPU with fp8 tensor cores (Hopper, Ada) `torch._scaled_mm`
+    runs the product there; elsewhere `emulate=True` computes the same quantized product in float32.
+    """
+
+    def __init__(self, linear: nn.Linear, scaling: str = "rowwise", emulate: bool = False) -> None:
+        super().__init__()
+        if scaling not in FP8_SCALINGS:
+            raise ValueError(f"`scaling` must be one of {', '.join(FP8_SCALINGS)}; got {scaling!r}.")
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.scaling = scaling
+        self.emulate = emulate
+        self.output_dtype = linear.weight.dtype
+        weight_fp8, weight_scale = quantize_to_fp8(linear.weight, scaling)
+        self.register_buffer("weight_fp8", weight_fp8)  # (out_features, in_features)
+        # _scaled_mm wants the second operand's scale as (1, out_features) for row-wise scaling.
+        self.register_buffer("weight_scale", weight_scale.reshape(1, -1) if scaling == "rowwise" else weight_scale)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        leading_shape = hidden_states.shape[:-1]
+        inputs = hidden_states.reshape(-1, self.in_features)  # (..., in) -> (tokens, in)
+        inputs_fp8, input_scale = quantize_to_fp8(inputs, self.scaling)
+        if self.emulate:
+            product = (inputs_fp8.float() * input_scale) @ (
+                self.weight_fp8.float() * self.weight_scale.reshape(-1, 1)
+            ).T
+            output = product.to(self.output_dtype)
+        else:
+            # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
+            output = torch._scaled_mm(
+                inputs_fp8,
+                self.weight_fp8.T,
+                scale_a=input_scale,
+                scale_b=self.weight_scale,
+                out_dtype=self.output_dtype,
+            )
+        if self.bias is not None:
+            output = output + self.bias.to(output.dtype)
+        return output.reshape(*leading_shape, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scaling={self.scaling}"
+
+
+def fp8_matmul_supported(device: torch.device | str) -> bool:
+    """True where `torch._scaled_mm` runs on fp8 tensor cores: CUDA devices of compute capability 8.9 or newer."""
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def _fp8_eligible(name: str, module: nn.Module) -> bool:
+    # Only the repeated blocks' projections: they hold ~all of the FLOPs. Embeddings, modulation and the output
+    # projection stay in bf16, and so do the tiny attention gates (precision matters more than speed there).
+    return (
+        isinstance(module, nn.Linear)
+        and "transformer_blocks." in name
+        and not name.endswith(constants.FP8_SKIP_LINEAR_SUFFIXES)
+        and module.in_features % constants.FP8_FEATURE_MULTIPLE == 0
+        and module.out_features % constants.FP8_FEATURE_MULTIPLE == 0
+    )
+
+
+def quantize_linear_layers_to_fp8(model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None) -> int:
+    """Replace the eligible Linear layers of `model`'s repeated blocks by `Fp8Linear`, in place.
+
+    Frees each bf16 weight as its fp8 copy is made. `emulate=None` uses the fp8 kernels where the model's device
+    has them and the float32 emulation elsewhere. Returns the number of layers replaced.
+    """
+    if emulate is None:
+        emulate = not fp8_matmul_supported(next(model.parameters()).device)
+    targets = [(name, module) for name, module in model.named_modules() if _fp8_eligible(name, module)]
+    for name, linear in targets:
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child_name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
+    logger.info(
+        "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
+    )
+    return len(targets)
+
+
+# --- Applying the options to a pipeline ---------------------------------------------------------------------------
+
+
+def _components(target: object) -> dict[str, object]:
+    """The named components of a pipeline (its `components`), a dict of components, or {"transformer": model}."""
+    if isinstance(target, Mapping):
+        return dict(target)
+    if hasattr(target, "components"):
+        return dict(target.components)
+    if isinstance(target, nn.Module):
+        return {"transformer": target}
+    raise ValueError(
+        f"`pipe` must be a diffusers pipeline, a dict of components or a transformer; got {type(target).__name__}."
+    )
+
+
+def _modules(components: dict[str, object]) -> Iterator[tuple[str, nn.Module]]:
+    for name, component in components.items():
+        if isinstance(component, nn.Module):
+            yield name, component
+
+
+def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
+    """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself).
+
+    Order matters: the attention backend and the fp8 layers are set first, so that compilation sees them.
+    """
+    transformer = _components(pipe).get("transformer")
+    if not isinstance(transformer, nn.Module):
+        raise ValueError("`pipe` has no `transformer` component to apply speed options to.")
+    if options.attention_backend is not None:
+        try:
+            transformer.set_attention_backend(options.attention_backend)
+        except (RuntimeError, ImportError) as error:
+            raise ValueError(
+                f"`attention_backend` {options.attention_backend!r} cannot run here ({error}); "
+                f"available: {', '.join(available_attention_backends())}."
+            ) from error
+    if options.fp8:
+        quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
+    if options.compile:
+        transformer.compile_repeated_blocks(fullgraph=True)
+    logger.info("Speed options applied: %s", options)
+
+
+def decoder_spatial_upscale(vae: nn.Module) -> int:
+    """Pixels per latent along height and width that the video VAE's decoder really produces."""
+    factor = vae.config.patch_size
+    for block in vae.decoder.up_blocks:
+        for upsampler in block.upsamplers or []:
+            factor *= upsampler.stride[1]
+    return factor
+
+
+def enable_vae_tiling(vae: nn.Module) -> bool:
+    """Spatially tiled VAE decode with diffusers' default tiles (512 px, stride 448 px), where it is exact in size.
+
+    diffusers sizes its tiles with `vae.spatial_compression_ratio`. An LTX-2.3 VAE built without
+    `spatial_compression_ratio=32` in its config derives 64 from its four spatio-temporal stages (one of which only
+    upsamples time), and the tiled decode then returns frames of the wrong size (864x576 for 768x512). Tiling is
+    enabled only when the ratio matches the decoder; returns whether it was enabled.
+    """
+    upscale = decoder_spatial_upscale(vae)
+    if vae.spatial_compression_ratio != upscale:
+        logger.warning(
+            "VAE tiling left off: the VAE's spatial_compression_ratio is %d but its decoder upsamples by %d, so tiled "
+            "decoding would return frames of the wrong size. Load the VAE with spatial_compression_ratio=%d.",
+            vae.spatial_compression_ratio,
+            upscale,
+            upscale,
+        )
+        return False
+    vae.enable_tiling()
+    return True
+
+
+def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.device | str) -> MemoryMode:
+    """Place `pipe`'s components for memory `mode` (a name or a `MemoryMode`) on `device`; returns the mode.
+
+    - "full-gpu-bf16": every component on `device`, in bf16 (vocoder in float32).
+    - "fp8-storage": as above, with the transformer's, connectors' and text encoder's layer weights stored in float8
+      e4m3 and cast to bf16 just before each layer runs (diffusers layerwise casting).
+    - "24gb": fp8 storage; the weights stay in CPU memory and are streamed to `device` group by group, the next
+      group prefetched on a side stream while the current one computes (diffusers group offloading); tiled VAE decode.
+    """
+    mode = MemoryMode.from_name(mode)
+    device = torch.device(device)
+    components = _components(pipe)
+    for name, module in _modules(components):
+        dtype = torch.float32 if name in FLOAT32_COMPONENTS else torch.bfloat16
+        target_device = torch.device("cpu") if mode is MemoryMode.GPU_24GB else device
+        if name in BF16_COMPONENTS or name in FLOAT32_COMPONENTS:
+            module.to(device=target_device, dtype=dtype)
+        else:
+            module.to(device=target_device)
+    if mode in (MemoryMode.FP8_STORAGE, MemoryMode.GPU_24GB):
+        for name, module in _modules(components):
+            if name in FP8_STORAGE_COMPONENTS:
+                _store_in_fp8(module)
+    if mode is MemoryMode.GPU_24GB:
+        use_stream = device.type == "cuda"
+        for name, module in _modules(components):
+            if name == "transformer":
+                module.enable_group_offload(
+                    onload_device=device,
+                    offload_type="block_level",
+                    num_blocks_per_group=constants.OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP,
+                    use_stream=use_stream,
+                )
+            else:
+                # leaf level: each layer is its own group, so even the 12B text encoder needs little GPU memory.
+                apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=use_stream)
+        if isinstance(components.get("vae"), nn.Module):
+            enable_vae_tiling(components["vae"])
+    logger.info("Memory mode %r applied on %s.", mode.value, device)
+    return mode
+
+
+def _store_in_fp8(module: nn.Module) -> None:
+    if hasattr(module, "enable_layerwise_casting"):  # diffusers models know which of their layers to leave alone
+        module.enable_layerwise_casting(storage_dtype=FP8_DTYPE, compute_dtype=torch.bfloat16)
+    else:  # the transformers text encoder: Linear layers only, norms and embeddings untouched
+        apply_layerwise_casting(
+            module,
+            storage_dtype=FP8_DTYPE,
+            compute_dtype=torch.bfloat16,
+            skip_modules_pattern=constants.FP8_STORAGE_SKIP_PATTERNS,
+        )

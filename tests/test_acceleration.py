@@ -1,0 +1,325 @@
+"""The speed and memory switches of ltx_pipeline.acceleration, on tiny real components on CPU."""
+
+import pytest
+import torch
+from diffusers import AutoencoderKLLTX2Video
+from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+from torch import nn
+
+from ltx_pipeline import constants
+from ltx_pipeline.acceleration import (
+    FP8_DTYPE,
+    Fp8Linear,
+    MemoryMode,
+    SpeedOptions,
+    apply_memory_mode,
+    apply_speed_options,
+    available_attention_backends,
+    decoder_spatial_upscale,
+    enable_vae_tiling,
+    fp8_matmul_supported,
+    quantize_linear_layers_to_fp8,
+    quantize_to_fp8,
+)
+from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
+
+VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
+
+
+@pytest.fixture(autouse=True)
+def restore_global_attention_backend():
+    # diffusers' set_attention_backend also changes a process-wide default; keep it from leaking between tests.
+    saved = _AttentionBackendRegistry._active_backend
+    yield
+    _AttentionBackendRegistry.set_active_backend(saved)
+
+
+def transformer_inputs(dtype: torch.dtype = torch.float32, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    config = tiny_component_kwargs("2.3")["transformer"]
+    video_tokens = VIDEO_FRAMES * VIDEO_HEIGHT * VIDEO_WIDTH
+    timestep = torch.tensor([600.0])
+    return {
+        "hidden_states": torch.randn(1, video_tokens, config["in_channels"], generator=generator).to(dtype),
+        "audio_hidden_states": torch.randn(1, AUDIO_FRAMES, config["audio_in_channels"], generator=generator).to(
+            dtype
+        ),
+        "encoder_hidden_states": torch.randn(1, TEXT_TOKENS, config["cross_attention_dim"], generator=generator).to(
+            dtype
+        ),
+        "audio_encoder_hidden_states": torch.randn(
+            1, TEXT_TOKENS, config["audio_cross_attention_dim"], generator=generator
+        ).to(dtype),
+        "timestep": timestep,
+        "sigma": timestep,
+        "num_frames": VIDEO_FRAMES,
+        "height": VIDEO_HEIGHT,
+        "width": VIDEO_WIDTH,
+        "audio_num_frames": AUDIO_FRAMES,
+        "return_dict": False,
+    }
+
+
+@torch.no_grad()
+def run_transformer(transformer: nn.Module, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    video, audio = transformer(**transformer_inputs(dtype))
+    return video.float(), audio.float()
+
+
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((output - reference).norm() / reference.norm()).item()
+
+
+# --- Names and validation -------------------------------------------------------------------------------------
+
+
+def test_memory_mode_from_name_accepts_each_documented_name():
+    assert [MemoryMode.from_name(name) for name in ("full-gpu-bf16", "fp8-storage", "24gb")] == list(MemoryMode)
+
+
+def test_unknown_memory_mode_lists_the_valid_names():
+    with pytest.raises(ValueError, match="memory_mode.*'full-gpu-bf16', 'fp8-storage', '24gb'.*got '16gb'"):
+        MemoryMode.from_name("16gb")
+
+
+def test_unknown_attention_backend_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="attention_backend.*native.*got 'fastest'"):
+        SpeedOptions(attention_backend="fastest")
+
+
+def test_unknown_fp8_scaling_is_refused():
+    with pytest.raises(ValueError, match="fp8_scaling.*rowwise, tensor.*got 'channel'"):
+        SpeedOptions(fp8=True, fp8_scaling="channel")
+
+
+def test_backend_whose_package_is_missing_gives_a_value_error_naming_what_runs_here():
+    if "flash" in available_attention_backends():
+        pytest.skip("flash-attn is installed here, so the 'flash' backend is available")
+    transformer = build_tiny_components()["transformer"]
+    with pytest.raises(ValueError, match="attention_backend.*'flash'.*available: .*native"):
+        apply_speed_options(transformer, SpeedOptions(attention_backend="flash"))
+
+
+def test_speed_options_need_a_transformer():
+    with pytest.raises(ValueError, match="no `transformer`"):
+        apply_speed_options({"vae": nn.Linear(2, 2)}, SpeedOptions(compile=True))
+
+
+# --- fp8 products -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scaling", ["rowwise", "tensor"])
+def test_fp8_quantization_round_trips_within_e4m3_precision(scaling):
+    torch.manual_seed(0)
+    tensor = torch.randn(64, 96) * torch.logspace(-2, 2, 64).unsqueeze(1)  # rows of very different magnitudes
+    values, scale = quantize_to_fp8(tensor, scaling)
+    assert values.dtype == FP8_DTYPE
+    assert scale.shape == ((64, 1) if scaling == "rowwise" else ())
+    restored = values.float() * scale
+    # e4m3 keeps 3 mantissa bits: relative rounding error <= 2^-4 for normal values; below the normal range the
+    # absolute error is at most half the smallest subnormal step (2^-10) times the scale.
+    tolerance = tensor.abs() * 2**-4 + scale * 2**-10
+    assert torch.all((restored - tensor).abs() <= tolerance * 1.0001)
+    assert torch.all(values.float().abs().amax(dim=-1) <= torch.finfo(FP8_DTYPE).max)
+
+
+@pytest.mark.parametrize("scaling", ["rowwise", "tensor"])
+def test_fp8_linear_matches_its_float_emulation_and_stays_near_the_linear(scaling):
+    torch.manual_seed(0)
+    linear = nn.Linear(128, 64).to(torch.bfloat16)
+    inputs = torch.randn(3, 10, 128, dtype=torch.bfloat16)
+    reference = linear(inputs).float()
+    emulated = Fp8Linear(linear, scaling=scaling, emulate=True)(inputs).float()
+    assert emulated.shape == reference.shape
+    error = relative_error(emulated, reference)
+    assert 1e-3 < error < 0.08, error  # quantized (not a copy of the bf16 product) yet close to it
+    try:
+        kernel = Fp8Linear(linear, scaling=scaling, emulate=False)(inputs).float()
+    except (RuntimeError, NotImplementedError) as error:
+        pytest.skip(f"torch._scaled_mm does not run on this CPU build: {error}")
+    assert relative_error(kernel, emulated) < 1e-2  # same quantized operands; only bf16 output rounding differs
+
+
+def test_quantizing_the_tiny_transformer_swaps_only_block_projections():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, reference_audio = run_transformer(transformer)
+    expected = [
+        name
+        for name, module in transformer.named_modules()
+        if isinstance(module, nn.Linear) and "transformer_blocks." in name and not name.endswith("to_gate_logits")
+    ]
+    replaced = quantize_linear_layers_to_fp8(transformer, scaling="rowwise", emulate=True)
+    assert replaced == len(expected) > 0
+    assert all(isinstance(transformer.get_submodule(name), Fp8Linear) for name in expected)
+    assert isinstance(transformer.proj_in, nn.Linear) and isinstance(transformer.proj_out, nn.Linear)
+    assert isinstance(transformer.transformer_blocks[0].attn1.to_gate_logits, nn.Linear)
+    video, audio = run_transformer(transformer)
+    assert torch.isfinite(video).all() and torch.isfinite(audio).all()
+    assert 1e-4 < relative_error(video, reference_video) < 0.1
+    assert 1e-4 < relative_error(audio, reference_audio) < 0.1
+
+
+def test_fp8_kernels_are_reported_only_for_cuda_devices_that_have_them():
+    assert fp8_matmul_supported("cpu") is False
+
+
+@pytest.mark.gpu
+def test_fp8_speed_option_on_gpu_uses_the_kernel():
+    if not torch.cuda.is_available() or not fp8_matmul_supported("cuda"):
+        pytest.skip("needs a CUDA GPU with fp8 tensor cores (compute capability >= 8.9)")
+    transformer = build_tiny_components()["transformer"].to("cuda", torch.bfloat16)
+    apply_speed_options(transformer, SpeedOptions(fp8=True))
+    assert not transformer.transformer_blocks[0].attn1.to_q.emulate
+
+
+# --- Attention backend and compilation -----------------------------------------------------------------------
+
+
+def test_attention_backend_option_reaches_every_attention_and_keeps_outputs():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, reference_audio = run_transformer(transformer)
+    apply_speed_options(transformer, SpeedOptions(attention_backend="_native_math"))
+    processors = [module.processor for module in transformer.modules() if hasattr(module, "processor")]
+    assert processors and all(p._attention_backend.value == "_native_math" for p in processors)
+    video, audio = run_transformer(transformer)
+    assert relative_error(video, reference_video) < 1e-5
+    assert relative_error(audio, reference_audio) < 1e-5
+
+
+def test_compile_option_compiles_each_repeated_block_and_nothing_else():
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options({"transformer": transformer}, SpeedOptions(compile=True))
+    blocks = list(transformer.transformer_blocks)
+    assert blocks and all(block._compiled_call_impl is not None for block in blocks)
+    assert transformer._compiled_call_impl is None  # regional: the model itself stays eager
+
+
+@pytest.mark.slow
+def test_compiled_transformer_matches_eager_on_cpu():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, reference_audio = run_transformer(transformer)
+    apply_speed_options(transformer, SpeedOptions(compile=True))
+    video, audio = run_transformer(transformer)
+    assert relative_error(video, reference_video) < 1e-4
+    assert relative_error(audio, reference_audio) < 1e-4
+
+
+# --- Memory modes ----------------------------------------------------------------------------------------------
+
+
+def test_full_gpu_bf16_mode_puts_components_in_bf16_and_the_vocoder_in_float32():
+    components = build_tiny_components()
+    assert apply_memory_mode(components, "full-gpu-bf16", "cpu") is MemoryMode.FULL_GPU_BF16
+    for name in ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "latent_upsampler"):
+        assert next(components[name].parameters()).dtype == torch.bfloat16, name
+    assert next(components["vocoder"].parameters()).dtype == torch.float32
+    video, _ = run_transformer(components["transformer"], torch.bfloat16)
+    assert torch.isfinite(video).all()
+
+
+def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16():
+    bf16_components = build_tiny_components()
+    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
+    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+
+    components = build_tiny_components()
+    apply_memory_mode(components, "fp8-storage", "cpu")
+    transformer = components["transformer"]
+    assert transformer.transformer_blocks[0].ff.net[2].weight.dtype == FP8_DTYPE
+    assert transformer.transformer_blocks[0].norm1 is not None  # the model itself still builds its norms
+    text_layer = components["text_encoder"].model.language_model.layers[0]
+    assert text_layer.mlp.down_proj.weight.dtype == FP8_DTYPE
+    assert text_layer.input_layernorm.weight.dtype == torch.bfloat16  # norms stay out of fp8
+    assert components["text_encoder"].lm_head.weight.dtype == torch.bfloat16  # tied to the token embedding
+    video, _ = run_transformer(transformer, torch.bfloat16)
+    assert 1e-4 < relative_error(video, reference_video) < 0.1
+
+
+def test_24gb_mode_streams_weights_and_computes_what_fp8_storage_computes():
+    fp8_components = build_tiny_components()
+    apply_memory_mode(fp8_components, "fp8-storage", "cpu")
+    reference_video, reference_audio = run_transformer(fp8_components["transformer"], torch.bfloat16)
+
+    components = build_tiny_components()
+    apply_memory_mode(components, "24gb", "cpu")
+    assert components["vae"].use_tiling
+    assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == FP8_DTYPE
+    video, audio = run_transformer(components["transformer"], torch.bfloat16)
+    assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
+
+
+@pytest.mark.gpu
+def test_24gb_mode_keeps_weights_off_the_gpu_between_forwards():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: group offloading streams weights from CPU memory to a GPU")
+    components = build_tiny_components()
+    apply_memory_mode(components, "24gb", "cuda")
+    assert next(components["transformer"].transformer_blocks[0].parameters()).device.type == "cpu"
+
+
+# --- VAE tiling ------------------------------------------------------------------------------------------------
+
+
+def small_ltx23_layout_vae(spatial_compression_ratio: int | None) -> AutoencoderKLLTX2Video:
+    """The LTX-2.3 video VAE's layout (block types, up/down sampling, 32x/8x compression) at small widths."""
+    torch.manual_seed(0)
+    return AutoencoderKLLTX2Video(
+        latent_channels=16,
+        block_out_channels=(8, 16, 32, 32),
+        decoder_block_out_channels=(8, 16, 16, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True, True),
+        decoder_inject_noise=(False,) * 5,
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+        upsample_residual=(False,) * 4,
+        upsample_factor=(2, 2, 1, 2),
+        patch_size=4,
+        decoder_spatial_padding_mode="zeros",
+        spatial_compression_ratio=spatial_compression_ratio,
+    ).eval()
+
+
+@pytest.mark.parametrize(
+    ("height", "width"), [(256, 384), (512, 768), pytest.param(1024, 1536, marks=pytest.mark.slow)]
+)
+def test_tiled_decode_returns_the_untiled_size_when_the_compression_ratio_is_right(height, width):
+    vae = small_ltx23_layout_vae(spatial_compression_ratio=32)
+    latents = torch.randn(1, 16, 2, height // 32, width // 32)  # 2 latent frames = 9 video frames
+    with torch.no_grad():
+        untiled = vae.decode(latents).sample
+        assert enable_vae_tiling(vae)
+        tiled = vae.decode(latents).sample
+    assert untiled.shape == tiled.shape == (1, 3, 9, height, width)
+    assert torch.isfinite(tiled).all()
+
+
+def test_tiling_is_refused_when_the_vae_misstates_its_compression_ratio():
+    vae = small_ltx23_layout_vae(spatial_compression_ratio=None)  # derives 64 from its four stages
+    assert vae.spatial_compression_ratio == 64 and decoder_spatial_upscale(vae) == 32
+    latents = torch.randn(1, 16, 2, 8, 12)
+    with torch.no_grad():
+        vae.enable_tiling()  # what diffusers would do unchecked: the wrong size
+        assert vae.decode(latents).sample.shape[-2:] != (256, 384)
+        vae.disable_tiling()
+        assert not enable_vae_tiling(vae)
+        assert not vae.use_tiling
+        assert vae.decode(latents).sample.shape[-2:] == (256, 384)
+
+
+def test_tiny_vae_tiling_is_exact():
+    vae = build_tiny_components()["vae"]
+    assert decoder_spatial_upscale(vae) == vae.spatial_compression_ratio == 32
+    assert enable_vae_tiling(vae)
+
+
+def test_tiled_decode_matches_untiled_where_one_tile_covers_the_frame():
+    vae = small_ltx23_layout_vae(spatial_compression_ratio=32)
+    latents = torch.randn(1, 16, 2, constants.DEFAULT_HEIGHT // 64, constants.DEFAULT_WIDTH // 64)
+    with torch.no_grad():
+        untiled = vae.decode(latents).sample
+        enable_vae_tiling(vae)
+        tiled = vae.decode(latents).sample
+    assert torch.equal(tiled, untiled)  # 256x384 is under the 512 px tile: tiling must not change anything
