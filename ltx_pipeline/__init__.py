@@ -1,10 +1,12 @@
 """LTX-2.3 synchronized audio and video: text to audio+video and audio to video, as diffusers pipelines."""
 
+from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_common import GenerationCancelled
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
 
 __all__ = [
+    "A2VidPipelineTwoStage",
     "Audio",
     "Finished",
     "GenerationCancelled",

@@ -1,0 +1,239 @@
+"""Audio to video in two stages, after the reference `A2VidPipelineTwoStage` (ltx_pipelines/a2vid_two_stage.py)."""
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+
+import torch
+
+from . import constants, validation
+from .audio import load_audio, prepare_audio_vae_input
+from .guiders import MultiModalGuider
+from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
+
+logger = logging.getLogger(__name__)
+
+
+class A2VidPipelineTwoStage(LTXAVPipelineBase):
+    """Generates video driven by an audio clip.
+
+    The clip is cut to exactly `num_frames / frame_rate` seconds from `audio_start_time`, encoded by the audio
+    VAE and held clean through both stages while only the video is denoised: the transformer hears it through
+    its audio-to-video cross-attention at every step. The output carries the original cut, sample for sample,
+    at its original sample rate.
+    """
+
+    def stream(
+        self,
+        audio: str | os.PathLike | Audio,
+        prompt: str,
+        negative_prompt: str | None = None,
+        audio_start_time: float = 0.0,
+        pad_audio: bool = False,
+        height: int = constants.DEFAULT_HEIGHT,
+        width: int = constants.DEFAULT_WIDTH,
+        num_frames: int = constants.DEFAULT_NUM_FRAMES,
+        frame_rate: float = constants.DEFAULT_FRAME_RATE,
+        seed: int = constants.DEFAULT_SEED,
+        mode: str | None = None,
+        num_inference_steps: int | None = None,
+        modality_scale: float | None = None,
+        cfg_scale: float | None = None,
+        stg_scale: float | None = None,
+        rescale_scale: float | None = None,
+        stg_blocks: tuple[int, ...] | None = None,
+    ) -> Iterator[PipelineEvent]:
+        """Checks every input and reads the clip, then returns a generator of events.
+
+        `audio` is a file path (wav, flac, ogg, mp3, or a video's audio track) or an `Audio`. A clip shorter
+        than the chosen duration is an error unless `pad_audio=True`, which pads it with silence and records so.
+        `modality_scale` (> 1 adds a pass with cross-modal attention off) steers the video toward the sound.
+        """
+        mode = mode or self.model_variant
+        stg_blocks = tuple(stg_blocks) if stg_blocks is not None else self.default_stg_blocks()
+        video_guidance = stage_1_guidance(
+            mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
+        )
+        self.check_common_inputs(
+            prompt,
+            negative_prompt,
+            height,
+            width,
+            num_frames,
+            frame_rate,
+            seed,
+            mode,
+            num_inference_steps,
+            video_guidance,
+            None,
+        )
+        validation.check_audio_start_time(audio_start_time)
+        if not isinstance(pad_audio, bool):
+            raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
+        duration_s = num_frames / frame_rate
+        clip, padded_s = self.cut_audio(audio, audio_start_time, num_frames, frame_rate, pad_audio)
+        recipe = {
+            "pipeline": type(self).__name__,
+            "model": self.model_label,
+            "mode": mode,
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "audio": "<in-memory Audio>" if isinstance(audio, Audio) else str(audio),
+            "audio_start_time": audio_start_time,
+            "audio_duration_s": duration_s,
+            "audio_padded_with_silence_s": padded_s,
+            "audio_sampling_rate": clip.sampling_rate,
+            "height": height,
+            "width": width,
+            "num_frames": num_frames,
+            "frame_rate": frame_rate,
+            "seed": seed,
+            "video_guidance": video_guidance.__dict__,
+        }
+        return self.run_with_cleanup(self._generate(recipe, clip, video_guidance, num_inference_steps))
+
+    def cut_audio(
+        self, audio: str | os.PathLike | Audio, start_time: float, num_frames: int, frame_rate: float, pad: bool
+    ) -> tuple[Audio, float]:
+        """Exactly floor(num_frames / frame_rate * rate) samples from `start_time`; returns the cut and any padding."""
+        duration_s = num_frames / frame_rate
+        if isinstance(audio, Audio):
+            first = round(start_time * audio.sampling_rate)
+            if first >= audio.num_samples:
+                raise ValueError(
+                    f"`audio_start_time` must be before the end of the clip ({audio.duration_s:.2f} s); "
+                    f"got {start_time} s."
+                )
+            count = math.floor(duration_s * audio.sampling_rate)
+            clip = Audio(audio.waveform[:, first : first + count], audio.sampling_rate)
+        elif isinstance(audio, (str, os.PathLike)):
+            clip = load_audio(audio, start_time=start_time, duration=duration_s)
+        else:
+            raise ValueError(f"`audio` must be a file path or an Audio; got {type(audio).__name__}.")
+        needed = math.floor(duration_s * clip.sampling_rate)
+        missing = needed - clip.num_samples
+        if missing <= 0:
+            return clip, 0.0
+        available_s = clip.num_samples / clip.sampling_rate
+        if not pad:
+            suggestion = validation.frames_for_duration(available_s, frame_rate)
+            if suggestion / frame_rate > available_s:
+                suggestion -= constants.VIDEO_TEMPORAL_COMPRESSION
+            hint = (
+                f"choose num_frames={suggestion} ({suggestion / frame_rate:.2f} s)"
+                if suggestion >= 1 + constants.VIDEO_TEMPORAL_COMPRESSION
+                else "use a longer clip"
+            )
+            raise ValueError(
+                f"`audio` from {start_time:g} s lasts {available_s:.2f} s, shorter than the {duration_s:.2f} s that "
+                f"num_frames={num_frames} at {frame_rate:g} fps needs; {hint}, or pass pad_audio=True to pad "
+                "with silence."
+            )
+        logger.warning("The audio clip is %.2f s short; padding it with silence (pad_audio=True).", missing / clip.sampling_rate)
+        waveform = torch.nn.functional.pad(clip.waveform, (0, missing))
+        return Audio(waveform, clip.sampling_rate), missing / clip.sampling_rate
+
+    @torch.no_grad()
+    def encode_audio(self, clip: Audio, audio_frames: int, device: torch.device) -> torch.Tensor:
+        """The clip's un-normalised audio latents (1, C, audio_frames, M)."""
+        mel = prepare_audio_vae_input(clip).to(device, self.audio_vae.dtype)
+        latents = self.audio_vae.encode(mel).latent_dist.mode().float()
+        # The causal encoder yields an extra frame or so past the clip: keep exactly the clip's span.
+        if latents.shape[2] < audio_frames:
+            raise RuntimeError(f"The audio VAE produced {latents.shape[2]} latent frames; {audio_frames} needed.")
+        return latents[:, :, :audio_frames]
+
+    @torch.no_grad()
+    def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps):
+        start = time.perf_counter()
+        device = self._execution_device
+        height, width = recipe["height"], recipe["width"]
+        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
+        generator = torch.Generator().manual_seed(recipe["seed"])
+        video_guider = MultiModalGuider(video_guidance)
+        no_guidance = MultiModalGuider(GuidanceParams())
+        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
+        recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
+        timings = recipe.setdefault("timings_s", {})
+
+        # 1. Encode the prompt (and the negative prompt, where CFG needs it) and the audio clip
+        positive = self.encode_prompt(recipe["prompt"], device)
+        negative = None
+        if video_guider.needs_unconditional:
+            negative_prompt = recipe["negative_prompt"]
+            negative = self.encode_prompt(
+                constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
+            )
+        geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
+        audio_latents = self.prepare_audio_latents(
+            geometry_1, generator, device, self.encode_audio(clip, geometry_1.audio_frames, device), noise_scale=0.0
+        )
+        timings["encoding"] = self.elapsed(start)
+
+        # 2. Stage 1: video from noise at half resolution; the audio latents stay clean (frozen)
+        video_latents = self.prepare_latents(geometry_1, generator, device)
+        for state in self.denoise(
+            video_latents,
+            audio_latents,
+            stage_1_sigmas,
+            geometry_1,
+            positive,
+            negative,
+            video_guider,
+            no_guidance,
+            freeze_audio=True,
+        ):
+            video_latents = state.video_latents
+            yield self._preview(1, state, geometry_1, start)
+        if self.interrupt:
+            return
+        timings["stage_1"] = self.elapsed(start) - timings["encoding"]
+
+        # 3. Decode stage 1 and pair it with the user's own audio
+        frames = self.decode_video(self.unpack_video(video_latents, geometry_1))
+        yield StageDecoded(stage=1, elapsed_s=self.elapsed(start), frames=frames, audio=clip, frame_rate=frame_rate)
+
+        # 4. Upsample the video latents 2x and re-noise them to the first stage-2 sigma
+        geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
+        upsampled = self.upsample_video(video_latents, geometry_1)
+        video_latents = self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0])
+
+        # 5. Stage 2: refine the video at full resolution, audio still clean (reference: no guidance)
+        stage_2_start = self.elapsed(start)
+        for state in self.denoise(
+            video_latents,
+            audio_latents,
+            stage_2_sigmas,
+            geometry_2,
+            positive,
+            None,
+            no_guidance,
+            no_guidance,
+            freeze_audio=True,
+        ):
+            video_latents = state.video_latents
+            yield self._preview(2, state, geometry_2, start)
+        if self.interrupt:
+            return
+        timings["stage_2"] = self.elapsed(start) - stage_2_start
+
+        # 6. Decode the final video; the audio is the original cut, unmodified
+        decode_start = self.elapsed(start)
+        frames = self.decode_video(self.unpack_video(video_latents, geometry_2))
+        timings["decode"] = self.elapsed(start) - decode_start
+        timings["total"] = self.elapsed(start)
+        output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe)
+        yield Finished(elapsed_s=timings["total"], output=output)
+
+    def _preview(self, stage, state, geometry, start) -> StepPreview:
+        return StepPreview(
+            stage=stage,
+            step=state.step,
+            total_steps=state.total_steps,
+            elapsed_s=self.elapsed(start),
+            video=self.preview_video(state.video_estimate, geometry),
+            audio=None,
+        )
