@@ -1,0 +1,61 @@
+"""LTX-2.3 audio+video studio: parse the command line, then launch the Gradio app.
+
+    python app.py                                  # the embedded model, offline, http://127.0.0.1:7860
+    python app.py --model Lightricks/LTX-2.3       # real weights (also: LTX_MODEL=... python app.py)
+
+On Hugging Face Spaces this file is the `app_file`; settings come from the environment there.
+"""
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from ui import StudioConfig, StudioState, build_demo, launch_options
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = StudioConfig()
+    parser = argparse.ArgumentParser(description="LTX-2.3 audio+video studio (Gradio).")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("LTX_MODEL", defaults.model),
+        help="'embedded' (default), a Hub id, a diffusers folder or a .safetensors file; env LTX_MODEL",
+    )
+    parser.add_argument("--device", default=os.environ.get("LTX_DEVICE"), help="cuda, cuda:1, cpu (default: auto)")
+    parser.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload, for smaller GPUs")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("LTX_CONCURRENCY", defaults.concurrency_limit)),
+        help="generations at once (default 1; env LTX_CONCURRENCY)",
+    )
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue_size, help="jobs allowed to wait")
+    parser.add_argument("--max-file-size", default=defaults.max_file_size, help="upload limit, e.g. 50mb")
+    parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="where mp4s are written")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="a public gradio.live link (needs the internet)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    config = StudioConfig(
+        model=args.model,
+        device=args.device,
+        cpu_offload=args.cpu_offload,
+        concurrency_limit=args.concurrency,
+        max_queue_size=args.max_queue,
+        max_file_size=args.max_file_size,
+        output_dir=args.output_dir.resolve(),
+    )
+    state = StudioState(config)
+    state.start_loading()  # the page opens at once; the first generation waits for the model
+    demo = build_demo(state)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Thin handlers between the page's widgets and the pipelines: widgets -> request -> pipeline stream -> files.
+
+Each public method of `StudioHandlers` is what one gradio event calls, and is tested as a plain function. The
+generation handlers are generators: they yield every step's preview, the decoded stage-1 clip, then the final
+mp4. A `ValueError` from the request or the pipeline becomes a `gr.Error` with the same message.
+"""
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import gradio as gr
+import torch
+
+from ltx_pipeline import Finished, StageDecoded, StepPreview, validation
+from ltx_pipeline.audio import probe_audio_duration
+from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
+
+from . import help as studio_help
+from .previews import audio_for_widget, preview_grid
+from .state import AUDIO_TO_VIDEO, TEXT_TO_AV, StudioState
+
+logger = logging.getLogger(__name__)
+
+MAX_RANDOM_SEED = 2**31 - 1  # random seeds stay in a range every client and JSON parser reads exactly
+LOCAL_SESSION = "local"  # the session of a handler called without a gradio request (tests, scripts)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One job, checked and typed; what the widgets (or an API call) asked for."""
+
+    job: str  # TEXT_TO_AV or AUDIO_TO_VIDEO
+    prompt: str
+    negative_prompt: str | None  # None: the reference negative prompt
+    height: int
+    width: int
+    num_frames: int
+    frame_rate: float
+    seed: int
+    mode: str  # "distilled" or "dev"
+    num_inference_steps: int | None  # dev only
+    modality_scale: float
+    audio: str | None = None  # audio to video: the uploaded or recorded file
+    audio_start_time: float = 0.0
+    pad_audio: bool = False
+
+    def stream_kwargs(self) -> dict[str, Any]:
+        kwargs = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "height": self.height,
+            "width": self.width,
+            "num_frames": self.num_frames,
+            "frame_rate": self.frame_rate,
+            "seed": self.seed,
+            "mode": self.mode,
+            "num_inference_steps": self.num_inference_steps,
+            "modality_scale": self.modality_scale,
+        }
+        if self.job == AUDIO_TO_VIDEO:
+            kwargs.update(audio=self.audio, audio_start_time=self.audio_start_time, pad_audio=self.pad_audio)
+        return kwargs
+
+
+def build_request(
+    job: str,
+    prompt: str | None,
+    negative_prompt: str | None,
+    num_frames: float | int | str | None,
+    frame_rate: float | int | str | None,
+    resolution: str | None,
+    seed: float | int | str | None,
+    randomize_seed: bool,
+    mode: str | None,
+    num_inference_steps: float | int | str | None,
+    modality_scale: float | int | str | None,
+    audio: str | None = None,
+    audio_start_time: float | int | str | None = 0.0,
+    pad_audio: bool = False,
+) -> GenerationRequest:
+    """Widget values -> a checked request; raises ValueError naming the first bad input. Loads nothing."""
+    validation.check_prompt(prompt if prompt is not None else "")
+    if negative_prompt:
+        validation.check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
+    num_frames = studio_help.whole_number("num_frames", num_frames)
+    validation.check_num_frames(num_frames)
+    frame_rate = studio_help.real_number("frame_rate", frame_rate)
+    validation.check_frame_rate(frame_rate)
+    height, width = studio_help.parse_resolution(resolution)
+    validation.check_size(height, width)
+    validation.check_mode(mode)
+    if randomize_seed:
+        seed = random.SystemRandom().randint(0, MAX_RANDOM_SEED)
+    seed = studio_help.whole_number("seed", seed)
+    validation.check_seed(seed)
+    steps = None
+    if mode == "dev":
+        steps = studio_help.whole_number("num_inference_steps", num_inference_steps)
+        validation.check_steps(steps)
+    modality_scale = studio_help.real_number("modality_scale", modality_scale)
+    request = GenerationRequest(
+        job=job,
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        frame_rate=frame_rate,
+        seed=seed,
+        mode=mode,
+        num_inference_steps=steps,
+        modality_scale=modality_scale,
+    )
+    if job == AUDIO_TO_VIDEO:
+        if not audio:
+            raise ValueError("`audio` is missing: upload or record a clip first.")
+        audio_start_time = studio_help.real_number("audio_start_time", audio_start_time)
+        validation.check_audio_start_time(audio_start_time)
+        if not isinstance(pad_audio, bool):
+            raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
+        # Reading the header catches an empty, corrupt or non-audio file before the model is touched.
+        probe_audio_duration(audio)
+        request = replace(request, audio=str(audio), audio_start_time=audio_start_time, pad_audio=pad_audio)
+    return request
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or LOCAL_SESSION
+
+
+def _no_progress(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class StudioHandlers:
+    """Every handler the page wires up, over one `StudioState`."""
+
+    def __init__(self, state: StudioState):
+        self.state = state
+
+    # ---- generation -----------------------------------------------------------------------------------------------
+
+    def text_to_av(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        num_frames: int,
+        frame_rate: float,
+        resolution: str,
+        seed: int,
+        randomize_seed: bool,
+        mode: str,
+        num_inference_steps: int,
+        modality_scale: float,
+        request: gr.Request = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
+    ) -> Iterator[tuple]:
+        """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
+        arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
+        with user_errors():
+            job = build_request(TEXT_TO_AV, *arguments, num_inference_steps, modality_scale)
+        for update in self._generate(job, _session(request), progress):
+            yield update.for_text_to_av()
+
+    def audio_to_video(
+        self,
+        audio: str,
+        audio_start_time: float,
+        pad_audio: bool,
+        prompt: str,
+        negative_prompt: str,
+        num_frames: int,
+        frame_rate: float,
+        resolution: str,
+        seed: int,
+        randomize_seed: bool,
+        mode: str,
+        num_inference_steps: int,
+        modality_scale: float,
+        request: gr.Request = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
+    ) -> Iterator[tuple]:
+        """Yields (step preview image, stage-1 mp4, final mp4, status, recipe); the clip's audio is kept as is."""
+        arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
+        with user_errors():
+            job = build_request(
+                AUDIO_TO_VIDEO, *arguments, num_inference_steps, modality_scale, audio, audio_start_time, pad_audio
+            )
+        for update in self._generate(job, _session(request), progress):
+            yield update.for_audio_to_video()
+
+    def _generate(self, job: GenerationRequest, session: str, progress: Callable) -> Iterator["_Update"]:
+        progress = progress or _no_progress
+        waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
+        yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
+        with user_errors(), self.state.run(session, job.job) as run:
+            last = None
+            with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
+                for event in events:
+                    if run.stop_requested.is_set():
+                        break
+                    last = event
+                    if isinstance(event, StepPreview):
+                        yield self._on_step(event, job, progress)
+                    elif isinstance(event, StageDecoded):
+                        yield self._on_stage(event, job)
+                    elif isinstance(event, Finished):
+                        yield self._on_finished(event, job)
+            if not isinstance(last, Finished):
+                if not run.stop_requested.is_set():
+                    raise RuntimeError("the pipeline's stream ended before the final video")
+                where = f"stage {last.stage}, step {last.step}" if isinstance(last, StepPreview) else "the start"
+                yield _Update(status=_status(f"Stopped at {where}. Ready for the next run."))
+
+    def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":
+        label = f"Stage {event.stage}/2 - step {event.step}/{event.total_steps}"
+        progress((event.step, event.total_steps), desc=label)
+        preview_audio = audio_for_widget(event.audio) if event.audio is not None else gr.skip()
+        return _Update(
+            preview_image=preview_grid(event.video),
+            preview_audio=preview_audio,
+            status=_status(f"{label} - {event.elapsed_s:.1f} s - seed {job.seed}"),
+        )
+
+    def _on_stage(self, event: StageDecoded, job: GenerationRequest) -> "_Update":
+        path = self.state.new_output_path(f"{job.job}-stage{event.stage}")
+        write_mp4(path, event.frames, event.audio, event.frame_rate)
+        height, width = event.frames.shape[1:3]
+        message = f"Stage {event.stage} decoded ({width} x {height}) at {event.elapsed_s:.1f} s; refining..."
+        return _Update(stage_video=str(path), status=_status(message))
+
+    def _on_finished(self, event: Finished, job: GenerationRequest) -> "_Update":
+        path = self.state.new_output_path(job.job)
+        path, recipe_path = save_output(event.output, path)
+        recipe = dict(
+            json.loads(recipe_to_json(event.output.recipe)), output_file=path.name, recipe_file=recipe_path.name
+        )
+        message = f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}"
+        return _Update(final_video=str(path), status=_status(message), recipe=recipe)
+
+    def stop_text_to_av(self, request: gr.Request = None) -> str:
+        return self._stop(TEXT_TO_AV, request)
+
+    def stop_audio_to_video(self, request: gr.Request = None) -> str:
+        return self._stop(AUDIO_TO_VIDEO, request)
+
+    def _stop(self, job: str, request: gr.Request | None) -> str:
+        if self.state.stop(_session(request), job):
+            return _status("Stopping after the current step...")
+        return _status("Nothing of yours is running.")
+
+    # ---- cheap updates (queue=False) ------------------------------------------------------------------------------
+
+    def sound_hint(self, prompt: str) -> str:
+        return studio_help.sound_hint(prompt or "")
+
+    def frame_choices(self, frame_rate: float, num_frames: int) -> dict:
+        """New menu labels for a new frame rate, keeping the chosen count; no change while the rate is invalid."""
+        try:
+            frame_rate = studio_help.real_number("frame_rate", frame_rate)
+            choices = studio_help.frame_count_choices(frame_rate)
+        except ValueError:
+            return gr.skip()
+        return gr.update(choices=choices, value=num_frames)
+
+    def steps_control(self, mode: str) -> dict:
+        """The steps slider applies to the dev schedule only; distilled runs its fixed 8 + 3 steps."""
+        return gr.update(interactive=mode == "dev")
+
+    def audio_help(
+        self, audio: str | None, audio_start_time: float, num_frames: int, frame_rate: float
+    ) -> tuple[str, dict, int | None]:
+        """(advice markdown, 'use N frames' button, N) for the uploaded clip and the chosen length."""
+        hidden = gr.update(visible=False)
+        if not audio:
+            return "", hidden, None
+        try:
+            clip_seconds = probe_audio_duration(audio)
+            start = studio_help.real_number("audio_start_time", audio_start_time)
+            validation.check_audio_start_time(start)
+            count = studio_help.whole_number("num_frames", num_frames)
+            validation.check_num_frames(count)
+            rate = studio_help.real_number("frame_rate", frame_rate)
+            validation.check_frame_rate(rate)
+        except ValueError as error:
+            return f"**Cannot use this input:** {error}", hidden, None
+        message, suggested = studio_help.audio_duration_advice(clip_seconds, start, count, rate)
+        if suggested is None:
+            return message, hidden, None
+        return message, gr.update(visible=True, value=f"Use {suggested} frames"), suggested
+
+    def use_suggested_frames(self, suggested: int | None) -> dict:
+        return gr.update(value=suggested) if suggested else gr.skip()
+
+
+@dataclass(frozen=True)
+class _Update:
+    """What one yield changes on the page; `gr.skip()` leaves a widget as it is."""
+
+    preview_image: Any = field(default_factory=gr.skip)
+    preview_audio: Any = field(default_factory=gr.skip)
+    stage_video: Any = field(default_factory=gr.skip)
+    final_video: Any = field(default_factory=gr.skip)
+    status: Any = field(default_factory=gr.skip)
+    recipe: Any = field(default_factory=gr.skip)
+
+    def for_text_to_av(self) -> tuple:
+        return self.preview_image, self.preview_audio, self.stage_video, self.final_video, self.status, self.recipe
+
+    def for_audio_to_video(self) -> tuple:
+        return self.preview_image, self.stage_video, self.final_video, self.status, self.recipe
+
+
+def _status(message: str) -> str:
+    return f"**{message}**"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turns a ValueError (a bad input) into gr.Error with the same message; other failures get a clear one too."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except ValueError as error:
+        raise gr.Error(str(error), title="Please check the inputs") from error
+    except torch.OutOfMemoryError as error:
+        raise gr.Error("The GPU ran out of memory. Try fewer frames or a smaller resolution.") from error
+    except Exception as error:
+        logger.exception("Generation failed")
+        raise gr.Error(f"Generation failed: {type(error).__name__}: {error}") from error

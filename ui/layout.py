@@ -1,0 +1,335 @@
+"""The studio page: two tabs (text to audio+video, audio to video) over one `StudioState`.
+
+Layout only: every event calls a method of `StudioHandlers`. Generation shares one queue (`concurrency_id`),
+cheap updates skip it (`queue=False`), and the two generation events are the named API endpoints.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ltx_pipeline import constants
+
+from . import help as studio_help
+from .handlers import StudioHandlers
+from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
+from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
+
+GENERATION_QUEUE = "generation"  # the one concurrency group every generation joins
+MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
+DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
+CACHE_LIFETIME_S = (3600, 86400)  # gradio's cache: check hourly, delete previews older than a day
+
+EMBEDDED_NOTE = (
+    "Running the **embedded model**: a tiny LTX-2.3 with random weights that makes noise, so the whole studio "
+    "works offline in seconds. Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
+)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    resolution: str
+    num_frames: int
+    frame_rate: float = constants.DEFAULT_FRAME_RATE
+    seed: int = constants.DEFAULT_SEED
+
+
+@dataclass(frozen=True)
+class SharedControls:
+    """The controls both tabs have, in the order the handlers take them after their own."""
+
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    num_frames: gr.Dropdown
+    frame_rate: gr.Number
+    resolution: gr.Dropdown
+    seed: gr.Number
+    randomize_seed: gr.Checkbox
+    mode: gr.Radio
+    num_inference_steps: gr.Slider
+    modality_scale: gr.Slider
+
+    def inputs(self) -> list[gr.components.Component]:
+        return [
+            self.prompt,
+            self.negative_prompt,
+            self.num_frames,
+            self.frame_rate,
+            self.resolution,
+            self.seed,
+            self.randomize_seed,
+            self.mode,
+            self.num_inference_steps,
+            self.modality_scale,
+        ]
+
+
+def defaults_for(state: StudioState) -> Defaults:
+    if state.is_embedded:
+        return Defaults(studio_help.EMBEDDED_DEFAULT_RESOLUTION, studio_help.EMBEDDED_DEFAULT_NUM_FRAMES)
+    return Defaults(studio_help.DEFAULT_RESOLUTION, constants.DEFAULT_NUM_FRAMES)
+
+
+def load_example_prompts() -> dict[str, Any]:
+    return json.loads((EXAMPLES_DIR / "prompts.json").read_text())
+
+
+def build_demo(state: StudioState) -> gr.Blocks:
+    """The whole page, its queue configured from `state.config`."""
+    handlers = StudioHandlers(state)
+    defaults = defaults_for(state)
+    examples = load_example_prompts()
+    with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=CACHE_LIFETIME_S) as demo:
+        gr.Markdown(
+            "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own "
+            f"audio. Model: `{state.config.model}`."
+        )
+        if state.is_embedded:
+            gr.Markdown(EMBEDDED_NOTE, elem_id="embedded-note")
+        with gr.Tabs():
+            with gr.Tab("Text to audio+video", id=TEXT_TO_AV):
+                _text_to_av_tab(handlers, defaults, state.config, examples[TEXT_TO_AV])
+            with gr.Tab("Audio to video", id=AUDIO_TO_VIDEO):
+                _audio_to_video_tab(handlers, defaults, state.config, examples[AUDIO_TO_VIDEO])
+    demo.queue(max_size=state.config.max_queue_size, default_concurrency_limit=state.config.concurrency_limit)
+    return demo
+
+
+def launch_options(config: StudioConfig) -> dict[str, Any]:
+    """`demo.launch()` keywords that keep uploads small and serve only the studio's own outputs and examples."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "max_file_size": config.max_file_size,
+        "allowed_paths": [str(config.output_dir), str(EXAMPLES_DIR)],
+        "ssr_mode": False,  # server-side rendering needs Node; the studio must open offline on a bare machine
+        "footer_links": ["api", "gradio"],
+    }
+
+
+# ---- tabs ---------------------------------------------------------------------------------------------------------
+
+
+def _text_to_av_tab(handlers: StudioHandlers, defaults: Defaults, config: StudioConfig, prompts: list[str]) -> None:
+    prefix = "t2av"
+    with gr.Row():
+        with gr.Column(scale=5):
+            controls = _shared_controls(handlers, defaults, prefix)
+            generate, stop = _buttons(prefix)
+        with gr.Column(scale=6):
+            shown = _outputs(prefix, preview_audio=True)
+    _wire_generation(
+        generate,
+        stop,
+        on_gpu(handlers.text_to_av, text_to_av_duration),
+        handlers.stop_text_to_av,
+        controls.inputs(),
+        shown,
+        TEXT_TO_AV,
+        config,
+    )
+    gr.Examples(examples=[[prompt] for prompt in prompts], inputs=[controls.prompt], label="Prompts with sound")
+
+
+def _audio_to_video_tab(
+    handlers: StudioHandlers, defaults: Defaults, config: StudioConfig, examples: list[list[str]]
+) -> None:
+    prefix = "a2v"
+    with gr.Row():
+        with gr.Column(scale=5):
+            audio = gr.Audio(
+                label="Your audio (upload or record)",
+                sources=["upload", "microphone"],
+                type="filepath",
+                elem_id=f"{prefix}-audio",
+            )
+            with gr.Row():
+                audio_start_time = gr.Number(
+                    value=0.0,
+                    label="Start at (s)",
+                    info="Where in the clip the video begins",
+                    elem_id=f"{prefix}-start",
+                )
+                pad_audio = gr.Checkbox(value=False, label="Pad a short clip with silence", elem_id=f"{prefix}-pad")
+            audio_help = gr.Markdown(elem_id=f"{prefix}-audio-help")
+            use_frames = gr.Button("Use the matching frame count", visible=False, size="sm", elem_id=f"{prefix}-fit")
+            suggested_frames = gr.State(None)
+            controls = _shared_controls(handlers, defaults, prefix)
+            generate, stop = _buttons(prefix)
+        with gr.Column(scale=6):
+            shown = _outputs(prefix, preview_audio=False)
+    _wire_generation(
+        generate,
+        stop,
+        on_gpu(handlers.audio_to_video, audio_to_video_duration),
+        handlers.stop_audio_to_video,
+        [audio, audio_start_time, pad_audio, *controls.inputs()],
+        shown,
+        AUDIO_TO_VIDEO,
+        config,
+    )
+    help_inputs = [audio, audio_start_time, controls.num_frames, controls.frame_rate]
+    for trigger in (audio.change, audio_start_time.change, controls.num_frames.change, controls.frame_rate.change):
+        trigger(
+            handlers.audio_help,
+            help_inputs,
+            [audio_help, use_frames, suggested_frames],
+            queue=False,
+            api_visibility="private",
+        )
+    use_frames.click(
+        handlers.use_suggested_frames, suggested_frames, controls.num_frames, queue=False, api_visibility="private"
+    )
+    gr.Examples(
+        examples=[[str(EXAMPLES_DIR / path), prompt] for path, prompt in examples],
+        inputs=[audio, controls.prompt],
+        label="Clips made by this project, with prompts",
+    )
+
+
+# ---- pieces -------------------------------------------------------------------------------------------------------
+
+
+def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) -> SharedControls:
+    prompt = gr.Textbox(
+        label="Prompt",
+        lines=4,
+        placeholder="Describe the picture and the sound: source, material, space. Quote any dialogue.",
+        elem_id=f"{prefix}-prompt",
+    )
+    sound_hint = gr.Markdown(elem_id=f"{prefix}-sound-hint")
+    with gr.Row():
+        num_frames = gr.Dropdown(
+            choices=studio_help.frame_count_choices(defaults.frame_rate),
+            value=defaults.num_frames,
+            label="Length",
+            info="Valid counts are 8k+1 frames",
+            allow_custom_value=True,  # API callers may send any count: the handler explains a wrong one
+            elem_id=f"{prefix}-frames",
+        )
+        frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
+    resolution = gr.Dropdown(
+        choices=list(studio_help.RESOLUTION_PRESETS),
+        value=defaults.resolution,
+        label="Resolution (width x height)",
+        allow_custom_value=True,
+        elem_id=f"{prefix}-resolution",
+    )
+    modality_scale = gr.Slider(
+        *MODALITY_SCALE_RANGE,
+        value=constants.MODALITY_SCALE,
+        step=0.1,
+        label="Modality scale",
+        info="Above 1 tightens audio-video sync (one extra pass per step); 1 turns it off.",
+        elem_id=f"{prefix}-modality",
+    )
+    with gr.Accordion("More settings", open=False):
+        negative_prompt = gr.Textbox(
+            label="Negative prompt (dev mode)",
+            lines=2,
+            placeholder="Empty: the reference negative prompt (visual and audio defects)",
+            elem_id=f"{prefix}-negative",
+        )
+        with gr.Row():
+            mode = gr.Radio(
+                choices=["distilled", "dev"],
+                value="distilled",
+                label="Mode",
+                info="distilled: 8 + 3 fixed steps; dev: guided steps",
+                elem_id=f"{prefix}-mode",
+            )
+            num_inference_steps = gr.Slider(
+                *DEV_STEPS_RANGE,
+                value=constants.DEV_NUM_INFERENCE_STEPS,
+                step=1,
+                label="Steps (dev mode)",
+                interactive=False,
+                elem_id=f"{prefix}-steps",
+            )
+        with gr.Row():
+            seed = gr.Number(value=defaults.seed, precision=0, label="Seed", elem_id=f"{prefix}-seed")
+            randomize_seed = gr.Checkbox(value=False, label="Random seed each run", elem_id=f"{prefix}-random-seed")
+
+    private = {"queue": False, "api_visibility": "private"}
+    prompt.change(handlers.sound_hint, prompt, sound_hint, trigger_mode="always_last", **private)
+    frame_rate.change(handlers.frame_choices, [frame_rate, num_frames], num_frames, **private)
+    mode.change(handlers.steps_control, mode, num_inference_steps, **private)
+    return SharedControls(
+        prompt,
+        negative_prompt,
+        num_frames,
+        frame_rate,
+        resolution,
+        seed,
+        randomize_seed,
+        mode,
+        num_inference_steps,
+        modality_scale,
+    )
+
+
+def _buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        generate = gr.Button("Generate", variant="primary", elem_id=f"{prefix}-generate")
+        stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop")
+    return generate, stop
+
+
+@dataclass(frozen=True)
+class OutputWidgets:
+    status: gr.Markdown
+    preview_image: gr.Image
+    preview_audio: gr.Audio | None  # text to audio+video only: A2V keeps the user's audio as it is
+    stage_video: gr.Video
+    final_video: gr.Video
+    recipe: gr.JSON
+
+    def outputs(self) -> list[gr.components.Component]:
+        widgets = [self.preview_image, self.preview_audio, self.stage_video, self.final_video, self.status]
+        return [widget for widget in widgets if widget is not None] + [self.recipe]
+
+
+def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
+    status = gr.Markdown("**Ready.**", elem_id=f"{prefix}-status")
+    preview_image = gr.Image(
+        label="Step preview (the model's current estimate, one tile per latent frame)",
+        type="numpy",
+        format="png",
+        interactive=False,
+        elem_id=f"{prefix}-preview",
+    )
+    preview_audio_widget = None
+    if preview_audio:
+        preview_audio_widget = gr.Audio(
+            label="Step preview audio", type="numpy", interactive=False, elem_id=f"{prefix}-preview-audio"
+        )
+    stage_video = gr.Video(label="Stage 1: low resolution, with sound", interactive=False, elem_id=f"{prefix}-stage1")
+    final_video = gr.Video(label="Final video with sound", interactive=False, elem_id=f"{prefix}-final")
+    with gr.Accordion("Recipe (everything needed to reproduce this clip)", open=False):
+        recipe = gr.JSON(elem_id=f"{prefix}-recipe")
+    return OutputWidgets(status, preview_image, preview_audio_widget, stage_video, final_video, recipe)
+
+
+def _wire_generation(
+    generate: gr.Button,
+    stop: gr.Button,
+    run: Any,
+    stop_run: Any,
+    inputs: list[gr.components.Component],
+    shown: OutputWidgets,
+    api_name: str,
+    config: StudioConfig,
+) -> None:
+    generate.click(
+        run,
+        inputs,
+        shown.outputs(),
+        api_name=api_name,
+        concurrency_id=GENERATION_QUEUE,
+        concurrency_limit=config.concurrency_limit,
+        show_progress="full",
+        show_progress_on=[shown.status],
+    )
+    # Stop reaches the pipeline's cancel flag; the run ends after its current step and reports where it stopped.
+    stop.click(stop_run, None, shown.status, queue=False, api_visibility="private")

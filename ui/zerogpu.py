@@ -1,0 +1,82 @@
+"""Optional Hugging Face ZeroGPU support: `spaces.GPU` with a duration computed from the request.
+
+Where the `spaces` package is absent (any machine but a Space), `on_gpu` returns the handler unchanged.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ltx_pipeline import constants
+
+from . import help as studio_help
+
+logger = logging.getLogger(__name__)
+
+# Transformer forward time on an H100 (bf16, eager), fitted as a * tokens + b * tokens^2 to the measurements in the
+# project's reference notes: 0.553 s at 6,144 video tokens and 2.672 s at 24,576.
+SECONDS_PER_TOKEN = 8.4e-5  # s per video token per forward
+SECONDS_PER_TOKEN_SQUARED = 1.0e-9  # s per (video token)^2 per forward: attention's quadratic share
+FIXED_OVERHEAD_S = 20.0  # s: text encoding, VAE decodes, vocoder, moving weights onto the GPU
+SAFETY_FACTOR = 1.5  # ZeroGPU stops a task at its duration; asking too little loses the whole run
+MIN_DURATION_S = 30  # s
+MAX_DURATION_S = 300  # s: what a ZeroGPU Space can ask for a single call
+UNKNOWN_REQUEST_DURATION_S = 60  # s: for a request too malformed to estimate (the handler rejects it at once)
+DISTILLED_STAGE_1_STEPS = len(constants.DISTILLED_STAGE_1_SIGMAS) - 1
+STAGE_2_STEPS = len(constants.DISTILLED_STAGE_2_SIGMAS) - 1
+LATENT_PIXELS = 32  # px per latent cell (video VAE spatial compression)
+
+
+def forward_seconds(num_frames: int, height: int, width: int) -> float:
+    """Estimated seconds for one transformer pass at this size on an H100."""
+    latent_frames = (num_frames - 1) // constants.VIDEO_TEMPORAL_COMPRESSION + 1
+    tokens = latent_frames * (height // LATENT_PIXELS) * (width // LATENT_PIXELS)
+    return SECONDS_PER_TOKEN * tokens + SECONDS_PER_TOKEN_SQUARED * tokens**2
+
+
+def estimate_gpu_seconds(
+    num_frames: Any, resolution: Any, mode: Any, num_inference_steps: Any, modality_scale: Any
+) -> int:
+    """Seconds of GPU to ask ZeroGPU for: stage 1 at half size with its guidance passes, stage 2 at full size."""
+    try:
+        num_frames = studio_help.whole_number("num_frames", num_frames)
+        height, width = studio_help.parse_resolution(resolution)
+        modality_scale = studio_help.real_number("modality_scale", modality_scale)
+        steps = studio_help.whole_number("num_inference_steps", num_inference_steps) if mode == "dev" else None
+    except ValueError:
+        return UNKNOWN_REQUEST_DURATION_S
+    if mode == "dev":
+        stage_1_steps, passes = steps, 4  # conditional, unconditional (CFG), perturbed (STG), isolated (modality)
+    else:
+        stage_1_steps, passes = DISTILLED_STAGE_1_STEPS, 1 + (modality_scale != 1.0)
+    stage_1 = stage_1_steps * passes * forward_seconds(num_frames, height // 2, width // 2)
+    stage_2 = STAGE_2_STEPS * forward_seconds(num_frames, height, width)
+    seconds = SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1 + stage_2)
+    return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
+
+
+def text_to_av_duration(
+    prompt: Any, negative_prompt: Any, num_frames: Any, frame_rate: Any, resolution: Any, seed: Any,
+    randomize_seed: Any, mode: Any, num_inference_steps: Any, modality_scale: Any, *rest: Any, **kwargs: Any,
+) -> int:  # fmt: skip
+    """`spaces.GPU` calls this with the text-to-audio+video handler's own arguments."""
+    return estimate_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale)
+
+
+def audio_to_video_duration(
+    audio: Any, audio_start_time: Any, pad_audio: Any, prompt: Any, negative_prompt: Any, num_frames: Any,
+    frame_rate: Any, resolution: Any, seed: Any, randomize_seed: Any, mode: Any, num_inference_steps: Any,
+    modality_scale: Any, *rest: Any, **kwargs: Any,
+) -> int:  # fmt: skip
+    """`spaces.GPU` calls this with the audio-to-video handler's own arguments."""
+    return estimate_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale)
+
+
+def on_gpu(handler: Callable, duration: Callable[..., int]) -> Callable:
+    """`spaces.GPU(duration=duration)(handler)` on a Space with the `spaces` package; `handler` itself elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return handler
+    logger.info("ZeroGPU: %s asks for a GPU per call, duration from the request", handler.__name__)
+    return spaces.GPU(duration=duration)(handler)
