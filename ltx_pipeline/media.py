@@ -21,6 +21,7 @@ from ltx_pipeline.constants import (
     FRAME_RATE_MAX_DENOMINATOR,
     MP4_AUDIO_BITRATE,
     MP4_AUDIO_CODEC,
+    MP4_AUDIO_PREROLL_SAMPLES,
     MP4_CRF,
     MP4_FALLBACK_AUDIO_SAMPLE_RATE,
     MP4_VIDEO_CODEC,
@@ -169,6 +170,15 @@ def _encodable_audio(audio: Audio) -> Audio:
     return resample(stereo, MP4_FALLBACK_AUDIO_SAMPLE_RATE)
 
 
+def _audio_preroll(waveform: torch.Tensor) -> torch.Tensor:
+    """(2, MP4_AUDIO_PREROLL_SAMPLES): the audio's opening mirrored before time 0, faded in from silence."""
+    mirrored_samples = min(MP4_AUDIO_PREROLL_SAMPLES, waveform.shape[-1] - 1)
+    preroll = torch.zeros(waveform.shape[0], MP4_AUDIO_PREROLL_SAMPLES, dtype=waveform.dtype)
+    if mirrored_samples > 0:
+        preroll[:, -mirrored_samples:] = waveform[:, 1 : mirrored_samples + 1].flip(-1)
+    return preroll * torch.linspace(0.0, 1.0, MP4_AUDIO_PREROLL_SAMPLES, dtype=waveform.dtype)
+
+
 def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fraction) -> None:
     # A movie timescale of one tick per audio sample lets the mp4 edit list state the audio's length exactly
     # (the default of 1000 rounds it to milliseconds); AAC's priming and padding are then trimmed by players.
@@ -188,9 +198,11 @@ def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fracti
             container.mux(video_stream.encode(video_frame))
         container.mux(video_stream.encode())
         # PyAV cuts this one frame into the encoder's 1024-sample frames; the rate is unchanged, so no resampling.
-        audio_frame = av.AudioFrame.from_ndarray(audio.waveform.numpy(), format="fltp", layout="stereo")
+        # The pre-roll sits at negative times: the muxer's edit list hides it and playback starts at sample 0.
+        with_preroll = torch.cat([_audio_preroll(audio.waveform), audio.waveform], dim=-1)
+        audio_frame = av.AudioFrame.from_ndarray(with_preroll.numpy(), format="fltp", layout="stereo")
         audio_frame.sample_rate = audio.sampling_rate
-        audio_frame.pts = 0
+        audio_frame.pts = -MP4_AUDIO_PREROLL_SAMPLES
         container.mux(audio_stream.encode(audio_frame))
         container.mux(audio_stream.encode())
 
