@@ -686,6 +686,17 @@ def _build_and_load(
             f"file's config. Missing keys: {_first(missing) or 'none'}. Unexpected keys (as converted, with their "
             f"file names): {_first(f'{key} <- {mapping[key]}' for key in unexpected) or 'none'}."
         )
+    expected_shapes = {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
+    mismatched = [
+        f"{key} {tuple(_shape(handle, official))} (expected {expected_shapes[key]})"
+        for key, official in mapping.items()
+        if tuple(_shape(handle, official)) != expected_shapes[key]
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"{str(path)!r}: the {component_name} weights have other shapes than diffusers' {cls.__name__} built "
+            f"from the file's config: {_first(mismatched, 3)}."
+        )
     state_dict = {}
     for diffusers_key, official_key in mapping.items():
         tensor = handle.get_tensor(official_key)
