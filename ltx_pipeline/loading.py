@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,7 +323,8 @@ def _diffusers_vocoder_class(vocoder_folder: Path) -> type:
 
 
 def _is_hub_repo_id(name: str) -> bool:
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".")
+    looks_like_a_file = name.endswith((".safetensors", ".sft"))
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".") and not looks_like_a_file
 
 
 def _parse_hub_file(name: str) -> tuple[str, str] | None:
@@ -523,26 +525,20 @@ def _load_single_file(
     )
 
 
-class _open_safetensors:
-    """`safe_open` with errors that name the argument, the file and what was expected."""
-
-    def __init__(self, path: Path, argument: str) -> None:
-        self.path, self.argument = path, argument
-
-    def __enter__(self) -> Any:
-        if not self.path.is_file():
-            raise CheckpointNotFoundError(f"`{self.argument}` file {str(self.path)!r} does not exist.")
-        try:
-            self._context = safe_open(str(self.path), framework="pt", device="cpu")
-            return self._context.__enter__()
-        except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(
-                f"`{self.argument}` {str(self.path)!r} is not a safetensors file ({error}); expected an official "
-                "LTX-2 .safetensors checkpoint or a diffusers-format folder."
-            ) from error
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._context.__exit__(*exc_info)
+@contextmanager
+def _open_safetensors(path: Path, argument: str) -> Iterator[Any]:
+    """`safe_open` (header only, tensors read on demand) with errors that name the argument and the file."""
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"`{argument}` file {str(path)!r} does not exist.")
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"`{argument}` {str(path)!r} is not a safetensors file ({error}); expected an official LTX-2 "
+            ".safetensors checkpoint or a diffusers-format folder."
+        ) from error
+    with handle:
+        yield handle
 
 
 def _check_combined_checkpoint(path: Path, keys: list[str]) -> None:

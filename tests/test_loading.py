@@ -312,3 +312,22 @@ def test_weights_of_the_wrong_shape_are_listed(official_checkpoint: dict, tmp_pa
     file = rewrite(official_checkpoint["file"], tmp_path / "ltx-wrong-shape.safetensors", widen_audio_heads)
     with pytest.raises(CheckpointError, match=r"ltx-wrong-shape\.safetensors.*other shapes.*\(expected \("):
         load_official(official_checkpoint, file)
+
+
+def test_missing_relative_file_is_not_mistaken_for_a_hub_repo() -> None:
+    with pytest.raises(CheckpointNotFoundError, match=r"'models/ltx-2\.3-22b-dev\.safetensors' was not found"):
+        load_components("models/ltx-2.3-22b-dev.safetensors")
+
+
+def test_spatial_upsampler_from_a_diffusers_folder(official_checkpoint: dict, tmp_path: Path) -> None:
+    upsampler = official_checkpoint["components"]["latent_upsampler"]
+    upsampler.save_pretrained(tmp_path / "latent_upsampler")
+    loaded = load_components(
+        official_checkpoint["file"],
+        spatial_upsampler=str(tmp_path),
+        text_encoder=str(official_checkpoint["text_encoder"]),
+        torch_dtype=torch.float32,
+    )
+    assert_same_weights(upsampler, loaded.components["latent_upsampler"])
+    scheduler_config = loaded.components["scheduler"].config
+    assert {key: scheduler_config[key] for key in constants.SCHEDULER_CONFIG} == constants.SCHEDULER_CONFIG
