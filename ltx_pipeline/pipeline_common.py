@@ -515,14 +515,20 @@ class LTXAVPipelineBase(DiffusionPipeline):
         video = self.vae.decode(latents.to(self.vae.dtype), timestep, return_dict=False)[0]
         return _video_to_uint8(video[0])
 
-    def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float) -> Audio:
-        """Un-normalised (1, C, L, M) audio latents -> waveform lasting exactly num_frames / frame_rate seconds."""
+    def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float, preview: bool = False) -> Audio:
+        """Un-normalised (1, C, L, M) audio latents -> waveform lasting exactly num_frames / frame_rate seconds.
+
+        A preview skips the LTX-2.3 vocoder's bandwidth extension and returns its 16 kHz base waveform, which
+        costs a fraction of the full 48 kHz decode.
+        """
         mel = self.audio_vae.decode(latents.to(self.audio_vae.dtype), return_dict=False)[0]
-        vocoder_dtype = next(self.vocoder.parameters()).dtype
-        waveform = self.vocoder(mel.to(vocoder_dtype))[0].float()
+        vocoder, sampling_rate = self.vocoder, int(self.vocoder.config.output_sampling_rate)
+        if preview and isinstance(self.vocoder, LTX2VocoderWithBWE):
+            vocoder, sampling_rate = self.vocoder.vocoder, int(self.vocoder.config.input_sampling_rate)
+        # Vocoders run in their own dtype; the pipeline keeps them in float32 (bf16 degrades BWE audio).
+        waveform = vocoder(mel.to(next(vocoder.parameters()).dtype))[0].float()
         if not torch.isfinite(waveform).all():
             raise ValueError("The decoded audio contains NaN or Inf values; no file was written.")
-        sampling_rate = int(self.vocoder.config.output_sampling_rate)
         # The causal audio VAE decodes a few milliseconds short of the latent span: pad its tail with silence
         # (or trim) so audio and video last exactly as long.
         target = math.floor(num_frames / frame_rate * sampling_rate)

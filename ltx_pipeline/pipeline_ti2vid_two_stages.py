@@ -179,7 +179,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
     def _preview(self, stage, state, geometry, num_frames, frame_rate, start, preview_audio) -> StepPreview:
         audio = None
         if preview_audio:
-            audio = self.decode_audio(self.unpack_audio(state.audio_estimate), num_frames, frame_rate)
+            audio = self.decode_audio(self.unpack_audio(state.audio_estimate), num_frames, frame_rate, preview=True)
         return StepPreview(
             stage=stage,
             step=state.step,

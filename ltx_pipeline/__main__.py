@@ -1,0 +1,87 @@
+"""Command line: `python -m ltx_pipeline t2av --prompt ...` and `python -m ltx_pipeline a2v --audio CLIP ...`."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from . import constants
+from .media import save_output
+from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
+from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+from .types import Finished, StageDecoded, StepPreview
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ltx_pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    t2av = commands.add_parser("t2av", help="text to audio+video")
+    a2v = commands.add_parser("a2v", help="audio to video: the video follows the clip, which is kept unmodified")
+    a2v.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3) or a video with a sound track")
+    a2v.add_argument("--audio-start-time", type=float, default=0.0, help="seconds into the clip where the cut starts")
+    a2v.add_argument("--pad-audio", action="store_true", help="pad a clip shorter than the video with silence")
+    for sub in (t2av, a2v):
+        sub.add_argument("--prompt", required=True)
+        sub.add_argument("--negative-prompt", default=None, help="default: the reference negative prompt (dev mode)")
+        sub.add_argument(
+            "--model",
+            default=constants.EMBEDDED_MODEL_NAME,
+            help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file",
+        )
+        sub.add_argument("--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)")
+        sub.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
+        sub.add_argument("--num-frames", type=int, default=constants.DEFAULT_NUM_FRAMES, help="8k+1, e.g. 97 or 121")
+        sub.add_argument("--frame-rate", type=float, default=constants.DEFAULT_FRAME_RATE)
+        sub.add_argument("--height", type=int, default=constants.DEFAULT_HEIGHT, help="multiple of 64")
+        sub.add_argument("--width", type=int, default=constants.DEFAULT_WIDTH, help="multiple of 64")
+        sub.add_argument("--seed", type=int, default=constants.DEFAULT_SEED)
+        sub.add_argument("--mode", choices=("distilled", "dev"), default=None, help="default: the model's own")
+        sub.add_argument("--steps", type=int, default=None, help="stage-1 steps in dev mode")
+        sub.add_argument("--modality-scale", type=float, default=None, help=">1 tightens audio-video sync")
+        sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    pipeline_class = TI2VidTwoStagesPipeline if args.command == "t2av" else A2VidPipelineTwoStage
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    try:
+        pipe = pipeline_class.from_model(
+            args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
+        ).to(args.device)
+        print(f"model: {pipe.model_label}", file=sys.stderr)
+        kwargs = {
+            "prompt": args.prompt,
+            "negative_prompt": args.negative_prompt,
+            "num_frames": args.num_frames,
+            "frame_rate": args.frame_rate,
+            "height": args.height,
+            "width": args.width,
+            "seed": args.seed,
+            "mode": args.mode,
+            "num_inference_steps": args.steps,
+            "modality_scale": args.modality_scale,
+        }
+        if args.command == "a2v":
+            kwargs.update(audio=args.audio, audio_start_time=args.audio_start_time, pad_audio=args.pad_audio)
+        for event in pipe.stream(**kwargs):
+            if isinstance(event, StepPreview):
+                print(f"stage {event.stage} step {event.step}/{event.total_steps}  {event.elapsed_s:6.2f} s", file=sys.stderr)
+            elif isinstance(event, StageDecoded):
+                print(f"stage {event.stage} decoded      {event.elapsed_s:6.2f} s", file=sys.stderr)
+            elif isinstance(event, Finished):
+                video_path, recipe_path = save_output(event.output, args.output)
+                print(f"done in {event.elapsed_s:.2f} s: {video_path} (+ {recipe_path.name})", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

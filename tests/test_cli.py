@@ -1,0 +1,41 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ltx_pipeline.__main__ import main
+from ltx_pipeline.media import probe_mp4
+
+SMALL = ["--height", "64", "--width", "64", "--num-frames", "17", "--frame-rate", "25", "--seed", "1"]
+
+
+def test_t2av_writes_an_mp4_with_both_streams_and_a_recipe(tmp_path, capsys):
+    output = tmp_path / "clip.mp4"
+    assert main(["t2av", "--prompt", "a red ball bounces on a wooden floor", *SMALL, "--output", str(output)]) == 0
+    info = probe_mp4(output)
+    assert (info.num_frames, info.width, info.height) == (17, 64, 64)
+    assert info.video_duration_s == pytest.approx(17 / 25, abs=0.01)
+    assert info.audio_duration_s == pytest.approx(17 / 25, abs=0.03)
+    recipe = json.loads(output.with_suffix(".json").read_text())
+    assert recipe["prompt"] == "a red ball bounces on a wooden floor" and recipe["seed"] == 1
+    assert "stage 1 step 1/8" in capsys.readouterr().err
+
+
+def test_a2v_keeps_the_clip(tmp_path):
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.sin(np.arange(48000) / 48000 * 2 * np.pi * 220).astype(np.float32), 48000)
+    output = tmp_path / "a2v.mp4"
+    args = ["a2v", "--audio", str(clip), "--audio-start-time", "0.1", "--prompt", "a bell rings", *SMALL]
+    assert main([*args, "--modality-scale", "2", "--output", str(output)]) == 0
+    info = probe_mp4(output)
+    assert info.audio_sample_rate == 48000 and info.num_frames == 17
+    assert json.loads(output.with_suffix(".json").read_text())["audio_start_time"] == 0.1
+
+
+def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, capsys):
+    args = ["t2av", "--prompt", "a ball", *SMALL, "--output", str(tmp_path / "x.mp4")]
+    args[args.index("--num-frames") + 1] = "20"
+    assert main(args) == 2
+    assert "`num_frames` must be 8k+1" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
