@@ -199,18 +199,27 @@ class StudioHandlers:
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         with user_errors(), self.state.run(session, job.job) as run:
-            last = None
+            last, step_update, stage_update = None, _Update(), _Update()
             with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
                 for event in events:
                     if run.stop_requested.is_set():
                         break
                     last = event
                     if isinstance(event, StepPreview):
-                        yield self._on_step(event, job, progress)
+                        step_update = self._on_step(event, job, progress)
+                        yield step_update
                     elif isinstance(event, StageDecoded):
-                        yield self._on_stage(event, job)
+                        stage_update = self._on_stage(event, job)
+                        yield stage_update
                     elif isinstance(event, Finished):
-                        yield self._on_finished(event, job)
+                        # The last yield is what an API caller gets: it carries every output, not only the new ones.
+                        final = self._on_finished(event, job)
+                        yield replace(
+                            final,
+                            preview_image=step_update.preview_image,
+                            preview_audio=step_update.preview_audio,
+                            stage_video=stage_update.stage_video,
+                        )
             if not isinstance(last, Finished):
                 if not run.stop_requested.is_set():
                     raise RuntimeError("the pipeline's stream ended before the final video")

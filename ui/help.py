@@ -35,7 +35,7 @@ SOUND_WORDS = (
     "bang boom thud thump clank clang clink clatter click tick tock knock tap ring rang chime bell beep honk horn "
     "siren engine rumble splash drip patter gurgle babble echo reverb ambience ambient drum drums guitar piano "
     "violin bass beat rhythm tempo chatter crowd applause footstep footsteps crunch creak squeak screech wind rain "
-    "thunder waves crash snap sizzle clap murmur dialogue narrates narrator"
+    "thunder waves crash snap sizzle clap murmur dialogue narrates narrator tone pitch volume"
 ).split()
 # A sound word, plus the common English endings ("rings", "ringing", "rustled"), as a whole word.
 SOUND_WORD_PATTERN = re.compile(

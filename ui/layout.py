@@ -291,9 +291,9 @@ class OutputWidgets:
 
 
 def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
-    status = gr.Markdown("**Ready.**", elem_id=f"{prefix}-status")
+    status = gr.Markdown("**Ready.**", label="Status", show_label=False, elem_id=f"{prefix}-status")
     preview_image = gr.Image(
-        label="Step preview (the model's current estimate, one tile per latent frame)",
+        label="Step preview",
         type="numpy",
         format="png",
         interactive=False,
@@ -307,7 +307,7 @@ def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
     stage_video = gr.Video(label="Stage 1: low resolution, with sound", interactive=False, elem_id=f"{prefix}-stage1")
     final_video = gr.Video(label="Final video with sound", interactive=False, elem_id=f"{prefix}-final")
     with gr.Accordion("Recipe (everything needed to reproduce this clip)", open=False):
-        recipe = gr.JSON(elem_id=f"{prefix}-recipe")
+        recipe = gr.JSON(label="Recipe", show_label=False, elem_id=f"{prefix}-recipe")
     return OutputWidgets(status, preview_image, preview_audio_widget, stage_video, final_video, recipe)
 
 

@@ -1,0 +1,310 @@
+"""The studio's handlers as plain functions, over the embedded tiny model on CPU (64 x 64 px, 9 frames)."""
+
+import math
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ltx_pipeline import validation
+from ltx_pipeline.media import probe_mp4
+from ui import help as studio_help
+from ui.handlers import StudioHandlers, build_request
+from ui.state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
+from ui.zerogpu import estimate_gpu_seconds, on_gpu
+
+CLICK_TRACK = EXAMPLES_DIR / "audio" / "click_track_120bpm.wav"
+FRAME_RATE = 25.0
+NUM_FRAMES = 9  # 0.36 s at 25 fps
+
+# Widget values in the order the handlers take them after their own (prompt ... modality_scale).
+T2AV_WIDGETS = {
+    "prompt": "a red ball drops on a wooden floor with a loud thud",
+    "negative_prompt": "",
+    "num_frames": NUM_FRAMES,
+    "frame_rate": FRAME_RATE,
+    "resolution": "64x64",
+    "seed": 7,
+    "randomize_seed": False,
+    "mode": "distilled",
+    "num_inference_steps": 30,
+    "modality_scale": 3.0,
+}
+A2V_WIDGETS = {"audio": str(CLICK_TRACK), "audio_start_time": 0.0, "pad_audio": False, **T2AV_WIDGETS}
+
+
+def is_skip(value: object) -> bool:
+    return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> StudioState:
+    studio = StudioState(StudioConfig(output_dir=tmp_path_factory.mktemp("outputs")))
+    studio.load()
+    return studio
+
+
+@pytest.fixture(scope="module")
+def handlers(state: StudioState) -> StudioHandlers:
+    return StudioHandlers(state)
+
+
+def write_clip(path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1) -> Path:
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * time)
+    sf.write(path, np.repeat(tone[:, None], channels, axis=1).astype(np.float32), sampling_rate, subtype="PCM_16")
+    return path
+
+
+# ---- streaming ------------------------------------------------------------------------------------------------------
+
+
+def test_text_to_av_streams_step_previews_then_stage_1_then_final(handlers: StudioHandlers) -> None:
+    updates = list(handlers.text_to_av(**T2AV_WIDGETS))
+    preview_image, preview_audio, stage_video, final_video, status, recipe = zip(*updates, strict=True)
+
+    assert final_video[0] is None and stage_video[0] is None  # the first yield clears the previous run
+    step_indices = [index for index, image in enumerate(preview_image[:-1]) if isinstance(image, np.ndarray)]
+    stage_index = next(index for index, video in enumerate(stage_video[:-1]) if isinstance(video, str))
+    final_indices = [index for index, video in enumerate(final_video) if isinstance(video, str)]
+    assert final_indices == [len(updates) - 1]
+    # 8 distilled stage-1 steps, then the decoded stage 1, then 3 stage-2 steps, then the final mp4.
+    assert len(step_indices) == 8 + 3
+    assert step_indices[7] < stage_index < step_indices[8]
+    assert "Stage 1/2 - step 1/8" in status[step_indices[0]] and "Stage 2/2 - step 3/3" in status[step_indices[-1]]
+    for index in step_indices:
+        sampling_rate, waveform = preview_audio[index]
+        assert waveform.dtype == np.int16 and sampling_rate > 0
+        assert preview_image[index].dtype == np.uint8 and preview_image[index].shape[0] >= 96
+    for index in range(1, len(updates) - 1):  # between the first and last yield, only what changed is sent
+        assert is_skip(final_video[index]) and is_skip(recipe[index])
+
+    stage_1 = probe_mp4(stage_video[stage_index])
+    assert (stage_1.width, stage_1.height, stage_1.num_frames) == (32, 32, NUM_FRAMES)
+    final = probe_mp4(final_video[-1])
+    assert (final.width, final.height, final.num_frames) == (64, 64, NUM_FRAMES)
+    assert final.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert recipe[-1]["seed"] == 7 and recipe[-1]["num_frames"] == NUM_FRAMES
+    assert "seed 7" in status[-1]
+    # The last yield carries every output, so an API caller gets the stage-1 clip and a preview too.
+    assert stage_video[-1] == stage_video[stage_index] and isinstance(preview_image[-1], np.ndarray)
+
+
+def test_audio_to_video_keeps_the_users_audio(handlers: StudioHandlers) -> None:
+    updates = list(handlers.audio_to_video(**A2V_WIDGETS))
+    preview_image, stage_video, final_video, status, recipe = zip(*updates, strict=True)
+    assert sum(isinstance(image, np.ndarray) for image in preview_image[:-1]) == 8 + 3
+    assert isinstance(final_video[-1], str) and isinstance(stage_video[-1], str)
+    final = probe_mp4(final_video[-1])
+    assert final.num_frames == NUM_FRAMES
+    assert final.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert recipe[-1]["pipeline"] == "A2VidPipelineTwoStage" and recipe[-1]["audio_start_time"] == 0.0
+
+
+def test_many_channel_high_rate_audio_is_accepted(handlers: StudioHandlers, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
+    final_video = list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}))[-1][2]
+    info = probe_mp4(final_video)
+    assert info.audio_channels == 2 and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+
+
+def test_ten_minute_clip_uses_only_the_cut_from_the_start_time(handlers: StudioHandlers, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "long.wav", 600.0, sampling_rate=8_000)
+    widgets = {**A2V_WIDGETS, "audio": str(clip), "audio_start_time": 300.0}
+    updates = list(handlers.audio_to_video(**widgets))
+    assert probe_mp4(updates[-1][2]).audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    message, suggested = handlers.audio_help(str(clip), 300.0, NUM_FRAMES, FRAME_RATE)[::2]
+    assert "300.00 s of audio" in message and "longest video" in message and suggested is None
+
+
+# ---- stop -----------------------------------------------------------------------------------------------------------
+
+
+def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
+    handlers: StudioHandlers, state: StudioState
+) -> None:
+    run = handlers.text_to_av(**T2AV_WIDGETS)
+    next(run)  # the clearing yield
+    first_step = next(run)
+    assert "Stage 1/2 - step 1/8" in first_step[4]
+    assert state.is_running("local", TEXT_TO_AV)
+    # Another session's Stop must not end this run.
+    assert "Nothing of yours" in handlers.stop_text_to_av(gr.Request(session_hash="someone-else"))
+    assert "Nothing of yours" in handlers.stop_audio_to_video(None)
+    assert "Stopping" in handlers.stop_text_to_av(None)
+    rest = list(run)
+    assert len(rest) == 1, "the run must end at the next step"
+    assert "Stopped at stage 1, step 1" in rest[0][4] and is_skip(rest[0][3])
+    assert not state.is_running("local", TEXT_TO_AV) and state.idle_slots == state.config.concurrency_limit
+    assert "Nothing of yours" in handlers.stop_text_to_av(None)
+    # Ready for the next run: it streams from its first step again.
+    next_run = handlers.audio_to_video(**A2V_WIDGETS)
+    next(next_run)
+    assert "Stage 1/2 - step 1/8" in next(next_run)[3]
+    next_run.close()
+    assert state.idle_slots == state.config.concurrency_limit
+
+
+def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, state: StudioState) -> None:
+    run = handlers.text_to_av(**T2AV_WIDGETS)
+    next(run)
+    next(run)
+    stopper = threading.Timer(0.01, handlers.stop_text_to_av, args=(None,))
+    stopper.start()
+    rest = list(run)  # the pipeline's own cancel flag ends the step loop
+    stopper.join()
+    assert all(not isinstance(update[3], str) for update in rest)  # no final video
+    assert "Stopped at" in rest[-1][4]
+    assert state.idle_slots == state.config.concurrency_limit
+
+
+# ---- errors ---------------------------------------------------------------------------------------------------------
+
+
+def expected_message(check, *args) -> str:
+    with pytest.raises(ValueError) as error:
+        check(*args)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("widget", "value", "message"),
+    [
+        ("num_frames", 100, expected_message(validation.check_num_frames, 100)),
+        ("num_frames", "97.5", "`num_frames` must be a whole number; got '97.5'."),
+        ("prompt", "x" * 5_000, expected_message(validation.check_prompt, "x" * 5_000)),
+        ("prompt", "   ", expected_message(validation.check_prompt, "   ")),
+        ("resolution", "big", "`resolution` must be WIDTHxHEIGHT"),
+        ("resolution", "100x64", expected_message(validation.check_size, 64, 100)),
+        ("frame_rate", 0, expected_message(validation.check_frame_rate, 0.0)),
+        ("seed", -1, expected_message(validation.check_seed, -1)),
+        ("mode", "fast", expected_message(validation.check_mode, "fast")),
+    ],
+)
+def test_bad_widget_values_become_gr_error_with_the_same_message(
+    handlers: StudioHandlers, widget: str, value: object, message: str
+) -> None:
+    with pytest.raises(gr.Error) as error:
+        next(handlers.text_to_av(**{**T2AV_WIDGETS, widget: value}))
+    assert message in error.value.message
+
+
+def bad_clip(kind: str, folder: Path) -> Path:
+    if kind == "empty":
+        path = folder / "empty.wav"
+        path.write_bytes(b"")
+    elif kind == "corrupt":
+        path = folder / "corrupt.wav"
+        path.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(200))
+    elif kind == "renamed":
+        path = folder / "picture.wav"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1000))
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["empty", "corrupt", "renamed"])
+def test_unreadable_audio_is_a_clear_error_before_any_generation(
+    handlers: StudioHandlers, state: StudioState, tmp_path: Path, kind: str
+) -> None:
+    path = bad_clip(kind, tmp_path)
+    with pytest.raises(gr.Error) as error:
+        next(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(path)}))
+    assert str(path.name) in error.value.message and "audio" in error.value.message
+    assert handlers.audio_help(str(path), 0.0, NUM_FRAMES, FRAME_RATE)[0].startswith("**Cannot use this input:**")
+    assert state.idle_slots == state.config.concurrency_limit
+
+
+def test_a_clip_shorter_than_the_video_names_the_frame_count_or_padding(
+    handlers: StudioHandlers, tmp_path: Path
+) -> None:
+    clip = write_clip(tmp_path / "blip.wav", 0.1)
+    with pytest.raises(gr.Error) as error:
+        list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}))
+    assert "0.10 s" in error.value.message and "pad_audio" in error.value.message
+    padded = list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip), "pad_audio": True}))
+    assert padded[-1][4]["audio_padded_with_silence_s"] == pytest.approx(NUM_FRAMES / FRAME_RATE - 0.1, abs=1e-3)
+
+
+def test_missing_audio_is_a_clear_error(handlers: StudioHandlers) -> None:
+    with pytest.raises(gr.Error, match="upload or record"):
+        next(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": None}))
+
+
+# ---- help and cheap updates -----------------------------------------------------------------------------------------
+
+
+def test_frame_count_menu_labels_each_count_with_its_duration(handlers: StudioHandlers) -> None:
+    choices = studio_help.frame_count_choices(25.0)
+    assert ("97 frames - 3.88 s at 25 fps", 97) in choices
+    assert [value for _, value in choices] == validation.valid_frame_counts(studio_help.MAX_MENU_FRAMES)
+    update = handlers.frame_choices(24, 97)
+    assert ("97 frames - 4.04 s at 24 fps", 97) in update["choices"] and update["value"] == 97
+    assert is_skip(handlers.frame_choices(0, 97))
+
+
+def test_audio_help_offers_the_frame_count_matching_the_clip(handlers: StudioHandlers) -> None:
+    # The click track lasts 4.00 s: 121 frames (4.84 s) outlast it, 97 frames (3.88 s) fit it.
+    message, button, suggested = handlers.audio_help(str(CLICK_TRACK), 0.0, 121, 25.0)
+    assert "shorter than the video" in message and "97 frames - 3.88 s at 25 fps" in message
+    assert suggested == 97 and button["visible"] is True and button["value"] == "Use 97 frames"
+    assert handlers.use_suggested_frames(suggested)["value"] == 97
+    message, button, suggested = handlers.audio_help(str(CLICK_TRACK), 0.0, 49, 25.0)
+    assert "uses the first 1.96 s" in message and suggested == 97
+    message, button, suggested = handlers.audio_help(str(CLICK_TRACK), 0.0, 97, 25.0)
+    assert "fits it" in message and suggested is None and button["visible"] is False
+    message, _, suggested = handlers.audio_help(str(CLICK_TRACK), 5.0, 97, 25.0)
+    assert "leaves no audio" in message and suggested is None
+
+
+def test_prompt_without_sound_words_gets_a_hint(handlers: StudioHandlers) -> None:
+    assert "source" in handlers.sound_hint("A red ball in a bright room, close-up, window light")
+    assert handlers.sound_hint("A red ball bounces with a sharp thud that echoes") == ""
+    assert handlers.sound_hint("") == ""
+
+
+def test_example_prompts_all_describe_sound() -> None:
+    from ui.layout import load_example_prompts
+
+    examples = load_example_prompts()
+    prompts = examples[TEXT_TO_AV] + [prompt for _, prompt in examples[AUDIO_TO_VIDEO]]
+    assert all(studio_help.sound_hint(prompt) == "" for prompt in prompts)
+    for path, _ in examples[AUDIO_TO_VIDEO]:
+        assert (EXAMPLES_DIR / path).stat().st_size < 200_000
+
+
+def test_steps_slider_is_live_in_dev_mode_only(handlers: StudioHandlers) -> None:
+    assert handlers.steps_control("dev")["interactive"] is True
+    assert handlers.steps_control("distilled")["interactive"] is False
+
+
+def test_request_takes_steps_in_dev_mode_and_draws_a_seed_when_asked() -> None:
+    widgets = {**T2AV_WIDGETS, "num_inference_steps": 12.0}
+    assert build_request(TEXT_TO_AV, **widgets).num_inference_steps is None  # distilled: fixed schedule
+    assert build_request(TEXT_TO_AV, **{**widgets, "mode": "dev"}).num_inference_steps == 12
+    seeds = {build_request(TEXT_TO_AV, **{**widgets, "randomize_seed": True}).seed for _ in range(4)}
+    assert len(seeds) > 1 and 7 not in seeds
+
+
+# ---- ZeroGPU --------------------------------------------------------------------------------------------------------
+
+
+def test_zerogpu_wrapper_is_a_no_op_without_spaces(handlers: StudioHandlers) -> None:
+    try:
+        import spaces  # noqa: F401
+    except ImportError:
+        assert on_gpu(handlers.text_to_av, lambda *args: 60) == handlers.text_to_av
+    else:
+        pytest.skip("the spaces package is installed here")
+
+
+def test_zerogpu_duration_grows_with_the_request() -> None:
+    short = estimate_gpu_seconds(121, "768x512", "distilled", 30, 3.0)
+    long = estimate_gpu_seconds(257, "1536x1024", "dev", 30, 3.0)
+    assert 30 <= short < long <= 300
+    assert estimate_gpu_seconds("abc", "768x512", "dev", 30, 3.0) == 60
+    assert math.isfinite(estimate_gpu_seconds(9, "64x64", "distilled", None, 1.0))
