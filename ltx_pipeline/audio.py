@@ -165,6 +165,11 @@ def _load_with_soundfile(
     audio_path: Path, info: soundfile._SoundFileInfo, start_time: float, duration: float | None
 ) -> Audio:
     start_sample, end_sample = _cut_bounds(start_time, duration, info.samplerate)
+    if info.frames == 0:
+        raise ValueError(
+            f"`path` {str(audio_path)!r} holds no audio: its {info.format} header is valid but announces "
+            f"0 samples; give a file that holds sound."
+        )
     if start_sample >= info.frames:
         raise _start_beyond_end_error(start_time, audio_path, info.frames, info.samplerate)
     num_frames = -1 if end_sample is None else end_sample - start_sample

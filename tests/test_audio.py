@@ -88,6 +88,7 @@ def audio_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_mp4(add("clip.mp4"), frames, Audio(torch.from_numpy(_tones(48000, 48000, [440.0, 880.0])), 48000), 25.0)
     # Broken inputs.
     add("empty.wav").write_bytes(b"")
+    soundfile.write(add("header_only.wav"), np.zeros((0, 2), np.float32), 44100)
     add("text.wav").write_text("This is a text file that only pretends to be audio.\n" * 20)
     flac_bytes = files["mono_48k_pcm24.flac"].read_bytes()
     add("truncated.flac").write_bytes(flac_bytes[: len(flac_bytes) // 2])
@@ -188,6 +189,7 @@ def test_probe_audio_duration(audio_files, name, seconds):
     [
         ("missing.wav", ["`path`", "missing.wav", "does not exist"]),
         ("empty.wav", ["`path`", "empty.wav", "empty (0 bytes)"]),
+        ("header_only.wav", ["`path`", "header_only.wav", "holds no audio", "0 samples"]),
         ("text.wav", ["`path`", "text.wav", "not a readable audio"]),
         ("truncated.flac", ["`path`", "truncated.flac", "corrupt"]),
         ("video_only.mp4", ["`path`", "video_only.mp4", "no audio stream", "video"]),
@@ -200,7 +202,7 @@ def test_bad_files_raise_clear_errors(audio_files, name, fragments):
         load_audio(path)
     for fragment in fragments:
         assert fragment in str(error.value)
-    if name not in ("nan_float.wav", "truncated.flac"):  # the probe reads headers only; these headers are fine
+    if name not in ("nan_float.wav", "truncated.flac", "header_only.wav"):  # the probe reads headers only
         with pytest.raises(ValueError, match="`path`"):
             probe_audio_duration(path)
 
