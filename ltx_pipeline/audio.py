@@ -27,6 +27,7 @@ from ltx_pipeline.constants import (
     MEL_N_FFT,
     MEL_WIN_LENGTH,
     RESAMPLE_LOWPASS_FILTER_WIDTH,
+    RESAMPLE_MAX_KERNEL_ELEMENTS,
     RESAMPLE_ROLLOFF,
     SAMPLE_COUNT_TOLERANCE,
 )
@@ -331,13 +332,18 @@ def to_stereo(waveform: torch.Tensor) -> torch.Tensor:
 # --- Resampling -------------------------------------------------------------------------------------------------------
 
 
+def _sinc_kernel_half_width(orig_freq: int, new_freq: int) -> int:
+    """Input samples on each side of an output sample that the kernel reaches (rates divided by their gcd)."""
+    return math.ceil(RESAMPLE_LOWPASS_FILTER_WIDTH * orig_freq / (min(orig_freq, new_freq) * RESAMPLE_ROLLOFF))
+
+
 def _sinc_resample_kernel(
     orig_freq: int, new_freq: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor, int]:
     # Adapted from torchaudio.functional.functional._get_sinc_resample_kernel (sinc_interp_hann), BSD-2-Clause.
     # orig_freq and new_freq are already divided by their gcd: the kernel has one phase per output sample of a period.
     base_freq = min(orig_freq, new_freq) * RESAMPLE_ROLLOFF
-    width = math.ceil(RESAMPLE_LOWPASS_FILTER_WIDTH * orig_freq / base_freq)
+    width = _sinc_kernel_half_width(orig_freq, new_freq)
     input_offsets = torch.arange(-width, width + orig_freq, dtype=torch.float64, device=device)[None, None] / orig_freq
     output_phases = torch.arange(0, -new_freq, -1, dtype=torch.float64, device=device)[:, None, None] / new_freq
     # time of each input tap relative to each output sample, in units of the cutoff period
@@ -364,6 +370,11 @@ def resample(audio: Audio, target_rate: int) -> Audio:
     # Adapted from torchaudio.functional.functional._apply_sinc_resample_kernel, BSD-2-Clause.
     gcd = math.gcd(int(audio.sampling_rate), int(target_rate))
     orig_freq, new_freq = int(audio.sampling_rate) // gcd, int(target_rate) // gcd
+    if new_freq * (2 * _sinc_kernel_half_width(orig_freq, new_freq) + orig_freq) > RESAMPLE_MAX_KERNEL_ELEMENTS:
+        raise ValueError(
+            f"`audio` at {audio.sampling_rate} Hz cannot be resampled to {target_rate} Hz here: the two rates share "
+            f"no large common factor (gcd {gcd}); convert the file to a standard rate such as 48000 Hz first."
+        )
     waveform = audio.waveform
     kernels, width = _sinc_resample_kernel(orig_freq, new_freq, waveform.dtype, waveform.device)
     num_channels, num_samples = waveform.shape

@@ -84,6 +84,9 @@ EMBEDDED_MODEL_NAME = "embedded"  # `--model embedded` picks the model that ship
 # Windowed-sinc resampler: torchaudio.functional.resample's defaults, which the reference AudioProcessor uses.
 RESAMPLE_LOWPASS_FILTER_WIDTH = 6  # zero crossings of the sinc on each side of the kernel centre
 RESAMPLE_ROLLOFF = 0.99  # low-pass cutoff as a fraction of the lower of the two Nyquist frequencies
+# The polyphase kernel has (target / gcd) x (source / gcd + taps) entries: fine for real rates (44.1 -> 16 kHz:
+# 76,000), huge for near-coprime ones (44,099 -> 16,000 Hz: 700 million). Refuse rather than exhaust memory.
+RESAMPLE_MAX_KERNEL_ELEMENTS = 2**24
 # A centred STFT reflect-pads n_fft / 2 samples on each side, which needs more samples than that to reflect.
 AUDIO_VAE_MIN_SAMPLES = MEL_N_FFT // 2 + 1  # samples at AUDIO_SAMPLE_RATE (about 32 ms)
 # float seconds x sample rate lands a hair off an integer (57 / 25 x 48000 = 109439.99999999999): count within
@@ -130,3 +133,11 @@ SCHEDULER_CONFIG: dict[str, object] = {
     "max_image_seq_len": DEV_SHIFT_MAX_TOKENS,
     "shift_terminal": DEV_TERMINAL_SIGMA,
 }
+
+# --- Image conditioning (issue: the "I" in TI2Vid) -----------------------------------------------------------
+# H.264 CRF applied to a conditioning still so it matches the video statistics the model was trained on
+# (reference `media_io.preprocess`, default 33 for Gemma-3 generations; diffusers' DEFAULT_IMAGE_CRF).
+IMAGE_CONDITIONING_CRF = 33
+# A conditioning image whose aspect ratio differs from the clip's by more than this fraction is called out
+# (it is still resized to cover the frame and centre-cropped, as the reference does).
+IMAGE_ASPECT_NOTICE = 0.05

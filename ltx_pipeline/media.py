@@ -193,7 +193,7 @@ def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fracti
         audio_stream.layout = "stereo"
         audio_stream.bit_rate = MP4_AUDIO_BITRATE
         for index, frame_pixels in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame_pixels, format="rgb24")
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_pixels), format="rgb24")
             video_frame.pts = index
             container.mux(video_stream.encode(video_frame))
         container.mux(video_stream.encode())
