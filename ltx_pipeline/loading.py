@@ -445,29 +445,30 @@ def _load_spatial_upsampler(source: str | os.PathLike, options: _Options) -> LTX
                 f"{constants.OFFICIAL_SPATIAL_UPSAMPLER_FILE!r}."
             )
     with _open_safetensors(path, "spatial_upsampler") as handle:
-        keys = list(handle.keys())
-        if not all(key in keys for key in UPSAMPLER_REQUIRED_KEYS):
+        shapes = _read_shapes(handle)
+        keys = list(shapes)
+        if not all(key in shapes for key in UPSAMPLER_REQUIRED_KEYS):
             raise CheckpointError(
                 f"`spatial_upsampler` {str(path)!r} is not a spatial upsampler file: it lacks "
                 f"{', '.join(UPSAMPLER_REQUIRED_KEYS)}; expected a file like "
                 f"{constants.OFFICIAL_SPATIAL_UPSAMPLER_FILE!r} (first keys: {_first(keys)})."
             )
-        config = _upsampler_config(handle, keys, _file_config(handle, path))
+        config = _upsampler_config(shapes, _file_config(handle, path))
         mapping = {key: key for key in keys}  # the official upsampler already uses diffusers' names
-        return _build_and_load(LTX2LatentUpsamplerModel, config, mapping, handle, path, options.torch_dtype)
+        return _build_and_load(LTX2LatentUpsamplerModel, config, mapping, handle, shapes, path, options.torch_dtype)
 
 
-def _upsampler_config(handle: Any, keys: list[str], metadata_config: dict) -> dict[str, Any]:
+def _upsampler_config(shapes: dict[str, tuple[int, ...]], metadata_config: dict) -> dict[str, Any]:
     """LatentUpsampler architecture from tensor shapes; the spatial scale from the metadata (reference field)."""
-    initial_shape = _shape(handle, "initial_conv.weight")
+    initial_shape = shapes["initial_conv.weight"]
     mid_channels = initial_shape[0]
     config: dict[str, Any] = {
         "in_channels": initial_shape[1],
         "mid_channels": mid_channels,
-        "num_blocks_per_stage": sum(1 for key in keys if re.fullmatch(r"res_blocks\.\d+\.conv1\.weight", key)),
+        "num_blocks_per_stage": sum(1 for key in shapes if re.fullmatch(r"res_blocks\.\d+\.conv1\.weight", key)),
         "dims": len(initial_shape) - 2,
     }
-    if "upsampler.conv.weight" in keys:  # SpatialRationalResampler
+    if "upsampler.conv.weight" in shapes:  # SpatialRationalResampler
         config.update(
             spatial_upsample=True,
             temporal_upsample=False,
@@ -475,7 +476,7 @@ def _upsampler_config(handle: Any, keys: list[str], metadata_config: dict) -> di
             rational_spatial_scale=float(metadata_config.get("spatial_scale", 2.0)),
         )
     else:
-        expansion = _shape(handle, "upsampler.0.weight")[0] // mid_channels  # 4: spatial, 2: temporal, 8: both
+        expansion = shapes["upsampler.0.weight"][0] // mid_channels  # 4: spatial, 2: temporal, 8: both
         config.update(
             spatial_upsample=expansion in (4, 8), temporal_upsample=expansion in (2, 8), use_rational_resampler=False
         )
@@ -489,12 +490,13 @@ def _load_single_file(
     path: Path, name: str, spatial_upsampler: str | None, text_encoder: str | None, options: _Options
 ) -> LoadedModel:
     with _open_safetensors(path, "model") as handle:
-        keys = list(handle.keys())
+        shapes = _read_shapes(handle)
+        keys = list(shapes)
         _check_combined_checkpoint(path, keys)
         metadata = handle.metadata() or {}
         file_config = _file_config(handle, path)
         version = _file_version(path, metadata, keys)
-        configs = _configs_from_file(handle, keys, file_config, version, path)
+        configs = _configs_from_file(shapes, file_config, version, path)
         mappings = _official_key_mappings(keys, version, path)
         components: dict[str, Any] = {}
         for component_name, cls in (
@@ -506,7 +508,7 @@ def _load_single_file(
         ):
             dtype = torch.float32 if component_name == "vocoder" else options.torch_dtype
             components[component_name] = _build_and_load(
-                cls, configs[component_name], mappings[component_name], handle, path, dtype, component_name
+                cls, configs[component_name], mappings[component_name], handle, shapes, path, dtype, component_name
             )
     upsampler_source = spatial_upsampler or _default_upsampler(version, path.parent)
     components["latent_upsampler"] = _load_spatial_upsampler(upsampler_source, options)
@@ -603,8 +605,9 @@ def _first(keys: Iterable[str], count: int = 5) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > count else "")
 
 
-def _shape(handle: Any, key: str) -> list[int]:
-    return list(handle.get_slice(key).get_shape())
+def _read_shapes(handle: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, from the safetensors header alone."""
+    return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
 
 
 # Key mappings: {diffusers key: official key}. Diffusers' own conversion functions rename keys inside a state dict;
@@ -667,6 +670,7 @@ def _build_and_load(
     config: dict[str, Any],
     mapping: dict[str, str],
     handle: Any,
+    shapes: dict[str, tuple[int, ...]],
     path: Path,
     dtype: torch.dtype,
     component_name: str = "latent_upsampler",
@@ -684,9 +688,9 @@ def _build_and_load(
         )
     expected_shapes = {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
     mismatched = [
-        f"{key} {tuple(_shape(handle, official))} (expected {expected_shapes[key]})"
+        f"{key} {shapes[official]} (expected {expected_shapes[key]})"
         for key, official in mapping.items()
-        if tuple(_shape(handle, official)) != expected_shapes[key]
+        if shapes[official] != expected_shapes[key]
     ]
     if mismatched:
         raise CheckpointError(
@@ -705,7 +709,7 @@ def _build_and_load(
 
 
 def _configs_from_file(
-    handle: Any, keys: list[str], file_config: dict, version: str, path: Path
+    shapes: dict[str, tuple[int, ...]], file_config: dict, version: str, path: Path
 ) -> dict[str, dict[str, Any]]:
     sections = ("transformer", "vae", "audio_vae", "vocoder")
     if not all(section in file_config for section in sections):
@@ -716,10 +720,10 @@ def _configs_from_file(
     transformer_config = file_config["transformer"]
     return {
         "transformer": transformer_kwargs(transformer_config, version),
-        "connectors": connectors_kwargs(transformer_config, handle, keys),
+        "connectors": connectors_kwargs(transformer_config, shapes),
         "vae": video_vae_kwargs(file_config["vae"], path),
         "audio_vae": audio_vae_kwargs(file_config["audio_vae"]),
-        "vocoder": vocoder_kwargs(file_config["vocoder"], handle, keys),
+        "vocoder": vocoder_kwargs(file_config["vocoder"], shapes),
     }
 
 
@@ -771,14 +775,14 @@ def transformer_kwargs(config: dict, version: str) -> dict[str, Any]:
     }
 
 
-def connectors_kwargs(config: dict, handle: Any, keys: list[str]) -> dict[str, Any]:
+def connectors_kwargs(config: dict, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     """LTX2TextConnectors kwargs from the metadata's `transformer` section plus tensor shapes (ltx-core
     Embeddings1DConnectorConfigurator and the feature extractor)."""
     per_modality = config.get("caption_proj_before_connector", False)
     projection_key = next(
         (
             key
-            for key in keys
+            for key in shapes
             if key.endswith(("text_embedding_projection.aggregate_embed.weight", "video_aggregate_embed.weight"))
         ),
         None,
@@ -786,11 +790,11 @@ def connectors_kwargs(config: dict, handle: Any, keys: list[str]) -> dict[str, A
     if projection_key is None:
         raise CheckpointError("the checkpoint has no text_embedding_projection weights; expected an LTX-2 checkpoint.")
     caption_channels = config.get("caption_channels", 3840)
-    flat_dim = _shape(handle, projection_key)[1]  # caption_channels x (text encoder layers + 1)
+    flat_dim = shapes[projection_key][1]  # caption_channels x (text encoder layers + 1)
 
     def registers(modality: str) -> int | None:
         key = f"{TRANSFORMER_PREFIX}{modality}_embeddings_connector.learnable_registers"
-        return _shape(handle, key)[0] if key in keys else None
+        return shapes[key][0] if key in shapes else None
 
     video_heads = config.get("connector_num_attention_heads", 30)
     video_head_dim = config.get("connector_attention_head_dim", 128)
@@ -815,7 +819,7 @@ def connectors_kwargs(config: dict, handle: Any, keys: list[str]) -> dict[str, A
         "per_modality_projections": per_modality,
         "video_hidden_dim": config.get("num_attention_heads", 32) * config.get("attention_head_dim", 128),
         "audio_hidden_dim": config.get("audio_num_attention_heads", 32) * config.get("audio_attention_head_dim", 64),
-        "proj_bias": any(key.endswith("aggregate_embed.bias") for key in keys),
+        "proj_bias": any(key.endswith("aggregate_embed.bias") for key in shapes),
     }
 
 
@@ -870,7 +874,9 @@ def video_vae_kwargs(config: dict, path: Path) -> dict[str, Any]:
     for _, params in upsamplers:
         channels *= params.get("multiplier", 1)
         decoder_block_out_channels.append(channels)
-    upsample_type = [VAE_UPSAMPLE_TYPES[name] for name, _ in upsamplers]
+    # diffusers' decoder reverses every per-block tuple into decoding order except `upsample_type`, which it takes
+    # in decoding order already; the official list is in encoding order.
+    upsample_type = [VAE_UPSAMPLE_TYPES[name] for name, _ in reversed(upsamplers)]
     return {
         "in_channels": config.get("in_channels", 3),
         "out_channels": config.get("out_channels", 3),
@@ -894,7 +900,10 @@ def video_vae_kwargs(config: dict, path: Path) -> dict[str, Any]:
         "encoder_causal": True,
         "decoder_causal": config.get("causal_decoder", False),
         "encoder_spatial_padding_mode": config.get("encoder_spatial_padding_mode", "zeros"),
-        "decoder_spatial_padding_mode": config.get("spatial_padding_mode", "reflect"),
+        # ltx-core reads "spatial_padding_mode"; some configs spell it "decoder_spatial_padding_mode".
+        "decoder_spatial_padding_mode": config.get(
+            "spatial_padding_mode", config.get("decoder_spatial_padding_mode", "reflect")
+        ),
         "spatial_compression_ratio": patch_size * 2 ** sum(kind != "temporal" for kind in downsample_type),
         "temporal_compression_ratio": 2 ** sum(kind != "spatial" for kind in downsample_type),
     }
@@ -953,15 +962,15 @@ def _generator_kwargs(config: dict, apply_final_activation: bool, in_channels: i
     }
 
 
-def vocoder_kwargs(config: dict, handle: Any, keys: list[str]) -> dict[str, Any]:
+def vocoder_kwargs(config: dict, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     """LTX2Vocoder (LTX-2.0, flat config) or LTX2VocoderWithBWE (LTX-2.3, `vocoder` + `bwe`) kwargs
     (ltx-core VocoderConfigurator)."""
     if "bwe" not in config:
-        generator = _generator_kwargs(config, True, _shape(handle, "vocoder.conv_pre.weight")[1])
+        generator = _generator_kwargs(config, True, shapes["vocoder.conv_pre.weight"][1])
         return {**generator, "output_sampling_rate": config.get("output_sampling_rate", 24000)}
     bwe = config["bwe"]
-    main = _generator_kwargs(config.get("vocoder", {}), True, _shape(handle, "vocoder.vocoder.conv_pre.weight")[1])
-    extension = _generator_kwargs(bwe, False, _shape(handle, "vocoder.bwe_generator.conv_pre.weight")[1])
+    main = _generator_kwargs(config.get("vocoder", {}), True, shapes["vocoder.vocoder.conv_pre.weight"][1])
+    extension = _generator_kwargs(bwe, False, shapes["vocoder.bwe_generator.conv_pre.weight"][1])
     return {
         **main,
         **{f"bwe_{name}": value for name, value in extension.items()},

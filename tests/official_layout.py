@@ -241,13 +241,16 @@ def video_vae_section(config: dict) -> dict:
     encoder_blocks.append(["res_x", {"num_layers": config["layers_per_block"][-1]}])
 
     upsample_names = {"spatial": "compress_space", "temporal": "compress_time", "spatiotemporal": "compress_all"}
+    # diffusers lists upsample_type in decoding order, the other decoder tuples (and the official list) in encoding
+    # order.
+    upsample_types = tuple(reversed(config["upsample_type"]))
     decoder_blocks: list = []
     for index, layers in enumerate(config["decoder_layers_per_block"]):
         decoder_blocks.append(["res_x", {"num_layers": layers, "inject_noise": config["decoder_inject_noise"][index]}])
-        if index < len(config["upsample_type"]):
+        if index < len(upsample_types):
             decoder_blocks.append(
                 [
-                    upsample_names[config["upsample_type"][index]],
+                    upsample_names[upsample_types[index]],
                     {"residual": config["upsample_residual"][index], "multiplier": config["upsample_factor"][index]},
                 ]
             )

@@ -1,6 +1,7 @@
 """Loading checkpoints into diffusers' LTX-2 classes: official single files, diffusers folders, the embedded model,
 and the errors a user sees for the wrong file. Every checkpoint here is tiny and written by the test itself."""
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -8,6 +9,8 @@ from typing import Any
 
 import pytest
 import torch
+from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from safetensors.torch import save_file
 
 from ltx_pipeline import constants, loading, tiny
@@ -331,3 +334,267 @@ def test_spatial_upsampler_from_a_diffusers_folder(official_checkpoint: dict, tm
     assert_same_weights(upsampler, loaded.components["latent_upsampler"])
     scheduler_config = loaded.components["scheduler"].config
     assert {key: scheduler_config[key] for key in constants.SCHEDULER_CONFIG} == constants.SCHEDULER_CONFIG
+
+
+# --- Configs from real headers agree with diffusers' own conversion ----------------------------------------------
+# The loader derives diffusers configs from the `config` JSON in the file header. These tests feed it the header
+# configs of the real files (LTX-2.3: as reproduced in mlx-video's converter `build_embedded_config("2.3")`; LTX-2.0:
+# the sections published by projects that read the ltx-2-19b-dev header, plus ltx-core's 2.0 VAE block lists) and
+# compare with the full-size configs diffusers' scripts/convert_ltx2_to_diffusers.py writes. The real files cannot be
+# downloaded here; this is the check that does not depend on our own writer.
+
+REAL_2_3_HEADER_CONFIG = {
+    "transformer": {
+        "attention_head_dim": 128,
+        "caption_channels": 3840,
+        "cross_attention_dim": 4096,
+        "in_channels": 128,
+        "norm_eps": 1e-6,
+        "num_attention_heads": 32,
+        "num_layers": 48,
+        "out_channels": 128,
+        "audio_num_attention_heads": 32,
+        "audio_attention_head_dim": 64,
+        "audio_out_channels": 128,
+        "audio_cross_attention_dim": 2048,
+        "audio_positional_embedding_max_pos": [20],
+        "connector_attention_head_dim": 128,
+        "connector_num_attention_heads": 32,
+        "connector_num_layers": 8,
+        "connector_positional_embedding_max_pos": [4096],
+        "connector_num_learnable_registers": 128,
+        "apply_gated_attention": True,
+        "connector_apply_gated_attention": True,
+        "caption_projection_first_linear": False,
+        "caption_projection_second_linear": False,
+        "caption_proj_input_norm": False,
+        "caption_proj_before_connector": True,
+        "audio_connector_attention_head_dim": 64,
+        "audio_connector_num_attention_heads": 32,
+        "cross_attention_adaln": True,
+        "rope_type": "split",
+        "frequencies_precision": "float64",
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000.0,
+    },
+    "vae": {
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 128,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "spatial_padding_mode": "zeros",
+        "timestep_conditioning": False,
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 4}],
+            ["compress_space", {"multiplier": 2}],
+            ["res_x", {"num_layers": 6}],
+            ["compress_time", {"multiplier": 2}],
+            ["res_x", {"num_layers": 4}],
+            ["compress_all", {"multiplier": 1}],
+            ["res_x", {"num_layers": 2}],
+            ["compress_all", {"multiplier": 2}],
+            ["res_x", {"num_layers": 2}],
+        ],
+        "encoder_blocks": [
+            ["res_x", {"num_layers": 4}],
+            ["compress_space_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 6}],
+            ["compress_time_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 4}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 2}],
+            ["compress_all_res", {"multiplier": 1}],
+            ["res_x", {"num_layers": 2}],
+        ],
+    },
+    "audio_vae": {
+        "model": {
+            "params": {
+                "ddconfig": {
+                    "double_z": True,
+                    "mel_bins": 64,
+                    "z_channels": 8,
+                    "resolution": 256,
+                    "in_channels": 2,
+                    "out_ch": 2,
+                    "ch": 128,
+                    "ch_mult": [1, 2, 4],
+                    "num_res_blocks": 2,
+                    "dropout": 0.0,
+                    "mid_block_add_attention": False,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                },
+                "sampling_rate": 16000,
+            }
+        }
+    },
+    "vocoder": {
+        "vocoder": {
+            "upsample_initial_channel": 1536,
+            "resblock": "AMP1",
+            "upsample_rates": [5, 2, 2, 2, 2, 2],
+            "resblock_kernel_sizes": [3, 7, 11],
+            "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            "stereo": True,
+            "use_tanh_at_final": False,
+            "activation": "snakebeta",
+            "use_bias_at_final": False,
+        },
+        "bwe": {
+            "upsample_initial_channel": 512,
+            "resblock": "AMP1",
+            "upsample_rates": [6, 5, 2, 2, 2],
+            "resblock_kernel_sizes": [3, 7, 11],
+            "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            "stereo": True,
+            "use_tanh_at_final": False,
+            "activation": "snakebeta",
+            "use_bias_at_final": False,
+            "apply_final_activation": False,
+            "input_sampling_rate": 16000,
+            "output_sampling_rate": 48000,
+            "hop_length": 80,
+            "n_fft": 512,
+            "win_size": 512,
+            "num_mels": 64,
+        },
+    },
+}
+REAL_2_3_SHAPES = {  # the tensors whose shapes the loader reads
+    "text_embedding_projection.video_aggregate_embed.weight": (4096, 188160),
+    "text_embedding_projection.video_aggregate_embed.bias": (4096,),
+    "text_embedding_projection.audio_aggregate_embed.weight": (2048, 188160),
+    "text_embedding_projection.audio_aggregate_embed.bias": (2048,),
+    "model.diffusion_model.video_embeddings_connector.learnable_registers": (128, 4096),
+    "model.diffusion_model.audio_embeddings_connector.learnable_registers": (128, 2048),
+    "vocoder.vocoder.conv_pre.weight": (1536, 128, 7),
+    "vocoder.bwe_generator.conv_pre.weight": (512, 128, 7),
+}
+
+REAL_2_0_HEADER_CONFIG = {
+    "transformer": {
+        "rope_type": "split",
+        "frequencies_precision": "float64",
+        "positional_embedding_theta": 10000.0,
+        "timestep_scale_multiplier": 1000,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "av_ca_timestep_scale_multiplier": 1000.0,
+        "attention_head_dim": 128,
+        "num_attention_heads": 32,
+        "audio_attention_head_dim": 64,
+        "audio_num_attention_heads": 32,
+        "caption_channels": 3840,
+        "connector_positional_embedding_max_pos": [4096],
+    },
+    "vae": {
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 128,
+        "encoder_spatial_padding_mode": "zeros",
+        "decoder_spatial_padding_mode": "reflect",
+        "timestep_conditioning": False,
+        "encoder_blocks": [
+            ["res_x", {"num_layers": 4}],
+            ["compress_space_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 6}],
+            ["compress_time_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 6}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 2}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 2}],
+        ],
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 5, "inject_noise": False}],
+            ["compress_all", {"residual": True, "multiplier": 2}],
+            ["res_x", {"num_layers": 5, "inject_noise": False}],
+            ["compress_all", {"residual": True, "multiplier": 2}],
+            ["res_x", {"num_layers": 5, "inject_noise": False}],
+            ["compress_all", {"residual": True, "multiplier": 2}],
+            ["res_x", {"num_layers": 5, "inject_noise": False}],
+        ],
+    },
+    "audio_vae": {
+        "model": {
+            "params": {
+                "ddconfig": {
+                    "double_z": True,
+                    "mel_bins": 64,
+                    "z_channels": 8,
+                    "attn_resolutions": [],
+                    "mid_block_add_attention": False,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                }
+            }
+        },
+        "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160}, "mel": {"n_mel_channels": 64}},
+    },
+    "vocoder": {
+        "resblock": "1",
+        "stereo": True,
+        "upsample_initial_channel": 1024,
+        "upsample_rates": [6, 5, 2, 2, 2],
+        "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+        "resblock_kernel_sizes": [3, 7, 11],
+        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    },
+}
+REAL_2_0_SHAPES = {
+    "text_embedding_projection.aggregate_embed.weight": (3840, 188160),
+    "model.diffusion_model.video_embeddings_connector.learnable_registers": (128, 3840),
+    "model.diffusion_model.audio_embeddings_connector.learnable_registers": (128, 3840),
+    "vocoder.conv_pre.weight": (1024, 128, 7),
+}
+
+# Where the loader follows the reference implementation instead of diffusers' conversion, on purpose.
+ALLOWED_DIFFERENCES = {
+    # ltx-core applies clamp(-1, 1) to the main vocoder's output (use_tanh_at_final=False); diffusers passes None.
+    ("2.3", "vocoder"): {"final_act_fn"},
+    # ltx-core's default attention resolutions (8, 16, 32) are never reached at resolution 256: no module differs.
+    ("2.3", "audio_vae"): {"attn_resolutions"},
+}
+COMPONENT_CLASSES = {
+    "transformer": LTX2VideoTransformer3DModel,
+    "connectors": LTX2TextConnectors,
+    "vae": AutoencoderKLLTX2Video,
+    "audio_vae": AutoencoderKLLTX2Audio,
+}
+
+
+def full_config(cls: type, kwargs: dict) -> dict:
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    return json.loads(json.dumps({**defaults, **kwargs}))
+
+
+@pytest.mark.parametrize(
+    ("version", "header_config", "shapes"),
+    [("2.3", REAL_2_3_HEADER_CONFIG, REAL_2_3_SHAPES), ("2.0", REAL_2_0_HEADER_CONFIG, REAL_2_0_SHAPES)],
+)
+def test_real_header_configs_give_diffusers_own_full_size_configs(
+    version: str, header_config: dict, shapes: dict
+) -> None:
+    derived = loading._configs_from_file(shapes, header_config, version, Path(f"ltx-{version}.safetensors"))
+    vocoder_class = LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder
+    for name, cls in {**COMPONENT_CLASSES, "vocoder": vocoder_class}.items():
+        expected = full_config(cls, loading.FULL_SIZE_PRESETS[version][name])
+        actual = full_config(cls, derived[name])
+        different = {key for key in expected if expected[key] != actual[key]}
+        assert different == ALLOWED_DIFFERENCES.get((version, name), set()), (
+            name,
+            {k: (expected[k], actual[k]) for k in different},
+        )
