@@ -1,0 +1,232 @@
+"""The studio in a real headless Chromium: both modes end to end, previews before the final video, Stop, bad inputs.
+
+Needs Debian's browser and Playwright's Python package (no browser download):
+    apt-get install -y chromium chromium-driver && pip install playwright==1.65.2
+Run with `pytest -m browser tests/test_app_browser.py`. Skips, saying why, where no browser is installed.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ltx_pipeline.media import probe_mp4
+from ui.help import format_frame_count
+from ui.state import EXAMPLES_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FRAME_RATE = 24.0  # the page's default
+NUM_FRAMES = 9
+CLICK_TRACK = EXAMPLES_DIR / "audio" / "click_track_120bpm.wav"
+STARTUP_TIMEOUT_S = 120  # imports and the embedded model on a busy 2-core machine
+RUN_TIMEOUT_MS = 120_000
+
+# Records, in the page, when each output first shows a new file: the test then checks the order of arrival.
+WATCH_OUTPUTS_JS = """
+(prefix) => {
+  window.__arrivals = [];
+  const seen = new Map();
+  const watch = () => {
+    for (const [name, selector] of [["preview", `#${prefix}-preview img`], ["stage1", `#${prefix}-stage1 video`],
+                                     ["final", `#${prefix}-final video`]]) {
+      const element = document.querySelector(selector);
+      const source = element && element.getAttribute("src");
+      if (source && seen.get(name) !== source) {
+        seen.set(name, source);
+        window.__arrivals.push({name, source, time: performance.now()});
+      }
+    }
+  };
+  new MutationObserver(watch).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                       attributeFilter: ["src"]});
+}
+"""
+
+
+def browser_or_skip() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver (or set CHROMIUM_PATH)")
+    pytest.importorskip("playwright", reason="pip install playwright (the package only; the browser is Debian's)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python app.py` itself, on a free port, with the embedded model, offline."""
+    browser_or_skip()
+    port = free_port()
+    output_dir = tmp_path_factory.mktemp("outputs")
+    log_path = output_dir / "app.log"
+    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "LTX_MODEL": "embedded"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), "--output-dir", str(output_dir)],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(studio_url: str) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, studio_url: str) -> Iterator:
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.goto(studio_url)
+    page.wait_for_selector("#t2av-prompt textarea", timeout=60_000)
+    yield page
+    context.close()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in a gradio dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def set_small_run(page, prefix: str) -> None:
+    choose(page, f"{prefix}-resolution", "64 x 64 - smoke test")
+    choose(page, f"{prefix}-frames", format_frame_count(NUM_FRAMES, FRAME_RATE))
+
+
+def generate_and_check(page, prefix: str, download_dir: Path) -> Path:
+    """Clicks Generate, waits for the final video, checks previews came first, downloads and probes the mp4."""
+    page.evaluate(WATCH_OUTPUTS_JS, prefix)
+    page.locator(f"#{prefix}-generate").click()
+    page.wait_for_selector(f"#{prefix}-final video[src]", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        f"document.querySelector('#{prefix}-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
+    )
+    arrivals = page.evaluate("window.__arrivals")
+    names = [arrival["name"] for arrival in arrivals]
+    assert "preview" in names and "stage1" in names and "final" in names, names
+    first = {name: names.index(name) for name in ("preview", "stage1", "final")}
+    assert first["preview"] < first["stage1"] < first["final"], names
+    # Several distinct step previews arrive while it runs, not only one at the end.
+    assert sum(name == "preview" for name in names[: first["final"]]) >= 3, names
+
+    with page.expect_download() as download_info:
+        page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
+            page.locator(f"#{prefix}-final").get_by_role("button", name="Download")
+        ).first.click()
+    path = download_dir / f"{prefix}.mp4"
+    download_info.value.save_as(path)
+    info = probe_mp4(path)
+    assert (info.width, info.height, info.num_frames) == (64, 64, NUM_FRAMES)
+    assert info.audio_codec == "aac" and info.audio_channels == 2
+    assert info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert info.video_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    return path
+
+
+def error_toast(page, text: str) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
+
+
+def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
+    prompt = page.locator("#t2av-prompt textarea")
+    prompt.fill("A red ball in a bright room")
+    page.get_by_text("does not describe any sound").wait_for(timeout=10_000)
+    prompt.fill("A red ball drops on a wooden floor with a sharp thud that echoes")
+    page.get_by_text("does not describe any sound").wait_for(state="hidden", timeout=10_000)
+
+    set_small_run(page, "t2av")
+    generate_and_check(page, "t2av", tmp_path)
+
+    # A bad input is explained and the page keeps working: the prompt the user typed is still there.
+    prompt.fill("x" * 5_000)
+    page.locator("#t2av-generate").click()
+    error_toast(page, "must be at most 4000 characters; got 5000 characters")
+    assert len(prompt.input_value()) == 5_000
+
+
+def test_stop_ends_a_run_and_the_page_stays_ready(page) -> None:
+    page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
+    set_small_run(page, "t2av")
+    page.get_by_text("More settings").click()
+    page.locator("#t2av-mode").get_by_text("dev", exact=True).click()
+    page.locator("#t2av-steps input[type=number]").fill("60")
+    page.locator("#t2av-steps input[type=number]").press("Enter")
+    page.locator("#t2av-generate").click()
+    page.wait_for_function(
+        "document.querySelector('#t2av-status').innerText.includes('Stage 1/2 - step')", timeout=RUN_TIMEOUT_MS
+    )
+    page.locator("#t2av-stop").click()
+    page.wait_for_function(
+        "document.querySelector('#t2av-status').innerText.includes('Stopped at stage 1')", timeout=30_000
+    )
+    assert page.locator("#t2av-final video").count() == 0
+
+
+def test_audio_to_video_in_the_browser(page, tmp_path: Path) -> None:
+    page.get_by_role("tab", name="Audio to video").click()
+    page.wait_for_selector("#a2v-prompt textarea")
+
+    # A file that is not audio is refused with the reader's message, before any generation.
+    not_audio = tmp_path / "picture.wav"
+    not_audio.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2_000))
+    page.locator("#a2v-audio input[type=file]").set_input_files(str(not_audio))
+    page.get_by_text("Cannot use this input").wait_for(timeout=30_000)
+
+    page.locator("#a2v-audio").get_by_role("button", name="Clear").click()
+    page.locator("#a2v-audio input[type=file]").set_input_files(str(CLICK_TRACK))
+    page.get_by_text("The clip has 4.00 s of audio").wait_for(timeout=30_000)
+    page.locator("#a2v-prompt textarea").fill("A metronome ticks on a wooden piano in a quiet room")
+    set_small_run(page, "a2v")
+    generate_and_check(page, "a2v", tmp_path)
+
+
+def test_only_outputs_and_examples_are_served(studio_url: str) -> None:
+    assert httpx.get(f"{studio_url}gradio_api/file={REPO_ROOT / 'app.py'}").status_code == 403
+    assert httpx.get(f"{studio_url}gradio_api/file={CLICK_TRACK}").status_code == 200

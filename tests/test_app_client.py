@@ -1,0 +1,177 @@
+"""Both named endpoints through gradio_client on a running studio (embedded tiny model, 64 x 64 px, 9 frames)."""
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from ltx_pipeline.media import probe_mp4
+from ui import StudioConfig, StudioState, build_demo, launch_options
+from ui.state import EXAMPLES_DIR, REPO_ROOT
+
+CLICK_TRACK = EXAMPLES_DIR / "audio" / "click_track_120bpm.wav"
+FRAME_RATE = 25.0
+NUM_FRAMES = 9
+MAX_UPLOAD = "12mb"  # a 10-minute 8 kHz mono clip (9.6 MB) fits; the oversized file below does not
+
+SETTINGS = {
+    "prompt": "a red ball drops on a wooden floor with a loud thud",
+    "negative_prompt": "",
+    "num_frames": NUM_FRAMES,
+    "frame_rate": FRAME_RATE,
+    "resolution": "64x64",
+    "seed": 3,
+    "randomize_seed": False,
+    "mode": "distilled",
+    "num_inference_steps": 30,
+    "modality_scale": 3.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StudioConfig]]:
+    config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), max_file_size=MAX_UPLOAD)
+    state = StudioState(config)
+    state.load()
+    demo = build_demo(state)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(config),
+    )
+    yield url, config
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: tuple[str, StudioConfig]) -> Client:
+    return Client(server[0], verbose=False, download_files=True)
+
+
+def write_clip(path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1) -> Path:
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    tone = 0.3 * np.sin(2 * np.pi * 330.0 * time)
+    sf.write(path, np.repeat(tone[:, None], channels, axis=1).astype(np.float32), sampling_rate, subtype="PCM_16")
+    return path
+
+
+def audio_to_video(client: Client, audio: Path, **overrides: object) -> tuple:
+    arguments = {"audio": handle_file(str(audio)), "audio_start_time": 0.0, "pad_audio": False, **SETTINGS}
+    return client.predict(**{**arguments, **overrides}, api_name="/audio_to_video")
+
+
+def assert_clip(path: str, width: int = 64) -> None:
+    info = probe_mp4(path)
+    assert (info.width, info.num_frames) == (width, NUM_FRAMES)
+    assert info.audio_codec == "aac" and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+
+
+def test_text_to_av_endpoint(client: Client) -> None:
+    preview_image, preview_audio, stage_video, final_video, status, recipe = client.predict(
+        **SETTINGS, api_name="/text_to_av"
+    )
+    assert_clip(final_video)
+    assert_clip(stage_video, width=32)
+    assert Path(preview_image).suffix == ".png" and Path(preview_audio).is_file()
+    assert "Done" in status and recipe["seed"] == 3 and recipe["pipeline"] == "TI2VidTwoStagesPipeline"
+
+
+def test_text_to_av_streams_through_the_client(client: Client) -> None:
+    job = client.submit(**SETTINGS, api_name="/text_to_av")
+    outputs = list(job)
+    statuses = [output[4] for output in outputs if isinstance(output[4], str)]
+    assert any("Stage 1/2 - step 1/8" in status for status in statuses)
+    assert any("Stage 1 decoded" in status for status in statuses)
+    assert "Done" in statuses[-1] and len(outputs) >= 8 + 3 + 2
+
+
+def test_audio_to_video_endpoint(client: Client) -> None:
+    preview_image, stage_video, final_video, status, recipe = audio_to_video(client, CLICK_TRACK)
+    assert_clip(final_video)
+    assert recipe["pipeline"] == "A2VidPipelineTwoStage" and "Done" in status
+
+
+def bad_file(kind: str, folder: Path) -> Path:
+    contents = {
+        "empty": b"",
+        "corrupt": b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(200),
+        "renamed": b"\x89PNG\r\n\x1a\n" + bytes(2_000),
+    }[kind]
+    path = folder / f"{kind}.wav"
+    path.write_bytes(contents)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["empty", "corrupt", "renamed"])
+def test_unreadable_audio_gets_a_clear_message(client: Client, tmp_path: Path, kind: str) -> None:
+    with pytest.raises(AppError) as error:
+        audio_to_video(client, bad_file(kind, tmp_path))
+    message = str(error.value)
+    assert f"{kind}.wav" in message, message
+    assert any(reason in message for reason in ("empty", "not a readable audio", "no audio stream")), message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_frames": 100}, "`num_frames` must be 8k+1"),
+        ({"prompt": "x" * 5_000}, "`prompt` must be at most 4000 characters; got 5000 characters."),
+        ({"resolution": "65x64"}, "`width` must be a positive multiple of 64"),
+        ({"frame_rate": 500}, "`frame_rate` must be a number from 1 to 60"),
+    ],
+)
+def test_invalid_settings_get_the_pipelines_message(client: Client, overrides: dict, message: str) -> None:
+    with pytest.raises(AppError, match=re.escape(message)):
+        client.predict(**{**SETTINGS, **overrides}, api_name="/text_to_av")
+
+
+def test_a_clip_too_short_for_the_video_names_the_fix(client: Client, tmp_path: Path) -> None:
+    with pytest.raises(AppError, match="shorter than the 0.36 s") as error:
+        audio_to_video(client, write_clip(tmp_path / "blip.wav", 0.1))
+    assert "pad_audio=True" in str(error.value)
+
+
+def test_an_upload_over_the_size_limit_is_refused(client: Client, tmp_path: Path) -> None:
+    huge = write_clip(tmp_path / "huge.wav", 200.0, sampling_rate=48_000)  # 19 MB
+    with pytest.raises(Exception, match="(?i)too large|size|413"):
+        audio_to_video(client, huge)
+
+
+def test_odd_but_valid_clips_still_generate(client: Client, tmp_path: Path) -> None:
+    """A 10-minute clip (only the cut is read) and 8-channel 96 kHz audio (downmixed for the mp4) both work."""
+    long_clip = write_clip(tmp_path / "ten_minutes.wav", 600.0, sampling_rate=8_000)
+    assert_clip(audio_to_video(client, long_clip, audio_start_time=420.0)[2])
+    surround = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
+    final_video = audio_to_video(client, surround)[2]
+    assert_clip(final_video)
+    assert probe_mp4(final_video).audio_channels == 2
+
+
+def test_serves_only_outputs_and_examples(server: tuple[str, StudioConfig], client: Client) -> None:
+    url, config = server
+    final_video = client.predict(**SETTINGS, api_name="/text_to_av")[3]
+    written = next(config.output_dir.rglob(Path(final_video).name))
+    for path, allowed in [
+        (REPO_ROOT / "app.py", False),
+        (Path("/etc/passwd"), False),
+        (REPO_ROOT / "ltx_pipeline" / "constants.py", False),
+        (CLICK_TRACK, True),
+        (written, True),
+    ]:
+        response = httpx.get(f"{url.rstrip('/')}/gradio_api/file={path}")
+        assert (response.status_code == 200) == allowed, (path, response.status_code)
