@@ -675,18 +675,36 @@ def _build_and_load(
     dtype: torch.dtype,
     component_name: str = "latent_upsampler",
 ) -> torch.nn.Module:
-    """Build `cls(**config)` on the meta device, check keys strictly, then read each tensor once into it."""
+    """Build `cls(**config)` on the meta device, check keys and shapes strictly, then read each tensor once."""
     with init_empty_weights():
         module = cls(**config)
-    expected = set(module.state_dict().keys())
-    missing, unexpected = sorted(expected - mapping.keys()), sorted(mapping.keys() - expected)
+    check_weights_fit(module, mapping, shapes, path, component_name)
+    state_dict = {}
+    for diffusers_key, official_key in mapping.items():
+        tensor = handle.get_tensor(official_key)
+        state_dict[diffusers_key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    module.load_state_dict(state_dict, strict=True, assign=True)
+    return module.eval()
+
+
+def check_weights_fit(
+    module: torch.nn.Module,
+    mapping: dict[str, str],
+    shapes: dict[str, tuple[int, ...]],
+    path: Path,
+    component_name: str,
+) -> None:
+    """Raise unless the file's tensors (`mapping`: diffusers key -> file key) are exactly `module`'s, shape for
+    shape."""
+    expected_shapes = {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
+    class_name = type(module).__name__
+    missing, unexpected = sorted(expected_shapes.keys() - mapping.keys()), sorted(mapping.keys() - expected_shapes)
     if missing or unexpected:
         raise CheckpointError(
-            f"{str(path)!r}: the {component_name} weights do not match diffusers' {cls.__name__} built from the "
+            f"{str(path)!r}: the {component_name} weights do not match diffusers' {class_name} built from the "
             f"file's config. Missing keys: {_first(missing) or 'none'}. Unexpected keys (as converted, with their "
             f"file names): {_first(f'{key} <- {mapping[key]}' for key in unexpected) or 'none'}."
         )
-    expected_shapes = {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
     mismatched = [
         f"{key} {shapes[official]} (expected {expected_shapes[key]})"
         for key, official in mapping.items()
@@ -694,15 +712,9 @@ def _build_and_load(
     ]
     if mismatched:
         raise CheckpointError(
-            f"{str(path)!r}: the {component_name} weights have other shapes than diffusers' {cls.__name__} built "
+            f"{str(path)!r}: the {component_name} weights have other shapes than diffusers' {class_name} built "
             f"from the file's config: {_first(mismatched, 3)}."
         )
-    state_dict = {}
-    for diffusers_key, official_key in mapping.items():
-        tensor = handle.get_tensor(official_key)
-        state_dict[diffusers_key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-    module.load_state_dict(state_dict, strict=True, assign=True)
-    return module.eval()
 
 
 # --- Diffusers configs from the file's metadata -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from accelerate import init_empty_weights
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from safetensors.torch import save_file
@@ -598,3 +599,29 @@ def test_real_header_configs_give_diffusers_own_full_size_configs(
             name,
             {k: (expected[k], actual[k]) for k in different},
         )
+
+
+@pytest.mark.parametrize(
+    ("version", "header_config", "shapes"),
+    [("2.3", REAL_2_3_HEADER_CONFIG, REAL_2_3_SHAPES), ("2.0", REAL_2_0_HEADER_CONFIG, REAL_2_0_SHAPES)],
+)
+def test_full_size_official_key_layout_fits_modules_built_from_the_header(
+    version: str, header_config: dict, shapes: dict
+) -> None:
+    """Full size, no weights: diffusers' full-size modules on the meta device, written under official names, must
+    map back onto modules built from the real header config, key for key and shape for shape."""
+    classes = {**COMPONENT_CLASSES, "vocoder": LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder}
+    with init_empty_weights():
+        full_size = {name: cls(**loading.FULL_SIZE_PRESETS[version][name]) for name, cls in classes.items()}
+    official_shapes = {
+        key: tuple(tensor.shape) for key, tensor in official_layout.official_state_dict(full_size).items()
+    }
+    for key, shape in shapes.items():  # the real shapes the header config is read with
+        assert official_shapes[key] == shape, key
+    path = Path(f"ltx-{version}-full-size.safetensors")
+    configs = loading._configs_from_file(official_shapes, header_config, version, path)
+    mappings = loading._official_key_mappings(list(official_shapes), version, path)
+    for name, cls in classes.items():
+        with init_empty_weights():
+            module = cls(**configs[name])
+        loading.check_weights_fit(module, mappings[name], official_shapes, path, name)
