@@ -252,6 +252,7 @@ DIFFUSERS_CLASSES: dict[str, type] = {
 def _load_diffusers_folder(
     folder: Path, name: str, spatial_upsampler: str | None, text_encoder: str | None, options: _Options
 ) -> LoadedModel:
+    logger.info("Loading the diffusers-format folder %s", folder)
     if not (folder / "model_index.json").is_file():
         raise CheckpointError(
             f"Folder {str(folder)!r} has no model_index.json: expected a diffusers-format LTX-2 folder with "
@@ -280,7 +281,7 @@ def _load_diffusers_folder(
     if text_encoder is None:
         components["tokenizer"] = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")
         components["text_encoder"] = Gemma3ForConditionalGeneration.from_pretrained(
-            folder, subfolder="text_encoder", **dtype_kwargs
+            folder, subfolder="text_encoder", dtype=options.torch_dtype, local_files_only=options.local_files_only
         ).eval()
     else:
         components["tokenizer"], components["text_encoder"] = _load_text_encoder(text_encoder, options)
@@ -390,9 +391,9 @@ def _load_text_encoder(source: str | os.PathLike, options: _Options) -> tuple[An
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_kwargs)
         text_encoder = Gemma3ForConditionalGeneration.from_pretrained(
-            source, torch_dtype=options.torch_dtype, **encoder_kwargs
+            source, dtype=options.torch_dtype, **encoder_kwargs
         )
-    except OSError as error:
+    except (OSError, ValueError) as error:  # transformers raises ValueError for a folder without a tokenizer
         if source_path.is_dir():
             raise CheckpointError(
                 f"`text_encoder` folder {str(source_path)!r} could not be loaded as a Gemma-3 text encoder with its "
@@ -455,7 +456,9 @@ def _load_spatial_upsampler(source: str | os.PathLike, options: _Options) -> LTX
             )
         config = _upsampler_config(shapes, _file_config(handle, path))
         mapping = {key: key for key in keys}  # the official upsampler already uses diffusers' names
-        return _build_and_load(LTX2LatentUpsamplerModel, config, mapping, handle, shapes, path, options.torch_dtype)
+        return _build_and_load(
+            LTX2LatentUpsamplerModel, config, mapping, handle, shapes, path, options.torch_dtype, "spatial_upsampler"
+        )
 
 
 def _upsampler_config(shapes: dict[str, tuple[int, ...]], metadata_config: dict) -> dict[str, Any]:
@@ -489,6 +492,7 @@ def _upsampler_config(shapes: dict[str, tuple[int, ...]], metadata_config: dict)
 def _load_single_file(
     path: Path, name: str, spatial_upsampler: str | None, text_encoder: str | None, options: _Options
 ) -> LoadedModel:
+    logger.info("Loading the official single-file checkpoint %s", path)
     with _open_safetensors(path, "model") as handle:
         shapes = _read_shapes(handle)
         keys = list(shapes)
@@ -498,25 +502,30 @@ def _load_single_file(
         version = _file_version(path, metadata, keys)
         configs = _configs_from_file(shapes, file_config, version, path)
         mappings = _official_key_mappings(keys, version, path)
-        components: dict[str, Any] = {}
-        for component_name, cls in (
-            ("transformer", LTX2VideoTransformer3DModel),
-            ("connectors", LTX2TextConnectors),
-            ("vae", AutoencoderKLLTX2Video),
-            ("audio_vae", AutoencoderKLLTX2Audio),
-            ("vocoder", LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder),
-        ):
-            dtype = torch.float32 if component_name == "vocoder" else options.torch_dtype
-            components[component_name] = _build_and_load(
-                cls, configs[component_name], mappings[component_name], handle, shapes, path, dtype, component_name
-            )
-    upsampler_source = spatial_upsampler or _default_upsampler(version, path.parent)
-    components["latent_upsampler"] = _load_spatial_upsampler(upsampler_source, options)
-    components["tokenizer"], components["text_encoder"] = _load_text_encoder(
-        text_encoder or constants.OFFICIAL_TEXT_ENCODER_REPO, options
-    )
-    components["scheduler"] = FlowMatchEulerDiscreteScheduler(**constants.SCHEDULER_CONFIG)
-    variant = _file_variant(path, metadata)
+        classes = {
+            "transformer": LTX2VideoTransformer3DModel,
+            "connectors": LTX2TextConnectors,
+            "vae": AutoencoderKLLTX2Video,
+            "audio_vae": AutoencoderKLLTX2Audio,
+            "vocoder": LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder,
+        }
+        # Everything that can fail is checked before the tens of GB of weights are read.
+        modules = {name: _empty_module(cls, configs[name]) for name, cls in classes.items()}
+        for name, module in modules.items():
+            check_weights_fit(module, mappings[name], shapes, path, name)
+        components: dict[str, Any] = {
+            "latent_upsampler": _load_spatial_upsampler(
+                spatial_upsampler or _default_upsampler(version, path.parent), options
+            ),
+            "scheduler": FlowMatchEulerDiscreteScheduler(**constants.SCHEDULER_CONFIG),
+        }
+        components["tokenizer"], components["text_encoder"] = _load_text_encoder(
+            text_encoder or constants.OFFICIAL_TEXT_ENCODER_REPO, options
+        )
+        for name, module in modules.items():
+            dtype = torch.float32 if name == "vocoder" else options.torch_dtype
+            components[name] = _read_weights(module, mappings[name], handle, dtype)
+    variant = _file_variant(path)
     return LoadedModel(
         components={key: components[key] for key in COMPONENT_NAMES},
         name=name,
@@ -593,9 +602,17 @@ def _file_version(path: Path, metadata: dict[str, str], keys: list[str]) -> str:
     return "2.3" if is_2_3 else "2.0"
 
 
-def _file_variant(path: Path, metadata: dict[str, str]) -> str:
-    if "distill" in path.name.lower() or "distill" in json.dumps(metadata).lower():
+def _file_variant(path: Path) -> str:
+    """Distilled or dev, from the file name as Lightricks names its files (the header does not say)."""
+    name = path.name.lower()
+    if "distill" in name:
         return "distilled"
+    if "dev" not in name:
+        logger.warning(
+            "%s: the file name says neither 'distilled' nor 'dev'; treating it as the dev model (30-step schedule "
+            "with guidance). Rename the file if it is a distilled checkpoint.",
+            path,
+        )
     return "dev"
 
 
@@ -673,12 +690,23 @@ def _build_and_load(
     shapes: dict[str, tuple[int, ...]],
     path: Path,
     dtype: torch.dtype,
-    component_name: str = "latent_upsampler",
+    component_name: str,
 ) -> torch.nn.Module:
     """Build `cls(**config)` on the meta device, check keys and shapes strictly, then read each tensor once."""
-    with init_empty_weights():
-        module = cls(**config)
+    module = _empty_module(cls, config)
     check_weights_fit(module, mapping, shapes, path, component_name)
+    return _read_weights(module, mapping, handle, dtype)
+
+
+def _empty_module(cls: type, config: dict[str, Any]) -> torch.nn.Module:
+    """`cls(**config)` with its parameters on the meta device: no random initialisation, no memory."""
+    with init_empty_weights():
+        return cls(**config)
+
+
+def _read_weights(
+    module: torch.nn.Module, mapping: dict[str, str], handle: Any, dtype: torch.dtype
+) -> torch.nn.Module:
     state_dict = {}
     for diffusers_key, official_key in mapping.items():
         tensor = handle.get_tensor(official_key)

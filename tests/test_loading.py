@@ -625,3 +625,24 @@ def test_full_size_official_key_layout_fits_modules_built_from_the_header(
         with init_empty_weights():
             module = cls(**configs[name])
         loading.check_weights_fit(module, mappings[name], official_shapes, path, name)
+
+
+def test_text_encoder_folder_that_is_not_gemma(official_checkpoint: dict, tmp_path: Path) -> None:
+    empty_folder = tmp_path / "empty-folder"
+    empty_folder.mkdir()
+    with pytest.raises(CheckpointError, match=r"`text_encoder` folder .*empty-folder.*not be loaded as a Gemma-3"):
+        load_components(
+            official_checkpoint["file"],
+            spatial_upsampler=str(official_checkpoint["upsampler"]),
+            text_encoder=str(empty_folder),
+        )
+
+
+def test_file_name_without_variant_is_treated_as_dev_with_a_warning(
+    official_checkpoint: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    renamed = tmp_path / "my-finetune.safetensors"
+    renamed.symlink_to(official_checkpoint["file"])
+    with caplog.at_level(logging.WARNING, logger="ltx_pipeline.loading"):
+        assert load_official(official_checkpoint, renamed).variant == "dev"
+    assert "my-finetune.safetensors" in caplog.text and "neither 'distilled' nor 'dev'" in caplog.text
