@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
             default=constants.EMBEDDED_MODEL_NAME,
             help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file",
         )
-        sub.add_argument("--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)")
+        sub.add_argument(
+            "--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)"
+        )
         sub.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
         sub.add_argument("--num-frames", type=int, default=constants.DEFAULT_NUM_FRAMES, help="8k+1, e.g. 97 or 121")
         sub.add_argument("--frame-rate", type=float, default=constants.DEFAULT_FRAME_RATE)
@@ -71,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             kwargs.update(audio=args.audio, audio_start_time=args.audio_start_time, pad_audio=args.pad_audio)
         for event in pipe.stream(**kwargs):
             if isinstance(event, StepPreview):
-                print(f"stage {event.stage} step {event.step}/{event.total_steps}  {event.elapsed_s:6.2f} s", file=sys.stderr)
+                print(
+                    f"stage {event.stage} step {event.step}/{event.total_steps}  {event.elapsed_s:6.2f} s",
+                    file=sys.stderr,
+                )
             elif isinstance(event, StageDecoded):
                 print(f"stage {event.stage} decoded      {event.elapsed_s:6.2f} s", file=sys.stderr)
             elif isinstance(event, Finished):

@@ -141,3 +141,16 @@ IMAGE_CONDITIONING_CRF = 33
 # A conditioning image whose aspect ratio differs from the clip's by more than this fraction is called out
 # (it is still resized to cover the frame and centre-cropped, as the reference does).
 IMAGE_ASPECT_NOTICE = 0.05
+
+# --- LoRAs (ltx_pipeline/lora.py) ----------------------------------------------------------------------------------
+# A LoRA layer adds strength x B @ A (reference ltx-core `fuse_loras`); the reference's default strength.
+DEFAULT_LORA_STRENGTH = 1.0
+# Accepted strengths: 0 switches a LoRA off; LTX LoRAs are trained for 1 and ComfyUI users go up to about 2, past
+# which outputs break down. Negative strengths (subtracting a LoRA) are not offered.
+MIN_LORA_STRENGTH = 0.0
+MAX_LORA_STRENGTH = 2.0
+# The official distilled LoRA the dev checkpoint's two-stage path applies in stage 2 only (reference
+# ti2vid_two_stages.py / a2vid_two_stage.py), at the reference's default strength.
+OFFICIAL_DISTILLED_LORA_FILE = "ltx-2.3-22b-distilled-lora-384.safetensors"
+OFFICIAL_DISTILLED_LORA_FILE_2_0 = "ltx-2-19b-distilled-lora-384.safetensors"
+DISTILLED_LORA_STRENGTH = 1.0

@@ -1,7 +1,6 @@
 """Audio to video in two stages, after the reference `A2VidPipelineTwoStage` (ltx_pipelines/a2vid_two_stage.py)."""
 
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -9,7 +8,8 @@ from collections.abc import Iterator
 import torch
 
 from . import constants, validation
-from .audio import load_audio, prepare_audio_vae_input
+from .audio import load_audio, prepare_audio_vae_input, seconds_to_samples
+from .conditioning import ImageCondition
 from .guiders import MultiModalGuider
 from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
@@ -45,6 +45,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         stg_scale: float | None = None,
         rescale_scale: float | None = None,
         stg_blocks: tuple[int, ...] | None = None,
+        images: list[ImageCondition] | None = None,
     ) -> Iterator[PipelineEvent]:
         """Checks every input and reads the clip, then returns a generator of events.
 
@@ -75,6 +76,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
         duration_s = num_frames / frame_rate
         clip, padded_s = self.cut_audio(audio, audio_start_time, num_frames, frame_rate, pad_audio)
+        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
         recipe = {
             "pipeline": type(self).__name__,
             "model": self.model_label,
@@ -91,14 +93,17 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             "num_frames": num_frames,
             "frame_rate": frame_rate,
             "seed": seed,
+            "images": image_entries,
             "video_guidance": video_guidance.__dict__,
         }
-        return self.run_with_cleanup(self._generate(recipe, clip, video_guidance, num_inference_steps))
+        return self.run_with_cleanup(
+            self._generate(recipe, clip, video_guidance, num_inference_steps, conditions, opened_images)
+        )
 
     def cut_audio(
         self, audio: str | os.PathLike | Audio, start_time: float, num_frames: int, frame_rate: float, pad: bool
     ) -> tuple[Audio, float]:
-        """Exactly floor(num_frames / frame_rate * rate) samples from `start_time`; returns the cut and any padding."""
+        """The clip's samples for num_frames / frame_rate seconds from `start_time`; returns the cut and any padding."""
         duration_s = num_frames / frame_rate
         if isinstance(audio, Audio):
             first = round(start_time * audio.sampling_rate)
@@ -107,13 +112,13 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
                     f"`audio_start_time` must be before the end of the clip ({audio.duration_s:.2f} s); "
                     f"got {start_time} s."
                 )
-            count = math.floor(duration_s * audio.sampling_rate)
+            count = seconds_to_samples(duration_s, audio.sampling_rate)
             clip = Audio(audio.waveform[:, first : first + count], audio.sampling_rate)
         elif isinstance(audio, (str, os.PathLike)):
             clip = load_audio(audio, start_time=start_time, duration=duration_s)
         else:
             raise ValueError(f"`audio` must be a file path or an Audio; got {type(audio).__name__}.")
-        needed = math.floor(duration_s * clip.sampling_rate)
+        needed = seconds_to_samples(duration_s, clip.sampling_rate)
         missing = needed - clip.num_samples
         if missing <= 0:
             return clip, 0.0
@@ -132,7 +137,9 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
                 f"num_frames={num_frames} at {frame_rate:g} fps needs; {hint}, or pass pad_audio=True to pad "
                 "with silence."
             )
-        logger.warning("The audio clip is %.2f s short; padding it with silence (pad_audio=True).", missing / clip.sampling_rate)
+        logger.warning(
+            "The audio clip is %.2f s short; padding it with silence (pad_audio=True).", missing / clip.sampling_rate
+        )
         waveform = torch.nn.functional.pad(clip.waveform, (0, missing))
         return Audio(waveform, clip.sampling_rate), missing / clip.sampling_rate
 
@@ -147,7 +154,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         return latents[:, :, :audio_frames]
 
     @torch.no_grad()
-    def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps):
+    def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps, conditions, images):
         start = time.perf_counter()
         device = self._execution_device
         height, width = recipe["height"], recipe["width"]
@@ -174,7 +181,10 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         timings["encoding"] = self.elapsed(start)
 
         # 2. Stage 1: video from noise at half resolution; the audio latents stay clean (frozen)
-        video_latents = self.prepare_latents(geometry_1, generator, device)
+        conditioning_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
+        video_latents = self.condition_latents(
+            self.prepare_latents(geometry_1, generator, device), conditioning_1, stage_1_sigmas[0], generator
+        )
         for state in self.denoise(
             video_latents,
             audio_latents,
@@ -185,6 +195,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             video_guider,
             no_guidance,
             freeze_audio=True,
+            conditioning=conditioning_1,
         ):
             video_latents = state.video_latents
             yield self._preview(1, state, geometry_1, start)
@@ -199,7 +210,13 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         # 4. Upsample the video latents 2x and re-noise them to the first stage-2 sigma
         geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
         upsampled = self.upsample_video(video_latents, geometry_1)
-        video_latents = self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0])
+        conditioning_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
+        video_latents = self.condition_latents(
+            self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0]),
+            conditioning_2,
+            stage_2_sigmas[0],
+            generator,
+        )
 
         # 5. Stage 2: refine the video at full resolution, audio still clean (reference: no guidance)
         stage_2_start = self.elapsed(start)
@@ -213,6 +230,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             no_guidance,
             no_guidance,
             freeze_audio=True,
+            conditioning=conditioning_2,
         ):
             video_latents = state.video_latents
             yield self._preview(2, state, geometry_2, start)

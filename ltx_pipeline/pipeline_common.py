@@ -8,6 +8,7 @@ stream audio estimates, freeze one modality, or take per-modality guidance of 0.
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers import (
     AutoencoderKLLTX2Audio,
@@ -29,6 +31,16 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
 from . import constants, validation
+from .audio import seconds_to_samples
+from .conditioning import (
+    ImageCondition,
+    VideoConditioning,
+    aspect_notice,
+    check_image_conditions,
+    latent_frame_of,
+    load_image,
+    prepare_image,
+)
 from .guiders import MultiModalGuider
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
@@ -276,7 +288,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         latents = LTX2Pipeline._normalize_latents(
             latents.float(), self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
         )
-        return LTX2Pipeline._pack_latents(latents, self.transformer.config.patch_size, self.transformer.config.patch_size_t)
+        return LTX2Pipeline._pack_latents(
+            latents, self.transformer.config.patch_size, self.transformer.config.patch_size_t
+        )
 
     def unpack_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
         """Normalised, packed (B, F*H*W, C) -> un-normalised (B, C, F, H, W)."""
@@ -376,18 +390,20 @@ class LTXAVPipelineBase(DiffusionPipeline):
         video: torch.Tensor,
         audio: torch.Tensor,
         text: TextConditioning,
-        video_sigma: float,
+        sigma: float,
         audio_sigma: float,
         geometry: LatentGeometry,
+        token_sigmas: torch.Tensor | None = None,
         isolate_modalities: bool = False,
         stg_blocks: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One transformer pass; sigmas are given on the [0, 1] scale."""
+        """One transformer pass; sigmas on the [0, 1] scale, `token_sigmas` (1, S) where video tokens differ."""
         batch = video.shape[0]
         dtype = self.transformer.dtype
         scale = self.transformer.config.timestep_scale_multiplier
-        video_timestep = torch.full((batch,), video_sigma * scale, device=video.device, dtype=torch.float32)
+        sigma_timestep = torch.full((batch,), sigma * scale, device=video.device, dtype=torch.float32)
         audio_timestep = torch.full((batch,), audio_sigma * scale, device=video.device, dtype=torch.float32)
+        video_timestep = sigma_timestep if token_sigmas is None else (token_sigmas * scale).expand(batch, -1)
         video_velocity, audio_velocity = self.transformer(
             hidden_states=video.to(dtype),
             audio_hidden_states=audio.to(dtype),
@@ -395,7 +411,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             audio_encoder_hidden_states=text.audio.to(dtype),
             timestep=video_timestep,
             audio_timestep=audio_timestep,
-            sigma=video_timestep,
+            sigma=sigma_timestep,
             audio_sigma=audio_timestep,
             encoder_attention_mask=text.mask,
             audio_encoder_attention_mask=text.mask,
@@ -422,11 +438,13 @@ class LTXAVPipelineBase(DiffusionPipeline):
         video_guider: MultiModalGuider,
         audio_guider: MultiModalGuider,
         freeze_audio: bool,
+        conditioning: VideoConditioning | None = None,
     ) -> Iterator[DenoiseStep]:
         """Euler denoising of both streams from one noise state; yields after every step, stops on `cancel()`.
 
         With `freeze_audio` the audio latents are conditioning only: the transformer sees them at sigma 0 and
-        they are never stepped, so they stay bit-identical.
+        they are never stepped, so they stay bit-identical. Image-conditioned video tokens see a noise level
+        lowered by their strength, and their clean estimate is pulled back to the image after every step.
         """
         device = video_latents.device
         video_scheduler, audio_scheduler = self._schedulers(sigmas, device)
@@ -451,35 +469,44 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 return
             sigma = sigmas[index]
             audio_sigma = 0.0 if freeze_audio else sigma
+            token_sigmas = None if conditioning is None else sigma * (1 - conditioning.mask[..., 0])
+            video_sigma = sigma if token_sigmas is None else token_sigmas.unsqueeze(-1)
+            step_inputs = (sigma, audio_sigma, geometry, token_sigmas)
 
-            def to_x0(video_velocity: torch.Tensor, audio_velocity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                # Flow matching: x_t = (1 - sigma) x0 + sigma * noise, velocity = noise - x0.
-                return video_latents - sigma * video_velocity, audio_latents - audio_sigma * audio_velocity
+            current, noise_levels = (video_latents, audio_latents), (video_sigma, audio_sigma)
 
             if needs_unconditional:
                 video_velocity, audio_velocity = self._velocity(
-                    video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch, sigma, audio_sigma, geometry
+                    video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch, *step_inputs
                 )
-                cond_video, cond_audio = to_x0(video_velocity[:1], audio_velocity[:1])
-                uncond_video, uncond_audio = to_x0(video_velocity[1:], audio_velocity[1:])
+                cond_video, cond_audio = velocity_to_x0(
+                    current, (video_velocity[:1], audio_velocity[:1]), noise_levels
+                )
+                uncond_video, uncond_audio = velocity_to_x0(
+                    current, (video_velocity[1:], audio_velocity[1:]), noise_levels
+                )
             else:
-                cond_video, cond_audio = to_x0(*self._velocity(video_latents, audio_latents, positive, sigma, audio_sigma, geometry))
+                cond_video, cond_audio = velocity_to_x0(
+                    current, self._velocity(video_latents, audio_latents, positive, *step_inputs), noise_levels
+                )
                 uncond_video = uncond_audio = None
             perturbed_video = perturbed_audio = isolated_video = isolated_audio = None
             if needs_perturbed:
-                perturbed_video, perturbed_audio = to_x0(
-                    *self._velocity(
-                        video_latents, audio_latents, positive, sigma, audio_sigma, geometry, stg_blocks=stg_blocks
-                    )
+                perturbed_video, perturbed_audio = velocity_to_x0(
+                    current,
+                    self._velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
+                    noise_levels,
                 )
             if needs_isolated:
-                isolated_video, isolated_audio = to_x0(
-                    *self._velocity(
-                        video_latents, audio_latents, positive, sigma, audio_sigma, geometry, isolate_modalities=True
-                    )
+                isolated_video, isolated_audio = velocity_to_x0(
+                    current,
+                    self._velocity(video_latents, audio_latents, positive, *step_inputs, isolate_modalities=True),
+                    noise_levels,
                 )
 
             video_estimate = video_guider.guide(cond_video, uncond_video, perturbed_video, isolated_video)
+            if conditioning is not None:
+                video_estimate = video_estimate * (1 - conditioning.mask) + conditioning.clean * conditioning.mask
             timestep = video_scheduler.timesteps[index]
             video_latents = video_scheduler.step(
                 (video_latents - video_estimate) / sigma, timestep, video_latents, return_dict=False
@@ -499,6 +526,69 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 video_estimate=video_estimate,
                 audio_estimate=audio_estimate,
             )
+
+    def read_image_conditions(
+        self, images: list[ImageCondition] | None, num_frames: int, height: int, width: int
+    ) -> tuple[list[ImageCondition], list[PIL.Image.Image], list[dict[str, Any]]]:
+        """Checks and opens the conditioning images up front; returns them with their recipe entries."""
+        conditions = list(images or [])
+        check_image_conditions(conditions, num_frames)
+        opened = [load_image(condition.image, f"images[{index}].image") for index, condition in enumerate(conditions)]
+        entries = []
+        for condition, image in zip(conditions, opened, strict=True):
+            notice = aspect_notice(image, height, width)
+            if notice:
+                logger.warning(notice)
+            source = condition.image if isinstance(condition.image, (str, os.PathLike)) else "<in-memory image>"
+            entries.append(
+                {
+                    "image": str(source),
+                    "frame_index": condition.frame_index,
+                    "strength": condition.strength,
+                    "notice": notice,
+                }
+            )
+        return conditions, opened, entries
+
+    @torch.no_grad()
+    def encode_image_conditions(
+        self,
+        conditions: list[ImageCondition],
+        images: list[PIL.Image.Image],
+        geometry: LatentGeometry,
+        height: int,
+        width: int,
+        device: torch.device,
+    ) -> VideoConditioning | None:
+        """Encodes each still at this stage's size into the tokens of its latent frame (strength 0: not at all)."""
+        pairs = [
+            (condition, image) for condition, image in zip(conditions, images, strict=True) if condition.strength > 0
+        ]
+        if not pairs:
+            return None
+        tokens_per_frame = geometry.height * geometry.width
+        num_tokens = geometry.frames * tokens_per_frame
+        mask = torch.zeros(1, num_tokens, 1, device=device)
+        clean = torch.zeros(1, num_tokens, self.transformer.config.in_channels, device=device)
+        for condition, image in pairs:
+            pixels = prepare_image(image, height, width).to(device, self.vae.dtype)
+            latents = self.vae.encode(pixels).latent_dist.mode()  # (1, C, 1, h, w), un-normalised
+            frame = latent_frame_of(condition.frame_index, self.vae.config.temporal_compression_ratio)
+            tokens = slice(frame * tokens_per_frame, (frame + 1) * tokens_per_frame)
+            clean[:, tokens] = self.pack_video(latents)
+            mask[:, tokens] = condition.strength
+        return VideoConditioning(mask=mask, clean=clean)
+
+    def condition_latents(
+        self, latents: torch.Tensor, conditioning: VideoConditioning | None, sigma: float, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Starts conditioned tokens nearer their image: noise weighted by `sigma * (1 - strength)` (reference noiser)."""
+        if conditioning is None:
+            return latents
+        noise_weight = sigma * (1 - conditioning.mask)
+        noise = self.noise(latents.shape, generator, latents.device)
+        conditioned = noise_weight * noise + (1 - noise_weight) * conditioning.clean
+        return torch.where(conditioning.mask > 0, conditioned, latents)
 
     # ---- decoding -------------------------------------------------------------------------------------------------
 
@@ -531,7 +621,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             raise ValueError("The decoded audio contains NaN or Inf values; no file was written.")
         # The causal audio VAE decodes a few milliseconds short of the latent span: pad its tail with silence
         # (or trim) so audio and video last exactly as long.
-        target = math.floor(num_frames / frame_rate * sampling_rate)
+        target = seconds_to_samples(num_frames / frame_rate, sampling_rate)
         waveform = torch.nn.functional.pad(waveform, (0, max(0, target - waveform.shape[-1])))[..., :target]
         return Audio(waveform=waveform.cpu(), sampling_rate=sampling_rate)
 
@@ -546,6 +636,15 @@ class LTXAVPipelineBase(DiffusionPipeline):
         finally:
             self._cancel_event.clear()
             self.maybe_free_model_hooks()
+
+
+def velocity_to_x0(
+    latents: tuple[torch.Tensor, torch.Tensor],
+    velocities: tuple[torch.Tensor, torch.Tensor],
+    sigmas: tuple[float | torch.Tensor, float | torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean estimates of (video, audio). Flow matching: x_t = (1 - sigma) x0 + sigma * noise, velocity = noise - x0."""
+    return tuple(x - sigma * velocity for x, velocity, sigma in zip(latents, velocities, sigmas, strict=True))
 
 
 def _video_to_uint8(video: torch.Tensor) -> np.ndarray:

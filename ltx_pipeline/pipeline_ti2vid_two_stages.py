@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from . import constants
+from .conditioning import ImageCondition
 from .guiders import MultiModalGuider
 from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
 from .types import Finished, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
@@ -43,6 +44,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         audio_stg_scale: float | None = None,
         audio_rescale_scale: float | None = None,
         stg_blocks: tuple[int, ...] | None = None,
+        images: list[ImageCondition] | None = None,
         preview_audio: bool = True,
     ) -> Iterator[PipelineEvent]:
         """Checks every input, then returns a generator of `StepPreview`, `StageDecoded` and `Finished` events.
@@ -79,6 +81,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             video_guidance,
             audio_guidance,
         )
+        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
         recipe = {
             "pipeline": type(self).__name__,
             "model": self.model_label,
@@ -90,15 +93,20 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             "num_frames": num_frames,
             "frame_rate": frame_rate,
             "seed": seed,
+            "images": image_entries,
             "video_guidance": video_guidance.__dict__,
             "audio_guidance": audio_guidance.__dict__,
         }
         return self.run_with_cleanup(
-            self._generate(recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio)
+            self._generate(
+                recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, opened_images
+            )
         )
 
     @torch.no_grad()
-    def _generate(self, recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio):
+    def _generate(
+        self, recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, images
+    ):
         start = time.perf_counter()
         device = self._execution_device
         height, width = recipe["height"], recipe["width"]
@@ -121,7 +129,10 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
 
         # 2. Stage 1: both streams from noise at half resolution
         geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
-        video_latents = self.prepare_latents(geometry_1, generator, device)
+        conditioning_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
+        video_latents = self.condition_latents(
+            self.prepare_latents(geometry_1, generator, device), conditioning_1, stage_1_sigmas[0], generator
+        )
         audio_latents = self.prepare_audio_latents(geometry_1, generator, device)
         for state in self.denoise(
             video_latents,
@@ -133,6 +144,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             video_guider,
             audio_guider,
             freeze_audio=False,
+            conditioning=conditioning_1,
         ):
             video_latents, audio_latents = state.video_latents, state.audio_latents
             yield self._preview(1, state, geometry_1, num_frames, frame_rate, start, preview_audio)
@@ -149,7 +161,13 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         # 4. Upsample the video latents 2x and re-noise both streams to the first stage-2 sigma
         geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
         upsampled = self.upsample_video(video_latents, geometry_1)
-        video_latents = self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0])
+        conditioning_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
+        video_latents = self.condition_latents(
+            self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0]),
+            conditioning_2,
+            stage_2_sigmas[0],
+            generator,
+        )
         audio_latents = self.prepare_audio_latents(
             geometry_2, generator, device, stage_1_audio_latents, stage_2_sigmas[0]
         )
@@ -158,7 +176,16 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         stage_2_start = self.elapsed(start)
         plain = MultiModalGuider(type(video_guidance)())
         for state in self.denoise(
-            video_latents, audio_latents, stage_2_sigmas, geometry_2, positive, None, plain, plain, freeze_audio=False
+            video_latents,
+            audio_latents,
+            stage_2_sigmas,
+            geometry_2,
+            positive,
+            None,
+            plain,
+            plain,
+            freeze_audio=False,
+            conditioning=conditioning_2,
         ):
             video_latents, audio_latents = state.video_latents, state.audio_latents
             yield self._preview(2, state, geometry_2, num_frames, frame_rate, start, preview_audio)

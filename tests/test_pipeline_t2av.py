@@ -127,7 +127,10 @@ def test_save_and_load_round_trip(pipe, tmp_path):
         ({"num_frames": 100}, "`num_frames` must be 8k+1 and at least 9 (nearest: 97 or 105); got 100."),
         ({"num_frames": 4}, "`num_frames`"),
         ({"num_frames": 9.0}, "`num_frames` must be an integer"),
-        ({"height": 96}, "`height` must be a positive multiple of 64 pixels for two-stage generation (nearest: 64 or 128); got 96."),
+        (
+            {"height": 96},
+            "`height` must be a positive multiple of 64 pixels for two-stage generation (nearest: 64 or 128); got 96.",
+        ),
         ({"width": 0}, "`width`"),
         ({"frame_rate": 0}, "`frame_rate`"),
         ({"frame_rate": float("nan")}, "`frame_rate`"),
