@@ -181,7 +181,7 @@ def expected_message(check, *args) -> str:
         ("resolution", "100x64", expected_message(validation.check_size, 64, 100)),
         ("frame_rate", 0, expected_message(validation.check_frame_rate, 0.0)),
         ("seed", -1, expected_message(validation.check_seed, -1)),
-        ("mode", "fast", expected_message(validation.check_mode, "fast")),
+        ("mode", "fast", "`mode` must be one of 'auto', 'distilled', 'dev'; got 'fast'."),
     ],
 )
 def test_bad_widget_values_become_gr_error_with_the_same_message(
@@ -286,6 +286,7 @@ def test_request_takes_steps_in_dev_mode_and_draws_a_seed_when_asked() -> None:
     widgets = {**T2AV_WIDGETS, "num_inference_steps": 12.0}
     assert build_request(TEXT_TO_AV, **widgets).num_inference_steps is None  # distilled: fixed schedule
     assert build_request(TEXT_TO_AV, **{**widgets, "mode": "dev"}).num_inference_steps == 12
+    assert build_request(TEXT_TO_AV, **{**widgets, "mode": "auto"}).mode is None  # the checkpoint's own schedule
     seeds = {build_request(TEXT_TO_AV, **{**widgets, "randomize_seed": True}).seed for _ in range(4)}
     assert len(seeds) > 1 and 7 not in seeds
 

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MAX_RANDOM_SEED = 2**31 - 1  # random seeds stay in a range every client and JSON parser reads exactly
 LOCAL_SESSION = "local"  # the session of a handler called without a gradio request (tests, scripts)
+AUTO_MODE = "auto"  # the checkpoint's own schedule: distilled for a distilled file, dev otherwise
+MODES = (AUTO_MODE, "distilled", "dev")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class GenerationRequest:
     num_frames: int
     frame_rate: float
     seed: int
-    mode: str  # "distilled" or "dev"
+    mode: str | None  # "distilled", "dev", or None for the checkpoint's own
     num_inference_steps: int | None  # dev only
     modality_scale: float
     audio: str | None = None  # audio to video: the uploaded or recorded file
@@ -93,7 +95,8 @@ def build_request(
     validation.check_frame_rate(frame_rate)
     height, width = studio_help.parse_resolution(resolution)
     validation.check_size(height, width)
-    validation.check_mode(mode)
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
     if randomize_seed:
         seed = random.SystemRandom().randint(0, MAX_RANDOM_SEED)
     seed = studio_help.whole_number("seed", seed)
@@ -112,7 +115,7 @@ def build_request(
         num_frames=num_frames,
         frame_rate=frame_rate,
         seed=seed,
-        mode=mode,
+        mode=None if mode == AUTO_MODE else mode,
         num_inference_steps=steps,
         modality_scale=modality_scale,
     )

@@ -13,13 +13,14 @@ import gradio as gr
 from ltx_pipeline import constants
 
 from . import help as studio_help
-from .handlers import StudioHandlers
+from .handlers import AUTO_MODE, StudioHandlers
 from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
 
 GENERATION_QUEUE = "generation"  # the one concurrency group every generation joins
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
+VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
 CACHE_LIFETIME_S = (3600, 86400)  # gradio's cache: check hourly, delete previews older than a day
 
 EMBEDDED_NOTE = (
@@ -233,10 +234,10 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         )
         with gr.Row():
             mode = gr.Radio(
-                choices=["distilled", "dev"],
-                value="distilled",
+                choices=[("checkpoint's own", AUTO_MODE), ("distilled", "distilled"), ("dev", "dev")],
+                value=AUTO_MODE,
                 label="Mode",
-                info="distilled: 8 + 3 fixed steps; dev: guided steps",
+                info="distilled: 8 + 3 fixed steps, one pass each; dev: guided steps (CFG, STG, modality)",
                 elem_id=f"{prefix}-mode",
             )
             num_inference_steps = gr.Slider(
@@ -304,8 +305,12 @@ def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
         preview_audio_widget = gr.Audio(
             label="Step preview audio", type="numpy", interactive=False, elem_id=f"{prefix}-preview-audio"
         )
-    stage_video = gr.Video(label="Stage 1: low resolution, with sound", interactive=False, elem_id=f"{prefix}-stage1")
-    final_video = gr.Video(label="Final video with sound", interactive=False, elem_id=f"{prefix}-final")
+    stage_video = gr.Video(
+        label="Stage 1: low resolution, with sound", interactive=False, height=VIDEO_HEIGHT, elem_id=f"{prefix}-stage1"
+    )
+    final_video = gr.Video(
+        label="Final video with sound", interactive=False, height=VIDEO_HEIGHT, elem_id=f"{prefix}-final"
+    )
     with gr.Accordion("Recipe (everything needed to reproduce this clip)", open=False):
         recipe = gr.JSON(label="Recipe", show_label=False, elem_id=f"{prefix}-recipe")
     return OutputWidgets(status, preview_image, preview_audio_widget, stage_video, final_video, recipe)

@@ -45,7 +45,8 @@ def estimate_gpu_seconds(
         steps = studio_help.whole_number("num_inference_steps", num_inference_steps) if mode == "dev" else None
     except ValueError:
         return UNKNOWN_REQUEST_DURATION_S
-    if mode == "dev":
+    if mode != "distilled":  # "auto" may be a dev checkpoint: ask for the dearer schedule
+        steps = steps or constants.DEV_NUM_INFERENCE_STEPS
         stage_1_steps, passes = steps, 4  # conditional, unconditional (CFG), perturbed (STG), isolated (modality)
     else:
         stage_1_steps, passes = DISTILLED_STAGE_1_STEPS, 1 + (modality_scale != 1.0)
