@@ -621,10 +621,16 @@ def test_full_size_official_key_layout_fits_modules_built_from_the_header(
     path = Path(f"ltx-{version}-full-size.safetensors")
     configs = loading._configs_from_file(official_shapes, header_config, version, path)
     mappings = loading._official_key_mappings(list(official_shapes), version, path)
+    parameters = {}
     for name, cls in classes.items():
         with init_empty_weights():
             module = cls(**configs[name])
         loading.check_weights_fit(module, mappings[name], official_shapes, path, name)
+        parameters[name] = sum(parameter.numel() for parameter in module.parameters())
+    if version == "2.3":  # sizes of the real LTX-2.3 components (shared/REFERENCE.md), at the precision given there
+        rounded = {name: round(count / 1e9, 2) for name, count in parameters.items()}
+        assert rounded == {"transformer": 18.99, "connectors": 3.17, "vae": 0.73, "audio_vae": 0.05, "vocoder": 0.13}
+        assert round(parameters["audio_vae"] / 1e6) == 53 and round(parameters["vocoder"] / 1e6) == 129
 
 
 def test_text_encoder_folder_that_is_not_gemma(official_checkpoint: dict, tmp_path: Path) -> None:
