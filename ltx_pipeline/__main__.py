@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from . import constants
+from .acceleration import MemoryMode, SpeedOptions, apply_memory_mode, apply_speed_options
+from .conditioning import ImageCondition
 from .media import save_output
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
@@ -42,9 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--mode", choices=("distilled", "dev"), default=None, help="default: the model's own")
         sub.add_argument("--steps", type=int, default=None, help="stage-1 steps in dev mode")
         sub.add_argument("--modality-scale", type=float, default=None, help=">1 tightens audio-video sync")
+        sub.add_argument(
+            "--image",
+            nargs=3,
+            action="append",
+            default=[],
+            metavar=("PATH", "FRAME", "STRENGTH"),
+            help="hold a still at a frame with a strength in [0, 1] (repeatable); frame 0 = image to video",
+        )
         sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        sub.add_argument(
+            "--memory-mode",
+            choices=[mode.value for mode in MemoryMode],
+            default=None,
+            help="GPU memory layout; default: everything on --device in the model's dtype",
+        )
+        sub.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
+        sub.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
+        sub.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
         sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
     return parser
+
+
+def parse_image_argument(path: str, frame: str, strength: str) -> ImageCondition:
+    """`--image PATH FRAME STRENGTH` -> ImageCondition; the pipeline checks the values themselves."""
+    try:
+        return ImageCondition(path, frame_index=int(frame), strength=float(strength))
+    except ValueError as error:
+        raise ValueError(
+            f"`--image` takes PATH FRAME STRENGTH with an integer frame and a number strength; got {path} {frame} {strength}."
+        ) from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_class = TI2VidTwoStagesPipeline if args.command == "t2av" else A2VidPipelineTwoStage
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     try:
+        images = [parse_image_argument(*values) for values in args.image]
         pipe = pipeline_class.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
-        ).to(args.device)
+        )
+        if args.memory_mode:
+            apply_memory_mode(pipe, args.memory_mode, args.device)
+        else:
+            pipe.to(args.device)
+        apply_speed_options(
+            pipe, SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8)
+        )
         print(f"model: {pipe.model_label}", file=sys.stderr)
         kwargs = {
             "prompt": args.prompt,
@@ -68,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": args.mode,
             "num_inference_steps": args.steps,
             "modality_scale": args.modality_scale,
+            "images": images,
         }
         if args.command == "a2v":
             kwargs.update(audio=args.audio, audio_start_time=args.audio_start_time, pad_audio=args.pad_audio)

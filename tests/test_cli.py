@@ -39,3 +39,32 @@ def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, capsys):
     assert main(args) == 2
     assert "`num_frames` must be 8k+1" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_image_option_reaches_the_pipeline(tmp_path):
+    import PIL.Image
+
+    PIL.Image.new("RGB", (96, 64), (200, 40, 40)).save(tmp_path / "still.png")
+    output = tmp_path / "i2v.mp4"
+    args = ["t2av", "--prompt", "a red ball", *SMALL, "--image", str(tmp_path / "still.png"), "0", "0.8"]
+    assert main([*args, "--output", str(output)]) == 0
+    (entry,) = json.loads(output.with_suffix(".json").read_text())["images"]
+    assert (entry["frame_index"], entry["strength"]) == (0, 0.8)
+    assert "cropped at the left and right" in entry["notice"]
+
+
+def test_bad_image_option_is_a_clear_message(tmp_path, capsys):
+    args = [
+        "t2av",
+        "--prompt",
+        "a ball",
+        *SMALL,
+        "--image",
+        "x.png",
+        "first",
+        "1",
+        "--output",
+        str(tmp_path / "x.mp4"),
+    ]
+    assert main(args) == 2
+    assert "`--image` takes PATH FRAME STRENGTH" in capsys.readouterr().err
