@@ -245,7 +245,6 @@ DIFFUSERS_CLASSES: dict[str, type] = {
     "vae": AutoencoderKLLTX2Video,
     "audio_vae": AutoencoderKLLTX2Audio,
     "connectors": LTX2TextConnectors,
-    "latent_upsampler": LTX2LatentUpsamplerModel,
 }
 
 
@@ -265,27 +264,11 @@ def _load_diffusers_folder(
             f"Diffusers folder {str(folder)!r} lacks the subfolder(s) {', '.join(missing)}: expected "
             f"{', '.join(DIFFUSERS_SUBFOLDERS)} (a complete LTX-2 pipeline saved with save_pretrained)."
         )
-    dtype_kwargs = {"torch_dtype": options.torch_dtype, "local_files_only": options.local_files_only}
-    components: dict[str, Any] = {
-        sub: cls.from_pretrained(folder, subfolder=sub, **dtype_kwargs)
-        for sub, cls in DIFFUSERS_CLASSES.items()
-        if sub != "latent_upsampler"
-    }
     vocoder_class = _diffusers_vocoder_class(folder / "vocoder")
-    components["vocoder"] = vocoder_class.from_pretrained(
-        folder, subfolder="vocoder", torch_dtype=torch.float32, local_files_only=options.local_files_only
-    )
-    components["scheduler"] = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     version = "2.3" if vocoder_class is LTX2VocoderWithBWE else "2.0"
-
-    if text_encoder is None:
-        components["tokenizer"] = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")
-        components["text_encoder"] = Gemma3ForConditionalGeneration.from_pretrained(
-            folder, subfolder="text_encoder", dtype=options.torch_dtype, local_files_only=options.local_files_only
-        ).eval()
-    else:
-        components["tokenizer"], components["text_encoder"] = _load_text_encoder(text_encoder, options)
-
+    dtype_kwargs = {"torch_dtype": options.torch_dtype, "local_files_only": options.local_files_only}
+    components: dict[str, Any] = {}
+    # The parts most likely to fail (a download, another path) first, before the big weights.
     if spatial_upsampler is not None:
         components["latent_upsampler"] = _load_spatial_upsampler(spatial_upsampler, options)
     elif (folder / "latent_upsampler").is_dir():
@@ -294,6 +277,19 @@ def _load_diffusers_folder(
         )
     else:
         components["latent_upsampler"] = _load_spatial_upsampler(_default_upsampler(version, None), options)
+    if text_encoder is None:
+        components["tokenizer"] = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        components["text_encoder"] = Gemma3ForConditionalGeneration.from_pretrained(
+            folder, subfolder="text_encoder", dtype=options.torch_dtype, local_files_only=options.local_files_only
+        )
+    else:
+        components["tokenizer"], components["text_encoder"] = _load_text_encoder(text_encoder, options)
+    components["scheduler"] = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+    components["vocoder"] = vocoder_class.from_pretrained(
+        folder, subfolder="vocoder", torch_dtype=torch.float32, local_files_only=options.local_files_only
+    )
+    for sub, cls in DIFFUSERS_CLASSES.items():
+        components[sub] = cls.from_pretrained(folder, subfolder=sub, **dtype_kwargs)
 
     for component in components.values():
         if isinstance(component, torch.nn.Module):
