@@ -1,0 +1,66 @@
+"""One rank of a context-parallel tiny-model run, started by torchrun from tests/test_parallel.py.
+
+Rank 0 saves the clip and, for every rank, how many video tokens its transformer saw, to `--output` (npz).
+"""
+
+import argparse
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ltx_pipeline import TI2VidTwoStagesPipeline
+from ltx_pipeline.parallel import ParallelRunner, enable_context_parallel, init_distributed, teardown
+from ltx_pipeline.tiny import build_tiny_components
+from ltx_pipeline.types import Finished
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--attention", default="ulysses")
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--num-frames", type=int, default=9)
+    parser.add_argument("--mode", default="distilled")
+    parser.add_argument("--cancel-at-event", type=int, default=0, help="rank 0 cancels after this many events")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    context = init_distributed()
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0)).to(context.device)
+    enable_context_parallel(pipe, context, attention=args.attention)
+    tokens_seen = []
+    pipe.transformer.proj_in.register_forward_hook(lambda module, inputs, output: tokens_seen.append(output.shape[1]))
+
+    runner = ParallelRunner(pipe, context)
+    request = {
+        "prompt": "a red ball bounces on a metal floor",
+        "height": args.height,
+        "width": args.width,
+        "num_frames": args.num_frames,
+        "seed": 0,
+        "mode": args.mode,
+        "num_inference_steps": 2 if args.mode == "dev" else None,
+        "preview_audio": False,
+    }
+    output, num_events = None, 0
+    for event in runner.stream(**request):
+        num_events += 1
+        if num_events == args.cancel_at_event:
+            runner.cancel()
+        if isinstance(event, Finished):
+            output = event.output
+
+    counts = [None] * context.world_size
+    dist.all_gather_object(counts, tokens_seen)
+    if context.is_main:
+        result = {"tokens_seen": np.array(counts), "num_events": num_events}
+        if output is not None:
+            result |= {"frames": output.frames, "audio": output.audio.waveform.numpy()}
+        np.savez(args.output, **result)
+    teardown(context)
+
+
+if __name__ == "__main__":
+    main()
