@@ -2,6 +2,7 @@
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StudioConfig]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StudioState]]:
     config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), max_file_size=MAX_UPLOAD)
     state = StudioState(config)
     state.load()
@@ -54,12 +55,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stud
         quiet=True,
         **launch_options(config),
     )
-    yield url, config
+    yield url, state
     demo.close()
 
 
 @pytest.fixture(scope="module")
-def client(server: tuple[str, StudioConfig]) -> Client:
+def client(server: tuple[str, StudioState]) -> Client:
     return Client(server[0], verbose=False, download_files=True)
 
 
@@ -162,8 +163,26 @@ def test_odd_but_valid_clips_still_generate(client: Client, tmp_path: Path) -> N
     assert probe_mp4(final_video).audio_channels == 2
 
 
-def test_serves_only_outputs_and_examples(server: tuple[str, StudioConfig], client: Client) -> None:
-    url, config = server
+def test_cancelling_a_job_frees_the_studio_within_a_step(server: tuple[str, StudioState], client: Client) -> None:
+    _, state = server
+    job = client.submit(**{**SETTINGS, "mode": "dev", "num_inference_steps": 60}, api_name="/text_to_av")
+    deadline = time.monotonic() + 60
+    while not any("Stage 1/2 - step" in str(output[4]) for output in job.outputs()):
+        assert time.monotonic() < deadline and not job.done(), "no step arrived"
+        time.sleep(0.05)
+    job.cancel()
+    deadline = time.monotonic() + 30
+    while state.idle_slots < state.config.concurrency_limit:
+        assert time.monotonic() < deadline, "the cancelled run still holds the pipeline"
+        time.sleep(0.05)
+    steps_seen = [re.search(r"step (\d+)/60", str(output[4])) for output in job.outputs()]
+    assert max(int(match[1]) for match in steps_seen if match) < 60
+    assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # still serving
+
+
+def test_serves_only_outputs_and_examples(server: tuple[str, StudioState], client: Client) -> None:
+    url, state = server
+    config = state.config
     final_video = client.predict(**SETTINGS, api_name="/text_to_av")[3]
     written = next(config.output_dir.rglob(Path(final_video).name))
     for path, allowed in [
