@@ -1,0 +1,317 @@
+"""LoRA loading on tiny real LTX-2.3 components: both file layouts, strengths, stages, fusing, errors.
+
+Expected outputs come from an independent route: a copy of the model whose weights get `W + strength * B @ A`
+added by hand (the reference's rule, ltx-core `fuse_loras`), compared with the adapter-loaded model.
+"""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline.lora import (
+    LoraSpec,
+    StageLoras,
+    adapter_names,
+    check_lora_specs,
+    fuse_loras,
+    load_loras,
+    lora_fingerprint,
+    set_lora_strengths,
+    unfuse_loras,
+    unload_loras,
+)
+from ltx_pipeline.tiny import build_tiny_components
+from tests.lora_files import (
+    LoraLayers,
+    diffusers_lora_tensors,
+    official_lora_tensors,
+    random_lora_layers,
+    write_lora,
+)
+
+# Modules across the model's kinds of Linear: attention, feed-forward, patchify, AdaLN, a2v cross-attention.
+TRANSFORMER_MODULES = [
+    "proj_in",
+    "audio_proj_in",
+    "time_embed.linear",
+    "prompt_adaln.linear",
+    "av_cross_attn_video_scale_shift.linear",
+    "transformer_blocks.0.attn1.to_q",
+    "transformer_blocks.0.attn1.to_out.0",
+    "transformer_blocks.0.audio_attn2.to_k",
+    "transformer_blocks.1.audio_to_video_attn.to_v",
+    "transformer_blocks.1.ff.net.0.proj",
+    "transformer_blocks.1.audio_ff.net.2",
+]
+CONNECTOR_MODULES = [
+    "video_text_proj_in",
+    "video_connector.transformer_blocks.0.attn1.to_q",
+    "audio_connector.transformer_blocks.0.ff.net.2",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny matrices gain nothing from threads, and on a shared, oversubscribed CPU two threads made a 64 px
+    # pipeline run ~30x slower (0.3 s -> 8 s) than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pipe() -> TI2VidTwoStagesPipeline:
+    """Fresh components per test: loading a LoRA changes the modules it targets."""
+    return TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0))
+
+
+def transformer_inputs(seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "hidden_states": torch.randn(1, 4, 8, generator=generator),  # 1 latent frame of 2 x 2
+        "audio_hidden_states": torch.randn(1, 4, 32, generator=generator),
+        "encoder_hidden_states": torch.randn(1, 6, 32, generator=generator),
+        "audio_encoder_hidden_states": torch.randn(1, 6, 16, generator=generator),
+        "encoder_attention_mask": torch.ones(1, 6),
+        "audio_encoder_attention_mask": torch.ones(1, 6),
+        "timestep": torch.tensor([600.0]),
+        "audio_timestep": torch.tensor([600.0]),
+        "sigma": torch.tensor([600.0]),
+        "audio_sigma": torch.tensor([600.0]),
+        "num_frames": 1,
+        "height": 2,
+        "width": 2,
+        "audio_num_frames": 4,
+        "use_cross_timestep": True,
+        "return_dict": False,
+    }
+
+
+@torch.no_grad()
+def transformer_output(transformer: torch.nn.Module) -> torch.Tensor:
+    video, audio = transformer(**transformer_inputs())
+    return torch.cat([video.flatten(), audio.flatten()])
+
+
+@torch.no_grad()
+def connectors_output(connectors: torch.nn.Module) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    embeds = torch.randn(1, 16, 32 * 3, generator=generator)  # Gemma width x (layers + 1)
+    video, audio, _ = connectors(embeds, torch.ones(1, 16, dtype=torch.long), padding_side="left")
+    return torch.cat([video.flatten(), audio.flatten()])
+
+
+@torch.no_grad()
+def with_updates(model: torch.nn.Module, *updates: tuple[LoraLayers, float]) -> torch.nn.Module:
+    """A copy of `model` with `strength * B @ A` added to each targeted weight by hand."""
+    patched = copy.deepcopy(model)
+    modules = dict(patched.named_modules())
+    for layers, strength in updates:
+        for name, (lora_a, lora_b) in layers.items():
+            modules[name].weight += strength * (lora_b @ lora_a)
+    return patched
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def official_file(tmp_path: Path, pipe, seed: int = 0, name: str = "style.safetensors") -> tuple[Path, LoraLayers]:
+    layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=seed)
+    return write_lora(tmp_path / name, official_lora_tensors(layers)), layers
+
+
+# --- Loading and strengths ------------------------------------------------------------------------------------------
+
+
+def test_official_layout_adds_strength_times_b_a_and_strength_0_is_bit_exact(tmp_path, pipe):
+    path, layers = official_file(tmp_path, pipe)
+    base = transformer_output(pipe.transformer)
+    expected = transformer_output(with_updates(pipe.transformer, (layers, 0.7)))
+    expected_at_1 = transformer_output(with_updates(pipe.transformer, (layers, 1.0)))
+
+    (name,) = load_loras(pipe, [(path, 0.7)])
+    assert name.startswith("user_0_style")
+    lora_output = transformer_output(pipe.transformer)
+    assert_close(lora_output, expected)
+    assert (lora_output - base).abs().max() > 1e-2
+
+    set_lora_strengths(pipe, {name: 0.0})
+    assert torch.equal(transformer_output(pipe.transformer), base)
+    set_lora_strengths(pipe, {name: 1.0})
+    assert_close(transformer_output(pipe.transformer), expected_at_1)
+
+
+def test_diffusers_and_kohya_layouts_give_the_official_result(tmp_path, pipe):
+    layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=3)
+    expected = transformer_output(with_updates(pipe.transformer, (layers, 1.0)))
+    diffusers_path = write_lora(tmp_path / "d.safetensors", diffusers_lora_tensors(layers))
+    # kohya: alpha / rank scales the update; alpha 4 at rank 2 doubles it, so write B / 2.
+    halved = {module: (lora_a, lora_b / 2) for module, (lora_a, lora_b) in layers.items()}
+    kohya_path = write_lora(tmp_path / "k.safetensors", official_lora_tensors(halved, kohya=True, alpha=4.0))
+
+    for path in (diffusers_path, kohya_path):
+        (name,) = load_loras(pipe, [LoraSpec(path, 1.0)])
+        assert_close(transformer_output(pipe.transformer), expected)
+        unload_loras(pipe, [name])
+    assert adapter_names(pipe) == []
+
+
+def test_two_loras_add_up_and_unload_restores_the_base_model(tmp_path, pipe):
+    first, first_layers = official_file(tmp_path, pipe, seed=1, name="a.safetensors")
+    second_layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES[3:8], seed=2)
+    second = write_lora(tmp_path / "b.safetensors", diffusers_lora_tensors(second_layers))
+    base = transformer_output(pipe.transformer)
+    expected = transformer_output(with_updates(pipe.transformer, (first_layers, 0.5), (second_layers, 1.5)))
+
+    names = load_loras(pipe, [(first, 0.5), (second, 1.5)])
+    assert len(set(names)) == 2
+    assert_close(transformer_output(pipe.transformer), expected)
+
+    unload_loras(pipe)
+    assert adapter_names(pipe) == []
+    assert torch.equal(transformer_output(pipe.transformer), base)
+
+
+def test_connector_keys_of_the_official_layout_reach_the_connectors(tmp_path, pipe):
+    transformer_layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES[:2], seed=4)
+    connector_layers = random_lora_layers(pipe.connectors, CONNECTOR_MODULES, seed=5)
+    path = write_lora(tmp_path / "c.safetensors", official_lora_tensors(transformer_layers, connector_layers))
+    expected = connectors_output(with_updates(pipe.connectors, (connector_layers, 1.0)))
+    assert lora_fingerprint(pipe.connectors) == ()
+
+    (name,) = load_loras(pipe, [(path, 1.0)])
+    assert_close(connectors_output(pipe.connectors), expected)
+    assert lora_fingerprint(pipe.connectors) == ((name, 1.0, False),)
+
+
+# --- Stages and fusing ----------------------------------------------------------------------------------------------
+
+
+def test_stage_loras_switch_the_distilled_lora_on_for_stage_2_only(tmp_path, pipe):
+    user, user_layers = official_file(tmp_path, pipe, seed=6, name="user.safetensors")
+    distilled, distilled_layers = official_file(tmp_path, pipe, seed=7, name="distilled.safetensors")
+    stage_1_expected = transformer_output(with_updates(pipe.transformer, (user_layers, 0.8)))
+    stage_2_expected = transformer_output(with_updates(pipe.transformer, (user_layers, 0.8), (distilled_layers, 1.0)))
+
+    stages = StageLoras.load(pipe, [(user, 0.8)], stage_2_loras=[(distilled, 1.0)])
+    assert list(stages.stage_1.values()) == [0.8] and list(stages.stage_2.values()) == [0.8, 1.0]
+    stage_1 = transformer_output(pipe.transformer)  # `load` leaves stage 1 active
+    assert_close(stage_1, stage_1_expected)
+    stages.for_stage(pipe, 2)
+    assert_close(transformer_output(pipe.transformer), stage_2_expected)
+    stages.for_stage(pipe, 1)
+    assert torch.equal(transformer_output(pipe.transformer), stage_1)
+
+
+def test_stage_loras_without_user_loras_run_stage_1_on_the_base_model(tmp_path, pipe):
+    distilled, _ = official_file(tmp_path, pipe, seed=8)
+    base = transformer_output(pipe.transformer)
+    stages = StageLoras.load(pipe, [], stage_2_loras=[(distilled, 1.0)])
+    stages.for_stage(pipe, 2)
+    assert not torch.equal(transformer_output(pipe.transformer), base)
+    stages.for_stage(pipe, 1)
+    assert torch.equal(transformer_output(pipe.transformer), base)
+
+
+def test_fused_loras_match_unfused_and_unfuse_restores(tmp_path, pipe):
+    first, _ = official_file(tmp_path, pipe, seed=9, name="a.safetensors")
+    second, _ = official_file(tmp_path, pipe, seed=10, name="b.safetensors")
+    base = transformer_output(pipe.transformer)
+    load_loras(pipe, [(first, 0.6), (second, 1.2)])
+    unfused = transformer_output(pipe.transformer)
+
+    fuse_loras(pipe)
+    assert_close(transformer_output(pipe.transformer), unfused)
+    with pytest.raises(ValueError, match="fused"):
+        set_lora_strengths(pipe, {adapter_names(pipe)[0]: 1.0})
+    unfuse_loras(pipe)
+    assert_close(transformer_output(pipe.transformer), unfused)
+    unload_loras(pipe)
+    assert_close(transformer_output(pipe.transformer), base)
+
+
+def test_fusing_needs_the_same_set_in_both_stages(tmp_path, pipe):
+    user, _ = official_file(tmp_path, pipe, seed=11)
+    with pytest.raises(ValueError, match="`fuse` needs the same LoRAs"):
+        StageLoras(stage_1={"a": 1.0}, stage_2={"a": 1.0, "b": 1.0}, fuse=True)
+    stages = StageLoras.load(pipe, [(user, 1.0)], fuse=True)
+    unfused_expected = transformer_output(pipe.transformer)
+    stages.for_stage(pipe, 2)
+    assert_close(transformer_output(pipe.transformer), unfused_expected)
+
+
+# --- Errors ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_lora_for_another_width_names_the_file_and_layer(tmp_path, pipe):
+    wide = build_tiny_components("2.3", seed=0)["transformer"]
+    wide_layers = random_lora_layers(wide, ["transformer_blocks.0.attn1.to_q"], seed=12)
+    lora_a, lora_b = wide_layers["transformer_blocks.0.attn1.to_q"]
+    wide_layers["transformer_blocks.0.attn1.to_q"] = (torch.cat([lora_a, lora_a], dim=1), lora_b)  # 64 inputs
+    path = write_lora(tmp_path / "wide.safetensors", official_lora_tensors(wide_layers))
+    with pytest.raises(ValueError) as error:
+        load_loras(pipe, [(path, 1.0)])
+    message = str(error.value)
+    assert "wide.safetensors" in message
+    assert "transformer.transformer_blocks.0.attn1.to_q: lora_A [2, 64]" in message
+    assert "32 -> 32 linear layer" in message
+    assert adapter_names(pipe) == []
+
+
+def test_a_lora_for_missing_modules_names_the_first_keys_and_loads_nothing(tmp_path, pipe):
+    good, _ = official_file(tmp_path, pipe, seed=13, name="good.safetensors")
+    tensors = official_lora_tensors(random_lora_layers(pipe.transformer, TRANSFORMER_MODULES[:1], seed=14))
+    tensors["diffusion_model.transformer_blocks.7.attn1.to_q.lora_A.weight"] = torch.zeros(2, 32)
+    tensors["diffusion_model.transformer_blocks.7.attn1.to_q.lora_B.weight"] = torch.zeros(32, 2)
+    path = write_lora(tmp_path / "deeper.safetensors", tensors)
+    with pytest.raises(ValueError, match=r"deeper\.safetensors.*transformer_blocks\.7\.attn1\.to_q: no such module"):
+        load_loras(pipe, [(good, 1.0), (path, 1.0)])
+    assert adapter_names(pipe) == []  # checked before anything was injected
+
+
+def test_bad_files_and_strengths_are_clear_errors(tmp_path, pipe):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"this is not a safetensors file")
+    not_lora = write_lora(tmp_path / "vae.safetensors", {"vae.decoder.conv_in.weight": torch.zeros(2, 2)})
+    good, _ = official_file(tmp_path, pipe)
+    cases = [
+        ([(tmp_path / "missing.safetensors", 1.0)], "does not exist"),
+        ([(tmp_path / "style.ckpt", 1.0)], "must be a .safetensors LoRA file"),
+        ([(corrupt, 1.0)], "corrupt.safetensors.*could not be read"),
+        ([(not_lora, 1.0)], "vae.safetensors.*neither the transformer nor the text connectors"),
+        ([(good, 2.5)], r"`loras\[0\]` strength must be between 0.0 and 2.0; got 2.5"),
+        ([(good, float("nan"))], "strength must be between"),
+        ([(good, "1")], "strength must be a number"),
+        ([good], r"`loras\[0\]` must be a \(path, strength\) pair"),
+    ]
+    for loras, message in cases:
+        with pytest.raises(ValueError, match=message):
+            load_loras(pipe, loras)
+    with pytest.raises(ValueError, match="must be a list"):
+        check_lora_specs(good)
+    assert adapter_names(pipe) == []
+    assert constants.MIN_LORA_STRENGTH == 0.0 and constants.MAX_LORA_STRENGTH == 2.0
+
+
+# --- End to end -----------------------------------------------------------------------------------------------------
+
+
+def test_pipeline_output_with_a_lora_at_strength_0_and_1(tmp_path, pipe):
+    path, _ = official_file(tmp_path, pipe, seed=15)
+    request = {"prompt": "a red ball bounces", "height": 64, "width": 64, "num_frames": 9, "seed": 0}
+    request["preview_audio"] = False
+    base = pipe(**request)
+    (name,) = load_loras(pipe, [(path, 1.0)])
+    with_lora = pipe(**request)
+    assert with_lora.frames.shape == base.frames.shape
+    assert not np.array_equal(with_lora.frames, base.frames)
+    set_lora_strengths(pipe, {name: 0.0})
+    switched_off = pipe(**request)
+    assert np.array_equal(switched_off.frames, base.frames)
+    assert torch.equal(switched_off.audio.waveform, base.audio.waveform)
