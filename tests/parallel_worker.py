@@ -23,17 +23,18 @@ def main() -> None:
     parser.add_argument("--num-frames", type=int, default=9)
     parser.add_argument("--mode", default="distilled")
     parser.add_argument("--cancel-at-event", type=int, default=0, help="rank 0 cancels after this many events")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, bf16)")
+    parser.add_argument("--with-reference", action="store_true", help="rank 0 first runs the request in one process")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    context = init_distributed()
-    pipe = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0)).to(context.device)
-    enable_context_parallel(pipe, context, attention=args.attention)
-    tokens_seen = []
-    pipe.transformer.proj_in.register_forward_hook(lambda module, inputs, output: tokens_seen.append(output.shape[1]))
-
-    runner = ParallelRunner(pipe, context)
+    context = init_distributed(backend="nccl" if args.device == "cuda" else "gloo")
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0)).to(context.device, dtype)
+    pipe.vocoder.float()
+    if args.device == "cuda" and args.attention == "ring":
+        pipe.transformer.set_attention_backend("_native_cudnn")
     request = {
         "prompt": "a red ball bounces on a metal floor",
         "height": args.height,
@@ -44,6 +45,14 @@ def main() -> None:
         "num_inference_steps": 2 if args.mode == "dev" else None,
         "preview_audio": False,
     }
+    reference = None
+    if args.with_reference and context.is_main:
+        reference = pipe(**request)
+    enable_context_parallel(pipe, context, attention=args.attention)
+    tokens_seen = []
+    pipe.transformer.proj_in.register_forward_hook(lambda module, inputs, output: tokens_seen.append(output.shape[1]))
+
+    runner = ParallelRunner(pipe, context)
     output, num_events = None, 0
     for event in runner.stream(**request):
         num_events += 1
@@ -58,6 +67,8 @@ def main() -> None:
         result = {"tokens_seen": np.array(counts), "num_events": num_events}
         if output is not None:
             result |= {"frames": output.frames, "audio": output.audio.waveform.numpy()}
+        if reference is not None:
+            result |= {"reference_frames": reference.frames, "reference_audio": reference.audio.waveform.numpy()}
         np.savez(args.output, **result)
     teardown(context)
 
