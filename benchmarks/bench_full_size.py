@@ -1,0 +1,821 @@
+"""LTX-2.3 at full size on one GPU: speed and memory of every component and of the product's pipelines.
+
+Every component is built at the real LTX-2.3 size (configs from diffusers' `scripts/convert_ltx2_to_diffusers.py`,
+version "2.3") with random bf16 weights: speed does not depend on weight values. Every variant runs in this one
+process on the same weights as its baseline, so each figure is a ratio measured side by side.
+
+    python benchmarks/bench_full_size.py --out results.json --sections env,build,components,e2e_baseline,...
+    python benchmarks/bench_full_size.py --tiny --out /tmp/tiny.json     # CPU dry run of the same code paths
+
+Analytic FLOPs of one transformer forward (batch 1, matrix products only, 2 FLOPs per multiply-add):
+Nv video tokens, Na audio tokens, T text tokens, dv = 4096 video width, da = 2048 audio width, ia = 2048 inner
+width of the audio<->video attentions, dt = 4096 / dat = 2048 text widths seen by the video / audio cross-attention.
+Per block:
+    video   28 Nv dv^2 (QKV+out of self-attn 8, Q+out of cross-attn 4, FFN 4x 16) + 4 Nv^2 dv + 4 Nv T dv + 4 T dt dv
+    audio   28 Na da^2 + 4 Na^2 da + 4 Na T da + 4 T dat da
+    a2v     4 Nv dv ia + 4 Na da ia + 4 Nv Na ia        (video queries, audio keys/values)
+    v2a     4 Na da ia + 4 Nv dv ia + 4 Na Nv ia        (audio queries, video keys/values)
+times 48 blocks. 768x512x121: Nv = 16*16*24 = 6,144, Na = 126, T = 1,024 -> 198 TFLOP.
+"""
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import diffusers  # noqa: E402
+import transformers  # noqa: E402
+from diffusers import (  # noqa: E402
+    AutoencoderKLLTX2Audio,
+    AutoencoderKLLTX2Video,
+    FlowMatchEulerDiscreteScheduler,
+    LTX2VideoTransformer3DModel,
+)
+from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
+from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
+
+from ltx_pipeline import acceleration  # noqa: E402
+from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
+
+# --- Full-size LTX-2.3 configs (diffusers scripts/convert_ltx2_to_diffusers.py, version "2.3") --------------------
+TRANSFORMER_2_3 = {
+    "in_channels": 128,
+    "out_channels": 128,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "num_attention_heads": 32,
+    "attention_head_dim": 128,
+    "cross_attention_dim": 4096,
+    "vae_scale_factors": (8, 32, 32),
+    "pos_embed_max_pos": 20,
+    "base_height": 2048,
+    "base_width": 2048,
+    "gated_attn": True,
+    "cross_attn_mod": True,
+    "audio_in_channels": 128,
+    "audio_out_channels": 128,
+    "audio_patch_size": 1,
+    "audio_patch_size_t": 1,
+    "audio_num_attention_heads": 32,
+    "audio_attention_head_dim": 64,
+    "audio_cross_attention_dim": 2048,
+    "audio_scale_factor": 4,
+    "audio_pos_embed_max_pos": 20,
+    "audio_sampling_rate": 16000,
+    "audio_hop_length": 160,
+    "audio_gated_attn": True,
+    "audio_cross_attn_mod": True,
+    "num_layers": 48,
+    "activation_fn": "gelu-approximate",
+    "qk_norm": "rms_norm_across_heads",
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-6,
+    "caption_channels": 3840,
+    "attention_bias": True,
+    "attention_out_bias": True,
+    "rope_theta": 10000.0,
+    "rope_double_precision": True,
+    "causal_offset": 1,
+    "timestep_scale_multiplier": 1000,
+    "cross_attn_timestep_scale_multiplier": 1000,
+    "rope_type": "split",
+    "use_prompt_embeddings": False,
+    "perturbed_attn": True,
+}
+CONNECTORS_2_3 = {
+    "caption_channels": 3840,
+    "text_proj_in_factor": 49,
+    "video_connector_num_attention_heads": 32,
+    "video_connector_attention_head_dim": 128,
+    "video_connector_num_layers": 8,
+    "video_connector_num_learnable_registers": 128,
+    "video_gated_attn": True,
+    "audio_connector_num_attention_heads": 32,
+    "audio_connector_attention_head_dim": 64,
+    "audio_connector_num_layers": 8,
+    "audio_connector_num_learnable_registers": 128,
+    "audio_gated_attn": True,
+    "connector_rope_base_seq_len": 4096,
+    "rope_theta": 10000.0,
+    "rope_double_precision": True,
+    "causal_temporal_positioning": False,
+    "rope_type": "split",
+    "per_modality_projections": True,
+    "video_hidden_dim": 4096,
+    "audio_hidden_dim": 2048,
+    "proj_bias": True,
+}
+VIDEO_VAE_2_3 = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 128,
+    "block_out_channels": (256, 512, 1024, 1024),
+    "down_block_types": ("LTX2VideoDownBlock3D",) * 4,
+    "decoder_block_out_channels": (256, 512, 512, 1024),
+    "layers_per_block": (4, 6, 4, 2, 2),
+    "decoder_layers_per_block": (4, 6, 4, 2, 2),
+    "spatio_temporal_scaling": (True, True, True, True),
+    "decoder_spatio_temporal_scaling": (True, True, True, True),
+    "decoder_inject_noise": (False, False, False, False, False),
+    "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_type": ("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+    "upsample_residual": (False, False, False, False),
+    "upsample_factor": (2, 2, 1, 2),
+    "timestep_conditioning": False,
+    "patch_size": 4,
+    "patch_size_t": 1,
+    "resnet_norm_eps": 1e-6,
+    "encoder_causal": True,
+    "decoder_causal": False,
+    "encoder_spatial_padding_mode": "zeros",
+    "decoder_spatial_padding_mode": "zeros",
+    "spatial_compression_ratio": 32,
+    "temporal_compression_ratio": 8,
+}
+AUDIO_VAE_2_3 = {
+    "base_channels": 128,
+    "output_channels": 2,
+    "ch_mult": (1, 2, 4),
+    "num_res_blocks": 2,
+    "attn_resolutions": None,
+    "in_channels": 2,
+    "resolution": 256,
+    "latent_channels": 8,
+    "norm_type": "pixel",
+    "causality_axis": "height",
+    "dropout": 0.0,
+    "mid_block_add_attention": False,
+    "sample_rate": 16000,
+    "mel_hop_length": 160,
+    "is_causal": True,
+    "mel_bins": 64,
+    "double_z": True,
+}
+VOCODER_2_3 = {
+    "in_channels": 128,
+    "hidden_channels": 1536,
+    "out_channels": 2,
+    "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+    "upsample_factors": [5, 2, 2, 2, 2, 2],
+    "resnet_kernel_sizes": [3, 7, 11],
+    "resnet_dilations": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    "act_fn": "snakebeta",
+    "leaky_relu_negative_slope": 0.1,
+    "antialias": True,
+    "antialias_ratio": 2,
+    "antialias_kernel_size": 12,
+    "final_act_fn": None,
+    "final_bias": False,
+    "bwe_in_channels": 128,
+    "bwe_hidden_channels": 512,
+    "bwe_out_channels": 2,
+    "bwe_upsample_kernel_sizes": [12, 11, 4, 4, 4],
+    "bwe_upsample_factors": [6, 5, 2, 2, 2],
+    "bwe_resnet_kernel_sizes": [3, 7, 11],
+    "bwe_resnet_dilations": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    "bwe_act_fn": "snakebeta",
+    "bwe_leaky_relu_negative_slope": 0.1,
+    "bwe_antialias": True,
+    "bwe_antialias_ratio": 2,
+    "bwe_antialias_kernel_size": 12,
+    "bwe_final_act_fn": None,
+    "bwe_final_bias": False,
+    "filter_length": 512,
+    "hop_length": 80,
+    "window_length": 512,
+    "num_mel_channels": 64,
+    "input_sampling_rate": 16000,
+    "output_sampling_rate": 48000,
+}
+LATENT_UPSAMPLER_2_3 = {"in_channels": 128, "mid_channels": 1024, "num_blocks_per_stage": 4, "dims": 3}
+# Gemma-3 12B (google/gemma-3-12b-it config): text tower, plus the SigLIP vision tower the class always builds.
+GEMMA_3_12B = {
+    "text_config": {
+        "hidden_size": 3840,
+        "intermediate_size": 15360,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 256,
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "sliding_window": 1024,
+        "query_pre_attn_scalar": 256,
+    },
+    "vision_config": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "image_size": 896,
+        "patch_size": 14,
+    },
+    "mm_tokens_per_image": 256,
+}
+
+# (height, width, frames) of the transformer forwards: stage 1, stage 2 and the 1536x1024 scaling point.
+FULL_SHAPES = {"384x256x121": (256, 384, 121), "768x512x121": (512, 768, 121), "1536x1024x121": (1024, 1536, 121)}
+TINY_SHAPES = {"64x64x9": (64, 64, 9), "128x128x17": (128, 128, 17), "256x128x17": (128, 256, 17)}
+FULL_E2E = (512, 768, 121)
+TINY_E2E = (128, 128, 17)
+FRAME_RATE = 24.0
+TEXT_TOKENS = 1024
+PROMPT = "a red ball bounces on a wooden floor in a large hall, each bounce echoes"
+
+
+def full_size_component_kwargs() -> dict[str, dict]:
+    return {
+        "text_encoder": GEMMA_3_12B,
+        "connectors": CONNECTORS_2_3,
+        "transformer": TRANSFORMER_2_3,
+        "vae": VIDEO_VAE_2_3,
+        "audio_vae": AUDIO_VAE_2_3,
+        "vocoder": VOCODER_2_3,
+        "latent_upsampler": LATENT_UPSAMPLER_2_3,
+    }
+
+
+# --- Measurement helpers ------------------------------------------------------------------------------------------
+
+
+class Bench:
+    """Holds the device, the deadline and the results; writes the results file after every section."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+        self.start = time.perf_counter()
+        self.results: dict = {"sections": {}, "errors": {}}
+        self.shapes = TINY_SHAPES if args.tiny else FULL_SHAPES
+        self.e2e_size = TINY_E2E if args.tiny else FULL_E2E
+        self.text_tokens = 16 if args.tiny else TEXT_TOKENS
+
+    def left_s(self) -> float:
+        return self.args.deadline_s - (time.perf_counter() - self.start)
+
+    def record(self, section: str, key: str, value: object) -> None:
+        self.results["sections"].setdefault(section, {})[key] = value
+        print(f"[{time.perf_counter() - self.start:6.1f}s] {section}.{key} = {value}", flush=True)
+
+    def save(self) -> None:
+        Path(self.args.out).write_text(json.dumps(self.results, indent=1, default=str))
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def reset_peak(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_gib(self) -> float | None:
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2) if self.device.type == "cuda" else None
+
+    def allocated_gib(self) -> float | None:
+        return round(torch.cuda.memory_allocated() / 2**30, 2) if self.device.type == "cuda" else None
+
+    def time_ms(self, function, warmup: int, repeats: int) -> tuple[float, list[float]]:
+        """Median milliseconds of `function()` after `warmup` calls, with CUDA events on a GPU."""
+        for _ in range(warmup):
+            function()
+        times = []
+        for _ in range(repeats):
+            if self.device.type == "cuda":
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record()
+                function()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(begin.elapsed_time(end))
+            else:
+                begin_s = time.perf_counter()
+                function()
+                times.append((time.perf_counter() - begin_s) * 1e3)
+        return round(statistics.median(times), 2), [round(t, 2) for t in times]
+
+
+def deviation(output: torch.Tensor, reference: torch.Tensor) -> dict:
+    output, reference = output.float(), reference.float()
+    difference = (output - reference).abs()
+    return {
+        "max_abs": float(difference.max()),
+        "rel_l2": float((output - reference).norm() / reference.norm()),
+        "ref_max_abs": float(reference.abs().max()),
+        "finite": bool(torch.isfinite(output).all()),
+    }
+
+
+def transformer_flops(num_video_tokens: int, num_audio_tokens: int, text_tokens: int, config) -> float:
+    """Analytic matrix-product FLOPs of one forward (formula in this module's docstring)."""
+    nv, na, t = num_video_tokens, num_audio_tokens, text_tokens
+    dv = config.num_attention_heads * config.attention_head_dim
+    da = config.audio_num_attention_heads * config.audio_attention_head_dim
+    ia = da
+    dt, dat = config.cross_attention_dim, config.audio_cross_attention_dim
+    video = 28 * nv * dv**2 + 4 * nv**2 * dv + 4 * nv * t * dv + 4 * t * dt * dv
+    audio = 28 * na * da**2 + 4 * na**2 * da + 4 * na * t * da + 4 * t * dat * da
+    cross_modal = 2 * (4 * nv * dv * ia + 4 * na * da * ia + 4 * nv * na * ia)
+    return float(config.num_layers * (video + audio + cross_modal))
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_components(bench: Bench) -> dict:
+    """Every component, randomly initialised directly on the device (bf16; the vocoder in float32)."""
+    kwargs = tiny_component_kwargs("2.3") if bench.args.tiny else full_size_component_kwargs()
+    components: dict = {"tokenizer": build_word_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler()}
+    # The three large models are initialised on the device (in bf16, to fit); the small ones on the CPU, since
+    # some of their constructors compute filters with integer matrix products that CUDA does not implement.
+    large = {"connectors": LTX2TextConnectors, "transformer": LTX2VideoTransformer3DModel}
+    small = {
+        "vae": AutoencoderKLLTX2Video,
+        "audio_vae": AutoencoderKLLTX2Audio,
+        "latent_upsampler": LTX2LatentUpsamplerModel,
+    }
+    with torch.device(bench.device), default_dtype(torch.bfloat16):
+        torch.manual_seed(0)
+        components["text_encoder"] = Gemma3ForConditionalGeneration(Gemma3Config(**kwargs["text_encoder"])).eval()
+        for index, (name, cls) in enumerate(large.items()):
+            torch.manual_seed(index + 1)
+            components[name] = cls(**kwargs[name]).eval()
+    with default_dtype(torch.bfloat16):
+        for index, (name, cls) in enumerate(small.items()):
+            torch.manual_seed(index + 3)
+            components[name] = cls(**kwargs[name]).eval().to(bench.device)
+    torch.manual_seed(10)
+    components["vocoder"] = LTX2VocoderWithBWE(**kwargs["vocoder"]).eval().to(bench.device)
+    for component in components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+    return components
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --- Transformer forward ------------------------------------------------------------------------------------------
+
+
+def transformer_inputs(bench: Bench, transformer, height: int, width: int, num_frames: int, seed: int = 0) -> dict:
+    """The keyword arguments the product's pipelines pass for one distilled pass (batch 1), random latents."""
+    config = transformer.config
+    latent_frames = (num_frames - 1) // 8 + 1
+    latent_height, latent_width = height // 32, width // 32
+    audio_frames = round(num_frames / FRAME_RATE * 25)
+    generator = torch.Generator(device=bench.device).manual_seed(seed)
+    dtype = torch.bfloat16
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, device=bench.device, dtype=torch.float32).to(dtype)
+
+    timestep = torch.full((1,), 0.725 * config.timestep_scale_multiplier, device=bench.device)
+    return {
+        "hidden_states": randn(1, latent_frames * latent_height * latent_width, config.in_channels),
+        "audio_hidden_states": randn(1, audio_frames, config.audio_in_channels),
+        "encoder_hidden_states": randn(1, bench.text_tokens, config.cross_attention_dim),
+        "audio_encoder_hidden_states": randn(1, bench.text_tokens, config.audio_cross_attention_dim),
+        "timestep": timestep,
+        "audio_timestep": timestep,
+        "sigma": timestep,
+        "audio_sigma": timestep,
+        # The connectors' mask: all ones once the learnable registers replace the padding.
+        "encoder_attention_mask": torch.ones(1, bench.text_tokens, device=bench.device, dtype=torch.int64),
+        "audio_encoder_attention_mask": torch.ones(1, bench.text_tokens, device=bench.device, dtype=torch.int64),
+        "num_frames": latent_frames,
+        "height": latent_height,
+        "width": latent_width,
+        "fps": FRAME_RATE,
+        "audio_num_frames": audio_frames,
+        "use_cross_timestep": True,
+        "return_dict": False,
+    }
+
+
+def measure_transformer(bench: Bench, section: str, transformer, references: dict | None, shapes=None, **kw) -> dict:
+    """ms per forward, TFLOP/s and deviation from `references` for each shape; returns the outputs."""
+    outputs = {}
+    shapes = shapes or list(bench.shapes)
+    min_left_s = kw.get("min_left_s", bench.args.reserve_s)  # a shape that compiles needs a minute or more
+    for label in shapes:
+        if bench.left_s() < min_left_s:
+            bench.record(section, f"{label}.skipped", f"deadline ({bench.left_s():.0f} s left)")
+            continue
+        height, width, num_frames = bench.shapes[label]
+        inputs = transformer_inputs(bench, transformer, height, width, num_frames)
+        inputs.update(kw.get("input_overrides", {}))
+        repeats = 3 if label.startswith("1536") else 6
+        bench.reset_peak()
+        compile_start = time.perf_counter()
+        with torch.no_grad():
+            first = transformer(**inputs)
+            bench.synchronize()
+            first_call_s = time.perf_counter() - compile_start
+            median, times = bench.time_ms(lambda inputs=inputs: transformer(**inputs), warmup=1, repeats=repeats)
+        flops = transformer_flops(
+            inputs["hidden_states"].shape[1],
+            inputs["audio_hidden_states"].shape[1],
+            bench.text_tokens,
+            transformer.config,
+        )
+        entry = {
+            "ms": median,
+            "times_ms": times,
+            "tflops": round(flops / (median / 1e3) / 1e12, 1),
+            "analytic_tflop": round(flops / 1e12, 2),
+            "first_call_s": round(first_call_s, 2),
+            "peak_gib": bench.peak_gib(),
+            "video_tokens": inputs["hidden_states"].shape[1],
+            "audio_tokens": inputs["audio_hidden_states"].shape[1],
+        }
+        if references is not None and label in references:
+            entry["video_dev"] = deviation(first[0], references[label][0])
+            entry["audio_dev"] = deviation(first[1], references[label][1])
+        else:
+            entry["finite"] = bool(torch.isfinite(first[0]).all() and torch.isfinite(first[1]).all())
+        outputs[label] = (first[0].detach().clone(), first[1].detach().clone())
+        bench.record(section, label, entry)
+        del inputs, first
+    return outputs
+
+
+def uncompile_blocks(transformer) -> None:
+    """Undo `compile_repeated_blocks` (the blocks run eagerly again) and drop dynamo's caches."""
+    for block in transformer.transformer_blocks:
+        block._compiled_call_impl = None
+    torch._dynamo.reset()
+
+
+# --- Sections -----------------------------------------------------------------------------------------------------
+
+
+def section_env(bench: Bench, state: dict) -> None:
+    env = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name() if bench.device.type == "cuda" else platform.processor() or "cpu",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "available_attention_backends": acceleration.available_attention_backends(),
+    }
+    for key, value in env.items():
+        bench.record("env", key, value)
+    if bench.device.type != "cuda":
+        return
+    # The card's own ceilings, measured: a large bf16 product and the same through fp8 row-wise _scaled_mm.
+    size = 8192
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    median, _ = bench.time_ms(lambda: a @ b, warmup=3, repeats=10)
+    bench.record("env", "bf16_matmul_tflops_8192", round(2 * size**3 / (median / 1e3) / 1e12, 1))
+    a8, scale_a = acceleration.quantize_to_fp8(a, "rowwise")
+    b8, scale_b = acceleration.quantize_to_fp8(b, "rowwise")
+    median, _ = bench.time_ms(
+        lambda: torch._scaled_mm(a8, b8.T, scale_a=scale_a, scale_b=scale_b.reshape(1, -1), out_dtype=torch.bfloat16),
+        warmup=3,
+        repeats=10,
+    )
+    bench.record("env", "fp8_rowwise_matmul_tflops_8192", round(2 * size**3 / (median / 1e3) / 1e12, 1))
+
+
+def section_build(bench: Bench, state: dict) -> None:
+    begin = time.perf_counter()
+    state["components"] = build_components(bench)
+    bench.synchronize()
+    bench.record("build", "seconds", round(time.perf_counter() - begin, 1))
+    for name, component in state["components"].items():
+        if isinstance(component, torch.nn.Module):
+            bench.record("build", f"{name}_params_billion", round(parameter_count(component) / 1e9, 3))
+    bench.record("build", "allocated_gib", bench.allocated_gib())
+
+
+def section_components(bench: Bench, state: dict) -> None:
+    components = state["components"]
+    tokenizer, text_encoder, connectors = components["tokenizer"], components["text_encoder"], components["connectors"]
+    tokens = tokenizer(
+        [PROMPT], padding="max_length", max_length=bench.text_tokens, truncation=True, return_tensors="pt"
+    ).to(bench.device)
+    with torch.no_grad():
+
+        def encode():
+            return text_encoder(
+                input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, output_hidden_states=True
+            )
+
+        bench.reset_peak()
+        median, _ = bench.time_ms(encode, warmup=1, repeats=5)
+        bench.record("components", "gemma_encode_ms", median)
+        bench.record("components", "gemma_encode_peak_gib", bench.peak_gib())
+        hidden = torch.stack(encode().hidden_states, dim=-1).flatten(2, 3)
+        median, _ = bench.time_ms(lambda: connectors(hidden, tokens.attention_mask), warmup=1, repeats=5)
+        bench.record("components", "connectors_ms", median)
+
+        vae = components["vae"]
+        for label in list(bench.shapes)[:2]:
+            height, width, num_frames = bench.shapes[label]
+            latents = torch.randn(
+                1,
+                vae.config.latent_channels,
+                (num_frames - 1) // 8 + 1,
+                height // 32,
+                width // 32,
+                device=bench.device,
+                dtype=torch.bfloat16,
+            )
+            for tiled in (False, True):
+                if tiled and not acceleration.enable_vae_tiling(vae):
+                    bench.record("components", f"vae_decode_{label}_tiled", "refused: compression ratio mismatch")
+                    continue
+                bench.reset_peak()
+                median, _ = bench.time_ms(
+                    lambda latents=latents: vae.decode(latents, return_dict=False)[0], warmup=1, repeats=3
+                )
+                shape = tuple(vae.decode(latents, return_dict=False)[0].shape)
+                name = f"vae_decode_{label}" + ("_tiled" if tiled else "")
+                bench.record("components", name, {"ms": median, "peak_gib": bench.peak_gib(), "shape": shape})
+                vae.disable_tiling()
+
+        height, width, num_frames = bench.shapes[list(bench.shapes)[0]]
+        latents = torch.randn(1, 128, (num_frames - 1) // 8 + 1, height // 32, width // 32, device=bench.device)
+        latents = latents[:, : components["latent_upsampler"].config.in_channels].to(torch.bfloat16)
+        median, _ = bench.time_ms(lambda: components["latent_upsampler"](latents), warmup=1, repeats=3)
+        bench.record("components", "latent_upsampler_ms", median)
+
+        audio_vae, vocoder = components["audio_vae"], components["vocoder"]
+        audio_frames = round(bench.e2e_size[2] / FRAME_RATE * 25)
+        audio_latents = torch.randn(
+            1,
+            audio_vae.config.latent_channels,
+            audio_frames,
+            audio_vae.config.mel_bins // 4,
+            device=bench.device,
+            dtype=torch.bfloat16,
+        )
+        median, _ = bench.time_ms(lambda: audio_vae.decode(audio_latents, return_dict=False)[0], warmup=1, repeats=3)
+        bench.record("components", "audio_vae_decode_ms", median)
+        mel = audio_vae.decode(audio_latents, return_dict=False)[0].float()
+        median, _ = bench.time_ms(lambda: vocoder(mel), warmup=1, repeats=3)
+        bench.record("components", "vocoder_fp32_ms", median)
+
+
+def _audio_file(bench: Bench) -> str:
+    """A 6 s stereo 48 kHz clip (a decaying tone every half second over noise), written once."""
+    import soundfile
+
+    path = Path(bench.args.work_dir) / "bench_clip.wav"
+    if not path.exists():
+        rate = 48_000
+        t = np.arange(int(6.0 * rate)) / rate
+        tone = np.sin(2 * np.pi * 440 * t) * np.exp(-8 * (t % 0.5))
+        noise = np.random.default_rng(0).normal(0, 0.02, t.shape)
+        soundfile.write(path, np.stack([tone + noise, tone - noise], axis=1).astype(np.float32), rate)
+    return str(path)
+
+
+def run_pipeline(bench: Bench, pipe, label: str, audio_path: str | None, write: bool) -> dict:
+    """One generation from the prompt (T2AV) or audio file (A2V) to an mp4 on disk; times from the call."""
+    from ltx_pipeline.media import write_mp4
+    from ltx_pipeline.types import Finished, StageDecoded, StepPreview
+
+    height, width, num_frames = bench.e2e_size
+    pipe._prompt_cache.clear()  # text encoding is part of every timed run
+    bench.reset_peak()
+    begin = time.perf_counter()
+    kwargs = {"prompt": PROMPT, "height": height, "width": width, "num_frames": num_frames, "frame_rate": FRAME_RATE}
+    if audio_path is not None:
+        kwargs["audio"] = audio_path
+    first_preview_s = stage_1_decoded_s = None
+    previews = 0
+    output = None
+    for event in pipe.stream(**kwargs, mode="distilled"):
+        if isinstance(event, StepPreview):
+            previews += 1
+            first_preview_s = first_preview_s if first_preview_s is not None else event.elapsed_s
+        elif isinstance(event, StageDecoded):
+            stage_1_decoded_s = event.elapsed_s
+        elif isinstance(event, Finished):
+            output = event.output
+    generate_s = time.perf_counter() - begin
+    mp4_path = Path(bench.args.work_dir) / f"{label}.mp4"
+    if write:
+        write_mp4(mp4_path, output.frames, output.audio, output.frame_rate)
+    total_s = time.perf_counter() - begin
+    result = {
+        "end_to_end_s": round(total_s, 2),
+        "generate_s": round(generate_s, 2),
+        "mp4_write_s": round(total_s - generate_s, 2) if write else None,
+        "first_preview_s": round(first_preview_s, 2) if first_preview_s is not None else None,
+        "stage_1_decoded_s": round(stage_1_decoded_s, 2) if stage_1_decoded_s is not None else None,
+        "previews": previews,
+        "timings_s": {key: round(value, 2) for key, value in output.recipe.get("timings_s", {}).items()},
+        "peak_gib": bench.peak_gib(),
+        "frames": tuple(output.frames.shape),
+        "audio": tuple(output.audio.waveform.shape),
+        "mp4_bytes": mp4_path.stat().st_size if write else None,
+    }
+    return result
+
+
+def e2e(bench: Bench, state: dict, section: str, warmup: bool = True) -> None:
+    from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
+    from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+
+    t2av = TI2VidTwoStagesPipeline(**state["components"])
+    t2av.set_progress_bar_config(disable=True)
+    a2v = A2VidPipelineTwoStage.from_pipe(t2av)
+    audio_path = _audio_file(bench)
+    if bench.left_s() < bench.args.e2e_reserve_s:
+        bench.record(section, "skipped", f"deadline ({bench.left_s():.0f} s left)")
+        return
+    if warmup:
+        begin = time.perf_counter()
+        run_pipeline(bench, t2av, f"{section}_warmup_t2av", None, write=False)
+        run_pipeline(bench, a2v, f"{section}_warmup_a2v", audio_path, write=False)
+        bench.record(section, "warmup_s", round(time.perf_counter() - begin, 1))
+    for name, pipe, audio in (("t2av", t2av, None), ("a2v", a2v, audio_path)):
+        if bench.left_s() < bench.args.reserve_s:
+            bench.record(section, f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
+            continue
+        bench.record(section, name, run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True))
+
+
+def section_e2e_baseline(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_baseline")
+
+
+def section_eager(bench: Bench, state: dict) -> None:
+    transformer = state["components"]["transformer"]
+    transformer.reset_attention_backend()
+    state["references"] = measure_transformer(bench, "eager_native", transformer, None)
+    # The same forward without the all-ones text mask: SDPA may then pick its flash kernel for cross-attention.
+    label = list(bench.shapes)[1]
+    measure_transformer(
+        bench,
+        "eager_native_no_text_mask",
+        transformer,
+        state["references"],
+        shapes=[label],
+        input_overrides={"encoder_attention_mask": None, "audio_encoder_attention_mask": None},
+    )
+
+
+def section_backends(bench: Bench, state: dict) -> None:
+    """Each attention backend at the stage-2 size, with the pipelines' all-ones text mask and without it."""
+    transformer = state["components"]["transformer"]
+    label = list(bench.shapes)[1]
+    best = ("native", bench.results["sections"].get("eager_native", {}).get(label, {}).get("ms", math.inf))
+    no_mask = {"encoder_attention_mask": None, "audio_encoder_attention_mask": None}
+    for backend in bench.args.backends.split(","):
+        if backend == "native" or backend not in acceleration.available_attention_backends():
+            continue
+        for suffix, overrides in (("", {}), ("_no_text_mask", no_mask)):
+            section = f"eager_{backend}{suffix}"
+            try:
+                acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(attention_backend=backend))
+                measure_transformer(
+                    bench, section, transformer, state["references"], shapes=[label], input_overrides=overrides
+                )
+                ms = bench.results["sections"][section][label]["ms"]
+                if not suffix and ms < best[1]:
+                    best = (backend, ms)
+            except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
+                bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
+            finally:
+                transformer.set_attention_backend("native")
+    state["best_backend"] = best[0]
+    bench.record("backends", "best_eager_backend_with_text_mask", best[0])
+
+
+def section_compile(bench: Bench, state: dict) -> None:
+    transformer = state["components"]["transformer"]
+    backend = state.get("best_backend", "native")
+    options = acceleration.SpeedOptions(compile=True, attention_backend=backend)
+    bench.record("compile", "options", str(options))
+    acceleration.apply_speed_options(transformer, options)
+    measure_transformer(bench, "compile", transformer, state["references"], min_left_s=bench.args.compile_reserve_s)
+
+
+def section_e2e_compiled(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_compiled")
+
+
+def section_fp8(bench: Bench, state: dict) -> None:
+    transformer = state["components"]["transformer"]
+    uncompile_blocks(transformer)
+    backend = state.get("best_backend", bench.args.fp8_backend)
+    begin = time.perf_counter()
+    bench.reset_peak()
+    replaced = acceleration.quantize_linear_layers_to_fp8(transformer, scaling=bench.args.fp8_scaling)
+    free_memory()
+    bench.record("fp8", "quantize", {"layers": replaced, "seconds": round(time.perf_counter() - begin, 1)})
+    bench.record("fp8", "transformer_params_gib_after", bench.allocated_gib())
+    transformer.set_attention_backend(backend)
+    label = list(bench.shapes)[1]
+    measure_transformer(bench, "fp8_eager", transformer, state["references"], shapes=[label])
+    transformer.compile_repeated_blocks(fullgraph=True)
+    bench.record("fp8_compile", "options", f"fp8 {bench.args.fp8_scaling}, compile, attention {backend}")
+    measure_transformer(
+        bench, "fp8_compile", transformer, state["references"], min_left_s=bench.args.compile_reserve_s
+    )
+
+
+def section_e2e_fp8(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_fp8_compiled")
+
+
+def section_mode_24gb(bench: Bench, state: dict) -> None:
+    state.pop("components", None)
+    state.pop("references", None)
+    torch._dynamo.reset()
+    free_memory()
+    begin = time.perf_counter()
+    components = build_components(bench)
+    bench.synchronize()
+    acceleration.apply_memory_mode(components, "24gb", bench.device)
+    free_memory()
+    bench.record("mode_24gb", "setup_s", round(time.perf_counter() - begin, 1))
+    bench.record("mode_24gb", "allocated_gib_after_setup", bench.allocated_gib())
+    state["components"] = components
+    e2e(bench, state, "mode_24gb", warmup=False)
+
+
+SECTIONS = {
+    "env": section_env,
+    "build": section_build,
+    "components": section_components,
+    "e2e_baseline": section_e2e_baseline,
+    "eager": section_eager,
+    "backends": section_backends,
+    "compile": section_compile,
+    "e2e_compiled": section_e2e_compiled,
+    "fp8": section_fp8,
+    "e2e_fp8": section_e2e_fp8,
+    "mode_24gb": section_mode_24gb,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="bench_full_size.json")
+    parser.add_argument("--work-dir", default=os.environ.get("OUT", "/tmp"), help="where mp4s and the clip go")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--tiny", action="store_true", help="tiny components on CPU: a dry run of every code path")
+    parser.add_argument("--deadline-s", type=float, default=560.0, help="skip what would start after this")
+    parser.add_argument("--reserve-s", type=float, default=20.0, help="time kept free at the deadline")
+    parser.add_argument("--compile-reserve-s", type=float, default=120.0, help="time a new compiled shape needs")
+    parser.add_argument("--e2e-reserve-s", type=float, default=60.0, help="time a pipeline section needs")
+    parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
+    parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
+    parser.add_argument("--fp8-backend", default="native")
+    args = parser.parse_args()
+    bench = Bench(args)
+    state: dict = {}
+    for name in args.sections.split(","):
+        if bench.left_s() < args.reserve_s:
+            bench.record(name, "skipped", f"deadline ({bench.left_s():.0f} s left)")
+            continue
+        begin = time.perf_counter()
+        try:
+            SECTIONS[name](bench, state)
+        except Exception as error:
+            bench.results["errors"][name] = traceback.format_exc()[-3000:]
+            print(f"!! section {name} failed: {type(error).__name__}: {error}", flush=True)
+            traceback.print_exc()
+        bench.record(name, "section_s", round(time.perf_counter() - begin, 1))
+        bench.save()
+    print(json.dumps(bench.results["sections"], indent=1, default=str)[-6000:])
+
+
+if __name__ == "__main__":
+    main()

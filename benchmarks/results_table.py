@@ -1,0 +1,100 @@
+"""Markdown tables from bench_full_size.py result files: python benchmarks/results_table.py call1.json [call2.json]."""
+
+import json
+import sys
+
+FORWARD_SECTIONS = {
+    "eager_native": "eager, native SDPA (baseline)",
+    "eager_native_no_text_mask": "eager, native SDPA, all-ones text mask dropped",
+    "eager__native_cudnn": "eager, cuDNN SDPA",
+    "eager__native_cudnn_no_text_mask": "eager, cuDNN SDPA, text mask dropped",
+    "eager__native_flash": "eager, flash SDPA",
+    "eager__native_flash_no_text_mask": "eager, flash SDPA, text mask dropped",
+    "eager__native_efficient": "eager, mem-efficient SDPA",
+    "eager__native_efficient_no_text_mask": "eager, mem-efficient SDPA, text mask dropped",
+    "compile": "regional compile",
+    "fp8_eager": "fp8 row-wise, eager",
+    "fp8_compile": "fp8 row-wise + regional compile",
+}
+
+
+def _fmt_dev(entry: dict) -> str:
+    if "video_dev" not in entry:
+        return "reference" if entry.get("finite", True) else "NON-FINITE"
+    video, audio = entry["video_dev"], entry["audio_dev"]
+    return (
+        f"video rel {video['rel_l2']:.2e} / max {video['max_abs']:.3g}; "
+        f"audio rel {audio['rel_l2']:.2e} / max {audio['max_abs']:.3g}"
+    )
+
+
+def forward_table(results: list[dict]) -> str:
+    lines = [
+        "| file | variant | shape | ms / forward | TFLOP/s | first call s | peak GiB | deviation vs eager bf16 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, result in enumerate(results, 1):
+        sections = result["sections"]
+        for key, label in FORWARD_SECTIONS.items():
+            for shape, entry in sections.get(key, {}).items():
+                if not isinstance(entry, dict) or "ms" not in entry:
+                    if shape in ("error",) or shape.endswith(".skipped"):
+                        lines.append(f"| {index} | {label} | {shape} | {entry} | | | | |")
+                    continue
+                lines.append(
+                    f"| {index} | {label} | {shape} | {entry['ms']:.1f} | {entry['tflops']:.0f} | "
+                    f"{entry['first_call_s']:.1f} | {entry['peak_gib']} | {_fmt_dev(entry)} |"
+                )
+    return "\n".join(lines)
+
+
+def e2e_table(results: list[dict]) -> str:
+    lines = [
+        "| file | run | pipeline | end to end s (to mp4) | first preview s | stage-1 decoded s | stage timings s | "
+        "peak GiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, result in enumerate(results, 1):
+        for section, entries in result["sections"].items():
+            if not (section.startswith("e2e") or section == "mode_24gb"):
+                continue
+            for name in ("t2av", "a2v"):
+                entry = entries.get(name)
+                if not isinstance(entry, dict):
+                    continue
+                timings = ", ".join(f"{key} {value}" for key, value in entry["timings_s"].items())
+                lines.append(
+                    f"| {index} | {section} | {name} | {entry['end_to_end_s']} | {entry['first_preview_s']} | "
+                    f"{entry['stage_1_decoded_s']} | {timings} | {entry['peak_gib']} |"
+                )
+    return "\n".join(lines)
+
+
+def components_table(results: list[dict]) -> str:
+    lines = ["| file | measurement | value |", "|---|---|---|"]
+    for index, result in enumerate(results, 1):
+        for section in ("env", "build", "components", "mode_24gb", "fp8", "backends"):
+            for key, value in result["sections"].get(section, {}).items():
+                if isinstance(value, dict) and "t2av" in key:
+                    continue
+                if key in ("t2av", "a2v"):
+                    continue
+                lines.append(f"| {index} | {section}.{key} | {value} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results = [json.load(open(path)) for path in sys.argv[1:]]
+    print("### Transformer forward (batch 1, distilled pass)\n")
+    print(forward_table(results))
+    print("\n### Pipelines end to end (distilled, 768x512x121 @ 24 fps, stage 1 at 384x256)\n")
+    print(e2e_table(results))
+    print("\n### Components, environment, memory mode set-up\n")
+    print(components_table(results))
+    for index, result in enumerate(results, 1):
+        for section, error in result.get("errors", {}).items():
+            print(f"\nFile {index}, section {section} failed:\n```\n{error[-1500:]}\n```")
+
+
+if __name__ == "__main__":
+    main()
