@@ -82,6 +82,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             "model": self.model_label,
             "mode": mode,
             "prompt": prompt,
+            "unknown_words": self.unknown_words(prompt),
             "negative_prompt": negative_prompt,
             "audio": "<in-memory Audio>" if isinstance(audio, Audio) else str(audio),
             "audio_start_time": audio_start_time,

@@ -9,6 +9,7 @@ stream audio estimates, freeze one modality, or take per-modality guidance of 0.
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -134,6 +135,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
         self._prompt_cache: dict[tuple[str, int, str], TextConditioning] = {}
         self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
         self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
+        # Words a small word-level model knows whole (the embedded model); None where any word is fine.
+        self.prompt_vocabulary: frozenset[str] | None = None
 
     # ---- loading --------------------------------------------------------------------------------------------------
 
@@ -150,6 +153,11 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**loaded.components)
         pipe.model_label = loaded.label
         pipe.model_variant = loaded.variant
+        if loaded.name == constants.EMBEDDED_MODEL_NAME:
+            # Its tokenizer spells unknown words letter by letter, which the model never saw in training.
+            pipe.prompt_vocabulary = frozenset(
+                token[1:].lower() for token in pipe.tokenizer.get_vocab() if token.startswith("▁") and len(token) > 1
+            )
         return pipe
 
     @classmethod
@@ -158,7 +166,19 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**other.components)
         pipe.model_label = other.model_label
         pipe.model_variant = other.model_variant
+        pipe.prompt_vocabulary = other.prompt_vocabulary
         return pipe
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of `prompt` the model's vocabulary lacks, in order of appearance (none for open-vocabulary models)."""
+        if self.prompt_vocabulary is None:
+            return []
+        words = re.findall(r"[a-z]+(?:'[a-z]+)?", prompt.lower())
+        return list(dict.fromkeys(word for word in words if word not in self.prompt_vocabulary))
+
+    def clear_prompt_cache(self) -> None:
+        """Forgets cached prompt encodings (call after changing the text encoder's or connectors' weights)."""
+        self._prompt_cache.clear()
 
     # ---- run control ----------------------------------------------------------------------------------------------
 
@@ -234,6 +254,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         validation.check_guidance(video_guidance, "video", num_layers)
         if audio_guidance is not None:
             validation.check_guidance(audio_guidance, "audio", num_layers)
+        unknown = self.unknown_words(prompt)
+        if unknown:
+            logger.warning("The model does not know these words and will ignore their meaning: %s", ", ".join(unknown))
         for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt or "")):
             num_tokens = len(self.tokenizer(text, add_special_tokens=True).input_ids)
             if num_tokens > self.max_sequence_length:

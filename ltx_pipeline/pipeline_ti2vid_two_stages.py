@@ -87,6 +87,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             "model": self.model_label,
             "mode": mode,
             "prompt": prompt,
+            "unknown_words": self.unknown_words(prompt),
             "negative_prompt": negative_prompt,
             "height": height,
             "width": width,

@@ -156,3 +156,23 @@ def test_invalid_inputs_are_rejected_before_any_work(pipe, change, message):
         handle.remove()
     assert message in str(error.value)
     assert not calls
+
+
+def test_embedded_model_names_the_words_it_does_not_know(caplog):
+    pipe = TI2VidTwoStagesPipeline.from_model("embedded", torch_dtype=torch.float32)
+    assert pipe.unknown_words("A red ball bounces on the wooden floor") == []
+    assert pipe.unknown_words("a red zeppelin hums over the ball's xylophone") == [
+        "zeppelin",
+        "hums",
+        "over",
+        "ball's",
+        "xylophone",
+    ]
+    with caplog.at_level("WARNING"):
+        output = pipe(**SMALL | {"prompt": "a red zeppelin bounces"})
+    assert output.recipe["unknown_words"] == ["zeppelin"]
+    assert "zeppelin" in caplog.text
+
+
+def test_open_vocabulary_models_never_warn(pipe):
+    assert pipe.unknown_words("a zeppelin hums") == []
