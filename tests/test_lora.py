@@ -162,6 +162,26 @@ def test_diffusers_and_kohya_layouts_give_the_official_result(tmp_path, pipe):
     assert adapter_names(pipe) == []
 
 
+def test_a_diffusers_saved_lora_keeps_its_alpha(tmp_path, pipe):
+    # Train-side route: PEFT adapter with lora_alpha != r, saved by diffusers' own LTX-2 LoRA saver (metadata).
+    from diffusers.loaders.lora_pipeline import LTX2LoraLoaderMixin
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    trained = build_tiny_components("2.3", seed=0)["transformer"]
+    config = LoraConfig(r=2, lora_alpha=3, target_modules=["to_q", "to_v", "ff.net.2"], init_lora_weights=False)
+    trained.add_adapter(config, adapter_name="trained")
+    expected = transformer_output(trained)
+    LTX2LoraLoaderMixin.save_lora_weights(
+        tmp_path,
+        transformer_lora_layers=get_peft_model_state_dict(trained, adapter_name="trained"),
+        weight_name="trained.safetensors",
+        transformer_lora_adapter_metadata=config.to_dict(),
+    )
+    assert not torch.equal(transformer_output(pipe.transformer), expected)
+    load_loras(pipe, [(tmp_path / "trained.safetensors", 1.0)])
+    assert_close(transformer_output(pipe.transformer), expected)
+
+
 def test_two_loras_add_up_and_unload_restores_the_base_model(tmp_path, pipe):
     first, first_layers = official_file(tmp_path, pipe, seed=1, name="a.safetensors")
     second_layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES[3:8], seed=2)
