@@ -1,0 +1,69 @@
+"""Training data: world clips rendered in parallel into memory, as tensors the components train on."""
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from world import generate_clip
+
+
+@dataclass
+class ClipBatch:
+    frames: torch.Tensor  # (N, F, H, W, 3) uint8
+    audio: torch.Tensor  # (N, samples) float32, 16 kHz mono
+    captions: list[str]
+    impact_frames: list[list[int]]
+
+
+def _render(args: tuple[int, int, int, int, float]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
+    seed, height, width, num_frames, frame_rate = args
+    clip = generate_clip(seed, height, width, num_frames, frame_rate)
+    return clip.frames, clip.audio, clip.caption, [impact.frame for impact in clip.impacts]
+
+
+def render_clips(
+    seeds: range | list[int], height: int, width: int, num_frames: int, frame_rate: float, workers: int = 1
+) -> ClipBatch:
+    """Render one clip per seed (in `workers` processes); seeds make the data set reproducible."""
+    jobs = [(seed, height, width, num_frames, frame_rate) for seed in seeds]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_render, jobs, chunksize=8))
+    else:
+        results = [_render(job) for job in jobs]
+    return ClipBatch(
+        frames=torch.from_numpy(np.stack([result[0] for result in results])),
+        audio=torch.from_numpy(np.stack([result[1] for result in results])),
+        captions=[result[2] for result in results],
+        impact_frames=[result[3] for result in results],
+    )
+
+
+def frames_to_video(frames: torch.Tensor) -> torch.Tensor:
+    """(N, F, H, W, 3) uint8 -> (N, 3, F, H, W) float in [-1, 1], the VAE's input."""
+    return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def downsample_video(video: torch.Tensor, factor: int) -> torch.Tensor:
+    """Area-average (N, 3, F, H, W) by `factor` in height and width (the world rendered at a lower resolution)."""
+    if factor == 1:
+        return video
+    batch, channels, num_frames, height, width = video.shape
+    # (N, 3, F, H, W) -> (N*F, 3, H, W) for 2-D pooling, then back
+    flat = video.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, channels, height, width)
+    pooled = torch.nn.functional.avg_pool2d(flat, factor)
+    return pooled.reshape(batch, num_frames, channels, height // factor, width // factor).permute(0, 2, 1, 3, 4)
+
+
+def motion_weight(video: torch.Tensor, moving_gain: float) -> torch.Tensor:
+    """(N, 1, F, H, W) per-pixel loss weight: 1 + moving_gain where a pixel differs from the clip's median frame.
+
+    The ball covers ~1% of the frame; an unweighted reconstruction loss learns the background and loses it.
+    """
+    median = video.median(dim=2, keepdim=True).values
+    moving = ((video - median).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    # Widen the mask by a pixel so the ball's edge counts too.
+    moving = torch.nn.functional.max_pool3d(moving, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+    return 1.0 + moving_gain * moving

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One device command of the embedded model's training (each must end inside the device's 10-minute limit).
+#   bash training/device_run.sh autoencoders|transformer CKPT_DIR RESULT_DIR
+# autoencoders: video VAE, audio VAE and vocoder side by side; then the latent upsampler and a first transformer
+# chunk once the VAEs are saved. transformer: resume the transformer. Logs and a bf16 tarball of CKPT_DIR, split
+# into <= 15 MB parts, go to RESULT_DIR. Environment: MINUTES_SCALE (default 1) shrinks every time limit for a dry
+# run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny --num-clips 8").
+set -u
+phase=$1; ckpt=$2; result=$3
+scale=${MINUTES_SCALE:-1}
+extra=${EXTRA_ARGS:-}
+logs=$ckpt/logs
+mkdir -p "$ckpt" "$result" "$logs"
+minutes() { python3 -c "print(round($1 * $scale, 3))"; }
+stage() {  # stage name, minutes, extra arguments...
+  local name=$1 limit; limit=$(minutes "$2"); shift 2
+  PYTHONUNBUFFERED=1 python3 -m training.train --stage "$name" --steps 1000000 --out "$ckpt" --max-minutes "$limit" \
+    --save-every 2000 --log-every 100 $extra "$@" >"$logs/$name.log" 2>&1
+  echo "$name exit $?" | tee -a "$logs/status.txt"
+}
+if [ "$phase" = autoencoders ]; then
+  stage video_vae 5.5 --workers 5 & video=$!
+  stage audio_vae 4.0 --workers 4 & audio=$!
+  stage vocoder 7.5 --workers 4 &
+  wait $video $audio
+  stage upsampler 1.5 --workers 4 --resume &
+  [ -n "${WITH_TRANSFORMER:-}" ] && stage transformer 2.5 --workers 8 --num-clips 2048 --resume &
+  wait
+elif [ "$phase" = transformer ]; then
+  stage transformer ${TRANSFORMER_MINUTES:-7.5} --workers 12 --num-clips 3072 --resume
+else
+  echo "unknown phase $phase" >&2; exit 2
+fi
+grep -h "step" "$logs"/*.log | grep -v Warn | tail -n 40
+tail -n 2 "$logs"/*.log > "$result/summary.txt"
+tar czf - -C "$ckpt" . | split -b 15M - "$result/ckpt.tgz.part-"
+ls -la "$result"

@@ -1,0 +1,491 @@
+"""Train the embedded model on the bouncing-ball world, one component (stage) at a time.
+
+    python -m training.train --stage video_vae|audio_vae|vocoder|upsampler|transformer --steps N --out DIR [--resume]
+
+Stages and what they need: video_vae, audio_vae and vocoder train from world clips alone (run them side by side);
+upsampler needs DIR/vae; transformer (with the text encoder and connectors) needs DIR/vae and DIR/audio_vae.
+Every stage saves its components in diffusers format under DIR/<component key> (bf16), its step count in
+DIR/<stage>_state.json and its settings in DIR/<stage>_settings.json; `--resume` continues from them.
+`--max-minutes` stops a stage in time to save (a device command lasts at most 10 minutes).
+"""
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import time
+import types
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2Pipeline, LTX2VideoTransformer3DModel
+from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE
+from transformers import Gemma3ForConditionalGeneration
+
+from ltx_pipeline import constants
+from ltx_pipeline.audio import log_mel_spectrogram
+from training import config
+from training.data import downsample_video, frames_to_video, motion_weight, render_clips
+
+STAGES = ("video_vae", "audio_vae", "vocoder", "upsampler", "transformer")
+STAGE_COMPONENTS = {
+    "video_vae": ("vae",),
+    "audio_vae": ("audio_vae",),
+    "vocoder": ("vocoder",),
+    "upsampler": ("latent_upsampler",),
+    "transformer": ("transformer", "connectors", "text_encoder"),
+}
+COMPONENT_CLASSES = {
+    "vae": AutoencoderKLLTX2Video,
+    "audio_vae": AutoencoderKLLTX2Audio,
+    "vocoder": LTX2VocoderWithBWE,
+    "latent_upsampler": LTX2LatentUpsamplerModel,
+    "transformer": LTX2VideoTransformer3DModel,
+    "connectors": LTX2TextConnectors,
+    "text_encoder": Gemma3ForConditionalGeneration,
+}
+DEFAULTS = {  # per stage: batch size, learning rate, number of training clips
+    "video_vae": {"batch_size": 8, "lr": 1e-3, "num_clips": 1024},
+    "audio_vae": {"batch_size": 32, "lr": 1e-3, "num_clips": 2048},
+    "vocoder": {"batch_size": 32, "lr": 2e-3, "num_clips": 2048},
+    "upsampler": {"batch_size": 16, "lr": 1e-3, "num_clips": 512},
+    "transformer": {"batch_size": 64, "lr": 4e-4, "num_clips": 4096},
+}
+VIDEO_WINDOW_FRAMES = 49  # VAE training crops (8k + 1 frames)
+MOVING_PIXEL_GAIN = 20.0  # loss weight on moving pixels (REFERENCE.md: the ball vanished without it)
+KL_WEIGHT = 1e-4  # per latent element, both VAEs
+VOCODER_CROP_FRAMES = 128  # mel frames per vocoder training crop (1.28 s)
+CAPTION_DROPOUT = 0.1  # empty prompt: what CFG's unconditional pass sees
+ISOLATED_FRACTION = 0.15  # batches with cross-modal attention off: what modality guidance's extra pass sees
+# How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
+# (audio to video), video clean (video to audio), independent sigmas.
+TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True, choices=STAGES)
+    parser.add_argument("--steps", type=int, required=True, help="optimizer steps in this run")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder (shared by all stages)")
+    parser.add_argument("--resume", action="store_true", help="continue from the stage's saved weights and step")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--num-clips", type=int, help="world clips rendered for this stage")
+    parser.add_argument("--data-seed", type=int, default=0, help="clip seeds are data_seed * 1e6 + index")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed")
+    parser.add_argument("--height", type=int, default=config.DEMO_HEIGHT)
+    parser.add_argument("--width", type=int, default=config.DEMO_WIDTH)
+    parser.add_argument("--num-frames", type=int, default=config.DEMO_NUM_FRAMES)
+    parser.add_argument("--frame-rate", type=float, default=config.DEMO_FRAME_RATE)
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering the clips")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variant", default="embedded", choices=config.VARIANTS, help="'tiny' for smoke tests")
+    args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.stage].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1; got {args.steps}")
+    if args.height % 64 or args.width % 64:
+        parser.error(f"--height and --width must be multiples of 64 (two-stage sizes); got {args.height}x{args.width}")
+    if (args.num_frames - 1) % 8:
+        parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
+    return args
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+
+def load_component(key: str, out: Path, fresh: dict[str, object], device: str) -> torch.nn.Module:
+    """The saved component under out/key (as float32), else the freshly initialised one."""
+    folder = out / key
+    if folder.exists():
+        module = COMPONENT_CLASSES[key].from_pretrained(folder, torch_dtype=torch.float32)
+    else:
+        module = fresh[key]
+    return module.to(device)
+
+
+def save_components(modules: dict[str, torch.nn.Module], out: Path) -> None:
+    for key, module in modules.items():
+        copy.deepcopy(module).to("cpu", torch.bfloat16).save_pretrained(out / key)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> None:
+    settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    path = out / f"{args.stage}_settings.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() and args.resume else []
+    runs.append(
+        {
+            "start_step": start_step,
+            "git_commit": git_commit(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **settings,
+        }
+    )
+    record = {
+        "stage": args.stage,
+        "components": STAGE_COMPONENTS[args.stage],
+        "component_config": {
+            key: config.embedded_component_kwargs(args.variant).get(key) for key in STAGE_COMPONENTS[args.stage]
+        },
+        "constants": {
+            "VIDEO_WINDOW_FRAMES": VIDEO_WINDOW_FRAMES,
+            "MOVING_PIXEL_GAIN": MOVING_PIXEL_GAIN,
+            "KL_WEIGHT": KL_WEIGHT,
+            "VOCODER_CROP_FRAMES": VOCODER_CROP_FRAMES,
+            "CAPTION_DROPOUT": CAPTION_DROPOUT,
+            "ISOLATED_FRACTION": ISOLATED_FRACTION,
+            "TRANSFORMER_CASES": TRANSFORMER_CASES,
+        },
+        "runs": runs,
+    }
+    path.write_text(json.dumps(record, indent=2, default=str))
+
+
+# --- stage steps ---------------------------------------------------------------------------------------------------
+
+
+def gaussian_kl(posterior) -> torch.Tensor:
+    return 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+
+
+def set_video_latent_stats(vae: AutoencoderKLLTX2Video, video: torch.Tensor) -> None:
+    """Per-channel mean and std of the encoded clips: the pipeline normalises latents with them."""
+    with torch.no_grad():
+        latents = vae.encode(video).latent_dist.mode().float()
+    vae.latents_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
+    vae.latents_std.copy_(latents.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
+
+
+def set_audio_latent_stats(audio_vae: AutoencoderKLLTX2Audio, mel: torch.Tensor) -> None:
+    with torch.no_grad():
+        latents = audio_vae.encode(mel).latent_dist.mode().float()
+    packed = LTX2Pipeline._pack_audio_latents(latents)  # (B, C, L, M) -> (B, L, C*M)
+    audio_vae.latents_mean.copy_(packed.mean(dim=(0, 1)))
+    audio_vae.latents_std.copy_(packed.std(dim=(0, 1)).clamp_min(1e-3))
+
+
+def stereo_mel(audio: torch.Tensor) -> torch.Tensor:
+    """(N, samples) mono 16 kHz -> (N, 2, time, 64) log-mel, the audio VAE's input (mono duplicated)."""
+    return log_mel_spectrogram(audio[:, None, :].expand(-1, 2, -1).contiguous())
+
+
+def multi_resolution_stft_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1 at three resolutions (Parallel WaveGAN's auxiliary loss)."""
+    loss = prediction.new_zeros(())
+    for n_fft, hop in ((256, 64), (512, 128), (1024, 256)):
+        window = torch.hann_window(n_fft, device=prediction.device)
+        spectra = [
+            torch.stft(signal.float(), n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
+            for signal in (prediction, target)
+        ]
+        # Norms over the whole batch: a silent crop would make a per-example ratio explode.
+        loss = loss + torch.linalg.norm(spectra[1] - spectra[0]) / torch.linalg.norm(spectra[1]).clamp_min(1.0)
+        loss = loss + (spectra[1].log() - spectra[0].log()).abs().mean()
+    return loss / 3
+
+
+def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
+    """Connector outputs for `captions`, exactly as the pipeline encodes a prompt (diffusers' Gemma encoding)."""
+    holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder)
+    embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+        holder,
+        captions,
+        max_sequence_length=tokenizer.model_max_length,
+        device=torch.device(device),
+        dtype=torch.float32,
+    )
+    return connectors(embeds, mask, padding_side="left")
+
+
+def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (video sigma, audio sigma) on [0, 1], mixing the four training cases."""
+    # Half uniform, half the exact sigmas the distilled schedules visit (they crowd near 1).
+    schedule = torch.tensor(constants.DISTILLED_STAGE_1_SIGMAS[:-1] + constants.DISTILLED_STAGE_2_SIGMAS[:-1])
+    uniform = torch.rand(batch, generator=generator)
+    visited = schedule[torch.randint(len(schedule), (batch,), generator=generator)]
+    base = torch.where(torch.rand(batch, generator=generator) < 0.5, uniform, visited)
+    other = torch.rand(batch, generator=generator)
+    case = torch.multinomial(torch.tensor(list(TRANSFORMER_CASES.values())), batch, True, generator=generator)
+    names = list(TRANSFORMER_CASES)
+    video_sigma = torch.where(case == names.index("video_clean"), torch.zeros(batch), base)
+    audio_sigma = torch.where(case == names.index("audio_clean"), torch.zeros(batch), base)
+    audio_sigma = torch.where(case == names.index("independent"), other, audio_sigma)
+    return video_sigma, audio_sigma
+
+
+class StageTrainer:
+    """Holds one stage's models, data and step function."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = args.device
+        self.generator = torch.Generator().manual_seed(args.seed)
+        fresh = config.build_components(seed=args.seed, variant=args.variant)
+        self.fresh = fresh
+        self.trainable = {
+            key: load_component(key, args.out, fresh, self.device) if args.resume else fresh[key].to(self.device)
+            for key in STAGE_COMPONENTS[args.stage]
+        }
+        for module in self.trainable.values():
+            module.train()
+        seeds = range(args.data_seed * 1_000_000, args.data_seed * 1_000_000 + args.num_clips)
+        video_size = (args.height, args.width) if args.stage in ("video_vae", "upsampler", "transformer") else (32, 32)
+        started = time.time()
+        self.data = render_clips(seeds, *video_size, args.num_frames, args.frame_rate, workers=args.workers)
+        print(f"rendered {args.num_clips} clips at {video_size} in {time.time() - started:.1f} s", flush=True)
+        getattr(self, f"setup_{args.stage}")()
+
+    def pick(self, count: int) -> torch.Tensor:
+        return torch.randint(self.args.num_clips, (count,), generator=self.generator)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda"))
+
+    # video VAE
+    def setup_video_vae(self) -> None:
+        self.vae = self.trainable["vae"]
+
+    def step_video_vae(self) -> torch.Tensor:
+        indices = self.pick(self.args.batch_size)
+        window = min(VIDEO_WINDOW_FRAMES, self.args.num_frames)
+        start = int(torch.randint(self.args.num_frames - window + 1, (1,), generator=self.generator))
+        video = frames_to_video(self.data.frames[indices, start : start + window]).to(self.device)
+        # Stage 1 decodes half-size clips too (reflection padding needs >= 2 latent cells: 64 px and up).
+        if video.shape[-2] >= 128 and torch.rand(1, generator=self.generator) < 0.3:
+            video = downsample_video(video, 2)
+        with self.autocast():
+            posterior = self.vae.encode(video).latent_dist
+            reconstruction = self.vae.decode(posterior.sample()).sample
+        weight = motion_weight(video, MOVING_PIXEL_GAIN)
+        return (weight * (reconstruction.float() - video).abs()).mean() / weight.mean() + KL_WEIGHT * gaussian_kl(
+            posterior
+        )
+
+    def finish_video_vae(self) -> None:
+        self.vae.eval()
+        set_video_latent_stats(self.vae, frames_to_video(self.data.frames[:16]).to(self.device))
+        self.vae.train()
+
+    # audio VAE
+    def setup_audio_vae(self) -> None:
+        self.audio_vae = self.trainable["audio_vae"]
+        self.mel = stereo_mel(self.data.audio).to(self.device)
+
+    def step_audio_vae(self) -> torch.Tensor:
+        mel = self.mel[self.pick(self.args.batch_size)]
+        with self.autocast():
+            posterior = self.audio_vae.encode(mel).latent_dist
+            reconstruction = self.audio_vae.decode(posterior.sample()).sample.float()
+        length = min(reconstruction.shape[2], mel.shape[2])
+        return (reconstruction[:, :, :length] - mel[:, :, :length]).abs().mean() + KL_WEIGHT * gaussian_kl(posterior)
+
+    def finish_audio_vae(self) -> None:
+        self.audio_vae.eval()
+        set_audio_latent_stats(self.audio_vae, self.mel[:64])
+        self.audio_vae.train()
+
+    # vocoder (the 16 kHz generator; the BWE residual stays at zero)
+    def setup_vocoder(self) -> None:
+        self.vocoder = self.trainable["vocoder"]
+        self.vocoder.bwe_generator.requires_grad_(False)
+        self.mel = stereo_mel(self.data.audio).to(self.device)
+        self.audio = self.data.audio.to(self.device)
+
+    def step_vocoder(self) -> torch.Tensor:
+        indices = self.pick(self.args.batch_size)
+        crop = min(VOCODER_CROP_FRAMES, self.audio.shape[1] // constants.MEL_HOP_LENGTH - 1)
+        starts = torch.randint(
+            self.audio.shape[1] // constants.MEL_HOP_LENGTH - crop, (len(indices),), generator=self.generator
+        )
+        mel = torch.stack([self.mel[i, :, s : s + crop] for i, s in zip(indices, starts, strict=False)])
+        hop = constants.MEL_HOP_LENGTH
+        target = torch.stack([self.audio[i, s * hop : (s + crop) * hop] for i, s in zip(indices, starts, strict=False)])
+        with self.autocast():
+            waveform = self.vocoder.vocoder(mel).float()  # (B, 2, samples)
+        waveform = waveform[..., : target.shape[-1]]
+        prediction = waveform.flatten(0, 1)
+        reference = target[:, None].expand(-1, 2, -1).flatten(0, 1)
+        mel_loss = (
+            (log_mel_spectrogram(waveform) - log_mel_spectrogram(target[:, None].expand(-1, 2, -1))).abs().mean()
+        )
+        return multi_resolution_stft_loss(prediction, reference) + 0.5 * mel_loss
+
+    # latent upsampler
+    def setup_upsampler(self) -> None:
+        self.upsampler = self.trainable["latent_upsampler"]
+        vae = load_component("vae", self.args.out, self.fresh, self.device).eval()
+        self.latent_std = vae.latents_std.view(1, -1, 1, 1, 1).to(self.device)
+        self.low, self.high = [], []
+        with torch.no_grad():
+            for chunk in torch.split(torch.arange(self.args.num_clips), 16):
+                video = frames_to_video(self.data.frames[chunk]).to(self.device)
+                self.high.append(vae.encode(video).latent_dist.mode().float())
+                self.low.append(vae.encode(downsample_video(video, 2)).latent_dist.mode().float())
+        self.low, self.high = torch.cat(self.low), torch.cat(self.high)
+
+    def step_upsampler(self) -> torch.Tensor:
+        indices = self.pick(self.args.batch_size).to(self.device)
+        with self.autocast():
+            prediction = self.upsampler(self.low[indices]).float()
+        return ((prediction - self.high[indices]) / self.latent_std).pow(2).mean()
+
+    # transformer, connectors and text encoder
+    def setup_transformer(self) -> None:
+        self.transformer = self.trainable["transformer"]
+        self.connectors = self.trainable["connectors"]
+        self.text_encoder = self.trainable["text_encoder"]
+        self.tokenizer = self.fresh["tokenizer"]
+        vae = load_component("vae", self.args.out, self.fresh, self.device).eval()
+        audio_vae = load_component("audio_vae", self.args.out, self.fresh, self.device).eval()
+        duration_s = self.args.num_frames / self.args.frame_rate
+        audio_frames = round(duration_s * constants.AUDIO_LATENTS_PER_SECOND)
+        video_mean, video_std = vae.latents_mean.to(self.device), vae.latents_std.to(self.device)
+        self.video_latents = {1: [], 2: []}  # stage -> packed, normalised (N, tokens, C)
+        self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
+        audio_latents = []
+        with torch.no_grad():
+            for chunk in torch.split(torch.arange(self.args.num_clips), 32):
+                video = frames_to_video(self.data.frames[chunk]).to(self.device)
+                for stage, factor in ((1, 2), (2, 1)):
+                    latents = vae.encode(downsample_video(video, factor)).latent_dist.mode().float()
+                    latents = LTX2Pipeline._normalize_latents(latents, video_mean, video_std)
+                    self.video_latents[stage].append(LTX2Pipeline._pack_latents(latents).cpu())
+                    self.geometry[stage] = tuple(latents.shape[2:])
+                mel = stereo_mel(self.data.audio[chunk]).to(self.device)
+                latents = audio_vae.encode(mel).latent_dist.mode().float()[:, :, :audio_frames]
+                packed = LTX2Pipeline._pack_audio_latents(latents)
+                audio_latents.append(
+                    LTX2Pipeline._normalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std).cpu()
+                )
+        self.video_latents = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_latents.items()}
+        self.audio_latents = torch.cat(audio_latents).to(self.device)
+        print(
+            f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
+            f"audio {tuple(self.audio_latents.shape)}",
+            flush=True,
+        )
+
+    def step_transformer(self) -> torch.Tensor:
+        batch = self.args.batch_size
+        indices = self.pick(batch)
+        stage = 1 if torch.rand(1, generator=self.generator) < 0.5 else 2
+        video_clean = self.video_latents[stage][indices.to(self.device)]
+        audio_clean = self.audio_latents[indices.to(self.device)]
+        video_sigma, audio_sigma = (sigma.to(self.device) for sigma in draw_sigmas(batch, self.generator))
+        video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
+        # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
+        video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
+        audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
+        captions = [
+            "" if torch.rand(1, generator=self.generator) < CAPTION_DROPOUT else self.data.captions[i]
+            for i in indices.tolist()
+        ]
+        isolate = bool(torch.rand(1, generator=self.generator) < ISOLATED_FRACTION)
+        frames, height, width = self.geometry[stage]
+        scale = self.transformer.config.timestep_scale_multiplier
+        with self.autocast():
+            video_text, audio_text, mask = text_conditioning(
+                self.tokenizer, self.text_encoder, self.connectors, captions, self.device
+            )
+            video_velocity, audio_velocity = self.transformer(
+                hidden_states=video_noisy,
+                audio_hidden_states=audio_noisy,
+                encoder_hidden_states=video_text,
+                audio_encoder_hidden_states=audio_text,
+                timestep=video_sigma * scale,
+                audio_timestep=audio_sigma * scale,
+                sigma=video_sigma * scale,
+                audio_sigma=audio_sigma * scale,
+                encoder_attention_mask=mask,
+                audio_encoder_attention_mask=mask,
+                num_frames=frames,
+                height=height,
+                width=width,
+                fps=self.args.frame_rate,
+                audio_num_frames=audio_clean.shape[1],
+                isolate_modalities=isolate,
+                use_cross_timestep=True,
+                return_dict=False,
+            )
+        video_error = (video_velocity.float() - (video_noise - video_clean)).pow(2).mean(dim=(1, 2))
+        audio_error = (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=(1, 2))
+        # A clean stream is conditioning, not a target.
+        video_loss = (video_error * (video_sigma > 0)).sum() / (video_sigma > 0).sum().clamp_min(1)
+        audio_loss = (audio_error * (audio_sigma > 0)).sum() / (audio_sigma > 0).sum().clamp_min(1)
+        return video_loss + audio_loss
+
+    def finish(self) -> None:
+        finish = getattr(self, f"finish_{self.args.stage}", None)
+        if finish is not None:
+            finish()
+
+
+def train(args: argparse.Namespace) -> dict:
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    state_path = args.out / f"{args.stage}_state.json"
+    state = json.loads(state_path.read_text()) if args.resume and state_path.exists() else {"step": 0, "log": []}
+    record_settings(args, args.out, state["step"])
+    torch.manual_seed(args.seed + state["step"])
+    trainer = StageTrainer(args)
+    parameters = [p for module in trainer.trainable.values() for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    warmup = 100 if state["step"] == 0 else 10
+    total = args.steps
+    started = time.time()
+
+    def save() -> None:
+        trainer.finish()
+        save_components(trainer.trainable, args.out)
+        state_path.write_text(json.dumps(state, indent=1))
+
+    for step in range(1, total + 1):
+        # Linear warm-up, then cosine decay to 10% over this run (its steps or its time limit, whichever is nearer).
+        progress = step / total
+        if args.max_minutes is not None:
+            progress = max(progress, (time.time() - started) / (args.max_minutes * 60))
+        progress = min(progress, 1.0)
+        factor = min(step / warmup, 1.0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * factor
+        loss = getattr(trainer, f"step_{args.stage}")()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        state["step"] += 1
+        if step % args.log_every == 0 or step == total:
+            elapsed = time.time() - started
+            entry = {"step": state["step"], "loss": round(float(loss.item()), 5), "elapsed_s": round(elapsed, 1)}
+            state["log"].append(entry)
+            print(f"{args.stage} {entry}", flush=True)
+        if step % args.save_every == 0:
+            save()
+        if args.max_minutes is not None and time.time() - started > args.max_minutes * 60:
+            print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
+            break
+    save()
+    return state
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
