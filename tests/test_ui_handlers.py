@@ -309,3 +309,22 @@ def test_zerogpu_duration_grows_with_the_request() -> None:
     assert 30 <= short < long <= 300
     assert estimate_gpu_seconds("abc", "768x512", "dev", 30, 3.0) == 60
     assert math.isfinite(estimate_gpu_seconds(9, "64x64", "distilled", None, 1.0))
+
+
+# ---- wiring ---------------------------------------------------------------------------------------------------------
+
+
+def test_generation_shares_one_bounded_queue_and_cheap_updates_skip_it(tmp_path: Path) -> None:
+    from ui import build_demo
+
+    config = StudioConfig(output_dir=tmp_path, concurrency_limit=2, max_queue_size=5)
+    demo = build_demo(StudioState(config))  # wiring only: nothing is loaded
+    assert demo._queue.max_size == 5
+    functions = {function.api_name: function for function in demo.fns.values()}
+    for endpoint in (TEXT_TO_AV, AUDIO_TO_VIDEO):
+        generation = functions[endpoint]
+        assert generation.queue and generation.api_visibility == "public"
+        assert (generation.concurrency_id, generation.concurrency_limit) == ("generation", 2)
+    others = [function for name, function in functions.items() if name not in (TEXT_TO_AV, AUDIO_TO_VIDEO)]
+    assert others and all(not function.queue for function in others)
+    assert all(function.api_visibility != "public" for function in others)
