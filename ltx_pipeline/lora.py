@@ -299,6 +299,8 @@ def load_loras(
                     adapter_name=name,
                     metadata=_component_metadata(metadata, component),
                     _pipeline=pipe,
+                    # diffusers' default in `load_lora_weights`: no random init of the LoRA matrices first.
+                    low_cpu_mem_usage=True,
                     prefix=component,
                 )
         logger.info("Loaded LoRA %s as adapter %r (strength %g)", spec.path, name, spec.strength)
