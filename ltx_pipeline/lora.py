@@ -123,6 +123,8 @@ def read_lora_state_dict(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]]
     split: dict[str, dict[str, torch.Tensor]] = {component: {} for component in LORA_COMPONENTS}
     unplaced = []
     for key, value in state_dict.items():
+        if key.startswith("text_embedding_projection."):
+            continue  # diffusers copied these to `connectors.*` and, in a file without diffusion_model.*, kept them
         component, _, name = key.partition(".")
         if component == "transformer" and name.startswith(_CONNECTOR_MODULES):
             component, name = "connectors", _connector_name(name)

@@ -147,15 +147,18 @@ def test_official_layout_adds_strength_times_b_a_and_strength_0_is_bit_exact(tmp
     assert_close(transformer_output(pipe.transformer), expected_at_1)
 
 
-def test_diffusers_and_kohya_layouts_give_the_official_result(tmp_path, pipe):
+def test_diffusers_kohya_and_bare_peft_layouts_give_the_official_result(tmp_path, pipe):
     layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=3)
     expected = transformer_output(with_updates(pipe.transformer, (layers, 1.0)))
     diffusers_path = write_lora(tmp_path / "d.safetensors", diffusers_lora_tensors(layers))
     # kohya: alpha / rank scales the update; alpha 4 at rank 2 doubles it, so write B / 2.
     halved = {module: (lora_a, lora_b / 2) for module, (lora_a, lora_b) in layers.items()}
     kohya_path = write_lora(tmp_path / "k.safetensors", official_lora_tensors(halved, kohya=True, alpha=4.0))
+    # get_peft_model_state_dict of the transformer alone: bare module names.
+    bare = {key.removeprefix("transformer."): value for key, value in diffusers_lora_tensors(layers).items()}
+    bare_path = write_lora(tmp_path / "bare.safetensors", bare)
 
-    for path in (diffusers_path, kohya_path):
+    for path in (diffusers_path, kohya_path, bare_path):
         (name,) = load_loras(pipe, [LoraSpec(path, 1.0)])
         assert_close(transformer_output(pipe.transformer), expected)
         unload_loras(pipe, [name])
