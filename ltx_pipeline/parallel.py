@@ -48,7 +48,7 @@ class DistributedContext:
     world_size: int
     local_rank: int
     device: torch.device  # cuda:<local_rank> with NCCL, cpu with gloo
-    backend: str  # "nccl" or "gloo"
+    backend: str  # "nccl", "gloo", or "none" for a lone process
 
     @property
     def is_main(self) -> bool:
@@ -127,6 +127,23 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
 
 
+def process_context(num_gpus: int, device: str | torch.device) -> DistributedContext:
+    """The context of this process for a run on `num_gpus` GPUs: joins torchrun's group, or stands alone.
+
+    Under torchrun the world size must equal `num_gpus`; without torchrun `num_gpus` must be 1 (call `launch()`
+    for more). With one process nothing distributed is set up and `device` is used as given.
+    """
+    check_num_gpus(num_gpus, device)
+    if not launched_by_torchrun():
+        if num_gpus != 1:
+            raise RuntimeError(f"{num_gpus} GPUs need {num_gpus} processes: start them with launch() or torchrun.")
+        return DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device(device), backend="none")
+    world_size = int(os.environ["WORLD_SIZE"])
+    if world_size != num_gpus:
+        raise ValueError(f"`num_gpus` must equal torchrun's {world_size} processes; got {num_gpus}.")
+    return init_distributed("nccl" if torch.device(device).type == "cuda" else "gloo")
+
+
 def teardown(context: DistributedContext | None = None) -> None:
     """Leaves the process group (after a barrier, so no rank exits while another still sends)."""
     if dist.is_initialized():
@@ -143,8 +160,8 @@ def context_parallel_plan(transformer: torch.nn.Module) -> dict[str, Any]:
     `proj_out`, but it expects the "interleaved" RoPE layout (B, S, D): LTX-2.3 and LTX-2.0 checkpoints use "split"
     RoPE, laid out (B, heads, S, D/2), which its plan leaves whole (a shape error in the first attention). It also
     leaves the per-video-token RoPE of the audio-video cross-attention (`cross_attn_rope`) whole. This plan is the
-    same plan with both fixed. Audio tokens stay whole on every rank: they are ~1% of the tokens, and attention over
-    keys repeated on every rank gives the same result as over the keys once.
+    same plan with both fixed. Audio tokens stay whole on every rank: they are ~0.5% of the tokens at 1536x1024,
+    and attention over keys repeated on every rank gives the same result as over the keys once.
     """
     if transformer.config.rope_type == "split":
         rope_split = ContextParallelInput(split_dim=2, expected_dims=4, split_output=True)  # (B, H, S, D/2)

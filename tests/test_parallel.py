@@ -21,6 +21,7 @@ from ltx_pipeline.parallel import (
     check_ring_attention_backend,
     context_parallel_plan,
     init_distributed,
+    process_context,
 )
 from ltx_pipeline.tiny import tiny_component_kwargs
 from ltx_pipeline.types import Finished
@@ -197,6 +198,23 @@ def test_init_distributed_outside_torchrun_says_how_to_start(monkeypatch):
         init_distributed()
 
 
+def test_process_context_stands_alone_for_one_gpu_and_checks_torchruns_world(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    alone = process_context(1, "cpu")
+    assert (alone.rank, alone.world_size, alone.backend, alone.is_main) == (0, 1, "none", True)
+    with pytest.raises(RuntimeError, match="2 GPUs need 2 processes"):
+        process_context(2, "cpu")
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    with pytest.raises(ValueError, match="`num_gpus` must equal torchrun's 4 processes; got 2"):
+        process_context(2, "cpu")
+
+
 def test_runner_in_one_process_is_the_plain_stream(tiny_components):
     pipe = TI2VidTwoStagesPipeline(**tiny_components)
     runner = ParallelRunner(pipe, context(1))
@@ -223,3 +241,11 @@ def test_context_parallel_on_two_gpus_matches_one_gpu(tmp_path, attention):
     frame_difference = np.abs(parallel["frames"].astype(int) - parallel["reference_frames"].astype(int))
     assert frame_difference.mean() < 0.5
     np.testing.assert_allclose(parallel["audio"], parallel["reference_audio"], atol=2e-2)
+
+
+@pytest.mark.slow
+def test_launch_reruns_the_command_line_under_torchrun(capfd):
+    from ltx_pipeline.parallel import launch
+
+    assert launch(["--help"], num_gpus=2, device="cpu") == 0
+    assert capfd.readouterr().out.count("usage: python -m ltx_pipeline") == 2  # one per process
