@@ -1,0 +1,253 @@
+"""Benchmark of the embedded model against issue 4's targets, next to the untrained (random) tiny model.
+
+    python benchmarks/bench_embedded.py [--clips 8] [--threads 2] [--out benchmarks/RESULTS_EMBEDDED.md]
+
+Every clip goes through the product's own pipelines (`A2VidPipelineTwoStage.stream`, `TI2VidTwoStagesPipeline
+.stream`) on held-out world scenes (seeds never used in training), and is judged by the detectors in
+`world.detectors`, which the "world (ground truth)" row validates on the world's own clips:
+
+- A2V sync: the world's audio goes in with its caption; for each known impact, |nearest visual impact - impact|
+  ("A2V median error").
+- T2AV sync: the caption goes in; % of visual impacts with an audio onset within 2 frames, and the reverse.
+- Prompt adherence (T2AV clips): ball colour from pixel hue, floor material and room from the sound.
+- Each at modality_scale 1.0 and 3.0 (distilled mode otherwise).
+- Speed: a 97-frame clip at the demo resolution on this CPU, end to end, and the time to the first preview.
+"""
+
+import argparse
+import datetime
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ltx_pipeline import A2VidPipelineTwoStage, Audio, Finished, StepPreview, TI2VidTwoStagesPipeline  # noqa: E402
+from ltx_pipeline.tiny import build_tiny_components  # noqa: E402
+from world import (
+    detectors,  # noqa: E402
+    generate_clip,  # noqa: E402
+)
+
+HELD_OUT_SEED = 900_000  # training uses seeds below 10_000_000 * data_seed + num_clips with data_seed 0: < 5000
+TOLERANCE_FRAMES = 2
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "ltx_pipeline" / "embedded_model"
+
+
+@dataclass
+class Scores:
+    a2v_errors_s: list[float] = field(default_factory=list)  # per known impact
+    t2av_visual_matched: int = 0
+    t2av_visual_total: int = 0
+    t2av_audio_matched: int = 0
+    t2av_audio_total: int = 0
+    colour_hits: int = 0
+    material_hits: int = 0
+    room_hits: int = 0
+    clips: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def row(self, frame_rate: float) -> dict[str, str]:
+        errors = np.array(self.a2v_errors_s)
+        tolerance = TOLERANCE_FRAMES / frame_rate
+
+        def percent(hits: int, total: int) -> str:
+            return f"{100 * hits / total:.0f}% ({hits}/{total})" if total else "n/a (0 detected)"
+
+        median = np.median(errors) if len(errors) else np.inf
+        return {
+            "A2V median error": "no impacts seen" if not np.isfinite(median) else f"{1000 * median:.0f} ms",
+            "A2V within 2 frames": percent(int((errors <= tolerance + 1e-9).sum()), len(errors)),
+            "T2AV visual->audio within 2 fr": percent(self.t2av_visual_matched, self.t2av_visual_total),
+            "T2AV audio->visual within 2 fr": percent(self.t2av_audio_matched, self.t2av_audio_total),
+            "colour": percent(self.colour_hits, self.clips),
+            "material": percent(self.material_hits, self.clips),
+            "room": percent(self.room_hits, self.clips),
+            "s / clip": f"{np.mean(self.seconds):.1f}" if self.seconds else "-",
+        }
+
+
+def run_stream(events) -> tuple[np.ndarray, Audio, float, float | None]:
+    """Drains a pipeline stream: final frames, audio, wall time and time to the first preview."""
+    start = time.perf_counter()
+    first_preview = None
+    for event in events:
+        if isinstance(event, StepPreview) and first_preview is None:
+            first_preview = time.perf_counter() - start
+        if isinstance(event, Finished):
+            return event.output.frames, event.output.audio, time.perf_counter() - start, first_preview
+    raise RuntimeError("the stream ended without a Finished event")
+
+
+def score_t2av(scores: Scores, clip, frames: np.ndarray, audio: np.ndarray, rate: int, frame_rate: float) -> None:
+    tolerance = TOLERANCE_FRAMES / frame_rate
+    visual = detectors.visual_impacts(frames, frame_rate)
+    onsets = detectors.audio_onsets(audio, rate)
+    scores.t2av_visual_total += len(visual)
+    scores.t2av_visual_matched += detectors.match_events(visual, onsets, tolerance)[1]
+    scores.t2av_audio_total += len(onsets)
+    scores.t2av_audio_matched += detectors.match_events(onsets, visual, tolerance)[1]
+    scores.clips += 1
+    scores.colour_hits += detectors.ball_colour(frames) == clip.scene.balls[0].colour
+    sound = detectors.classify_sound(audio, rate)
+    if sound is not None:
+        scores.material_hits += sound[0] == clip.scene.material
+        scores.room_hits += sound[1] == clip.scene.room
+
+
+def score_a2v(scores: Scores, clip, frames: np.ndarray, frame_rate: float) -> None:
+    truth = np.array([impact.time for impact in clip.impacts])
+    errors, _ = detectors.match_events(truth, detectors.visual_impacts(frames, frame_rate), np.inf)
+    scores.a2v_errors_s.extend(errors.tolist())
+
+
+def world_scores(clips, frame_rate: float) -> Scores:
+    """The detectors on the world's own clips: the ceiling every model row is judged against."""
+    scores = Scores()
+    for clip in clips:
+        score_a2v(scores, clip, clip.frames, frame_rate)
+        score_t2av(scores, clip, clip.frames, clip.audio, clip.sampling_rate, frame_rate)
+    return scores
+
+
+def model_scores(components: dict, clips, args: argparse.Namespace, modality_scale: float) -> Scores:
+    t2av = TI2VidTwoStagesPipeline(**components)
+    a2v = A2VidPipelineTwoStage(**components)
+    scores = Scores()
+    geometry = {
+        "height": args.height,
+        "width": args.width,
+        "num_frames": args.num_frames,
+        "frame_rate": args.frame_rate,
+        "mode": "distilled",
+    }
+    for index, clip in enumerate(clips):
+        seed = args.seed + index
+        audio = Audio(waveform=torch.from_numpy(clip.audio)[None], sampling_rate=clip.sampling_rate)
+        frames, _, seconds_a2v, _ = run_stream(
+            a2v.stream(audio=audio, prompt=clip.caption, seed=seed, modality_scale=modality_scale, **geometry)
+        )
+        score_a2v(scores, clip, frames, args.frame_rate)
+        frames, generated, seconds, _ = run_stream(
+            t2av.stream(prompt=clip.caption, seed=seed, modality_scale=modality_scale, **geometry)
+        )
+        waveform = generated.waveform.float().mean(dim=0).numpy()
+        score_t2av(scores, clip, frames, waveform, generated.sampling_rate, args.frame_rate)
+        scores.seconds.extend([seconds_a2v, seconds])
+        print(f"  clip {index}: {clip.caption[:60]}... a2v {seconds_a2v:.1f} s, t2av {seconds:.1f} s", flush=True)
+    return scores
+
+
+def speed(components: dict, args: argparse.Namespace) -> dict[str, float]:
+    """A 97-frame clip at the demo resolution, text to audio+video, distilled, default guidance: cold and warm."""
+    pipe = TI2VidTwoStagesPipeline(**components)
+    prompt = "a small red ball bounces on a metal floor in a large dark hall, ringing clanks with long echoes"
+    results = {}
+    for label in ("cold", "warm"):
+        _, _, seconds, first_preview = run_stream(
+            pipe.stream(
+                prompt=prompt,
+                height=args.height,
+                width=args.width,
+                num_frames=args.num_frames,
+                frame_rate=args.frame_rate,
+                seed=1,
+                mode="distilled",
+            )
+        )
+        results[f"{label} end to end (s)"] = seconds
+        results[f"{label} first preview (s)"] = first_preview
+    return results
+
+
+def load_embedded() -> dict:
+    # float32 on the CPU: bf16 matrix products are slower there and the model is small.
+    pipe = TI2VidTwoStagesPipeline.from_model("embedded", torch_dtype=torch.float32)
+    return dict(pipe.components)
+
+
+def markdown_table(rows: list[tuple[str, dict[str, str]]]) -> str:
+    header = list(rows[0][1])
+    lines = ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    lines += [f"| {name} | " + " | ".join(values[key] for key in header) + " |" for name, values in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=8, help="held-out scenes per model and modality scale")
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--num-frames", type=int, default=97)
+    parser.add_argument("--frame-rate", type=float, default=24.0)
+    parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the issue's target machine has 2 cores)")
+    parser.add_argument("--modality-scales", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_EMBEDDED.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    command = "python " + " ".join(sys.argv)
+    clips = [
+        generate_clip(HELD_OUT_SEED + index, args.height, args.width, args.num_frames, args.frame_rate)
+        for index in range(args.clips)
+    ]
+
+    models = {"random (tiny, untrained)": lambda: build_tiny_components("2.3")}
+    if (EMBEDDED_DIR / "model_index.json").is_file():
+        models = {"embedded (trained)": load_embedded, **models}
+    rows = [("world (ground truth)", world_scores(clips, args.frame_rate).row(args.frame_rate))]
+    speeds = {}
+    for name, build in models.items():
+        components = build()
+        for modality_scale in args.modality_scales:
+            print(f"{name}, modality_scale {modality_scale}", flush=True)
+            scores = model_scores(components, clips, args, modality_scale)
+            rows.append((f"{name}, modality_scale {modality_scale:g}", scores.row(args.frame_rate)))
+            print(markdown_table(rows), flush=True)
+        if not args.skip_speed:
+            speeds[name] = speed(components, args)
+            print(name, speeds[name], flush=True)
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    report = [
+        "# Embedded model benchmark (issue 4)",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- Command: `{command}`",
+        f"- Device: CPU, {cpu}, torch threads {args.threads}, torch {torch.__version__}",
+        f"- Clips: {args.clips} held-out world scenes (seeds {HELD_OUT_SEED}+), {args.num_frames} frames at "
+        f"{args.frame_rate:g} fps, {args.width}x{args.height} (stage 1 at half size), distilled mode (8 + 3 steps)",
+        "- Targets: A2V median <= 40 ms and >= 90% within 2 frames; T2AV >= 80% both ways; adherence >= 90%;",
+        "  97 frames end to end < 20 s and first preview < 2 s on a 2-core CPU.",
+        "",
+        "## Sync and prompt adherence",
+        "",
+        markdown_table(rows),
+        "",
+        "The world row runs the same detectors on the ground-truth clips (their accuracy ceiling).",
+        "",
+    ]
+    if speeds:
+        report += ["## Speed (text to audio+video, 97 frames, distilled, default guidance)", ""]
+        keys = list(next(iter(speeds.values())))
+        report += ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        report += [
+            f"| {name} | " + " | ".join(f"{values[key]:.2f}" for key in keys) + " |" for name, values in speeds.items()
+        ]
+        report.append("")
+    args.out.write_text("\n".join(report))
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Assemble trained components into the shipped diffusers-format folder.
+
+    python -m training.export --ckpt DIR [--out ltx_pipeline/embedded_model]
+
+Components missing from DIR keep their fresh initialisation (and the export says so). The folder is written with
+`TI2VidTwoStagesPipeline(**components).save_pretrained(out)` in bf16 (the vocoder in float32, as the loader keeps
+it), with each stage's training settings copied beside it.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ltx_pipeline import TI2VidTwoStagesPipeline
+from training import config
+from training.train import COMPONENT_CLASSES, STAGES
+
+MAX_FOLDER_MB = 60.0
+
+
+def export(ckpt: Path, out: Path, variant: str = "embedded") -> dict[str, str]:
+    components = config.build_components(seed=0, variant=variant)
+    origin = {}
+    for key, cls in COMPONENT_CLASSES.items():
+        if (ckpt / key).is_dir():
+            components[key] = cls.from_pretrained(ckpt / key, torch_dtype=torch.float32).eval()
+            origin[key] = "trained"
+        else:
+            origin[key] = "untrained (fresh initialisation)"
+    for key, module in components.items():
+        if isinstance(module, torch.nn.Module):
+            module.to(torch.float32 if key == "vocoder" else torch.bfloat16)
+    if out.exists():
+        shutil.rmtree(out)
+    TI2VidTwoStagesPipeline(**components).save_pretrained(out, safe_serialization=True)
+    settings = {
+        stage: json.loads((ckpt / f"{stage}_settings.json").read_text())
+        for stage in STAGES
+        if (ckpt / f"{stage}_settings.json").exists()
+    }
+    states = {
+        stage: json.loads((ckpt / f"{stage}_state.json").read_text())
+        for stage in STAGES
+        if (ckpt / f"{stage}_state.json").exists()
+    }
+    record = {
+        "components": origin,
+        "steps": {stage: state["step"] for stage, state in states.items()},
+        "final_loss": {stage: state["log"][-1] if state["log"] else None for stage, state in states.items()},
+        "settings": settings,
+    }
+    (out / "training_settings.json").write_text(json.dumps(record, indent=1, default=str))
+    size_mb = sum(path.stat().st_size for path in out.rglob("*") if path.is_file()) / 1e6
+    if size_mb > MAX_FOLDER_MB:
+        raise RuntimeError(f"The exported folder is {size_mb:.1f} MB; the repo ships at most {MAX_FOLDER_MB} MB.")
+    print(f"exported to {out}: {size_mb:.1f} MB; {origin}")
+    return origin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", type=Path, required=True)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "ltx_pipeline" / "embedded_model"
+    )
+    parser.add_argument("--variant", default="embedded", choices=config.VARIANTS)
+    args = parser.parse_args()
+    export(args.ckpt, args.out, args.variant)
+
+
+if __name__ == "__main__":
+    main()
