@@ -191,7 +191,7 @@ def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
     assert len(prompt.input_value()) == 5_000
 
 
-def test_stop_ends_a_run_and_the_page_stays_ready(page) -> None:
+def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
     # The page's defaults (256 x 256, 49 frames) with 60 guided dev steps: long enough to stop in the middle.
     page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
     page.get_by_text("More settings").click()
@@ -204,9 +204,13 @@ def test_stop_ends_a_run_and_the_page_stays_ready(page) -> None:
     )
     page.locator("#t2av-stop").click()
     page.wait_for_function(
-        "document.querySelector('#t2av-status').innerText.includes('Stopped at stage 1')", timeout=30_000
+        "document.querySelector('#t2av-status').innerText.includes('Ready for the next run')", timeout=30_000
     )
     assert page.locator("#t2av-final video").count() == 0
+    # The next run starts at once and finishes: the stopped one let go of the pipeline.
+    page.locator("#t2av-mode").get_by_text("distilled", exact=True).click()
+    set_small_run(page, "t2av")
+    generate_and_check(page, "t2av", tmp_path)
 
 
 def test_audio_to_video_in_the_browser(page, tmp_path: Path) -> None:

@@ -132,14 +132,15 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     assert "Stage 1/2 - step 1/8" in first_step[4]
     assert state.is_running("local", TEXT_TO_AV)
     # Another session's Stop must not end this run.
-    assert "Nothing of yours" in handlers.stop_text_to_av(gr.Request(session_hash="someone-else"))
-    assert "Nothing of yours" in handlers.stop_audio_to_video(None)
-    assert "Stopping" in handlers.stop_text_to_av(None)
+    assert "Stopped" not in handlers.stop_text_to_av(gr.Request(session_hash="someone-else"))
+    assert "Stopped" not in handlers.stop_audio_to_video(None)
+    assert state.is_running("local", TEXT_TO_AV)
+    assert "Stopped" in handlers.stop_text_to_av(None)
     rest = list(run)
     assert len(rest) == 1, "the run must end at the next step"
     assert "Stopped at stage 1, step 1" in rest[0][4] and is_skip(rest[0][3])
     assert not state.is_running("local", TEXT_TO_AV) and state.idle_slots == state.config.concurrency_limit
-    assert "Nothing of yours" in handlers.stop_text_to_av(None)
+    assert "Stopped" not in handlers.stop_text_to_av(None)
     # Ready for the next run: it streams from its first step again.
     next_run = handlers.audio_to_video(**A2V_WIDGETS)
     next(next_run)

@@ -263,8 +263,8 @@ class StudioHandlers:
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
         if self.state.stop(_session(request), job):
-            return _status("Stopping after the current step...")
-        return _status("Nothing of yours is running.")
+            return _status("Stopped. Ready for the next run.")
+        return _status("Ready for the next run.")
 
     # ---- cheap updates (queue=False) ------------------------------------------------------------------------------
 

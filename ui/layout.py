@@ -326,7 +326,7 @@ def _wire_generation(
     api_name: str,
     config: StudioConfig,
 ) -> None:
-    generate.click(
+    generation = generate.click(
         run,
         inputs,
         shown.outputs(),
@@ -336,5 +336,6 @@ def _wire_generation(
         show_progress="full",
         show_progress_on=[shown.status],
     )
-    # Stop reaches the pipeline's cancel flag; the run ends after its current step and reports where it stopped.
-    stop.click(stop_run, None, shown.status, queue=False, api_visibility="private")
+    # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
+    # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
+    stop.click(stop_run, None, shown.status, queue=False, api_visibility="private", cancels=[generation])
