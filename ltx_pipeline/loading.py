@@ -3,7 +3,11 @@
 `load_components(model)` accepts the model shipped in the repo ("embedded"), a diffusers-format folder or Hub repo
 (`diffusers/LTX-2.3-Diffusers`, `Lightricks/LTX-2`), or an official single file (`ltx-2.3-22b-distilled.safetensors`,
 local or `Lightricks/LTX-2.3/<file>`). Single files are converted key by key into diffusers' names and loaded with
-strict key checks; each tensor is read once, lazily, into modules built on the meta device.
+strict key and shape checks into modules built on the meta device (no random initialisation). Tensors come from
+safetensors' memory map: when `torch_dtype` is the file's dtype the weights stay file-backed (copy-on-write) until
+used, so a 43 GiB LTX-2.3 file loads with ~1 GiB of process memory and is read from disk once, when the weights move
+to the GPU (measured on an H100 machine: 18 s to load, 23 s to move, 44 GiB read in all). Do not rewrite the file in
+place while a model loaded from it is in use.
 
 Official single-file layout (reference: Lightricks ltx-core `model_configurator.py` files and diffusers'
 `scripts/convert_ltx2_to_diffusers.py`):
