@@ -19,12 +19,13 @@ the same clip; only rank 0 reports events and writes files.
 """
 
 import contextlib
+import inspect
 import logging
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from diffusers.models.attention_dispatch import AttentionBackendName, _Attention
 logger = logging.getLogger(__name__)
 
 ATTENTION_KINDS = ("ulysses", "ring")
+DEFAULT_PIPELINE = "default"  # the name of a ParallelRunner's only pipeline
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -331,12 +333,14 @@ class ParallelRunner:
     `cancel()` was called, and every rank then cancels its pipeline at the same step boundary. Use `runner.cancel()`,
     not `pipe.cancel()`, on a parallel pipeline: a flag read by rank 0 alone would leave the others waiting.
 
+    `pipelines` is one pipeline, or several by name (the app's "t2av" and "a2v" over the same components).
     Command line: every rank calls `stream()` with its (identical) arguments. App: rank 0 calls `stream()` per
-    request and `close()` at exit, the other ranks call `serve()`.
+    request and `close()` at exit, the other ranks call `serve()`. `stream()` checks each request's size with
+    `check_context_parallel_sizes` before anything is sent.
     """
 
-    def __init__(self, pipe: Any, context: DistributedContext):
-        self.pipe = pipe
+    def __init__(self, pipelines: Any, context: DistributedContext):
+        self.pipelines = dict(pipelines) if isinstance(pipelines, Mapping) else {DEFAULT_PIPELINE: pipelines}
         self.context = context
         self._cancel_requested = threading.Event()
 
@@ -344,27 +348,35 @@ class ParallelRunner:
         """Stops the running stream on every rank at the next step boundary; safe from another thread on rank 0."""
         self._cancel_requested.set()
 
-    def stream(self, **kwargs: Any) -> Iterator[Any]:
-        """`pipe.stream(**kwargs)` on every rank with rank 0's kwargs; yields the events on rank 0 only."""
-        request = self._exchange(kwargs)
+    def stream(self, pipeline_name: str = DEFAULT_PIPELINE, **kwargs: Any) -> Iterator[Any]:
+        """`pipelines[pipeline_name].stream(**kwargs)` on every rank with rank 0's request; events on rank 0 only."""
+        if pipeline_name not in self.pipelines:
+            raise ValueError(f"`pipeline_name` must be one of {sorted(self.pipelines)}; got {pipeline_name!r}.")
+        # Checked before the request leaves rank 0: a size that does not split is refused before any collective.
+        self._check_size(self.pipelines[pipeline_name], kwargs)
+        request = self._exchange((pipeline_name, kwargs))
         if request is None:
             raise RuntimeError("rank 0 closed the runner; no request to run.")
-        yield from self._run(request)
+        return self._run(*request)
 
     def serve(self) -> None:
         """Ranks other than 0: run every request rank 0 sends until rank 0 calls `close()`."""
         if self.context.is_main:
             raise RuntimeError("serve() runs on the ranks other than 0; rank 0 calls stream() and close().")
         while (request := self._exchange(None)) is not None:
-            for _ in self._run(request):
-                pass
+            try:
+                for _ in self._run(*request):
+                    pass
+            except ValueError as error:
+                # An invalid request fails the same way on every rank; rank 0 reports it to the user.
+                logger.info("rank %d: request refused: %s", self.context.rank, error)
 
     def close(self) -> None:
         """Rank 0: tells the serving ranks to return from `serve()`."""
         if self.context.is_main and self.context.world_size > 1:
             self._exchange(None)
 
-    def _exchange(self, request: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _exchange(self, request: tuple[str, dict[str, Any]] | None) -> tuple[str, dict[str, Any]] | None:
         if self.context.world_size == 1:
             return request
         message = [request if self.context.is_main else None]
@@ -383,9 +395,25 @@ class ParallelRunner:
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def _run(self, request: dict[str, Any]) -> Iterator[Any]:
+    def _check_size(self, pipe: Any, request: dict[str, Any]) -> None:
+        size = inspect.signature(pipe.stream).bind_partial(**request)
+        size.apply_defaults()
+        check_context_parallel_sizes(
+            pipe,
+            self.context,
+            height=size.arguments["height"],
+            width=size.arguments["width"],
+            num_frames=size.arguments["num_frames"],
+            frame_rate=size.arguments["frame_rate"],
+        )
+
+    def _run(self, pipeline_name: str, request: dict[str, Any]) -> Iterator[Any]:
+        pipe = self.pipelines[pipeline_name]
         self._cancel_requested.clear()
-        events = self.pipe.stream(**request)
+        events = pipe.stream(**request)
+        return self._in_step(pipe, events)
+
+    def _in_step(self, pipe: Any, events: Iterator[Any]) -> Iterator[Any]:
         awaiting_decision = False
         try:
             for event in events:
@@ -395,7 +423,7 @@ class ParallelRunner:
                 if self.context.is_main:
                     yield event
                 if self._agree_to_stop(self._cancel_requested.is_set()):
-                    self.pipe.cancel()
+                    pipe.cancel()
                 awaiting_decision = False
         finally:
             if awaiting_decision and self.context.is_main:

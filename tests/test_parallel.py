@@ -228,6 +228,16 @@ def test_runner_in_one_process_is_the_plain_stream(tiny_components):
     assert len(stopped) == 1
 
 
+def test_runner_checks_each_request_and_names_its_pipelines(tiny_components):
+    pipe = TI2VidTwoStagesPipeline(**tiny_components)
+    runner = ParallelRunner({"t2av": pipe}, context(4))
+    # Checked before any collective or computation, with the pipeline's own defaults for what is not given.
+    with pytest.raises(ValueError, match="give 2 video tokens in stage 1"):
+        runner.stream("t2av", **REQUEST | {"height": 64, "width": 64})
+    with pytest.raises(ValueError, match=r"`pipeline_name` must be one of \['t2av'\]; got 'a2v'"):
+        runner.stream("a2v", **REQUEST)
+
+
 # ---- GPUs -----------------------------------------------------------------------------------------------------------
 
 
