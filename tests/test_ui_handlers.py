@@ -11,6 +11,7 @@ import soundfile as sf
 
 from ltx_pipeline import validation
 from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ui import help as studio_help
 from ui.handlers import StudioHandlers, build_request
 from ui.state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
@@ -276,6 +277,18 @@ def test_example_prompts_all_describe_sound() -> None:
     assert all(studio_help.sound_hint(prompt) == "" for prompt in prompts)
     for path, _ in examples[AUDIO_TO_VIDEO]:
         assert (EXAMPLES_DIR / path).stat().st_size < 200_000
+
+
+def test_model_note_names_the_loaded_model(handlers: StudioHandlers, tmp_path: Path) -> None:
+    assert handlers.state.model_label in handlers.model_note()
+    if handlers.state.model_label == RANDOM_MODEL_LABEL:
+        assert "random" in handlers.model_note() and "--model" in handlers.model_note()
+    missing = StudioState(StudioConfig(model=str(tmp_path / "no-such-model"), output_dir=tmp_path))
+    assert "loading" in StudioHandlers(missing).model_note()
+    with pytest.raises(gr.Error, match="could not be loaded"):
+        list(StudioHandlers(missing).text_to_av(**T2AV_WIDGETS))
+    assert "could not be loaded" in StudioHandlers(missing).model_note()
+    assert "no-such-model" in StudioHandlers(missing).model_note()
 
 
 def test_steps_slider_is_live_in_dev_mode_only(handlers: StudioHandlers) -> None:

@@ -19,6 +19,7 @@ import torch
 from ltx_pipeline import Finished, StageDecoded, StepPreview, validation
 from ltx_pipeline.audio import probe_audio_duration
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
+from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
@@ -201,6 +202,10 @@ class StudioHandlers:
         progress = progress or _no_progress
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
+        try:
+            self.state.load()
+        except Exception as error:
+            raise gr.Error(f"The model `{self.state.config.model}` could not be loaded: {error}") from error
         with user_errors(), self.state.run(session, job.job) as run:
             last, step_update, stage_update = None, _Update(), _Update()
             with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
@@ -267,6 +272,21 @@ class StudioHandlers:
         return _status("Ready for the next run.")
 
     # ---- cheap updates (queue=False) ------------------------------------------------------------------------------
+
+    def model_note(self) -> str:
+        """Which model the page runs, and what to expect from it."""
+        state = self.state
+        if state.load_error is not None:
+            return f"**The model `{state.config.model}` could not be loaded:** {state.load_error}"
+        if not state.is_loaded:
+            return f"Model: `{state.config.model}` (loading; the first generation waits for it)."
+        note = f"Model: **{state.model_label}**."
+        if state.model_label == RANDOM_MODEL_LABEL:
+            note += (
+                " Its weights are random, so it makes noise, but the whole studio works offline in seconds. Start "
+                "the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
+            )
+        return note
 
     def sound_hint(self, prompt: str) -> str:
         return studio_help.sound_hint(prompt or "")

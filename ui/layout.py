@@ -23,11 +23,6 @@ DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
 CACHE_LIFETIME_S = (3600, 86400)  # gradio's cache: check hourly, delete previews older than a day
 
-EMBEDDED_NOTE = (
-    "Running the **embedded model**: a tiny LTX-2.3 with random weights that makes noise, so the whole studio "
-    "works offline in seconds. Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
-)
-
 
 @dataclass(frozen=True)
 class Defaults:
@@ -84,11 +79,10 @@ def build_demo(state: StudioState) -> gr.Blocks:
     examples = load_example_prompts()
     with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=CACHE_LIFETIME_S) as demo:
         gr.Markdown(
-            "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own "
-            f"audio. Model: `{state.config.model}`."
+            "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own audio."
         )
-        if state.is_embedded:
-            gr.Markdown(EMBEDDED_NOTE, elem_id="embedded-note")
+        model_note = gr.Markdown(handlers.model_note(), elem_id="model-note")
+        demo.load(handlers.model_note, None, model_note, queue=False, api_visibility="private")
         with gr.Tabs():
             with gr.Tab("Text to audio+video", id=TEXT_TO_AV):
                 _text_to_av_tab(handlers, defaults, state.config, examples[TEXT_TO_AV])

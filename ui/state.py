@@ -136,6 +136,10 @@ class StudioState:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
+    def load_error(self) -> BaseException | None:
+        return self._load_error
+
+    @property
     def is_loaded(self) -> bool:
         return self._loaded.is_set()
 
