@@ -7,11 +7,15 @@ On Hugging Face Spaces this file is the `app_file`; settings come from the envir
 """
 
 import argparse
+import contextlib
 import logging
 import os
 from pathlib import Path
 
-from ui import StudioConfig, StudioState, build_demo, launch_options
+with contextlib.suppress(ImportError):
+    import spaces  # noqa: F401 - on a ZeroGPU Space this must come before torch is imported; absent elsewhere
+
+from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -200,3 +200,15 @@ def test_serves_only_outputs_and_examples(server: tuple[str, StudioState], clien
     ]:
         response = httpx.get(f"{url.rstrip('/')}/gradio_api/file={path}")
         assert (response.status_code == 200) == allowed, (path, response.status_code)
+
+
+def test_model_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app
+
+    monkeypatch.delenv("LTX_MODEL", raising=False)
+    assert app.parse_args([]).model == "embedded"
+    monkeypatch.setenv("LTX_MODEL", "Lightricks/LTX-2.3")
+    assert app.parse_args([]).model == "Lightricks/LTX-2.3"
+    assert app.parse_args(["--model", "/models/ltx.safetensors"]).model == "/models/ltx.safetensors"
+    monkeypatch.setenv("LTX_CONCURRENCY", "2")
+    assert app.parse_args([]).concurrency == 2
