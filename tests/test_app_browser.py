@@ -188,6 +188,9 @@ def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
     prompt.fill("x" * 5_000)
     page.locator("#t2av-generate").click()
     error_toast(page, "must be at most 4000 characters; got 5000 characters")
+    page.wait_for_function(
+        "document.querySelector('#t2av-status').innerText.includes('Ready for the next run')", timeout=30_000
+    )
     assert len(prompt.input_value()) == 5_000
 
 

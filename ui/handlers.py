@@ -271,6 +271,10 @@ class StudioHandlers:
             return _status("Stopped. Ready for the next run.")
         return _status("Ready for the next run.")
 
+    def after_failure(self) -> str:
+        """The status line after a run ended in an error (the error itself shows as a message on the page)."""
+        return _status("The last run ended with an error (see the message). Ready for the next run.")
+
     # ---- cheap updates (queue=False) ------------------------------------------------------------------------------
 
     def model_note(self) -> str:

@@ -5,6 +5,7 @@ cheap updates skip it (`queue=False`), and the two generation events are the nam
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,14 +116,15 @@ def _text_to_av_tab(handlers: StudioHandlers, defaults: Defaults, config: Studio
         with gr.Column(scale=6):
             shown = _outputs(prefix, preview_audio=True)
     _wire_generation(
+        handlers,
         generate,
         stop,
-        on_gpu(handlers.text_to_av, text_to_av_duration),
-        handlers.stop_text_to_av,
-        controls.inputs(),
-        shown,
-        TEXT_TO_AV,
-        config,
+        run=on_gpu(handlers.text_to_av, text_to_av_duration),
+        stop_run=handlers.stop_text_to_av,
+        inputs=controls.inputs(),
+        shown=shown,
+        api_name=TEXT_TO_AV,
+        config=config,
     )
     gr.Examples(examples=[[prompt] for prompt in prompts], inputs=[controls.prompt], label="Prompts with sound")
 
@@ -155,14 +157,15 @@ def _audio_to_video_tab(
         with gr.Column(scale=6):
             shown = _outputs(prefix, preview_audio=False)
     _wire_generation(
+        handlers,
         generate,
         stop,
-        on_gpu(handlers.audio_to_video, audio_to_video_duration),
-        handlers.stop_audio_to_video,
-        [audio, audio_start_time, pad_audio, *controls.inputs()],
-        shown,
-        AUDIO_TO_VIDEO,
-        config,
+        run=on_gpu(handlers.audio_to_video, audio_to_video_duration),
+        stop_run=handlers.stop_audio_to_video,
+        inputs=[audio, audio_start_time, pad_audio, *controls.inputs()],
+        shown=shown,
+        api_name=AUDIO_TO_VIDEO,
+        config=config,
     )
     help_inputs = [audio, audio_start_time, controls.num_frames, controls.frame_rate]
     for trigger in (audio.change, audio_start_time.change, controls.num_frames.change, controls.frame_rate.change):
@@ -311,10 +314,11 @@ def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
 
 
 def _wire_generation(
+    handlers: StudioHandlers,
     generate: gr.Button,
     stop: gr.Button,
-    run: Any,
-    stop_run: Any,
+    run: Callable,
+    stop_run: Callable,
     inputs: list[gr.components.Component],
     shown: OutputWidgets,
     api_name: str,
@@ -330,6 +334,7 @@ def _wire_generation(
         show_progress="full",
         show_progress_on=[shown.status],
     )
+    generation.failure(handlers.after_failure, None, shown.status, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
     stop.click(stop_run, None, shown.status, queue=False, api_visibility="private", cancels=[generation])
