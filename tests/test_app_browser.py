@@ -171,7 +171,8 @@ def generate_and_check(page, prefix: str, download_dir: Path) -> Path:
 
 
 def error_toast(page, text: str) -> None:
-    page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
+    """Waits for gradio's error message carrying `text`."""
+    page.locator("[data-testid='toast-text']").filter(has_text=text).first.wait_for(timeout=30_000)
 
 
 def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
@@ -237,3 +238,59 @@ def test_audio_to_video_in_the_browser(page, tmp_path: Path) -> None:
 def test_only_outputs_and_examples_are_served(studio_url: str) -> None:
     assert httpx.get(f"{studio_url}gradio_api/file={REPO_ROOT / 'app.py'}").status_code == 403
     assert httpx.get(f"{studio_url}gradio_api/file={CLICK_TRACK}").status_code == 200
+
+
+def write_tone(path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    tone = 0.3 * np.sin(2 * np.pi * 330.0 * time)
+    sf.write(path, np.repeat(tone[:, None], channels, axis=1).astype(np.float32), sampling_rate, subtype="PCM_16")
+    return path
+
+
+def upload(page, path: Path) -> None:
+    clear = page.locator("#a2v-audio").get_by_role("button", name="Clear")
+    if clear.count():
+        clear.click()
+    page.locator("#a2v-audio input[type=file]").set_input_files(str(path))
+
+
+def test_bad_audio_and_settings_through_the_page(page, tmp_path: Path) -> None:
+    page.get_by_role("tab", name="Audio to video").click()
+    page.locator("#a2v-prompt textarea").fill("A speaker cone pulses in a dark room; a low tone hums")
+    set_small_run(page, "a2v")
+    help_text = page.locator("#a2v-audio-help")
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    upload(page, empty)
+    help_text.get_by_text("is empty (0 bytes)").wait_for(timeout=30_000)
+    page.locator("#a2v-generate").click()
+    error_toast(page, "is empty (0 bytes)")
+
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(200))
+    upload(page, corrupt)
+    help_text.get_by_text("Cannot use this input").wait_for(timeout=30_000)
+    page.locator("#a2v-generate").click()
+    error_toast(page, "corrupt.wav' is not a readable audio")
+
+    upload(page, write_tone(tmp_path / "blip.wav", 0.1))
+    help_text.get_by_text("only 0.10 s of audio").wait_for(timeout=30_000)
+    page.locator("#a2v-generate").click()
+    error_toast(page, "shorter than the 0.38 s")
+
+    upload(page, write_tone(tmp_path / "ten_minutes.wav", 600.0, sampling_rate=8_000))
+    help_text.get_by_text("more than the longest video").wait_for(timeout=60_000)
+
+    page.locator("#a2v-frames input").fill("100")
+    page.locator("#a2v-frames input").press("Enter")
+    page.locator("#a2v-generate").click()
+    error_toast(page, "`num_frames` must be 8k+1")
+
+    upload(page, write_tone(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8))
+    choose(page, "a2v-frames", format_frame_count(NUM_FRAMES, FRAME_RATE))
+    help_text.get_by_text("The clip has 1.00 s of audio").wait_for(timeout=30_000)
+    generate_and_check(page, "a2v", tmp_path)  # the app kept serving; 8 channels at 96 kHz became stereo AAC
