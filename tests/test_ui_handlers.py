@@ -342,3 +342,32 @@ def test_generation_shares_one_bounded_queue_and_cheap_updates_skip_it(tmp_path:
     others = [function for name, function in functions.items() if name not in (TEXT_TO_AV, AUDIO_TO_VIDEO)]
     assert others and all(not function.queue for function in others)
     assert all(function.api_visibility != "public" for function in others)
+
+
+def test_two_concurrent_runs_match_a_run_alone(tmp_path: Path) -> None:
+    """With a concurrency limit of 2, two runs share the weights at once and each equals a run made alone."""
+    import av
+
+    state = StudioState(StudioConfig(output_dir=tmp_path, concurrency_limit=2))
+    handlers = StudioHandlers(state)
+
+    def frames(path: str) -> np.ndarray:
+        with av.open(path) as container:
+            return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+    alone = frames(list(handlers.text_to_av(**T2AV_WIDGETS))[-1][3])
+    results: dict[int, str] = {}
+
+    def generate(index: int) -> None:
+        session = gr.Request(session_hash=f"session-{index}")
+        results[index] = list(handlers.text_to_av(**T2AV_WIDGETS, request=session))[-1][3]
+
+    threads = [threading.Thread(target=generate, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results[0] != results[1]
+    for index in range(2):
+        np.testing.assert_array_equal(frames(results[index]), alone)
+    assert state.idle_slots == 2
