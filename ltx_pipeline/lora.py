@@ -412,6 +412,8 @@ class StageLoras:
     stage_1: Mapping[str, float] = field(default_factory=dict)  # adapter name -> strength
     stage_2: Mapping[str, float] = field(default_factory=dict)
     fuse: bool = False  # merge each stage's set into the weights; only when both stages use the same set
+    # adapter name -> (group, file identity), so `update` reuses adapters whose file has not changed
+    files: Mapping[str, tuple[str, tuple]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fuse and dict(self.stage_1) != dict(self.stage_2):
@@ -428,19 +430,55 @@ class StageLoras:
         stage_2_loras: Sequence[LoraSpec | tuple[str | Path, float]] = (),
         fuse: bool = False,
     ) -> "StageLoras":
-        """Loads `loras` for both stages and `stage_2_loras` (e.g. the official distilled LoRA) for stage 2 only."""
-        user_specs = check_lora_specs(loras, "loras")
-        stage_2_specs = check_lora_specs(stage_2_loras, "stage_2_loras")
-        user_names = load_loras(pipe, user_specs, adapter_prefix="user") if user_specs else []
-        stage_2_names = load_loras(pipe, stage_2_specs, adapter_prefix="stage2") if stage_2_specs else []
-        for name in stage_2_names:
-            if name in _loaded_adapters(getattr(pipe, "connectors", None)):
-                # Prompts are encoded once, before stage 1: a stage-2-only connector update would never run.
-                logger.warning("Adapter %r: its text-connector layers are not used (stage 2 only)", name)
-        stage_1 = {name: spec.strength for name, spec in zip(user_names, user_specs, strict=True)}
-        stage_2 = dict(stage_1)
-        stage_2.update({name: spec.strength for name, spec in zip(stage_2_names, stage_2_specs, strict=True)})
-        stages = cls(stage_1=stage_1, stage_2=stage_2, fuse=fuse)
+        """Loads `loras` for both stages and `stage_2_loras` (e.g. the official distilled LoRA) for stage 2 only.
+
+        Leaves stage 1's set active. `loras` items are `LoraSpec`s or `(path, strength)` pairs.
+        """
+        return cls().update(pipe, loras, stage_2_loras, fuse)
+
+    def update(
+        self,
+        pipe: Any,
+        loras: Sequence[LoraSpec | tuple[str | Path, float]] = (),
+        stage_2_loras: Sequence[LoraSpec | tuple[str | Path, float]] = (),
+        fuse: bool = False,
+    ) -> "StageLoras":
+        """The sets for a new request: adapters of unchanged files are kept (only strengths change), adapters of
+        files no longer asked for are unloaded, new files are loaded. Returns the new `StageLoras`."""
+        groups = {"user": check_lora_specs(loras, "loras"), "stage2": check_lora_specs(stage_2_loras, "stage_2_loras")}
+        if fuse and groups["stage2"]:
+            raise ValueError(
+                "`fuse` needs the same LoRAs in both stages (fused weights cannot switch cheaply or exactly between "
+                f"stages); got {len(groups['stage2'])} stage-2-only LoRA(s). Leave them unfused."
+            )
+        wanted: dict[tuple[str, tuple], LoraSpec] = {}
+        for group, specs in groups.items():
+            for spec in specs:
+                identity = (group, _file_identity(spec.path))
+                if identity in wanted:
+                    raise ValueError(f"LoRA file {str(spec.path)!r} is listed twice; give it once with one strength.")
+                wanted[identity] = spec
+        unfuse_loras(pipe)
+        kept = {identity: name for name, identity in self.files.items() if identity in wanted}
+        stale = [name for name, identity in self.files.items() if identity not in wanted]
+        if stale:
+            unload_loras(pipe, stale)
+        for group in groups:
+            missing = [
+                (identity, spec) for identity, spec in wanted.items() if identity[0] == group and identity not in kept
+            ]
+            names = load_loras(pipe, [spec for _, spec in missing], adapter_prefix=group) if missing else []
+            kept.update({identity: name for (identity, _), name in zip(missing, names, strict=True)})
+            if group == "stage2":
+                for name in names:
+                    if name in _loaded_adapters(getattr(pipe, "connectors", None)):
+                        # Prompts are encoded once, before stage 1: a stage-2-only connector update never runs.
+                        logger.warning("Adapter %r: its text-connector layers are not used (stage 2 only)", name)
+        stage_1 = {kept[identity]: spec.strength for identity, spec in wanted.items() if identity[0] == "user"}
+        stage_2 = stage_1 | {
+            kept[identity]: spec.strength for identity, spec in wanted.items() if identity[0] == "stage2"
+        }
+        stages = StageLoras(stage_1, stage_2, fuse, {name: identity for identity, name in kept.items()})
         stages.for_stage(pipe, 1)
         return stages
 
@@ -459,6 +497,12 @@ class StageLoras:
             return
         _set_component(pipe, "transformer", strengths)
         _set_component(pipe, "connectors", dict(self.stage_1))
+
+
+def _file_identity(path: Path) -> tuple:
+    """Resolved path, size and modification time: a file rewritten in place counts as a new file."""
+    status = path.stat()
+    return (str(path.resolve()), status.st_size, status.st_mtime_ns)
 
 
 def _set_component(pipe: Any, component: str, strengths: dict[str, float]) -> None:

@@ -5,6 +5,7 @@ added by hand (the reference's rule, ltx-core `fuse_loras`), compared with the a
 """
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,36 @@ def test_stage_loras_without_user_loras_run_stage_1_on_the_base_model(tmp_path, 
     assert not torch.equal(transformer_output(pipe.transformer), base)
     stages.for_stage(pipe, 1)
     assert torch.equal(transformer_output(pipe.transformer), base)
+
+
+def test_update_keeps_unchanged_files_and_swaps_the_rest(tmp_path, pipe):
+    first, first_layers = official_file(tmp_path, pipe, seed=16, name="first.safetensors")
+    second, second_layers = official_file(tmp_path, pipe, seed=17, name="second.safetensors")
+    distilled, _ = official_file(tmp_path, pipe, seed=18, name="distilled.safetensors")
+    expected = transformer_output(with_updates(pipe.transformer, (first_layers, 0.3), (second_layers, 1.0)))
+    stages = StageLoras.load(pipe, [(first, 1.0)], stage_2_loras=[(distilled, 1.0)])
+    (first_name,) = stages.stage_1
+
+    stages = stages.update(pipe, [(first, 0.3), (second, 1.0)])
+    assert first_name in stages.stage_1  # same file: the adapter is reused, not read again
+    assert sorted(adapter_names(pipe)) == sorted(stages.stage_2) and len(adapter_names(pipe)) == 2
+    stages.for_stage(pipe, 2)
+    assert_close(transformer_output(pipe.transformer), expected)
+
+    stages.update(pipe, [])
+    assert adapter_names(pipe) == []
+    retrained = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=19)
+    expected = transformer_output(with_updates(pipe.transformer, (retrained, 1.0)))
+    stages = StageLoras.load(pipe, [(first, 1.0)])
+    modified_ns = first.stat().st_mtime_ns
+    write_lora(first, official_lora_tensors(retrained))  # the same path rewritten: read afresh
+    os.utime(first, ns=(modified_ns + 10**9, modified_ns + 10**9))  # a coarse-clock filesystem may not tick
+    stages = stages.update(pipe, [(first, 1.0)])
+    assert_close(transformer_output(pipe.transformer), expected)
+    with pytest.raises(ValueError, match="listed twice"):
+        stages.update(pipe, [(second, 1.0), (second, 0.5)])
+    with pytest.raises(ValueError, match="`fuse` needs the same LoRAs"):
+        stages.update(pipe, [(second, 1.0)], stage_2_loras=[(distilled, 1.0)], fuse=True)
 
 
 def test_fused_loras_match_unfused_and_unfuse_restores(tmp_path, pipe):
