@@ -105,7 +105,7 @@ def test_dev_file_name_gives_the_dev_variant(official_checkpoint: dict, tmp_path
     assert load_official(official_checkpoint, dev_file).variant == "dev"
 
 
-def test_lt_2_3_four_stage_vae_decoder_loads_back(tmp_path: Path) -> None:
+def test_ltx_2_3_four_stage_vae_decoder_loads_back(tmp_path: Path) -> None:
     components = tiny.build_tiny_components("2.3")
     components["vae"] = official_layout.tiny_2_3_four_stage_vae()
     file = official_layout.write_official_checkpoint(tmp_path / "ltx-2.3-22b-dev.safetensors", components, "2.3")
