@@ -89,6 +89,23 @@ def check_lora_specs(
     return specs
 
 
+def parse_lora_argument(path: str, strength: str, argument: str = "--lora") -> LoraSpec:
+    """`--lora PATH STRENGTH` from the command line: the strength arrives as text."""
+    try:
+        value = float(strength)
+    except ValueError:
+        raise ValueError(f"`{argument}` strength must be a number; got {strength!r} for {path}.") from None
+    return check_lora_spec(path, value, argument)
+
+
+def list_lora_files(folder: str | Path, argument: str = "lora_folder") -> list[Path]:
+    """The `.safetensors` files under `folder` (subfolders included), sorted, for the app's LoRA picker."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"`{argument}` must be an existing folder; got {str(folder)!r}.")
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() == ".safetensors" and path.is_file())
+
+
 # --- Reading and converting one file ----------------------------------------------------------------------------
 
 

@@ -19,8 +19,10 @@ from ltx_pipeline.lora import (
     adapter_names,
     check_lora_specs,
     fuse_loras,
+    list_lora_files,
     load_loras,
     lora_fingerprint,
+    parse_lora_argument,
     set_lora_strengths,
     unfuse_loras,
     unload_loras,
@@ -369,3 +371,16 @@ def test_pipeline_output_with_a_lora_at_strength_0_and_1(tmp_path, pipe):
     switched_off = pipe(**request)
     assert np.array_equal(switched_off.frames, base.frames)
     assert torch.equal(switched_off.audio.waveform, base.audio.waveform)
+
+
+def test_command_line_strengths_and_the_lora_folder(tmp_path, pipe):
+    good, _ = official_file(tmp_path, pipe)
+    assert parse_lora_argument(str(good), "0.5") == LoraSpec(good, 0.5)
+    with pytest.raises(ValueError, match=r"`--lora` strength must be a number; got 'strong'"):
+        parse_lora_argument(str(good), "strong")
+    (tmp_path / "styles").mkdir()
+    nested = write_lora(tmp_path / "styles" / "Ink.SafeTensors", {"a.lora_A.weight": torch.zeros(1, 1)})
+    (tmp_path / "notes.txt").write_text("not a LoRA")
+    assert list_lora_files(tmp_path) == [good, nested]
+    with pytest.raises(ValueError, match="`lora_folder` must be an existing folder"):
+        list_lora_files(tmp_path / "nowhere")
