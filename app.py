@@ -15,6 +15,7 @@ from pathlib import Path
 with contextlib.suppress(ImportError):
     import spaces  # noqa: F401 - on a ZeroGPU Space this must come before torch is imported; absent elsewhere
 
+from ltx_pipeline.acceleration import MemoryMode, SpeedOptions  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
 
 
@@ -26,8 +27,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("LTX_MODEL", defaults.model),
         help="'embedded' (default), a Hub id, a diffusers folder or a .safetensors file; env LTX_MODEL",
     )
+    parser.add_argument("--spatial-upsampler", default=None, help="official upsampler file (single-file models)")
+    parser.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
     parser.add_argument("--device", default=os.environ.get("LTX_DEVICE"), help="cuda, cuda:1, cpu (default: auto)")
-    parser.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload, for smaller GPUs")
+    parser.add_argument(
+        "--memory-mode",
+        choices=[mode.value for mode in MemoryMode],
+        default=os.environ.get("LTX_MEMORY_MODE"),
+        help="GPU memory layout (default: everything on --device); env LTX_MEMORY_MODE",
+    )
+    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
+    parser.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
+    parser.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -48,8 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = StudioConfig(
         model=args.model,
+        spatial_upsampler=args.spatial_upsampler,
+        text_encoder=args.text_encoder,
         device=args.device,
-        cpu_offload=args.cpu_offload,
+        memory_mode=args.memory_mode,
+        speed=SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8),
         concurrency_limit=args.concurrency,
         max_queue_size=args.max_queue,
         max_file_size=args.max_file_size,

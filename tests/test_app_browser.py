@@ -196,8 +196,9 @@ def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
 
 
 def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
-    # The page's defaults (256 x 256, 49 frames) with 60 guided dev steps: long enough to stop in the middle.
+    # 640 x 640, 49 frames, 60 guided dev steps: long enough to stop in the middle even on a fast machine.
     page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
+    choose(page, "t2av-resolution", "640 x 640 - square")
     page.get_by_text("More settings").click()
     page.locator("#t2av-mode").get_by_text("dev", exact=True).click()
     page.locator("#t2av-steps input[type=number]").fill("60")

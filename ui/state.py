@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, apply_memory_mode, apply_speed_options
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +33,19 @@ class StudioConfig:
     """How the studio is served; `app.py` fills it from the command line and the environment."""
 
     model: str = constants.EMBEDDED_MODEL_NAME  # "embedded", a Hub id, a diffusers folder or a .safetensors file
+    spatial_upsampler: str | None = None  # single-file models: the official upsampler file (default: from the Hub)
+    text_encoder: str | None = None  # single-file models: Gemma-3 Hub id or folder (default: the reference one)
     device: str | None = None  # None: CUDA when available, else CPU
-    cpu_offload: bool = False  # diffusers' model CPU offload, for GPUs that cannot hold the whole model
+    memory_mode: str | None = None  # ltx_pipeline.acceleration.MemoryMode name; None: everything on `device`
+    speed: SpeedOptions = SpeedOptions()  # regional compile, attention backend, fp8 products
     concurrency_limit: int = 1  # generations run at once (each holds its own schedulers; weights are shared)
     max_queue_size: int = 16  # jobs waiting beyond this are refused with "queue is full"
     max_file_size: str = "50mb"  # uploads above this are refused by the server before any handler runs
     output_dir: Path = REPO_ROOT / "outputs"
 
     def __post_init__(self) -> None:
+        if self.memory_mode is not None:
+            MemoryMode.from_name(self.memory_mode)
         if isinstance(self.concurrency_limit, bool) or not isinstance(self.concurrency_limit, int):
             raise ValueError(f"`concurrency_limit` must be a whole number >= 1; got {self.concurrency_limit!r}.")
         if self.concurrency_limit < 1:
@@ -98,11 +106,7 @@ class StudioState:
             if self._load_error is not None:
                 raise self._load_error
             try:
-                base = TI2VidTwoStagesPipeline.from_model(self.config.model)
-                if self.config.cpu_offload:
-                    base.enable_model_cpu_offload(device=self.config.device)
-                else:
-                    base.to(self.device)
+                base = self._load_base()
                 self.model_label = base.model_label
                 audio_to_video_class = _audio_to_video_class()
                 for _ in range(self.config.concurrency_limit):
@@ -114,6 +118,24 @@ class StudioState:
                 raise
             self._loaded.set()
             logger.info("Loaded %s on %s (%d slot(s))", self.model_label, self.device, self.config.concurrency_limit)
+
+    def _load_base(self) -> TI2VidTwoStagesPipeline:
+        """The model placed as the command line's `t2av` places it: bf16 on a GPU, float32 on the CPU."""
+        config, device = self.config, self.device
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        base = TI2VidTwoStagesPipeline.from_model(
+            config.model,
+            spatial_upsampler=config.spatial_upsampler,
+            text_encoder=config.text_encoder,
+            torch_dtype=dtype,
+        )
+        # Memory modes and speed options act on the modules, so every pipeline made from `base` shares them.
+        if config.memory_mode is not None:
+            apply_memory_mode(base, config.memory_mode, device)
+        else:
+            base.to(device)
+        apply_speed_options(base, config.speed)
+        return base
 
     def start_loading(self) -> threading.Thread:
         """Loads in the background so the page opens at once; the first job waits for it."""
@@ -131,8 +153,6 @@ class StudioState:
     def device(self) -> str:
         if self.config.device is not None:
             return self.config.device
-        import torch
-
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
