@@ -217,7 +217,10 @@ def lora_mismatches(layers: Mapping[str, torch.Tensor], model: torch.nn.Module, 
             continue
         shape = _linear_shape(modules[name])
         if shape is None:
-            problems.append(f"{where}: is a {type(modules[name]).__name__}, not a linear layer")
+            problems.append(
+                f"{where}: is a {type(modules[name]).__name__}, not a torch Linear "
+                "(load LoRAs before fp8 or other layer swaps)"
+            )
             continue
         if set(pair) != {"lora_A", "lora_B"}:
             problems.append(f"{where}: has {sorted(pair)} but needs both lora_A and lora_B")
