@@ -346,8 +346,9 @@ def set_lora_strengths(pipe: Any, strengths: Mapping[str, float]) -> None:
     for name, strength in strengths.items():
         if name not in adapter_names(pipe):
             raise ValueError(f"LoRA adapter {name!r} is not loaded; loaded: {adapter_names(pipe)}.")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-            raise ValueError(f"LoRA strength for {name!r} must be a finite number; got {strength!r}.")
+        low, high = constants.MIN_LORA_STRENGTH, constants.MAX_LORA_STRENGTH
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not low <= strength <= high:
+            raise ValueError(f"LoRA strength for {name!r} must be between {low} and {high}; got {strength!r}.")
     for component in LORA_COMPONENTS:
         _set_component(pipe, component, dict(strengths))
 

@@ -351,6 +351,12 @@ def test_bad_files_and_strengths_are_clear_errors(tmp_path, pipe):
             load_loras(pipe, loras)
     with pytest.raises(ValueError, match="must be a list"):
         check_lora_specs(good)
+    with pytest.raises(ValueError, match="'missing' is not loaded"):
+        set_lora_strengths(pipe, {"missing": 1.0})
+    (name,) = load_loras(pipe, [(good, 1.0)])
+    with pytest.raises(ValueError, match=f"strength for '{name}' must be between 0.0 and 2.0; got -1"):
+        set_lora_strengths(pipe, {name: -1})
+    unload_loras(pipe)
     assert adapter_names(pipe) == []
     assert constants.MIN_LORA_STRENGTH == 0.0 and constants.MAX_LORA_STRENGTH == 2.0
 
