@@ -19,6 +19,7 @@ the same clip; only rank 0 reports events and writes files.
 """
 
 import contextlib
+import datetime
 import inspect
 import logging
 import os
@@ -97,11 +98,12 @@ def launch(argv: list[str], num_gpus: int, device: str | torch.device = "cuda") 
     return subprocess.call(command)
 
 
-def init_distributed(backend: str | None = None) -> DistributedContext:
+def init_distributed(backend: str | None = None, timeout_s: float | None = None) -> DistributedContext:
     """Joins the process group that torchrun set up in this process's environment.
 
     `backend` defaults to "nccl" when CUDA is available and "gloo" otherwise. Each rank uses the GPU of its local
-    rank. Calling it twice in one process returns the same context.
+    rank. `timeout_s` bounds every collective (torch's default otherwise). Calling it twice in one process returns
+    the same context.
     """
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
@@ -123,7 +125,11 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
     if not dist.is_initialized():
         # With device_id, NCCL binds the communicator to this rank's GPU at once instead of guessing later.
         dist.init_process_group(
-            backend, rank=rank, world_size=world_size, device_id=device if backend == "nccl" else None
+            backend,
+            rank=rank,
+            world_size=world_size,
+            device_id=device if backend == "nccl" else None,
+            timeout=datetime.timedelta(seconds=timeout_s) if timeout_s is not None else None,
         )
     logger.info("rank %d of %d on %s (%s)", rank, world_size, device, backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)

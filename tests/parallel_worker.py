@@ -25,11 +25,13 @@ def main() -> None:
     parser.add_argument("--cancel-at-event", type=int, default=0, help="rank 0 cancels after this many events")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, bf16)")
     parser.add_argument("--with-reference", action="store_true", help="rank 0 first runs the request in one process")
+    parser.add_argument("--serve", action="store_true", help="app flow: ranks > 0 serve; rank 0 sends 2 requests")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    context = init_distributed(backend="nccl" if args.device == "cuda" else "gloo")
+    # A short collective timeout: a rank left waiting fails within 2 minutes instead of the default 10-30.
+    context = init_distributed(backend="nccl" if args.device == "cuda" else "gloo", timeout_s=120)
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     pipe = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0)).to(context.device, dtype)
     pipe.vocoder.float()
@@ -52,19 +54,29 @@ def main() -> None:
     tokens_seen = []
     pipe.transformer.proj_in.register_forward_hook(lambda module, inputs, output: tokens_seen.append(output.shape[1]))
 
-    runner = ParallelRunner(pipe, context)
-    output, num_events = None, 0
-    for event in runner.stream(**request):
-        num_events += 1
-        if num_events == args.cancel_at_event:
-            runner.cancel()
-        if isinstance(event, Finished):
-            output = event.output
+    runner = ParallelRunner({"t2av": pipe}, context)
+    output, num_events, refused = None, 0, ""
+    if args.serve and not context.is_main:
+        runner.serve()
+    else:
+        if args.serve:
+            try:
+                runner.stream("t2av", **request | {"prompt": ""})  # refused by every rank's pipeline
+            except ValueError as error:
+                refused = str(error)
+        for event in runner.stream("t2av", **request):
+            num_events += 1
+            if num_events == args.cancel_at_event:
+                runner.cancel()
+            if isinstance(event, Finished):
+                output = event.output
+        if args.serve:
+            runner.close()
 
     counts = [None] * context.world_size
     dist.all_gather_object(counts, tokens_seen)
     if context.is_main:
-        result = {"tokens_seen": np.array(counts), "num_events": num_events}
+        result = {"tokens_seen": np.array(counts), "num_events": num_events, "refused": refused}
         if output is not None:
             result |= {"frames": output.frames, "audio": output.audio.waveform.numpy()}
         if reference is not None:

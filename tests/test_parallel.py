@@ -1,6 +1,7 @@
 """Context parallelism: the plan, the input checks, and tiny-model runs over 2 gloo processes started by torchrun."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,14 +41,22 @@ def run_torchrun(tmp_path: Path, *worker_args: str, processes: int = 2) -> dict:
     output = tmp_path / "rank0.npz"
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-    result = subprocess.run(
+    # A session of its own, so a timeout ends torchrun and its workers together (none is left waiting in gloo).
+    job = subprocess.Popen(
         [*command, str(WORKER), "--output", str(output), *worker_args],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    try:
+        _, stderr = job.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        pytest.fail("the torchrun job did not finish in 240 s")
+    assert job.returncode == 0, stderr[-4000:]
     return dict(np.load(output))
 
 
@@ -102,6 +111,16 @@ def test_cancel_on_rank_0_stops_every_rank_at_the_same_step(tmp_path):
     assert parallel["num_events"] == 2
     # Two transformer calls on each rank, none after the cancel: no rank was left waiting in a collective.
     assert parallel["tokens_seen"].tolist() == [[4, 4], [4, 4]]
+
+
+@pytest.mark.slow
+def test_app_flow_other_ranks_serve_rank_0s_requests_and_survive_a_refused_one(tmp_path, tiny_components):
+    parallel = run_torchrun(tmp_path, "--serve")
+
+    assert "`prompt`" in str(parallel["refused"])
+    assert_same_clip(parallel, reference_run(tiny_components, mode="distilled")[0])
+    # The refused request ran no transformer call on any rank; the served one ran all 11 on half the tokens.
+    assert parallel["tokens_seen"].tolist() == [[4] * 8 + [16] * 3] * 2
 
 
 @pytest.mark.skip(
