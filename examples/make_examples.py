@@ -1,7 +1,8 @@
 """Make the short audio clips the studio offers as examples.
 
 Every clip is synthesised here, so the project owns all of it: a click track, a drum pattern, a tone sweep and a
-spoken sentence (espeak-ng, `apt-get install -y espeak-ng`). The generated files are committed, so nothing here
+spoken sentence (espeak-ng, `apt-get install -y espeak-ng`), and the impacts of one scene of the project's
+bouncing-ball world (the data the embedded model learned from). The generated files are committed, so nothing here
 runs when the app starts; rerun this script only to change a clip:
 
     python examples/make_examples.py            # writes examples/audio/*.wav
@@ -20,6 +21,7 @@ SAMPLE_RATE = 16_000  # Hz; what the audio front end resamples to anyway, and it
 CLIP_SECONDS = 4.0  # long enough for the 97-frame default at 25 fps (3.88 s)
 TEMPO_BPM = 120.0
 SPEECH_TEXT = "The red ball drops onto the wooden floor, and the whole hall rings."
+BALL_WORLD_SEED = 3  # a scene whose ball hits the floor several times within 97 frames
 
 AUDIO_DIR = Path(__file__).resolve().parent / "audio"
 
@@ -98,11 +100,26 @@ def speech(text: str = SPEECH_TEXT) -> np.ndarray:
     return 0.9 * np.interp(target_time, source_time, waveform) / np.max(np.abs(waveform))
 
 
+def ball_world(seed: int = BALL_WORLD_SEED) -> np.ndarray:
+    """The impacts of one bouncing-ball scene from the project's `world` (what the embedded model learned from)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from world import generate_clip
+
+    clip = generate_clip(seed, material="metal", room="large", num_channels=1)
+    print(f"ball_world caption: {clip.caption}")
+    source_time = np.arange(len(clip.audio)) / clip.sampling_rate
+    target_time = np.arange(int(len(clip.audio) * SAMPLE_RATE / clip.sampling_rate)) / SAMPLE_RATE
+    return np.interp(target_time, source_time, clip.audio.astype(np.float64))
+
+
 CLIPS = {
     "click_track_120bpm.wav": click_track,
     "drum_pattern_120bpm.wav": drum_pattern,
     "tone_sweep.wav": tone_sweep,
     "speech_espeak.wav": speech,
+    "ball_world_metal_hall.wav": ball_world,
 }
 
 

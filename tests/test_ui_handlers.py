@@ -1,6 +1,7 @@
 """The studio's handlers as plain functions, over the embedded tiny model on CPU (64 x 64 px, 9 frames)."""
 
 import math
+import re
 import threading
 from pathlib import Path
 
@@ -119,6 +120,20 @@ def test_ten_minute_clip_uses_only_the_cut_from_the_start_time(handlers: StudioH
     assert probe_mp4(updates[-1][2]).audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
     message, suggested = handlers.audio_help(str(clip), 300.0, NUM_FRAMES, FRAME_RATE)[::2]
     assert "300.00 s of audio" in message and "longest video" in message and suggested is None
+
+
+def test_a_start_image_conditions_the_first_frame(handlers: StudioHandlers, tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "red.png"
+    Image.new("RGB", (96, 64), (220, 30, 30)).save(image)
+    recipe = list(handlers.text_to_av(**T2AV_WIDGETS, image=str(image), image_strength=0.8))[-1][5]
+    assert len(recipe["images"]) == 1 and recipe["images"][0]["frame_index"] == 0
+    assert recipe["images"][0]["strength"] == 0.8
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not a picture")
+    with pytest.raises(gr.Error, match="image"):
+        list(handlers.audio_to_video(**A2V_WIDGETS, image=str(not_an_image)))
 
 
 # ---- stop -----------------------------------------------------------------------------------------------------------
@@ -264,18 +279,29 @@ def test_audio_help_offers_the_frame_count_matching_the_clip(handlers: StudioHan
 
 
 def test_prompt_without_sound_words_gets_a_hint(handlers: StudioHandlers) -> None:
-    assert "source" in handlers.sound_hint("A red ball in a bright room, close-up, window light")
-    assert handlers.sound_hint("A red ball bounces with a sharp thud that echoes") == ""
-    assert handlers.sound_hint("") == ""
+    assert "source" in handlers.prompt_hint("A red ball in a bright room, close-up, window light")
+    assert handlers.prompt_hint("a red ball bounces on the floor with echoes") == ""  # known to both embedded models
+    assert handlers.prompt_hint("") == ""
+
+
+def test_prompt_hint_names_words_the_embedded_model_ignores(handlers: StudioHandlers) -> None:
+    hint = handlers.prompt_hint("a red ball bounces with a loud thud near a giraffe")
+    assert handlers.state.prompt_vocabulary is not None  # the embedded model's tokenizer knows few words whole
+    assert "giraffe" in hint and "ignore" in hint and "source" not in hint
 
 
 def test_example_prompts_all_describe_sound() -> None:
     from ui.layout import load_example_prompts
+    from world import WORLD_VOCABULARY
 
     examples = load_example_prompts()
-    prompts = examples[TEXT_TO_AV] + [prompt for _, prompt in examples[AUDIO_TO_VIDEO]]
-    assert all(studio_help.sound_hint(prompt) == "" for prompt in prompts)
-    for path, _ in examples[AUDIO_TO_VIDEO]:
+    general = examples[TEXT_TO_AV] + [prompt for _, prompt in examples[AUDIO_TO_VIDEO]]
+    embedded = examples["embedded_text_to_av"] + [prompt for _, prompt in examples["embedded_audio_to_video"]]
+    assert all(studio_help.sound_hint(prompt) == "" for prompt in general + embedded)
+    # The embedded model's examples stay inside the vocabulary it learned (the bouncing-ball world's captions).
+    for prompt in embedded:
+        assert set(re.findall(r"[a-z]+", prompt.lower())) <= set(WORLD_VOCABULARY), prompt
+    for path, _ in examples[AUDIO_TO_VIDEO] + examples["embedded_audio_to_video"]:
         assert (EXAMPLES_DIR / path).stat().st_size < 200_000
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ltx_pipeline import Finished, StageDecoded, StepPreview, validation
 from ltx_pipeline.audio import probe_audio_duration
+from ltx_pipeline.conditioning import ImageCondition
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 
@@ -31,6 +32,7 @@ MAX_RANDOM_SEED = 2**31 - 1  # random seeds stay in a range every client and JSO
 LOCAL_SESSION = "local"  # the session of a handler called without a gradio request (tests, scripts)
 AUTO_MODE = "auto"  # the checkpoint's own schedule: distilled for a distilled file, dev otherwise
 MODES = (AUTO_MODE, "distilled", "dev")
+MAX_LISTED_WORDS = 120  # a vocabulary this small is listed in full in the prompt hint
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class GenerationRequest:
     mode: str | None  # "distilled", "dev", or None for the checkpoint's own
     num_inference_steps: int | None  # dev only
     modality_scale: float
+    image: str | None = None  # a still to start from (image to video), held with `image_strength`
+    image_strength: float = 1.0
     audio: str | None = None  # audio to video: the uploaded or recorded file
     audio_start_time: float = 0.0
     pad_audio: bool = False
@@ -64,6 +68,9 @@ class GenerationRequest:
             "mode": self.mode,
             "num_inference_steps": self.num_inference_steps,
             "modality_scale": self.modality_scale,
+            "images": [ImageCondition(self.image, frame_index=0, strength=self.image_strength)]
+            if self.image
+            else None,
         }
         if self.job == AUDIO_TO_VIDEO:
             kwargs.update(audio=self.audio, audio_start_time=self.audio_start_time, pad_audio=self.pad_audio)
@@ -82,6 +89,8 @@ def build_request(
     mode: str | None,
     num_inference_steps: float | int | str | None,
     modality_scale: float | int | str | None,
+    image: str | None = None,
+    image_strength: float | int | str | None = 1.0,
     audio: str | None = None,
     audio_start_time: float | int | str | None = 0.0,
     pad_audio: bool = False,
@@ -120,6 +129,9 @@ def build_request(
         num_inference_steps=steps,
         modality_scale=modality_scale,
     )
+    if image:
+        strength = studio_help.real_number("image_strength", image_strength)
+        request = replace(request, image=str(image), image_strength=strength)
     if job == AUDIO_TO_VIDEO:
         if not audio:
             raise ValueError("`audio` is missing: upload or record a clip first.")
@@ -161,13 +173,15 @@ class StudioHandlers:
         mode: str,
         num_inference_steps: int,
         modality_scale: float,
+        image: str | None = None,
+        image_strength: float = 1.0,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
     ) -> Iterator[tuple]:
         """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         with user_errors():
-            job = build_request(TEXT_TO_AV, *arguments, num_inference_steps, modality_scale)
+            job = build_request(TEXT_TO_AV, *arguments, num_inference_steps, modality_scale, image, image_strength)
         for update in self._generate(job, _session(request), progress):
             yield update.for_text_to_av()
 
@@ -186,6 +200,8 @@ class StudioHandlers:
         mode: str,
         num_inference_steps: int,
         modality_scale: float,
+        image: str | None = None,
+        image_strength: float = 1.0,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
     ) -> Iterator[tuple]:
@@ -193,7 +209,15 @@ class StudioHandlers:
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         with user_errors():
             job = build_request(
-                AUDIO_TO_VIDEO, *arguments, num_inference_steps, modality_scale, audio, audio_start_time, pad_audio
+                AUDIO_TO_VIDEO,
+                *arguments,
+                num_inference_steps,
+                modality_scale,
+                image,
+                image_strength,
+                audio,
+                audio_start_time,
+                pad_audio,
             )
         for update in self._generate(job, _session(request), progress):
             yield update.for_audio_to_video()
@@ -292,8 +316,16 @@ class StudioHandlers:
             )
         return note
 
-    def sound_hint(self, prompt: str) -> str:
-        return studio_help.sound_hint(prompt or "")
+    def prompt_hint(self, prompt: str) -> str:
+        """Gentle hints under the prompt: describe the sound; words a small model will ignore."""
+        prompt = prompt or ""
+        vocabulary = self.state.prompt_vocabulary
+        known = sorted(vocabulary) if vocabulary is not None and len(vocabulary) <= MAX_LISTED_WORDS else None
+        hints = [
+            studio_help.sound_hint(prompt),
+            studio_help.unknown_words_hint(self.state.unknown_words(prompt), known),
+        ]
+        return "\n\n".join(hint for hint in hints if hint)
 
     def frame_choices(self, frame_rate: float, num_frames: int) -> dict:
         """New menu labels for a new frame rate, keeping the chosen count; no change while the rate is invalid."""

@@ -47,6 +47,8 @@ class SharedControls:
     mode: gr.Radio
     num_inference_steps: gr.Slider
     modality_scale: gr.Slider
+    image: gr.Image
+    image_strength: gr.Slider
 
     def inputs(self) -> list[gr.components.Component]:
         return [
@@ -60,6 +62,8 @@ class SharedControls:
             self.mode,
             self.num_inference_steps,
             self.modality_scale,
+            self.image,
+            self.image_strength,
         ]
 
 
@@ -71,6 +75,12 @@ def defaults_for(state: StudioState) -> Defaults:
 
 def load_example_prompts() -> dict[str, Any]:
     return json.loads((EXAMPLES_DIR / "prompts.json").read_text())
+
+
+def examples_for(state: StudioState, examples: dict[str, Any], job: str) -> list:
+    """The embedded model's own examples first (it knows a small vocabulary), then the general ones."""
+    own = examples[f"embedded_{job}"] if state.is_embedded else []
+    return own + examples[job]
 
 
 def build_demo(state: StudioState) -> gr.Blocks:
@@ -86,9 +96,9 @@ def build_demo(state: StudioState) -> gr.Blocks:
         demo.load(handlers.model_note, None, model_note, queue=False, api_visibility="private")
         with gr.Tabs():
             with gr.Tab("Text to audio+video", id=TEXT_TO_AV):
-                _text_to_av_tab(handlers, defaults, state.config, examples[TEXT_TO_AV])
+                _text_to_av_tab(handlers, defaults, state.config, examples_for(state, examples, TEXT_TO_AV))
             with gr.Tab("Audio to video", id=AUDIO_TO_VIDEO):
-                _audio_to_video_tab(handlers, defaults, state.config, examples[AUDIO_TO_VIDEO])
+                _audio_to_video_tab(handlers, defaults, state.config, examples_for(state, examples, AUDIO_TO_VIDEO))
     demo.queue(max_size=state.config.max_queue_size, default_concurrency_limit=state.config.concurrency_limit)
     return demo
 
@@ -196,7 +206,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         placeholder="Describe the picture and the sound: source, material, space. Quote any dialogue.",
         elem_id=f"{prefix}-prompt",
     )
-    sound_hint = gr.Markdown(elem_id=f"{prefix}-sound-hint")
+    prompt_hint = gr.Markdown(elem_id=f"{prefix}-prompt-hint")
     with gr.Row():
         num_frames = gr.Dropdown(
             choices=studio_help.frame_count_choices(defaults.frame_rate),
@@ -222,6 +232,19 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         info="Above 1 tightens audio-video sync (one extra pass per step); 1 turns it off.",
         elem_id=f"{prefix}-modality",
     )
+    with gr.Accordion("Start from an image (optional)", open=False):
+        image = gr.Image(
+            label="First frame", type="filepath", sources=["upload", "clipboard"], elem_id=f"{prefix}-image"
+        )
+        image_strength = gr.Slider(
+            0.0,
+            1.0,
+            value=1.0,
+            step=0.05,
+            label="Image strength",
+            info="1 holds the first frame as given; lower lets the model repaint it.",
+            elem_id=f"{prefix}-image-strength",
+        )
     with gr.Accordion("More settings", open=False):
         negative_prompt = gr.Textbox(
             label="Negative prompt (dev mode)",
@@ -250,7 +273,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
             randomize_seed = gr.Checkbox(value=False, label="Random seed each run", elem_id=f"{prefix}-random-seed")
 
     private = {"queue": False, "api_visibility": "private"}
-    prompt.change(handlers.sound_hint, prompt, sound_hint, trigger_mode="always_last", **private)
+    prompt.change(handlers.prompt_hint, prompt, prompt_hint, trigger_mode="always_last", **private)
     frame_rate.change(handlers.frame_choices, [frame_rate, num_frames], num_frames, **private)
     mode.change(handlers.steps_control, mode, num_inference_steps, **private)
     return SharedControls(
@@ -264,6 +287,8 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         mode,
         num_inference_steps,
         modality_scale,
+        image,
+        image_strength,
     )
 
 

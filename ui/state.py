@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,6 +95,8 @@ class StudioState:
         self._runs_lock = threading.Lock()
         self._runs: dict[tuple[str, str], Run] = {}
         self.model_label = config.model
+        self.prompt_vocabulary: frozenset[str] | None = None  # a small model's whole vocabulary; None: open
+        self._unknown_words: Callable[[str], list[str]] = lambda prompt: []
 
     # ---- loading --------------------------------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class StudioState:
             try:
                 base = self._load_base()
                 self.model_label = base.model_label
+                self._unknown_words = base.unknown_words
+                self.prompt_vocabulary = base.prompt_vocabulary
                 audio_to_video_class = _audio_to_video_class()
                 for _ in range(self.config.concurrency_limit):
                     # Each slot gets its own pipeline objects (cancel flag, prompt cache) over the shared weights.
@@ -154,6 +158,10 @@ class StudioState:
         if self.config.device is not None:
             return self.config.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of `prompt` the loaded model does not know (none before loading, or for open-vocabulary models)."""
+        return self._unknown_words(prompt)
 
     @property
     def load_error(self) -> BaseException | None:
