@@ -308,7 +308,7 @@ def test_example_prompts_all_describe_sound() -> None:
 def test_model_note_names_the_loaded_model(handlers: StudioHandlers, tmp_path: Path) -> None:
     assert handlers.state.model_label in handlers.model_note()
     if handlers.state.model_label == RANDOM_MODEL_LABEL:
-        assert "random" in handlers.model_note() and "--model" in handlers.model_note()
+        assert "RANDOM" in handlers.model_note() and "--model" in handlers.model_note()
     missing = StudioState(StudioConfig(model=str(tmp_path / "no-such-model"), output_dir=tmp_path))
     assert "loading" in StudioHandlers(missing).model_note()
     with pytest.raises(gr.Error, match="could not be loaded"):

@@ -310,10 +310,7 @@ class StudioHandlers:
             return f"Model: `{state.config.model}` (loading; the first generation waits for it)."
         note = f"Model: **{state.model_label}**."
         if state.model_label == RANDOM_MODEL_LABEL:
-            note += (
-                " Its weights are random, so it makes noise, but the whole studio works offline in seconds. Start "
-                "the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
-            )
+            note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note
 
     def prompt_hint(self, prompt: str) -> str:
