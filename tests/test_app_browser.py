@@ -1,7 +1,7 @@
 """The studio in a real headless Chromium: both modes end to end, previews before the final video, Stop, bad inputs.
 
 Needs Debian's browser and Playwright's Python package (no browser download):
-    apt-get install -y chromium chromium-driver && pip install playwright==1.65.2
+    apt-get install -y chromium && pip install playwright==1.65.2
 Run with `pytest -m browser tests/test_app_browser.py`. Skips, saying why, where no browser is installed.
 """
 
@@ -43,12 +43,16 @@ RUN_TIMEOUT_MS = 120_000
 WATCH_OUTPUTS_JS = """
 (prefix) => {
   window.__arrivals = [];
-  const seen = new Map();
+  const outputs = [["preview", `#${prefix}-preview img`], ["stage1", `#${prefix}-stage1 video`],
+                   ["final", `#${prefix}-final video`]];
+  const sourceOf = (selector) => {
+    const element = document.querySelector(selector);
+    return element && element.getAttribute("src");
+  };
+  const seen = new Map(outputs.map(([name, selector]) => [name, sourceOf(selector)]));  // earlier runs' files
   const watch = () => {
-    for (const [name, selector] of [["preview", `#${prefix}-preview img`], ["stage1", `#${prefix}-stage1 video`],
-                                     ["final", `#${prefix}-final video`]]) {
-      const element = document.querySelector(selector);
-      const source = element && element.getAttribute("src");
+    for (const [name, selector] of outputs) {
+      const source = sourceOf(selector);
       if (source && seen.get(name) !== source) {
         seen.set(name, source);
         window.__arrivals.push({name, source, time: performance.now()});
@@ -63,7 +67,7 @@ WATCH_OUTPUTS_JS = """
 
 def browser_or_skip() -> None:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver (or set CHROMIUM_PATH)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)")
     pytest.importorskip("playwright", reason="pip install playwright (the package only; the browser is Debian's)")
 
 
