@@ -260,7 +260,9 @@ class Bench:
         self.device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
         self.start = time.perf_counter()
         self.results: dict = {"sections": {}, "errors": {}}
-        self.shapes = TINY_SHAPES if args.tiny else FULL_SHAPES
+        self.shapes = dict(TINY_SHAPES if args.tiny else FULL_SHAPES)
+        if args.no_large:  # the pipelines' two sizes only
+            self.shapes = dict(list(self.shapes.items())[:2])
         self.e2e_size = TINY_E2E if args.tiny else FULL_E2E
         self.text_tokens = 16 if args.tiny else TEXT_TOKENS
 
@@ -466,6 +468,12 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
         bench.record(section, label, entry)
         del inputs, first
     return outputs
+
+
+def compiled_shapes(bench: Bench) -> list[str]:
+    """The shapes a compiled variant is measured at: all of them, or the pipelines' two with --no-compile-large."""
+    shapes = list(bench.shapes)
+    return shapes[:2] if bench.args.no_compile_large else shapes
 
 
 def uncompile_blocks(transformer) -> None:
@@ -723,7 +731,14 @@ def section_compile(bench: Bench, state: dict) -> None:
     options = acceleration.SpeedOptions(compile=True, attention_backend=backend)
     bench.record("compile", "options", str(options))
     acceleration.apply_speed_options(transformer, options)
-    measure_transformer(bench, "compile", transformer, state["references"], min_left_s=bench.args.compile_reserve_s)
+    measure_transformer(
+        bench,
+        "compile",
+        transformer,
+        state["references"],
+        shapes=compiled_shapes(bench),
+        min_left_s=bench.args.compile_reserve_s,
+    )
 
 
 def section_e2e_compiled(bench: Bench, state: dict) -> None:
@@ -746,7 +761,12 @@ def section_fp8(bench: Bench, state: dict) -> None:
     transformer.compile_repeated_blocks(fullgraph=True)
     bench.record("fp8_compile", "options", f"fp8 {bench.args.fp8_scaling}, compile, attention {backend}")
     measure_transformer(
-        bench, "fp8_compile", transformer, state["references"], min_left_s=bench.args.compile_reserve_s
+        bench,
+        "fp8_compile",
+        transformer,
+        state["references"],
+        shapes=compiled_shapes(bench),
+        min_left_s=bench.args.compile_reserve_s,
     )
 
 
@@ -795,6 +815,9 @@ def main() -> None:
     parser.add_argument("--reserve-s", type=float, default=20.0, help="time kept free at the deadline")
     parser.add_argument("--compile-reserve-s", type=float, default=120.0, help="time a new compiled shape needs")
     parser.add_argument("--e2e-reserve-s", type=float, default=60.0, help="time a pipeline section needs")
+    parser.add_argument(
+        "--no-compile-large", action="store_true", help="compiled variants at the two stage sizes only"
+    )
     parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
     parser.add_argument("--fp8-backend", default="native")

@@ -14,6 +14,7 @@ from enum import Enum
 
 import torch
 from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
+from diffusers.hooks.group_offloading import _is_group_offload_enabled
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 from torch import nn
 
@@ -111,6 +112,8 @@ def quantize_to_fp8(tensor: torch.Tensor, scaling: str) -> tuple[torch.Tensor, t
 class Fp8Linear(nn.Module):
     """A Linear layer computed as an fp8 x fp8 product with float32 scales, accumulated in float32.
 
+    The output has the input's dtype (bf16 in the product's GPU modes).
+
     The weight is quantized once (per output channel or per tensor); each input is quantized on the fly with the
     same granularity (per token or per tensor). On a GPU with fp8 tensor cores (Hopper, Ada) `torch._scaled_mm`
     runs the product there; elsewhere `emulate=True` computes the same quantized product in float32.
@@ -124,7 +127,6 @@ class Fp8Linear(nn.Module):
         self.out_features = linear.out_features
         self.scaling = scaling
         self.emulate = emulate
-        self.output_dtype = linear.weight.dtype
         weight_fp8, weight_scale = quantize_to_fp8(linear.weight, scaling)
         self.register_buffer("weight_fp8", weight_fp8)  # (out_features, in_features)
         # _scaled_mm wants the second operand's scale as (1, out_features) for row-wise scaling.
@@ -139,7 +141,7 @@ class Fp8Linear(nn.Module):
             product = (inputs_fp8.float() * input_scale) @ (
                 self.weight_fp8.float() * self.weight_scale.reshape(-1, 1)
             ).T
-            output = product.to(self.output_dtype)
+            output = product.to(hidden_states.dtype)
         else:
             # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
             output = torch._scaled_mm(
@@ -147,7 +149,7 @@ class Fp8Linear(nn.Module):
                 self.weight_fp8.T,
                 scale_a=input_scale,
                 scale_b=self.weight_scale,
-                out_dtype=self.output_dtype,
+                out_dtype=hidden_states.dtype,
             )
         if self.bias is not None:
             output = output + self.bias.to(output.dtype)
@@ -233,6 +235,12 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
                 f"available: {', '.join(available_attention_backends())}."
             ) from error
     if options.fp8:
+        if _is_group_offload_enabled(transformer):
+            # Group offloading moves the parameters it found when it was set up; new fp8 layers would stay behind.
+            raise ValueError(
+                "`fp8=True` cannot be applied to a transformer that already streams its weights (memory mode '24gb'): "
+                "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
+            )
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
     if options.compile:
         transformer.compile_repeated_blocks(fullgraph=True)
@@ -282,13 +290,11 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
     mode = MemoryMode.from_name(mode)
     device = torch.device(device)
     components = _components(pipe)
+    target_device = torch.device("cpu") if mode is MemoryMode.GPU_24GB else device
     for name, module in _modules(components):
-        dtype = torch.float32 if name in FLOAT32_COMPONENTS else torch.bfloat16
-        target_device = torch.device("cpu") if mode is MemoryMode.GPU_24GB else device
-        if name in BF16_COMPONENTS or name in FLOAT32_COMPONENTS:
-            module.to(device=target_device, dtype=dtype)
-        else:
-            module.to(device=target_device)
+        module.to(device=target_device)
+        if name in BF16_COMPONENTS + FLOAT32_COMPONENTS:
+            _cast_floating_weights(module, torch.float32 if name in FLOAT32_COMPONENTS else torch.bfloat16)
     if mode in (MemoryMode.FP8_STORAGE, MemoryMode.GPU_24GB):
         for name, module in _modules(components):
             if name in FP8_STORAGE_COMPONENTS:
@@ -310,6 +316,24 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
             enable_vae_tiling(components["vae"])
     logger.info("Memory mode %r applied on %s.", mode.value, device)
     return mode
+
+
+def _cast_floating_weights(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast a module's floating parameters and buffers to `dtype` where its parameters are not all `dtype` already.
+
+    fp8 layers swapped in by `SpeedOptions(fp8=True)` keep their float8 weights and float32 scales.
+    """
+    if all(parameter.dtype == dtype for parameter in module.parameters() if parameter.element_size() > 1):
+        return  # e.g. loaded in bf16: leave float32 buffers such as rotary frequencies alone
+    for submodule in module.modules():
+        if isinstance(submodule, Fp8Linear):
+            continue
+        for parameter in submodule._parameters.values():
+            if parameter is not None and parameter.is_floating_point() and parameter.element_size() > 1:
+                parameter.data = parameter.data.to(dtype)
+        for key, buffer in submodule._buffers.items():
+            if buffer is not None and buffer.is_floating_point() and buffer.element_size() > 1:
+                submodule._buffers[key] = buffer.to(dtype)
 
 
 def _store_in_fp8(module: nn.Module) -> None:

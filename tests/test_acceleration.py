@@ -1,5 +1,6 @@
 """The speed and memory switches of ltx_pipeline.acceleration, on tiny real components on CPU."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKLLTX2Video
@@ -246,6 +247,61 @@ def test_24gb_mode_streams_weights_and_computes_what_fp8_storage_computes():
     assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == FP8_DTYPE
     video, audio = run_transformer(components["transformer"], torch.bfloat16)
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
+
+
+def test_fp8_products_on_top_of_fp8_storage_compute_in_bf16():
+    bf16_components = build_tiny_components()
+    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
+    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+
+    components = build_tiny_components()
+    apply_memory_mode(components, "fp8-storage", "cpu")
+    apply_speed_options(components, SpeedOptions(fp8=True))
+    transformer = components["transformer"]
+    assert isinstance(transformer.transformer_blocks[0].ff.net[2], Fp8Linear)
+    video, audio = run_transformer(transformer, torch.bfloat16)
+    assert video.shape == reference_video.shape and torch.isfinite(audio).all()
+    assert 1e-4 < relative_error(video, reference_video) < 0.15
+
+
+def test_fp8_products_after_the_24gb_mode_are_refused_with_the_order_that_works():
+    components = build_tiny_components()
+    apply_memory_mode(components, "24gb", "cpu")
+    with pytest.raises(ValueError, match="fp8=True.*'24gb'.*before the memory mode"):
+        apply_speed_options(components, SpeedOptions(fp8=True))
+
+
+def test_fp8_products_before_the_24gb_mode_keep_their_fp8_weights():
+    components = build_tiny_components()
+    apply_speed_options(components, SpeedOptions(fp8=True))
+    apply_memory_mode(components, "24gb", "cpu")
+    layer = components["transformer"].transformer_blocks[0].ff.net[2]
+    assert layer.weight_fp8.dtype == FP8_DTYPE and layer.weight_scale.dtype == torch.float32
+    assert components["transformer"].proj_in.weight.dtype == torch.bfloat16
+    video, audio = run_transformer(components["transformer"], torch.bfloat16)
+    assert torch.isfinite(video).all() and torch.isfinite(audio).all()
+
+
+@pytest.mark.parametrize(
+    ("memory_mode", "options"),
+    [
+        ("fp8-storage", SpeedOptions(attention_backend="_native_math", fp8=True)),
+        pytest.param("24gb", SpeedOptions(attention_backend="_native_math"), marks=pytest.mark.slow),
+    ],
+)
+def test_t2av_pipeline_runs_under_memory_mode_and_speed_options(memory_mode, options):
+    from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+    from ltx_pipeline.types import Finished
+
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    pipe.set_progress_bar_config(disable=True)
+    apply_memory_mode(pipe, memory_mode, "cpu")
+    apply_speed_options(pipe, options)
+    events = list(pipe.stream(prompt="a red ball bounces", height=64, width=64, num_frames=9, frame_rate=24.0))
+    output = events[-1].output
+    assert isinstance(events[-1], Finished)
+    assert output.frames.shape == (9, 64, 64, 3) and output.frames.dtype == np.uint8
+    assert output.audio.waveform.shape[-1] == int(9 / 24.0 * output.audio.sampling_rate)
 
 
 @pytest.mark.gpu
