@@ -309,12 +309,15 @@ def test_model_note_names_the_loaded_model(handlers: StudioHandlers, tmp_path: P
     assert handlers.state.model_label in handlers.model_note()
     if handlers.state.model_label == RANDOM_MODEL_LABEL:
         assert "RANDOM" in handlers.model_note() and "--model" in handlers.model_note()
+    assert handlers.model_status()[1]["active"] is False  # loaded: the page stops refreshing the note
     missing = StudioState(StudioConfig(model=str(tmp_path / "no-such-model"), output_dir=tmp_path))
     assert "loading" in StudioHandlers(missing).model_note()
+    assert StudioHandlers(missing).model_status()[1]["active"] is True
     with pytest.raises(gr.Error, match="could not be loaded"):
         list(StudioHandlers(missing).text_to_av(**T2AV_WIDGETS))
     assert "could not be loaded" in StudioHandlers(missing).model_note()
     assert "no-such-model" in StudioHandlers(missing).model_note()
+    assert StudioHandlers(missing).model_status()[1]["active"] is False  # a failed load stops the refreshing
 
 
 def test_steps_slider_is_live_in_dev_mode_only(handlers: StudioHandlers) -> None:

@@ -313,6 +313,11 @@ class StudioHandlers:
             note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note
 
+    def model_status(self) -> tuple[str, dict]:
+        """The model note, and whether the page should keep refreshing it (only while the model loads)."""
+        loading = not self.state.is_loaded and self.state.load_error is None
+        return self.model_note(), gr.update(active=loading)
+
     def prompt_hint(self, prompt: str) -> str:
         """Gentle hints under the prompt: describe the sound; words a small model will ignore."""
         prompt = prompt or ""

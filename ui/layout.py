@@ -22,7 +22,8 @@ GENERATION_QUEUE = "generation"  # the one concurrency group every generation jo
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
-CACHE_LIFETIME_S = (3600, 86400)  # gradio's cache: check hourly, delete previews older than a day
+CACHE_LIFETIME_S = (3600, 86400)
+MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads  # gradio's cache: check hourly, delete previews older than a day
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,11 @@ def build_demo(state: StudioState) -> gr.Blocks:
             "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own audio."
         )
         model_note = gr.Markdown(handlers.model_note(), elem_id="model-note")
-        demo.load(handlers.model_note, None, model_note, queue=False, api_visibility="private")
+        # Real weights take minutes to load in the background: the note refreshes until they are in.
+        loading_timer = gr.Timer(MODEL_NOTE_REFRESH_S, active=not state.is_loaded)
+        private = {"queue": False, "api_visibility": "private"}
+        demo.load(handlers.model_status, None, [model_note, loading_timer], **private)
+        loading_timer.tick(handlers.model_status, None, [model_note, loading_timer], **private)
         with gr.Tabs():
             with gr.Tab("Text to audio+video", id=TEXT_TO_AV):
                 _text_to_av_tab(handlers, defaults, state.config, examples_for(state, examples, TEXT_TO_AV))
