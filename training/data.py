@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from world import generate_clip
+from world.render import FLOOR_LINE
 
 
 @dataclass
@@ -58,12 +59,17 @@ def downsample_video(video: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def motion_weight(video: torch.Tensor, moving_gain: float) -> torch.Tensor:
-    """(N, 1, F, H, W) per-pixel loss weight: 1 + moving_gain where a pixel differs from the clip's median frame.
+    """(N, 1, F, H, W) per-pixel loss weight: 1 + moving_gain on the balls and wherever they pass.
 
-    The ball covers ~1% of the frame; an unweighted reconstruction loss learns the background and loses it.
+    A ball pixel is saturated and above the floor (walls and floors are greyer), or differs from the clip's median
+    frame. The ball covers ~1% of the frame; an unweighted reconstruction loss learns the background and loses it.
     """
     median = video.median(dim=2, keepdim=True).values
-    moving = ((video - median).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    moving = (video - median).abs().amax(dim=1, keepdim=True) > 0.1
+    brightest, darkest = video.amax(dim=1, keepdim=True), video.amin(dim=1, keepdim=True)
+    saturation = (brightest - darkest) / (brightest + 1.0).clamp_min(1e-3)  # on [-1, 1] pixels: chroma / value
+    above_floor = torch.arange(video.shape[3], device=video.device)[:, None] < FLOOR_LINE * video.shape[3]
+    moving = (moving | ((saturation > 0.35) & (brightest > -0.3) & above_floor)).float()
     # Widen the mask by a pixel so the ball's edge counts too.
     moving = torch.nn.functional.max_pool3d(moving, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
     return 1.0 + moving_gain * moving

@@ -6,11 +6,13 @@
 # into <= 15 MB parts, go to RESULT_DIR. Environment: MINUTES_SCALE (default 1) shrinks every time limit for a dry
 # run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny --num-clips 8").
 set -u
-phase=$1; ckpt=$2; result=$3
+phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
 scale=${MINUTES_SCALE:-1}
 extra=${EXTRA_ARGS:-}
 logs=$ckpt/logs
-mkdir -p "$ckpt" "$result" "$logs"
+mkdir -p "$ckpt" "$result"
+[ -n "$init" ] && cp -r "$init"/. "$ckpt"/
+mkdir -p "$logs"
 minutes() { python3 -c "print(round($1 * $scale, 3))"; }
 stage() {  # stage name, minutes, extra arguments...
   local name=$1 limit; limit=$(minutes "$2"); shift 2
@@ -25,6 +27,11 @@ if [ "$phase" = autoencoders ]; then
   wait $video $audio
   stage upsampler 1.5 --workers 4 --resume &
   [ -n "${WITH_TRANSFORMER:-}" ] && stage transformer 2.5 --workers 8 --num-clips 2048 --resume &
+  wait
+elif [ "$phase" = video_vae ]; then  # a fresh video VAE; the audio VAE and vocoder continue
+  stage video_vae 7.5 --workers 6 &
+  stage audio_vae 6.0 --workers 3 --resume &
+  stage vocoder 7.5 --workers 3 --resume &
   wait
 elif [ "$phase" = transformer ]; then
   stage transformer ${TRANSFORMER_MINUTES:-7.5} --workers 12 --num-clips 3072 --resume

@@ -52,8 +52,8 @@ DEFAULTS = {  # per stage: batch size, learning rate, number of training clips
     "upsampler": {"batch_size": 16, "lr": 1e-3, "num_clips": 512},
     "transformer": {"batch_size": 64, "lr": 4e-4, "num_clips": 4096},
 }
-VIDEO_WINDOW_FRAMES = 49  # VAE training crops (8k + 1 frames)
-MOVING_PIXEL_GAIN = 20.0  # loss weight on moving pixels (REFERENCE.md: the ball vanished without it)
+VIDEO_WINDOW_FRAMES = 33  # VAE training crops (8k + 1 frames)
+MOVING_PIXEL_GAIN = 40.0  # loss weight on moving pixels (REFERENCE.md: the ball vanished without it)
 KL_WEIGHT = 1e-4  # per latent element, both VAEs
 VOCODER_CROP_FRAMES = 128  # mel frames per vocoder training crop (1.28 s)
 CAPTION_DROPOUT = 0.1  # empty prompt: what CFG's unconditional pass sees
