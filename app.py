@@ -17,6 +17,7 @@ with contextlib.suppress(ImportError):
 
 from ltx_pipeline.acceleration import MemoryMode, SpeedOptions  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
+from ui.zerogpu import on_zero_gpu  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         output_dir=args.output_dir.resolve(),
     )
     state = StudioState(config)
-    state.start_loading()  # the page opens at once; the first generation waits for the model
+    if on_zero_gpu():
+        state.load()  # GPU workers are forked per call: they must inherit a loaded model, not a loader mid-flight
+    else:
+        state.start_loading()  # the page opens at once; the first generation waits for the model
     demo = build_demo(state)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
 

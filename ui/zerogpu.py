@@ -73,6 +73,15 @@ def audio_to_video_duration(
     return estimate_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale)
 
 
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space (the `spaces` package says so), where each call runs in a forked GPU worker."""
+    try:
+        from spaces.config import Config
+    except ImportError:
+        return False
+    return bool(Config.zero_gpu)
+
+
 def on_gpu(handler: Callable, duration: Callable[..., int]) -> Callable:
     """`spaces.GPU(duration=duration)(handler)` on a Space with the `spaces` package; `handler` itself elsewhere."""
     try:
