@@ -219,6 +219,26 @@ def test_connector_keys_of_the_official_layout_reach_the_connectors(tmp_path, pi
 # --- Stages and fusing ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("version", ["2.3", "2.0"])
+def test_every_linear_of_either_version_loads_from_the_official_layout(tmp_path, version):
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components(version, seed=0))
+    linears = {
+        component: [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+        for component, model in (("transformer", pipe.transformer), ("connectors", pipe.connectors))
+    }
+    transformer_layers = random_lora_layers(pipe.transformer, linears["transformer"], rank=1, seed=20)
+    connector_layers = random_lora_layers(pipe.connectors, linears["connectors"], rank=1, seed=21)
+    for layers in (transformer_layers, connector_layers):  # small updates keep the tiny model's outputs finite
+        layers.update({name: (lora_a, lora_b * 0.1) for name, (lora_a, lora_b) in layers.items()})
+    path = write_lora(tmp_path / "all.safetensors", official_lora_tensors(transformer_layers, connector_layers))
+    expected_connectors = connectors_output(with_updates(pipe.connectors, (connector_layers, 1.0)))
+
+    load_loras(pipe, [(path, 1.0)])
+    lora_layers = sum(1 for module in pipe.transformer.modules() if hasattr(module, "lora_A"))
+    assert lora_layers == len(linears["transformer"])
+    assert_close(connectors_output(pipe.connectors), expected_connectors)
+
+
 def test_stage_loras_switch_the_distilled_lora_on_for_stage_2_only(tmp_path, pipe):
     user, user_layers = official_file(tmp_path, pipe, seed=6, name="user.safetensors")
     distilled, distilled_layers = official_file(tmp_path, pipe, seed=7, name="distilled.safetensors")
