@@ -288,19 +288,30 @@ def _adapter_name(prefix: str, path: Path, taken: set[str]) -> str:
 
 
 def load_loras(
-    pipe: Any, loras: Sequence[LoraSpec | tuple[str | Path, float]], *, adapter_prefix: str = "user"
+    pipe: Any,
+    loras: Sequence[LoraSpec | tuple[str | Path, float]],
+    *,
+    adapter_prefix: str = "user",
+    components: Sequence[str] = LORA_COMPONENTS,
 ) -> list[str]:
     """Loads each LoRA file as a PEFT adapter and activates exactly these adapters at their strengths.
 
     Every file is checked (readable, LoRA layers only, every layer fits the model) before any is injected, so a
-    bad file leaves the pipeline as it was. Returns the adapter names, in the order of `loras`.
+    bad file leaves the pipeline as it was. Layers for a component not in `components` are skipped (logged).
+    Returns the adapter names, in the order of `loras`.
     """
     if not re.fullmatch(r"[A-Za-z][0-9A-Za-z_]*", adapter_prefix):
         raise ValueError(f"`adapter_prefix` must be letters, digits and '_'; got {adapter_prefix!r}.")
+    if not components or not set(components) <= set(LORA_COMPONENTS):
+        raise ValueError(f"`components` must be a non-empty subset of {LORA_COMPONENTS}; got {components!r}.")
     specs = check_lora_specs(loras)
     prepared = []
     for spec in specs:
         layers, metadata = read_lora_state_dict(spec.path)
+        for component in LORA_COMPONENTS:
+            if component not in components and layers[component]:
+                logger.info("%s: skipping its %d %s tensors", spec.path, len(layers[component]), component)
+                layers[component] = {}
         _check_fits(spec.path, layers, pipe)
         prepared.append((spec, layers, metadata))
 
@@ -427,7 +438,8 @@ class StageLoras:
     The reference two-stage pipelines build stage 1 with the user's LoRAs and stage 2 with the user's LoRAs plus
     the distilled LoRA (ltx-pipelines `ti2vid_two_stages.py`, `a2vid_two_stage.py`). `for_stage` switches the
     transformer to one set; the connectors keep stage 1's set throughout, because prompts are encoded once,
-    before stage 1 (the reference applies no LoRA to its prompt encoder's stage-2 path either).
+    before stage 1. Stage-2-only LoRAs are loaded onto the transformer alone: the reference hands them to its
+    diffusion stage only, so any connector layers they carry are skipped (logged).
     """
 
     stage_1: Mapping[str, float] = field(default_factory=dict)  # adapter name -> strength
@@ -488,13 +500,12 @@ class StageLoras:
             missing = [
                 (identity, spec) for identity, spec in wanted.items() if identity[0] == group and identity not in kept
             ]
-            names = load_loras(pipe, [spec for _, spec in missing], adapter_prefix=group) if missing else []
+            # Stage-2-only LoRAs go on the transformer alone: prompts are encoded once, before stage 1, and the
+            # reference applies its stage-2 LoRAs to the diffusion transformer only (its prompt encoder gets none).
+            targets = ("transformer",) if group == "stage2" else LORA_COMPONENTS
+            specs = [spec for _, spec in missing]
+            names = load_loras(pipe, specs, adapter_prefix=group, components=targets) if missing else []
             kept.update({identity: name for (identity, _), name in zip(missing, names, strict=True)})
-            if group == "stage2":
-                for name in names:
-                    if name in _loaded_adapters(getattr(pipe, "connectors", None)):
-                        # Prompts are encoded once, before stage 1: a stage-2-only connector update never runs.
-                        logger.warning("Adapter %r: its text-connector layers are not used (stage 2 only)", name)
         stage_1 = {kept[identity]: spec.strength for identity, spec in wanted.items() if identity[0] == "user"}
         stage_2 = stage_1 | {
             kept[identity]: spec.strength for identity, spec in wanted.items() if identity[0] == "stage2"

@@ -255,6 +255,23 @@ def test_stage_loras_switch_the_distilled_lora_on_for_stage_2_only(tmp_path, pip
     assert torch.equal(transformer_output(pipe.transformer), stage_1)
 
 
+def test_a_stage_2_lora_skips_connector_layers_even_ones_this_model_lacks(tmp_path, pipe):
+    # LTX-2.0's `text_embedding_projection.aggregate_embed` does not exist in LTX-2.3 connectors.
+    transformer_layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=22)
+    tensors = official_lora_tensors(transformer_layers)
+    tensors["diffusion_model.text_embedding_projection.aggregate_embed.lora_A.weight"] = torch.zeros(2, 96)
+    tensors["diffusion_model.text_embedding_projection.aggregate_embed.lora_B.weight"] = torch.zeros(32, 2)
+    path = write_lora(tmp_path / "distilled.safetensors", tensors)
+    expected = transformer_output(with_updates(pipe.transformer, (transformer_layers, 1.0)))
+    with pytest.raises(ValueError, match=r"connectors\.text_proj_in: no such module in the connectors"):
+        load_loras(pipe, [(path, 1.0)])  # as a user LoRA it does not fit
+
+    stages = StageLoras.load(pipe, [], stage_2_loras=[(path, 1.0)])
+    assert lora_fingerprint(pipe.connectors) == ()
+    stages.for_stage(pipe, 2)
+    assert_close(transformer_output(pipe.transformer), expected)
+
+
 def test_stage_loras_without_user_loras_run_stage_1_on_the_base_model(tmp_path, pipe):
     distilled, _ = official_file(tmp_path, pipe, seed=8)
     base = transformer_output(pipe.transformer)
