@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline import StageDecoded, TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.lora import (
     LoraSpec,
     StageLoras,
@@ -27,6 +27,7 @@ from ltx_pipeline.lora import (
     unfuse_loras,
     unload_loras,
 )
+from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 from ltx_pipeline.tiny import build_tiny_components
 from tests.lora_files import (
     LoraLayers,
@@ -427,3 +428,25 @@ def test_command_line_strengths_and_the_lora_folder(tmp_path, pipe):
     assert list_lora_files(tmp_path) == [good, nested]
     with pytest.raises(ValueError, match="`lora_folder` must be an existing folder"):
         list_lora_files(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(
+    not hasattr(LTXAVPipelineBase, "stage_loras"), reason="the pipelines' per-stage LoRA hook is not wired yet"
+)
+def test_dev_run_applies_the_stage_2_lora_in_stage_2_only(tmp_path, pipe):
+    user, _ = official_file(tmp_path, pipe, seed=23, name="user.safetensors")
+    distilled, _ = official_file(tmp_path, pipe, seed=24, name="distilled.safetensors")
+    request = {"prompt": "a red ball bounces", "height": 64, "width": 64, "num_frames": 9, "seed": 0}
+    request |= {"mode": "dev", "num_inference_steps": 2, "preview_audio": False}
+
+    def run(stage_2_loras):
+        pipe.stage_loras = StageLoras.load(pipe, [(user, 1.0)], stage_2_loras=stage_2_loras)
+        events = list(pipe.stream(**request))
+        unload_loras(pipe)
+        stage_1 = next(event for event in events if isinstance(event, StageDecoded))
+        return stage_1.frames, events[-1].output.frames
+
+    stage_1_user, final_user = run([])
+    stage_1_both, final_both = run([(distilled, 1.0)])
+    assert np.array_equal(stage_1_both, stage_1_user)  # stage 1: the user's LoRA alone
+    assert not np.array_equal(final_both, final_user)  # stage 2: the distilled LoRA joins
