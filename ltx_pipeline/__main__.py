@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import constants
-from .acceleration import MemoryMode, SpeedOptions, apply_memory_mode, apply_speed_options
+from .acceleration import MemoryMode, SpeedOptions, place_pipeline
 from .conditioning import ImageCondition
 from .media import save_output
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
@@ -86,13 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = pipeline_class.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
         )
-        if args.memory_mode:
-            apply_memory_mode(pipe, args.memory_mode, args.device)
-        else:
-            pipe.to(args.device)
-        apply_speed_options(
-            pipe, SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8)
-        )
+        speed = SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8)
+        place_pipeline(pipe, args.device, args.memory_mode, speed)
         print(f"model: {pipe.model_label}", file=sys.stderr)
         kwargs = {
             "prompt": args.prompt,

@@ -346,3 +346,23 @@ def _store_in_fp8(module: nn.Module) -> None:
             compute_dtype=torch.bfloat16,
             skip_modules_pattern=constants.FP8_STORAGE_SKIP_PATTERNS,
         )
+
+
+def place_pipeline(
+    pipe: object, device: torch.device | str, memory_mode: "str | MemoryMode | None", speed: SpeedOptions
+) -> None:
+    """Puts `pipe` on `device` with a memory mode (None: every component as loaded) and speed options.
+
+    The order is the one that works for every combination: fp8 products must be in place before the "24gb" mode
+    sets up its offloading (it only streams the weights it finds), and everywhere else after the mode's casts.
+    """
+    streamed = memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB
+    if streamed:
+        apply_speed_options(pipe, speed)
+        apply_memory_mode(pipe, memory_mode, device)
+        return
+    if memory_mode is None:
+        pipe.to(device)
+    else:
+        apply_memory_mode(pipe, memory_mode, device)
+    apply_speed_options(pipe, speed)

@@ -379,3 +379,13 @@ def test_tiled_decode_matches_untiled_where_one_tile_covers_the_frame():
         enable_vae_tiling(vae)
         tiled = vae.decode(latents).sample
     assert torch.equal(tiled, untiled)  # 256x384 is under the 512 px tile: tiling must not change anything
+
+
+def test_place_pipeline_orders_fp8_products_and_the_24gb_mode_so_both_apply():
+    from ltx_pipeline.acceleration import Fp8Linear, place_pipeline
+
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", "24gb", SpeedOptions(fp8=True))
+    assert any(isinstance(module, Fp8Linear) for module in components["transformer"].modules())
+    fp8_layers = [module for module in components["transformer"].modules() if isinstance(module, Fp8Linear)]
+    assert all(layer.weight_fp8.dtype == FP8_DTYPE for layer in fp8_layers)

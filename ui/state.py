@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
-from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, apply_memory_mode, apply_speed_options
+from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, place_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +134,7 @@ class StudioState:
             torch_dtype=dtype,
         )
         # Memory modes and speed options act on the modules, so every pipeline made from `base` shares them.
-        if config.memory_mode is not None:
-            apply_memory_mode(base, config.memory_mode, device)
-        else:
-            base.to(device)
-        apply_speed_options(base, config.speed)
+        place_pipeline(base, device, config.memory_mode, config.speed)
         return base
 
     def start_loading(self) -> threading.Thread:
