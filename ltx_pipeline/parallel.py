@@ -167,8 +167,8 @@ def context_parallel_plan(transformer: torch.nn.Module) -> dict[str, Any]:
     diffusers 0.42.1's own `_cp_plan` splits the video and prompt tokens, the video RoPE and gathers after
     `proj_out`, but it expects the "interleaved" RoPE layout (B, S, D): LTX-2.3 and LTX-2.0 checkpoints use "split"
     RoPE, laid out (B, heads, S, D/2), which its plan leaves whole (a shape error in the first attention). It also
-    leaves the per-video-token RoPE of the audio-video cross-attention (`cross_attn_rope`) whole. This plan is the
-    same plan with both fixed. Audio tokens stay whole on every rank: they are ~0.5% of the tokens at 1536x1024,
+    leaves the per-video-token RoPE of the audio-video cross-attention (`cross_attn_rope`) whole, and the per-token
+    timesteps that image conditioning passes. This plan is the same plan with those fixed. Audio tokens stay whole on every rank: they are ~0.5% of the tokens at 1536x1024,
     and attention over keys repeated on every rank gives the same result as over the keys once.
     """
     if transformer.config.rope_type == "split":
@@ -180,6 +180,9 @@ def context_parallel_plan(transformer: torch.nn.Module) -> dict[str, Any]:
             "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False),
             "encoder_hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False),
             "encoder_attention_mask": ContextParallelInput(split_dim=1, expected_dims=2, split_output=False),
+            # Per-token timesteps (B, S) of image conditioning follow their tokens; a (B,) timestep stays whole
+            # (diffusers logs once that it leaves a tensor of other dims unsplit).
+            "timestep": ContextParallelInput(split_dim=1, expected_dims=2, split_output=False),
         },
         "rope": {0: rope_split, 1: rope_split},
         "cross_attn_rope": {0: rope_split, 1: rope_split},

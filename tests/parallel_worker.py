@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from ltx_pipeline import TI2VidTwoStagesPipeline
+from ltx_pipeline.conditioning import ImageCondition
 from ltx_pipeline.parallel import ParallelRunner, enable_context_parallel, init_distributed, teardown
 from ltx_pipeline.tiny import build_tiny_components
 from ltx_pipeline.types import Finished
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, bf16)")
     parser.add_argument("--with-reference", action="store_true", help="rank 0 first runs the request in one process")
     parser.add_argument("--serve", action="store_true", help="app flow: ranks > 0 serve; rank 0 sends 2 requests")
+    parser.add_argument("--image", action="store_true", help="condition frame 0 on a still (per-token timesteps)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -47,6 +49,9 @@ def main() -> None:
         "num_inference_steps": 2 if args.mode == "dev" else None,
         "preview_audio": False,
     }
+    if args.image:
+        still = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+        request["images"] = [ImageCondition(still, frame_index=0, strength=1.0)]
     reference = None
     if args.with_reference and context.is_main:
         reference = pipe(**request)

@@ -12,6 +12,7 @@ import torch
 from diffusers import LTX2VideoTransformer3DModel
 
 from ltx_pipeline import TI2VidTwoStagesPipeline
+from ltx_pipeline.conditioning import ImageCondition
 from ltx_pipeline.parallel import (
     DistributedContext,
     ParallelRunner,
@@ -101,6 +102,15 @@ def test_dev_mode_guidance_passes_match_over_two_processes(tmp_path, tiny_compon
 
     assert_same_clip(parallel, reference)
     assert parallel["tokens_seen"].tolist() == [[n // 2 for n in tokens_seen]] * 2
+
+
+@pytest.mark.slow
+def test_image_conditioning_per_token_timesteps_are_split_with_their_tokens(tmp_path, tiny_components):
+    parallel = run_torchrun(tmp_path, "--image")
+    still = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    reference, _ = reference_run(tiny_components, mode="distilled", images=[ImageCondition(still, 0, 1.0)])
+
+    assert_same_clip(parallel, reference)
 
 
 @pytest.mark.slow
