@@ -283,6 +283,13 @@ def _cpu_device_index() -> Iterator[None]:
         torch.accelerator.device_count = original
 
 
+class _WholeTimestepNoteFilter(logging.Filter):
+    """Drops diffusers' note that a (B,) timestep is left unsplit: this plan splits only per-token (B, S) ones."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Expected input tensor to have 2 dimensions, but got 1 dimensions")
+
+
 PROMPT_MASK_ARGUMENTS = ("encoder_attention_mask", "audio_encoder_attention_mask")
 
 
@@ -331,6 +338,9 @@ def enable_context_parallel(pipe: Any, context: DistributedContext, attention: s
     with _cpu_device_index():
         pipe.transformer.enable_parallelism(config=config, cp_plan=context_parallel_plan(pipe.transformer))
     pipe.transformer.register_forward_pre_hook(_drop_uniform_prompt_masks, with_kwargs=True)
+    split_logger = logging.getLogger("diffusers.hooks.context_parallel")
+    if not any(isinstance(existing, _WholeTimestepNoteFilter) for existing in split_logger.filters):
+        split_logger.addFilter(_WholeTimestepNoteFilter())
     logger.info("transformer split over %d processes with %s attention", context.world_size, attention)
 
 
