@@ -78,22 +78,17 @@ def check_num_gpus(num_gpus: int, device: str | torch.device) -> None:
         raise ValueError(f"`device` must be 'cuda' or 'cpu' for a run over several processes; got {str(device)!r}.")
 
 
-def launch(argv: list[str], num_gpus: int, device: str | torch.device = "cuda") -> int:
-    """Re-runs `python -m ltx_pipeline <argv>` as `num_gpus` processes under torchrun; returns torchrun's exit code.
+def launch(argv: list[str], num_gpus: int, device: str | torch.device = "cuda", entry: list[str] | None = None) -> int:
+    """Re-runs a command as `num_gpus` processes under torchrun; returns torchrun's exit code.
 
-    torchrun's `--standalone` rendezvous picks a free local port, so two launches can share a host.
+    `entry` is what follows torchrun's options, before `argv`: `["-m", "ltx_pipeline"]` by default (the command
+    line), or a script path such as the app's `[os.path.abspath(__file__)]`. torchrun's `--standalone` rendezvous
+    picks a free local port, so two launches can share a host.
     """
     check_num_gpus(num_gpus, device)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={num_gpus}",
-        "-m",
-        "ltx_pipeline",
-        *argv,
-    ]
+    entry = ["-m", "ltx_pipeline"] if entry is None else entry
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={num_gpus}"]
+    command += [*entry, *argv]
     logger.info("launching %d processes: %s", num_gpus, " ".join(command))
     return subprocess.call(command)
 
@@ -367,6 +362,12 @@ class ParallelRunner:
         """Stops the running stream on every rank at the next step boundary; safe from another thread on rank 0."""
         self._cancel_requested.set()
 
+    def pipeline(self, pipeline_name: str = DEFAULT_PIPELINE) -> "ParallelPipelineView":
+        """A stand-in for `pipelines[pipeline_name]` whose `stream()` and `cancel()` go through this runner."""
+        if pipeline_name not in self.pipelines:
+            raise ValueError(f"`pipeline_name` must be one of {sorted(self.pipelines)}; got {pipeline_name!r}.")
+        return ParallelPipelineView(self, pipeline_name)
+
     def stream(self, pipeline_name: str = DEFAULT_PIPELINE, **kwargs: Any) -> Iterator[Any]:
         """`pipelines[pipeline_name].stream(**kwargs)` on every rank with rank 0's request; events on rank 0 only."""
         if pipeline_name not in self.pipelines:
@@ -449,3 +450,23 @@ class ParallelRunner:
                 # Rank 0's consumer closed the generator at an event: the other ranks wait for this decision.
                 self._agree_to_stop(True)
             events.close()
+
+
+class ParallelPipelineView:
+    """What the app holds instead of a pipeline on rank 0: `stream()` and `cancel()` reach every rank.
+
+    Any other attribute is the pipeline's own.
+    """
+
+    def __init__(self, runner: ParallelRunner, pipeline_name: str):
+        self._runner = runner
+        self._pipeline_name = pipeline_name
+
+    def stream(self, **kwargs: Any) -> Iterator[Any]:
+        return self._runner.stream(self._pipeline_name, **kwargs)
+
+    def cancel(self) -> None:
+        self._runner.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner.pipelines[self._pipeline_name], name)

@@ -267,6 +267,20 @@ def test_runner_checks_each_request_and_names_its_pipelines(tiny_components):
         runner.stream("a2v", **REQUEST)
 
 
+def test_pipeline_view_streams_and_cancels_through_the_runner(tiny_components):
+    pipe = TI2VidTwoStagesPipeline(**tiny_components)
+    view = ParallelRunner({"t2av": pipe}, context(1)).pipeline("t2av")
+    assert view.model_label == pipe.model_label  # other attributes are the pipeline's
+
+    events = []
+    for event in view.stream(**REQUEST | {"height": 64, "width": 64}, preview_audio=False):
+        events.append(event)
+        view.cancel()
+    assert len(events) == 1
+    with pytest.raises(ValueError, match="`pipeline_name` must be one of"):
+        ParallelRunner({"t2av": pipe}, context(1)).pipeline("a2v")
+
+
 # ---- GPUs -----------------------------------------------------------------------------------------------------------
 
 
