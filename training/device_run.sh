@@ -10,6 +10,7 @@ phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start 
 scale=${MINUTES_SCALE:-1}
 extra=${EXTRA_ARGS:-}
 logs=$ckpt/logs
+rm -rf "$ckpt"  # a warm machine keeps the last command's files: start from init alone
 mkdir -p "$ckpt" "$result"
 [ -n "$init" ] && cp -r "$init"/. "$ckpt"/
 mkdir -p "$logs"
@@ -33,8 +34,11 @@ elif [ "$phase" = video_vae ]; then  # a fresh video VAE; the audio VAE and voco
   stage audio_vae 6.0 --workers 3 --resume &
   stage vocoder 7.5 --workers 3 --resume &
   wait
-elif [ "$phase" = transformer ]; then
-  stage transformer ${TRANSFORMER_MINUTES:-7.5} --workers 12 --num-clips 3072 --resume
+elif [ "$phase" = transformer ]; then  # the transformer, the upsampler, and the video decoder on a fixed encoder
+  stage transformer ${TRANSFORMER_MINUTES:-8.0} --workers 8 --num-clips 3072 --resume &
+  stage video_vae ${TRANSFORMER_MINUTES:-8.0} --workers 4 --resume --freeze-encoder &
+  [ -n "${WITH_UPSAMPLER:-}" ] && stage upsampler 2.0 --workers 4 --num-clips 384 --resume &
+  wait
 else
   echo "unknown phase $phase" >&2; exit 2
 fi

@@ -84,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--variant", default="embedded", choices=config.VARIANTS, help="'tiny' for smoke tests")
+    parser.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="video_vae: train the decoder only, keeping the latent space the transformer was trained on",
+    )
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.stage].items():
         if getattr(args, key) is None:
@@ -257,6 +262,8 @@ class StageTrainer:
     # video VAE
     def setup_video_vae(self) -> None:
         self.vae = self.trainable["vae"]
+        if self.args.freeze_encoder:
+            self.vae.encoder.requires_grad_(False)
 
     def step_video_vae(self) -> torch.Tensor:
         indices = self.pick(self.args.batch_size)
@@ -275,6 +282,8 @@ class StageTrainer:
         )
 
     def finish_video_vae(self) -> None:
+        if self.args.freeze_encoder:
+            return  # same encoder, same latent statistics
         self.vae.eval()
         set_video_latent_stats(self.vae, frames_to_video(self.data.frames[:16]).to(self.device))
         self.vae.train()
@@ -312,7 +321,9 @@ class StageTrainer:
         )
         mel = torch.stack([self.mel[i, :, s : s + crop] for i, s in zip(indices, starts, strict=False)])
         hop = constants.MEL_HOP_LENGTH
-        target = torch.stack([self.audio[i, s * hop : (s + crop) * hop] for i, s in zip(indices, starts, strict=False)])
+        target = torch.stack(
+            [self.audio[i, s * hop : (s + crop) * hop] for i, s in zip(indices, starts, strict=False)]
+        )
         with self.autocast():
             waveform = self.vocoder.vocoder(mel).float()  # (B, 2, samples)
         waveform = waveform[..., : target.shape[-1]]
