@@ -818,6 +818,7 @@ def main() -> None:
     parser.add_argument(
         "--no-compile-large", action="store_true", help="compiled variants at the two stage sizes only"
     )
+    parser.add_argument("--no-large", action="store_true", help="transformer timings at the two stage sizes only")
     parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
     parser.add_argument("--fp8-backend", default="native")
