@@ -50,19 +50,22 @@ def parse_gpu_counts(text: str) -> list[int]:
 
 
 def build_pipeline(tiny: bool, device: torch.device):
-    """The product's pipeline with the full-size transformer on `device` (bf16) and tiny other components.
+    """The product's pipeline with the full-size transformer (bf16) and audio VAE on `device`, tiny other components.
 
-    Stage 2 only touches the transformer and the scheduler; the other components are only there to construct the
-    pipeline (their configs give the same 32x / 8x latent grid and 25 audio latents per second as the real ones).
+    Stage 2 only touches the transformer and the scheduler, and reads latent sizes from the VAEs' configs; the tiny
+    video VAE has the real 32x / 8x latent grid.
     """
-    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers import AutoencoderKLLTX2Audio, LTX2VideoTransformer3DModel
 
     from ltx_pipeline import TI2VidTwoStagesPipeline
     from ltx_pipeline.tiny import build_tiny_components
 
     components = build_tiny_components("2.3", seed=0)
     if not tiny:
-        from bench_full_size import TRANSFORMER_2_3, default_dtype
+        from bench_full_size import AUDIO_VAE_2_3, TRANSFORMER_2_3, default_dtype
+
+        # Its config sets the audio latent width (8 channels x 16 mel bins) the transformer takes.
+        components["audio_vae"] = AutoencoderKLLTX2Audio(**AUDIO_VAE_2_3).eval()
 
         # Every rank seeds the same way, so all hold the same weights.
         with torch.device(device), default_dtype(torch.bfloat16):
