@@ -6,16 +6,16 @@ prompt tokens they attend to) are split across processes, by diffusers' own cont
 CPU. The transformer gathers its video output after `proj_out`, so every process steps the same latents and decodes
 the same clip; only rank 0 reports events and writes files.
 
+    context = process_context(num_gpus, device)      # joins torchrun's group (or stands alone for 1)
     pipe = TI2VidTwoStagesPipeline.from_model(...)
-    context = init_distributed()                      # reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK
-    pipe.to(context.device)                           # or apply_memory_mode(pipe, mode, context.device)
-    enable_context_parallel(pipe, context)
-    check_context_parallel_sizes(pipe, context, height=..., width=..., num_frames=...)
-    for event in main_process_events(pipe.stream(...), context):
-        ...                                           # rank 0 only
+    place_pipeline(pipe, context.device, memory_mode, speed)
+    enable_context_parallel(pipe, context)           # no-op for one process
+    runner = ParallelRunner(pipe, context)
+    for event in runner.stream(prompt=..., ...):     # events on rank 0 only; sizes checked first
+        ...
     teardown(context)
 
-`launch()` re-executes the command line under `torchrun --standalone --nproc-per-node N`.
+`launch()` re-executes a command under `torchrun --standalone --nproc-per-node N`.
 """
 
 import contextlib
