@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from . import constants
+from . import constants, parallel
 from .acceleration import MemoryMode, SpeedOptions, place_pipeline
 from .conditioning import ImageCondition
 from .media import save_output
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
         sub.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
         sub.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
+        sub.add_argument(
+            "--num-gpus",
+            type=int,
+            default=1,
+            help="GPUs of this host to split each generation over (context parallelism, started through torchrun)",
+        )
         sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
     return parser
 
@@ -81,14 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pipeline_class = TI2VidTwoStagesPipeline if args.command == "t2av" else A2VidPipelineTwoStage
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    context = None
     try:
+        if args.num_gpus > 1 and not parallel.launched_by_torchrun():
+            return parallel.launch(sys.argv[1:] if argv is None else list(argv), args.num_gpus, args.device)
+        context = parallel.process_context(args.num_gpus, args.device)
         images = [parse_image_argument(*values) for values in args.image]
         pipe = pipeline_class.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
         )
         speed = SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8)
-        place_pipeline(pipe, args.device, args.memory_mode, speed)
-        print(f"model: {pipe.model_label}", file=sys.stderr)
+        place_pipeline(pipe, context.device, args.memory_mode, speed)
+        parallel.enable_context_parallel(pipe, context)
+        runner = parallel.ParallelRunner(pipe, context)  # with one GPU, the plain stream
+        if context.is_main:
+            print(f"model: {pipe.model_label}", file=sys.stderr)
         kwargs = {
             "prompt": args.prompt,
             "negative_prompt": args.negative_prompt,
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.command == "a2v":
             kwargs.update(audio=args.audio, audio_start_time=args.audio_start_time, pad_audio=args.pad_audio)
-        for event in pipe.stream(**kwargs):
+        for event in runner.stream(**kwargs):  # events reach rank 0 only
             if isinstance(event, StepPreview):
                 print(
                     f"stage {event.stage} step {event.step}/{event.total_steps}  {event.elapsed_s:6.2f} s",
@@ -116,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                 video_path, recipe_path = save_output(event.output, args.output)
                 print(f"done in {event.elapsed_s:.2f} s: {video_path} (+ {recipe_path.name})", file=sys.stderr)
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if context is None or context.is_main:
+            print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        parallel.teardown(context)
     return 0
 
 
