@@ -167,6 +167,8 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
         timings = recipe.setdefault("timings_s", {})
 
+        self.activate_stage_loras(1)
+
         # 1. Encode the prompt (and the negative prompt, where CFG needs it) and the audio clip
         positive = self.encode_prompt(recipe["prompt"], device)
         negative = None
@@ -221,6 +223,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
 
         # 5. Stage 2: refine the video at full resolution, audio still clean (reference: no guidance)
         stage_2_start = self.elapsed(start)
+        self.activate_stage_loras(2)
         for state in self.denoise(
             video_latents,
             audio_latents,

@@ -43,6 +43,7 @@ from .conditioning import (
     prepare_image,
 )
 from .guiders import MultiModalGuider
+from .lora import StageLoras, lora_fingerprint
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -105,6 +106,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
     _callback_tensor_inputs = ["video_latents", "audio_latents"]
+    # Per-stage LoRA sets (`ltx_pipeline.lora.StageLoras`): the user's LoRAs in both stages, the dev checkpoint's
+    # distilled LoRA in stage 2 only, as the reference two-stage pipelines apply them. None: no LoRAs.
+    stage_loras: StageLoras | None = None
 
     def __init__(
         self,
@@ -132,7 +136,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         )
         self._cancel_event = threading.Event()
         self._rgb_projection: LatentRGBProjection | None = None
-        self._prompt_cache: dict[tuple[str, int, str], TextConditioning] = {}
+        self._prompt_cache: dict[tuple, TextConditioning] = {}
         self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
         self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
         # Words a small word-level model knows whole (the embedded model); None where any word is fine.
@@ -274,7 +278,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
     @torch.no_grad()
     def encode_prompt(self, prompt: str, device: torch.device) -> TextConditioning:
         """Gemma-3 hidden states -> per-modality connectors; cached per prompt for the pipeline's lifetime."""
-        key = (prompt, self.max_sequence_length, str(device))
+        # LoRAs on the connectors change the encoding, so their state is part of the key.
+        key = (prompt, self.max_sequence_length, str(device), lora_fingerprint(self.connectors))
         if key not in self._prompt_cache:
             # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked).
             embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
@@ -647,6 +652,11 @@ class LTXAVPipelineBase(DiffusionPipeline):
         target = seconds_to_samples(num_frames / frame_rate, sampling_rate)
         waveform = torch.nn.functional.pad(waveform, (0, max(0, target - waveform.shape[-1])))[..., :target]
         return Audio(waveform=waveform.cpu(), sampling_rate=sampling_rate)
+
+    def activate_stage_loras(self, stage: int) -> None:
+        """Switches the transformer to the LoRA set of `stage` (a no-op without LoRAs)."""
+        if self.stage_loras is not None:
+            self.stage_loras.for_stage(self, stage)
 
     def elapsed(self, start: float) -> float:
         return time.perf_counter() - start

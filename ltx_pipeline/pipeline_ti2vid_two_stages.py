@@ -118,6 +118,8 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
         timings = recipe.setdefault("timings_s", {})
 
+        self.activate_stage_loras(1)
+
         # 1. Encode the prompt (and the negative prompt, where CFG needs it)
         positive = self.encode_prompt(recipe["prompt"], device)
         negative = None
@@ -175,6 +177,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
 
         # 5. Stage 2: refine both streams at full resolution, one pass per step (reference: no guidance)
         stage_2_start = self.elapsed(start)
+        self.activate_stage_loras(2)
         plain = MultiModalGuider(type(video_guidance)())
         for state in self.denoise(
             video_latents,
