@@ -10,6 +10,7 @@ import torch
 from . import constants, parallel
 from .acceleration import MemoryMode, SpeedOptions, place_pipeline
 from .conditioning import ImageCondition
+from .lora import StageLoras, parse_lora_argument
 from .media import save_output
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
@@ -52,6 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=("PATH", "FRAME", "STRENGTH"),
             help="hold a still at a frame with a strength in [0, 1] (repeatable); frame 0 = image to video",
         )
+        sub.add_argument(
+            "--lora",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("PATH", "STRENGTH"),
+            help="a LoRA (official or diffusers/PEFT .safetensors) applied in both stages (repeatable)",
+        )
+        sub.add_argument(
+            "--distilled-lora",
+            default=None,
+            help="the official distilled LoRA, applied in stage 2 only (the dev checkpoint's two-stage path)",
+        )
+        sub.add_argument("--fuse-loras", action="store_true", help="merge the LoRAs into the weights for speed")
         sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         sub.add_argument(
             "--memory-mode",
@@ -93,9 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             return parallel.launch(sys.argv[1:] if argv is None else list(argv), args.num_gpus, args.device)
         context = parallel.process_context(args.num_gpus, args.device)
         images = [parse_image_argument(*values) for values in args.image]
+        loras = [parse_lora_argument(*values) for values in args.lora]
+        stage_2_loras = (
+            [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
+        )
         pipe = pipeline_class.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
         )
+        if loras or stage_2_loras:
+            # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
+            pipe.stage_loras = StageLoras.load(pipe, loras, stage_2_loras=stage_2_loras, fuse=args.fuse_loras)
         speed = SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8)
         place_pipeline(pipe, context.device, args.memory_mode, speed)
         parallel.enable_context_parallel(pipe, context)

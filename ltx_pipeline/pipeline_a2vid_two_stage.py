@@ -95,6 +95,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             "frame_rate": frame_rate,
             "seed": seed,
             "images": image_entries,
+            "loras": self.lora_recipe(),
             "video_guidance": video_guidance.__dict__,
         }
         return self.run_with_cleanup(

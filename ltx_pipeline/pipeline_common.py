@@ -653,6 +653,16 @@ class LTXAVPipelineBase(DiffusionPipeline):
         waveform = torch.nn.functional.pad(waveform, (0, max(0, target - waveform.shape[-1])))[..., :target]
         return Audio(waveform=waveform.cpu(), sampling_rate=sampling_rate)
 
+    def lora_recipe(self) -> list[dict[str, Any]]:
+        """The LoRAs a run applies, for its recipe: file, strength and the stages that use it."""
+        if self.stage_loras is None:
+            return []
+        entries = []
+        for name, (group, identity) in self.stage_loras.files.items():
+            stages = [1, 2] if group == "user" else [2]
+            entries.append({"file": str(identity[0]), "strength": self.stage_loras.stage_2[name], "stages": stages})
+        return entries
+
     def activate_stage_loras(self, stage: int) -> None:
         """Switches the transformer to the LoRA set of `stage` (a no-op without LoRAs)."""
         if self.stage_loras is not None:

@@ -95,6 +95,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             "frame_rate": frame_rate,
             "seed": seed,
             "images": image_entries,
+            "loras": self.lora_recipe(),
             "video_guidance": video_guidance.__dict__,
             "audio_guidance": audio_guidance.__dict__,
         }

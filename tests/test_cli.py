@@ -68,3 +68,21 @@ def test_bad_image_option_is_a_clear_message(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "`--image` takes PATH FRAME STRENGTH" in capsys.readouterr().err
+
+
+def test_lora_options_reach_the_pipeline_and_the_recipe(tmp_path, tiny_components, capsys):
+    from tests.lora_files import official_lora_tensors, random_lora_layers, write_lora
+
+    layers = random_lora_layers(tiny_components["transformer"], ["proj_in", "transformer_blocks.0.attn1.to_q"], seed=3)
+    lora = write_lora(tmp_path / "style.safetensors", official_lora_tensors(layers))
+    outputs = {}
+    for strength in ("0", "1"):
+        output = tmp_path / f"lora_{strength}.mp4"
+        args = ["t2av", "--prompt", "a red ball", *SMALL, "--lora", str(lora), strength, "--distilled-lora", str(lora)]
+        assert main([*args, "--output", str(output)]) == 0
+        outputs[strength] = json.loads(output.with_suffix(".json").read_text())
+    user, distilled = outputs["1"]["loras"]
+    assert (user["strength"], user["stages"]) == (1.0, [1, 2])
+    assert (distilled["strength"], distilled["stages"]) == (1.0, [2])
+    assert main(["t2av", "--prompt", "a", *SMALL, "--lora", "missing.safetensors", "1"]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
