@@ -14,8 +14,9 @@ routed to the connectors, a shape check that names the file and the first mismat
 injected, strengths via `set_adapters`, per-stage adapter sets and fusing.
 
 Scaling follows the reference: a layer's update is `strength * B @ A` (ltx-core `fuse_loras._prepare_deltas`
-ignores any alpha). Only kohya-style files that carry an explicit `.alpha` get the usual `alpha / rank` factor,
-folded into B; a diffusers file's own adapter metadata (its `lora_alpha`) is honoured as diffusers does.
+ignores any alpha). Files that carry an explicit `.alpha` per layer (kohya / ComfyUI convention) get the usual
+`alpha / rank` factor, folded into B, as ComfyUI applies them; a diffusers file's own adapter metadata (its
+`lora_alpha`) is honoured as diffusers does. Adapter weights take the model's dtype (PEFT casts them on load).
 """
 
 import logging
