@@ -58,7 +58,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
         )
-        self.check_common_inputs(
+        recipe, conditions, opened_images = self.prepare_request(
             prompt,
             negative_prompt,
             height,
@@ -70,33 +70,18 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             num_inference_steps,
             video_guidance,
             None,
+            images,
         )
         validation.check_audio_start_time(audio_start_time)
         if not isinstance(pad_audio, bool):
             raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
-        duration_s = num_frames / frame_rate
         clip, padded_s = self.cut_audio(audio, audio_start_time, num_frames, frame_rate, pad_audio)
-        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
-        recipe = {
-            "pipeline": type(self).__name__,
-            "model": self.model_label,
-            "mode": mode,
-            "prompt": prompt,
-            "unknown_words": self.unknown_words(prompt),
-            "negative_prompt": negative_prompt,
+        recipe |= {
             "audio": "<in-memory Audio>" if isinstance(audio, Audio) else str(audio),
             "audio_start_time": audio_start_time,
-            "audio_duration_s": duration_s,
+            "audio_duration_s": num_frames / frame_rate,
             "audio_padded_with_silence_s": padded_s,
             "audio_sampling_rate": clip.sampling_rate,
-            "height": height,
-            "width": width,
-            "num_frames": num_frames,
-            "frame_rate": frame_rate,
-            "seed": seed,
-            "images": image_entries,
-            "loras": self.lora_recipe(),
-            "video_guidance": video_guidance.__dict__,
         }
         return self.run_with_cleanup(
             self._generate(recipe, clip, video_guidance, num_inference_steps, conditions, opened_images)

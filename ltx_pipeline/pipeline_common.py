@@ -268,6 +268,56 @@ class LTXAVPipelineBase(DiffusionPipeline):
                     f"`{name}` must fit in {self.max_sequence_length} text-encoder tokens; got {num_tokens} tokens."
                 )
 
+    def prepare_request(
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        height: int,
+        width: int,
+        num_frames: int,
+        frame_rate: float,
+        seed: int,
+        mode: str,
+        num_inference_steps: int | None,
+        video_guidance: GuidanceParams,
+        audio_guidance: GuidanceParams | None,
+        images: list[ImageCondition] | None,
+    ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
+        """Checks the inputs both pipelines share and opens the images; returns the recipe's shared part with them."""
+        self.check_common_inputs(
+            prompt,
+            negative_prompt,
+            height,
+            width,
+            num_frames,
+            frame_rate,
+            seed,
+            mode,
+            num_inference_steps,
+            video_guidance,
+            audio_guidance,
+        )
+        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
+        recipe = {
+            "pipeline": type(self).__name__,
+            "model": self.model_label,
+            "mode": mode,
+            "prompt": prompt,
+            "unknown_words": self.unknown_words(prompt),
+            "negative_prompt": negative_prompt,
+            "height": height,
+            "width": width,
+            "num_frames": num_frames,
+            "frame_rate": frame_rate,
+            "seed": seed,
+            "images": image_entries,
+            "loras": self.lora_recipe(),
+            "video_guidance": video_guidance.__dict__,
+        }
+        if audio_guidance is not None:
+            recipe["audio_guidance"] = audio_guidance.__dict__
+        return recipe, conditions, opened_images
+
     def stage_sigmas(self, mode: str, num_inference_steps: int | None) -> tuple[list[float], list[float]]:
         if mode == "distilled":
             return list(constants.DISTILLED_STAGE_1_SIGMAS), list(constants.DISTILLED_STAGE_2_SIGMAS)

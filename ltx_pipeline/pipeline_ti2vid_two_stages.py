@@ -68,7 +68,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             rescale_scale if audio_rescale_scale is None else audio_rescale_scale,
             modality_scale if audio_modality_scale is None else audio_modality_scale,
         )
-        self.check_common_inputs(
+        recipe, conditions, opened_images = self.prepare_request(
             prompt,
             negative_prompt,
             height,
@@ -80,25 +80,8 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             num_inference_steps,
             video_guidance,
             audio_guidance,
+            images,
         )
-        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
-        recipe = {
-            "pipeline": type(self).__name__,
-            "model": self.model_label,
-            "mode": mode,
-            "prompt": prompt,
-            "unknown_words": self.unknown_words(prompt),
-            "negative_prompt": negative_prompt,
-            "height": height,
-            "width": width,
-            "num_frames": num_frames,
-            "frame_rate": frame_rate,
-            "seed": seed,
-            "images": image_entries,
-            "loras": self.lora_recipe(),
-            "video_guidance": video_guidance.__dict__,
-            "audio_guidance": audio_guidance.__dict__,
-        }
         return self.run_with_cleanup(
             self._generate(
                 recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, opened_images
