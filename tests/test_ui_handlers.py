@@ -136,6 +136,69 @@ def test_a_start_image_conditions_the_first_frame(handlers: StudioHandlers, tmp_
         list(handlers.audio_to_video(**A2V_WIDGETS, image=str(not_an_image)))
 
 
+def test_an_image_at_a_later_frame_reaches_the_pipeline_as_a_keyframe(
+    handlers: StudioHandlers, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    image = tmp_path / "blue.png"
+    Image.new("RGB", (64, 64), (20, 40, 220)).save(image)
+    widgets = {**A2V_WIDGETS, "image": str(image), "image_strength": 1.0, "image_frame_index": NUM_FRAMES - 1}
+    recipe = list(handlers.audio_to_video(**widgets))[-1][4]
+    assert recipe["images"] == [{"image": str(image), "frame_index": NUM_FRAMES - 1, "strength": 1.0, "notice": None}]
+
+
+def test_a_wide_image_is_announced_before_the_run_and_after_it(handlers: StudioHandlers, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ltx_pipeline.conditioning import aspect_notice
+
+    wide = Image.new("RGB", (256, 64), (200, 200, 20))
+    wide.save(tmp_path / "wide.png")
+    notice = aspect_notice(wide, 64, 64)
+    assert notice and "25%" in notice
+    assert handlers.image_notice(str(tmp_path / "wide.png"), "64x64") == notice
+    assert handlers.image_notice(str(tmp_path / "wide.png"), "256x64") == ""  # same shape: nothing cropped
+    assert handlers.image_notice(None, "64x64") == ""
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert handlers.image_notice(str(tmp_path / "broken.png"), "64x64").startswith("**Cannot use this input:**")
+    updates = list(handlers.text_to_av(**T2AV_WIDGETS, image=str(tmp_path / "wide.png")))
+    assert updates[-1][5]["images"][0]["notice"] == notice
+    assert "Done in" in updates[-1][4] and notice in updates[-1][4]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"image_frame_index": NUM_FRAMES},
+            f"`images[0].frame_index` must be a frame of the clip, 0 to {NUM_FRAMES - 1}; got {NUM_FRAMES}.",
+        ),
+        ({"image_frame_index": 2.5}, "`image_frame_index` must be a whole number; got 2.5."),
+        ({"image_strength": 1.5}, "`images[0].strength` must be a number from 0 to 1; got 1.5."),
+        ({"image_strength": -0.1}, "`images[0].strength` must be a number from 0 to 1; got -0.1."),
+        ({"image": "missing.png"}, "`image` file not found: missing.png"),
+    ],
+)
+def test_bad_image_settings_give_the_pipelines_message_before_loading(
+    handlers: StudioHandlers, state: StudioState, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    from PIL import Image
+
+    image = tmp_path / "grey.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(image)
+    with pytest.raises(gr.Error) as error:
+        next(handlers.text_to_av(**{**T2AV_WIDGETS, "image": str(image), **overrides}))
+    assert error.value.message == message
+    assert state.idle_slots == state.config.concurrency_limit
+
+
+def test_frame_index_slider_spans_the_chosen_clip(handlers: StudioHandlers) -> None:
+    assert handlers.frame_index_range(97, 0) == gr.update(maximum=96)
+    assert handlers.frame_index_range(17, 40) == gr.update(maximum=16, value=16)  # moved where the user sees it
+    assert is_skip(handlers.frame_index_range(100, 0))  # an invalid length is explained by the run, not here
+
+
 # ---- stop -----------------------------------------------------------------------------------------------------------
 
 
@@ -400,3 +463,131 @@ def test_two_concurrent_runs_match_a_run_alone(tmp_path: Path) -> None:
     for index in range(2):
         np.testing.assert_array_equal(frames(results[index]), alone)
     assert state.idle_slots == 2
+
+
+# ---- LoRAs ----------------------------------------------------------------------------------------------------------
+
+LORA_MODULES = ["transformer_blocks.0.attn1.to_q", "transformer_blocks.0.ff.net.2", "proj_out"]
+
+
+def video_frames(path: str) -> np.ndarray:
+    import av
+
+    with av.open(path) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def mean_difference(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.abs(first.astype(np.int16) - second.astype(np.int16)).mean())
+
+
+def write_studio_lora(state: StudioState, path: Path, widen: bool = False) -> Path:
+    """A LoRA in the official layout for the studio's own transformer (`widen`: one layer for twice its inputs)."""
+    import torch
+
+    from tests.lora_files import official_lora_tensors, random_lora_layers, write_lora
+
+    with state.run("lora-writer", TEXT_TO_AV) as run:
+        layers = random_lora_layers(run.pipeline.transformer, LORA_MODULES, seed=3)
+    if widen:
+        lora_a, lora_b = layers[LORA_MODULES[0]]
+        layers[LORA_MODULES[0]] = (torch.cat([lora_a, lora_a], dim=1), lora_b)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_lora(path, official_lora_tensors(layers))
+
+
+@pytest.fixture(scope="module")
+def lora_handlers(tmp_path_factory: pytest.TempPathFactory) -> StudioHandlers:
+    folder = tmp_path_factory.mktemp("loras")
+    config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), lora_folder=folder, concurrency_limit=2)
+    state = StudioState(config)
+    state.load()
+    write_studio_lora(state, folder / "style" / "crayon.safetensors")
+    write_studio_lora(state, folder / "too-wide.safetensors", widen=True)
+    return StudioHandlers(state)
+
+
+def test_the_picker_lists_the_lora_folder_and_an_absent_folder_lists_nothing(
+    lora_handlers: StudioHandlers, tmp_path: Path
+) -> None:
+    assert list(lora_handlers.state.lora_files()) == ["style/crayon.safetensors", "too-wide.safetensors"]
+    assert lora_handlers.lora_choices()[0]["choices"][0] == ("none", "")
+    absent = StudioState(StudioConfig(output_dir=tmp_path, lora_folder=tmp_path / "no-such-folder"))
+    assert absent.lora_files() == {}
+
+
+def test_a_lora_reaches_the_pipeline_strength_0_keeps_the_output_and_1_changes_it(
+    lora_handlers: StudioHandlers,
+) -> None:
+    def generate(**loras: object) -> tuple[np.ndarray, dict]:
+        final_video, recipe = list(lora_handlers.text_to_av(**T2AV_WIDGETS, **loras))[-1][3::2]
+        return video_frames(final_video), recipe
+
+    base, base_recipe = generate()
+    assert base_recipe["loras"] == []
+    crayon = str((lora_handlers.state.config.lora_folder / "style" / "crayon.safetensors").resolve())
+    off, off_recipe = generate(lora_1="style/crayon.safetensors", lora_1_strength=0.0)
+    assert off_recipe["loras"] == [{"file": crayon, "strength": 0.0, "stages": [1, 2]}]
+    np.testing.assert_array_equal(off, base)
+    on, on_recipe = generate(lora_2="style/crayon.safetensors", lora_2_strength=1.0)
+    assert on_recipe["loras"] == [{"file": crayon, "strength": 1.0, "stages": [1, 2]}]
+    assert mean_difference(on, base) > 1.0
+    again, again_recipe = generate()  # the LoRA is taken off again
+    assert again_recipe["loras"] == []
+    np.testing.assert_array_equal(again, base)
+
+
+def test_runs_with_different_loras_take_turns_and_each_matches_a_run_alone(lora_handlers: StudioHandlers) -> None:
+    with_lora = {"lora_1": "style/crayon.safetensors", "lora_1_strength": 1.0}
+    alone = {
+        "base": video_frames(list(lora_handlers.text_to_av(**T2AV_WIDGETS))[-1][3]),
+        "lora": video_frames(list(lora_handlers.text_to_av(**T2AV_WIDGETS, **with_lora))[-1][3]),
+    }
+    results: dict[str, str] = {}
+
+    def generate(name: str) -> None:
+        loras = with_lora if name == "lora" else {}
+        session = gr.Request(session_hash=f"session-{name}")
+        results[name] = list(lora_handlers.text_to_av(**T2AV_WIDGETS, **loras, request=session))[-1][3]
+
+    threads = [threading.Thread(target=generate, args=(name,)) for name in ("lora", "base")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    np.testing.assert_array_equal(video_frames(results["base"]), alone["base"])
+    # H.264 does not always encode the LoRA's busy frames to the same bytes twice (the frames handed to the encoder
+    # are identical), so the LoRA run is compared by distance: far nearer its run alone than the base clip.
+    lora_gap = mean_difference(alone["lora"], alone["base"])
+    assert mean_difference(video_frames(results["lora"]), alone["lora"]) < 0.2 * lora_gap
+    assert lora_handlers.state.idle_slots == 2
+
+
+@pytest.mark.parametrize(
+    ("loras", "message"),
+    [
+        ({"lora_1": "too-wide.safetensors"}, r"LoRA file '.*too-wide\.safetensors' does not fit this model: "),
+        ({"lora_3": "../secrets.safetensors"}, "`lora_3` must be a file of the studio's LoRA folder: "),
+        ({"lora_1": "style/crayon.safetensors", "lora_1_strength": 2.5}, "`lora_1` strength must be between 0.0"),
+        ({"lora_1": "style/crayon.safetensors", "lora_2": "style/crayon.safetensors"}, "is listed twice"),
+    ],
+)
+def test_a_bad_lora_is_a_clear_error_and_the_next_run_is_clean(
+    lora_handlers: StudioHandlers, loras: dict, message: str
+) -> None:
+    with pytest.raises(gr.Error, match=message):
+        list(lora_handlers.text_to_av(**T2AV_WIDGETS, **loras))
+    assert lora_handlers.state.idle_slots == 2
+    recipe = list(lora_handlers.text_to_av(**T2AV_WIDGETS))[-1][5]
+    assert recipe["loras"] == []
+
+
+def test_the_distilled_lora_runs_in_stage_2_of_every_run(lora_handlers: StudioHandlers, tmp_path: Path) -> None:
+    distilled = lora_handlers.state.config.lora_folder / "style" / "crayon.safetensors"
+    with pytest.raises(ValueError, match="`concurrency_limit` must be 1 with a `distilled_lora`"):
+        StudioConfig(output_dir=tmp_path, distilled_lora=str(distilled), concurrency_limit=2)
+    with pytest.raises(ValueError, match="`distilled_lora` file does not exist"):
+        StudioConfig(output_dir=tmp_path, distilled_lora=str(tmp_path / "missing.safetensors"))
+    state = StudioState(StudioConfig(output_dir=tmp_path, distilled_lora=str(distilled), lora_folder=tmp_path))
+    recipe = list(StudioHandlers(state).text_to_av(**T2AV_WIDGETS))[-1][5]
+    assert recipe["loras"] == [{"file": str(distilled.resolve()), "strength": 1.0, "stages": [2]}]

@@ -8,17 +8,19 @@ mp4. A `ValueError` from the request or the pipeline becomes a `gr.Error` with t
 import json
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import torch
 
-from ltx_pipeline import Finished, StageDecoded, StepPreview, validation
+from ltx_pipeline import Finished, StageDecoded, StepPreview, constants, validation
 from ltx_pipeline.audio import probe_audio_duration
-from ltx_pipeline.conditioning import ImageCondition
+from ltx_pipeline.conditioning import ImageCondition, aspect_notice, check_image_conditions, load_image
+from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 
@@ -33,6 +35,8 @@ LOCAL_SESSION = "local"  # the session of a handler called without a gradio requ
 AUTO_MODE = "auto"  # the checkpoint's own schedule: distilled for a distilled file, dev otherwise
 MODES = (AUTO_MODE, "distilled", "dev")
 MAX_LISTED_WORDS = 120  # a vocabulary this small is listed in full in the prompt hint
+LORA_SLOTS = 3  # LoRAs one run can pick, each with its own strength
+NO_LORA = ""  # the picker's "none" choice
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,10 @@ class GenerationRequest:
     mode: str | None  # "distilled", "dev", or None for the checkpoint's own
     num_inference_steps: int | None  # dev only
     modality_scale: float
-    image: str | None = None  # a still to start from (image to video), held with `image_strength`
+    image: str | None = None  # a still held at `image_frame_index` (0: image to video) with `image_strength`
     image_strength: float = 1.0
+    image_frame_index: int = 0
+    loras: tuple[LoraSpec, ...] = ()  # LoRA files of the studio's folder, applied in both stages
     audio: str | None = None  # audio to video: the uploaded or recorded file
     audio_start_time: float = 0.0
     pad_audio: bool = False
@@ -68,13 +74,14 @@ class GenerationRequest:
             "mode": self.mode,
             "num_inference_steps": self.num_inference_steps,
             "modality_scale": self.modality_scale,
-            "images": [ImageCondition(self.image, frame_index=0, strength=self.image_strength)]
-            if self.image
-            else None,
+            "images": [self.image_condition()] if self.image else None,
         }
         if self.job == AUDIO_TO_VIDEO:
             kwargs.update(audio=self.audio, audio_start_time=self.audio_start_time, pad_audio=self.pad_audio)
         return kwargs
+
+    def image_condition(self) -> ImageCondition:
+        return ImageCondition(self.image, frame_index=self.image_frame_index, strength=self.image_strength)
 
 
 def build_request(
@@ -91,9 +98,11 @@ def build_request(
     modality_scale: float | int | str | None,
     image: str | None = None,
     image_strength: float | int | str | None = 1.0,
+    image_frame_index: float | int | str | None = 0,
     audio: str | None = None,
     audio_start_time: float | int | str | None = 0.0,
     pad_audio: bool = False,
+    loras: tuple[LoraSpec, ...] = (),
 ) -> GenerationRequest:
     """Widget values -> a checked request; raises ValueError naming the first bad input. Loads nothing."""
     validation.check_prompt(prompt if prompt is not None else "")
@@ -131,7 +140,13 @@ def build_request(
     )
     if image:
         strength = studio_help.real_number("image_strength", image_strength)
-        request = replace(request, image=str(image), image_strength=strength)
+        frame_index = studio_help.whole_number("image_frame_index", image_frame_index)
+        request = replace(request, image=str(image), image_strength=strength, image_frame_index=frame_index)
+        # The pipeline's own checks, before the model is touched: frame inside the clip, strength in [0, 1], and
+        # a file that opens as an image.
+        check_image_conditions([request.image_condition()], num_frames)
+        load_image(request.image, "image")
+    request = replace(request, loras=tuple(loras))
     if job == AUDIO_TO_VIDEO:
         if not audio:
             raise ValueError("`audio` is missing: upload or record a clip first.")
@@ -143,6 +158,35 @@ def build_request(
         probe_audio_duration(audio)
         request = replace(request, audio=str(audio), audio_start_time=audio_start_time, pad_audio=pad_audio)
     return request
+
+
+def pick_loras(
+    choices: Sequence[tuple[str | None, float | int | str | None]],
+    files: Mapping[str, Path],
+    off_reason: str | None = None,
+) -> tuple[LoraSpec, ...]:
+    """Picker rows (file name relative to the LoRA folder, strength) -> checked LoRAs; empty rows are skipped.
+
+    Only files of the studio's folder are accepted, so an API caller cannot point the studio at other paths.
+    """
+    specs = []
+    for index, (name, strength) in enumerate(choices, start=1):
+        if not name:
+            continue
+        argument = f"lora_{index}"
+        if off_reason is not None:
+            raise ValueError(f"`{argument}` must be empty in this studio ({off_reason}); got {name!r}.")
+        if name not in files:
+            available = ", ".join(repr(choice) for choice in files) or "none (the LoRA folder has no files)"
+            raise ValueError(f"`{argument}` must be a file of the studio's LoRA folder: {available}; got {name!r}.")
+        value = studio_help.real_number(f"{argument}_strength", strength)
+        specs.append(check_lora_spec(files[name], value, argument))
+    return tuple(specs)
+
+
+def lora_menu(files: Mapping[str, Path]) -> list[tuple[str, str]]:
+    """(label, value) pairs for a LoRA picker: "none", then each file by its path in the folder."""
+    return [("none", NO_LORA)] + [(name, name) for name in files]
 
 
 def _session(request: gr.Request | None) -> str:
@@ -175,13 +219,30 @@ class StudioHandlers:
         modality_scale: float,
         image: str | None = None,
         image_strength: float = 1.0,
+        image_frame_index: int = 0,
+        lora_1: str | None = NO_LORA,
+        lora_1_strength: float = constants.DEFAULT_LORA_STRENGTH,
+        lora_2: str | None = NO_LORA,
+        lora_2_strength: float = constants.DEFAULT_LORA_STRENGTH,
+        lora_3: str | None = NO_LORA,
+        lora_3_strength: float = constants.DEFAULT_LORA_STRENGTH,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
     ) -> Iterator[tuple]:
         """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
+        lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
         with user_errors():
-            job = build_request(TEXT_TO_AV, *arguments, num_inference_steps, modality_scale, image, image_strength)
+            job = build_request(
+                TEXT_TO_AV,
+                *arguments,
+                num_inference_steps,
+                modality_scale,
+                image=image,
+                image_strength=image_strength,
+                image_frame_index=image_frame_index,
+                loras=self._pick_loras(lora_rows),
+            )
         for update in self._generate(job, _session(request), progress):
             yield update.for_text_to_av()
 
@@ -202,25 +263,38 @@ class StudioHandlers:
         modality_scale: float,
         image: str | None = None,
         image_strength: float = 1.0,
+        image_frame_index: int = 0,
+        lora_1: str | None = NO_LORA,
+        lora_1_strength: float = constants.DEFAULT_LORA_STRENGTH,
+        lora_2: str | None = NO_LORA,
+        lora_2_strength: float = constants.DEFAULT_LORA_STRENGTH,
+        lora_3: str | None = NO_LORA,
+        lora_3_strength: float = constants.DEFAULT_LORA_STRENGTH,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
     ) -> Iterator[tuple]:
         """Yields (step preview image, stage-1 mp4, final mp4, status, recipe); the clip's audio is kept as is."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
+        lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
         with user_errors():
             job = build_request(
                 AUDIO_TO_VIDEO,
                 *arguments,
                 num_inference_steps,
                 modality_scale,
-                image,
-                image_strength,
-                audio,
-                audio_start_time,
-                pad_audio,
+                image=image,
+                image_strength=image_strength,
+                image_frame_index=image_frame_index,
+                audio=audio,
+                audio_start_time=audio_start_time,
+                pad_audio=pad_audio,
+                loras=self._pick_loras(lora_rows),
             )
         for update in self._generate(job, _session(request), progress):
             yield update.for_audio_to_video()
+
+    def _pick_loras(self, rows: list[tuple[str | None, float]]) -> tuple[LoraSpec, ...]:
+        return pick_loras(rows, self.state.lora_files(), self.state.lora_picker_off_reason)
 
     def _generate(self, job: GenerationRequest, session: str, progress: Callable) -> Iterator["_Update"]:
         progress = progress or _no_progress
@@ -230,7 +304,10 @@ class StudioHandlers:
             self.state.load()
         except Exception as error:
             raise gr.Error(f"The model `{self.state.config.model}` could not be loaded: {error}") from error
-        with user_errors(), self.state.run(session, job.job) as run:
+        with user_errors(), self.state.run(session, job.job, job.loras) as run:
+            if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
+                yield _Update(status=_status("Stopped before the start. Ready for the next run."))
+                return
             last, step_update, stage_update = None, _Update(), _Update()
             with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
                 for event in events:
@@ -281,8 +358,9 @@ class StudioHandlers:
         recipe = dict(
             json.loads(recipe_to_json(event.output.recipe)), output_file=path.name, recipe_file=recipe_path.name
         )
-        message = f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}"
-        return _Update(final_video=str(path), status=_status(message), recipe=recipe)
+        message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
+        notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]
+        return _Update(final_video=str(path), status="\n\n".join([message, *notices]), recipe=recipe)
 
     def stop_text_to_av(self, request: gr.Request = None) -> str:
         return self._stop(TEXT_TO_AV, request)
@@ -367,6 +445,36 @@ class StudioHandlers:
     def use_suggested_frames(self, suggested: int | None) -> dict:
         return gr.update(value=suggested) if suggested else gr.skip()
 
+    def image_notice(self, image: str | None, resolution: str) -> str:
+        """Before the run: whether the image opens, and how much of it the centre crop keeps at this size."""
+        if not image:
+            return ""
+        try:
+            height, width = studio_help.parse_resolution(resolution)
+            validation.check_size(height, width)
+            opened = load_image(image, "image")
+        except (ValueError, FileNotFoundError) as error:
+            return f"**Cannot use this input:** {error}"
+        return aspect_notice(opened, height, width) or ""
+
+    def frame_index_range(self, num_frames: int, frame_index: int) -> dict:
+        """The frame-index slider spans the chosen clip (0 to num_frames - 1); an index past a shorter clip moves
+        to its last frame, where the user sees it."""
+        try:
+            count = studio_help.whole_number("num_frames", num_frames)
+            validation.check_num_frames(count)
+        except ValueError:
+            return gr.skip()
+        last = count - 1
+        if isinstance(frame_index, (int, float)) and frame_index > last:
+            return gr.update(maximum=last, value=last)
+        return gr.update(maximum=last)
+
+    def lora_choices(self) -> list[dict]:
+        """Fresh picker menus after files were added to or removed from the LoRA folder."""
+        choices = lora_menu(self.state.lora_files())
+        return [gr.update(choices=choices) for _ in range(LORA_SLOTS)]
+
 
 @dataclass(frozen=True)
 class _Update:
@@ -397,7 +505,7 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise gr.Error(str(error), title="Please check the inputs") from error
     except torch.OutOfMemoryError as error:
         raise gr.Error("The GPU ran out of memory. Try fewer frames or a smaller resolution.") from error

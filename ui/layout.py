@@ -14,7 +14,7 @@ import gradio as gr
 from ltx_pipeline import constants
 
 from . import help as studio_help
-from .handlers import AUTO_MODE, StudioHandlers
+from .handlers import AUTO_MODE, LORA_SLOTS, NO_LORA, StudioHandlers, lora_menu
 from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
 
@@ -50,6 +50,8 @@ class SharedControls:
     modality_scale: gr.Slider
     image: gr.Image
     image_strength: gr.Slider
+    image_frame_index: gr.Slider
+    loras: tuple[tuple[gr.Dropdown, gr.Slider], ...]  # LORA_SLOTS rows of (file, strength)
 
     def inputs(self) -> list[gr.components.Component]:
         return [
@@ -65,6 +67,8 @@ class SharedControls:
             self.modality_scale,
             self.image,
             self.image_strength,
+            self.image_frame_index,
+            *(widget for row in self.loras for widget in row),
         ]
 
 
@@ -239,17 +243,32 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     )
     with gr.Accordion("Start from an image (optional)", open=False):
         image = gr.Image(
-            label="First frame", type="filepath", sources=["upload", "clipboard"], elem_id=f"{prefix}-image"
+            label="Image (upload, webcam or paste)",
+            type="filepath",
+            sources=["upload", "webcam", "clipboard"],
+            elem_id=f"{prefix}-image",
         )
-        image_strength = gr.Slider(
-            0.0,
-            1.0,
-            value=1.0,
-            step=0.05,
-            label="Image strength",
-            info="1 holds the first frame as given; lower lets the model repaint it.",
-            elem_id=f"{prefix}-image-strength",
-        )
+        image_notice = gr.Markdown(elem_id=f"{prefix}-image-notice")
+        with gr.Row():
+            image_frame_index = gr.Slider(
+                0,
+                defaults.num_frames - 1,
+                value=0,
+                step=1,
+                label="Frame index",
+                info="0 = first frame (image to video); a later frame makes the image a keyframe there.",
+                elem_id=f"{prefix}-image-frame",
+            )
+            image_strength = gr.Slider(
+                0.0,
+                1.0,
+                value=1.0,
+                step=0.05,
+                label="Image strength",
+                info="1 holds the frame as given; lower lets the model repaint it.",
+                elem_id=f"{prefix}-image-strength",
+            )
+    loras = _lora_picker(handlers, prefix)
     with gr.Accordion("More settings", open=False):
         negative_prompt = gr.Textbox(
             label="Negative prompt (dev mode)",
@@ -281,6 +300,9 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     prompt.change(handlers.prompt_hint, prompt, prompt_hint, trigger_mode="always_last", **private)
     frame_rate.change(handlers.frame_choices, [frame_rate, num_frames], num_frames, **private)
     mode.change(handlers.steps_control, mode, num_inference_steps, **private)
+    for trigger in (image.change, resolution.change):
+        trigger(handlers.image_notice, [image, resolution], image_notice, **private)
+    num_frames.change(handlers.frame_index_range, [num_frames, image_frame_index], image_frame_index, **private)
     return SharedControls(
         prompt,
         negative_prompt,
@@ -294,7 +316,38 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         modality_scale,
         image,
         image_strength,
+        image_frame_index,
+        loras,
     )
+
+
+def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdown, gr.Slider], ...]:
+    """Up to LORA_SLOTS files of the LoRA folder, each with a strength; hidden when the folder has none."""
+    files = handlers.state.lora_files()
+    rows = []
+    with gr.Accordion("LoRAs (optional)", open=False, visible=bool(files), elem_id=f"{prefix}-loras"):
+        gr.Markdown(f"Files in `{handlers.state.config.lora_folder}`, applied in both stages.")
+        for slot in range(1, LORA_SLOTS + 1):
+            with gr.Row():
+                lora = gr.Dropdown(
+                    choices=lora_menu(files),
+                    value=NO_LORA,
+                    label=f"LoRA {slot}",
+                    elem_id=f"{prefix}-lora-{slot}",
+                )
+                strength = gr.Slider(
+                    constants.MIN_LORA_STRENGTH,
+                    constants.MAX_LORA_STRENGTH,
+                    value=constants.DEFAULT_LORA_STRENGTH,
+                    step=0.05,
+                    label=f"LoRA {slot} strength",
+                    elem_id=f"{prefix}-lora-{slot}-strength",
+                )
+            rows.append((lora, strength))
+        refresh = gr.Button("Look for new files", size="sm", elem_id=f"{prefix}-lora-refresh")
+    menus = [lora for lora, _ in rows]
+    refresh.click(handlers.lora_choices, None, menus, queue=False, api_visibility="private")
+    return tuple(rows)
 
 
 def _buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
