@@ -7,7 +7,8 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants, parallel
 from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, place_pipeline
+from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 TEXT_TO_AV = "text_to_av"
 AUDIO_TO_VIDEO = "audio_to_video"
 MODES = (TEXT_TO_AV, AUDIO_TO_VIDEO)
+LORA_WAIT_POLL_S = 0.2  # s between checks of Stop while a run waits for other runs' LoRAs
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,28 @@ class StudioConfig:
     max_queue_size: int = 16  # jobs waiting beyond this are refused with "queue is full"
     max_file_size: str = "50mb"  # uploads above this are refused by the server before any handler runs
     output_dir: Path = REPO_ROOT / "outputs"
+    lora_folder: Path = REPO_ROOT / "loras"  # the LoRA picker lists the .safetensors files here; absent: no picker
+    distilled_lora: str | None = None  # dev checkpoints: the official distilled LoRA, applied in stage 2 of every run
+    num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
 
     def __post_init__(self) -> None:
         if self.memory_mode is not None:
             MemoryMode.from_name(self.memory_mode)
+        parallel.check_num_gpus(self.num_gpus, self.device or default_device())
+        if self.num_gpus > 1 and self.concurrency_limit != 1:
+            raise ValueError(
+                f"`concurrency_limit` must be 1 with `num_gpus` > 1 (every GPU works on the same generation); "
+                f"got {self.concurrency_limit} with {self.num_gpus} GPUs."
+            )
+        if self.distilled_lora is not None:
+            check_lora_spec(self.distilled_lora, constants.DISTILLED_LORA_STRENGTH, "distilled_lora")
+            if self.concurrency_limit != 1:
+                # Stage 2 switches the shared transformer to the distilled LoRA: overlapping runs would see it in
+                # their stage 1.
+                raise ValueError(
+                    "`concurrency_limit` must be 1 with a `distilled_lora` (the shared transformer switches LoRAs "
+                    f"between the stages of each run); got {self.concurrency_limit}."
+                )
         if isinstance(self.concurrency_limit, bool) or not isinstance(self.concurrency_limit, int):
             raise ValueError(f"`concurrency_limit` must be a whole number >= 1; got {self.concurrency_limit!r}.")
         if self.concurrency_limit < 1:
@@ -54,6 +75,15 @@ class StudioConfig:
             raise ValueError(f"`max_queue_size` must be a whole number >= 1; got {self.max_queue_size!r}.")
         if self.max_queue_size < 1:
             raise ValueError(f"`max_queue_size` must be >= 1; got {self.max_queue_size}.")
+
+
+def _lora_key(loras: tuple[LoraSpec, ...]) -> tuple:
+    """A LoRA set by file, strength and file version: a file rewritten in place counts as another set."""
+    return tuple((spec.path.resolve(), spec.strength, spec.path.stat().st_mtime_ns) for spec in loras)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -84,10 +114,33 @@ def _audio_to_video_class() -> type:
 
 
 class StudioState:
-    """Loads the model once, lends one pipeline pair per concurrent job, and tracks runs so Stop finds its own."""
+    """Loads the model once, lends one pipeline pair per concurrent job, and tracks runs so Stop finds its own.
 
-    def __init__(self, config: StudioConfig):
+    LoRAs live on the transformer and connectors that every pipeline of the pool shares, so a run's LoRA set is
+    the studio's LoRA set while it runs. Runs asking for the same set (files and strengths) overlap as usual; a run
+    asking for another set waits until the runs in flight have finished, then switches the adapters (reusing
+    those of unchanged files). Runs with no LoRAs form a set of their own.
+
+    With `num_gpus` > 1 the state of rank 0 lends views whose `stream()` and `cancel()` reach every rank
+    (`ltx_pipeline.parallel.ParallelRunner`); the other ranks call `serve()`.
+    """
+
+    def __init__(self, config: StudioConfig, context: parallel.DistributedContext | None = None):
         self.config = config
+        # A lone process on the configured device unless `app.py` joined a torchrun group.
+        self.context = context or parallel.DistributedContext(
+            rank=0, world_size=1, local_rank=0, device=torch.device(config.device or default_device()), backend="none"
+        )
+        if self.context.world_size != config.num_gpus:
+            raise ValueError(
+                f"`num_gpus` is {config.num_gpus} but this process runs in a group of {self.context.world_size}."
+            )
+        self._runner: parallel.ParallelRunner | None = None
+        self._stage_loras = StageLoras()
+        self._lora_condition = threading.Condition()
+        self._lora_key: tuple = ()  # `_lora_key()` of the user LoRA set active on the shared modules
+        self._lora_users = 0  # runs in flight with that set
+        self._lora_waiting: Counter[tuple] = Counter()  # keys of the sets that runs wait for
         self._load_lock = threading.Lock()
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
@@ -115,8 +168,15 @@ class StudioState:
                 audio_to_video_class = _audio_to_video_class()
                 for _ in range(self.config.concurrency_limit):
                     # Each slot gets its own pipeline objects (cancel flag, prompt cache) over the shared weights.
-                    text_to_av = TI2VidTwoStagesPipeline.from_pipe(base)
-                    self._slots.put(PipelinePair(text_to_av, audio_to_video_class.from_pipe(base)))
+                    pair = PipelinePair(TI2VidTwoStagesPipeline.from_pipe(base), audio_to_video_class.from_pipe(base))
+                    for pipeline in (pair.text_to_av, pair.audio_to_video):
+                        pipeline.stage_loras = self._stage_loras
+                    if self.context.world_size > 1:
+                        self._runner = parallel.ParallelRunner(
+                            {TEXT_TO_AV: pair.text_to_av, AUDIO_TO_VIDEO: pair.audio_to_video}, self.context
+                        )
+                        pair = PipelinePair(self._runner.pipeline(TEXT_TO_AV), self._runner.pipeline(AUDIO_TO_VIDEO))
+                    self._slots.put(pair)
             except BaseException as error:
                 self._load_error = error
                 raise
@@ -133,9 +193,23 @@ class StudioState:
             text_encoder=config.text_encoder,
             torch_dtype=dtype,
         )
+        if config.distilled_lora is not None:
+            # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
+            self._stage_loras = StageLoras.load(base, stage_2_loras=self._stage_2_loras)
         # Memory modes and speed options act on the modules, so every pipeline made from `base` shares them.
         place_pipeline(base, device, config.memory_mode, config.speed)
+        parallel.enable_context_parallel(base, self.context)  # a no-op on one GPU
         return base
+
+    def serve(self) -> None:
+        """Ranks other than 0 of a multi-GPU studio: load, then run every request rank 0 sends until `close()`."""
+        self.load()
+        self._runner.serve()
+
+    def close(self) -> None:
+        """Rank 0 of a multi-GPU studio: releases the other ranks from `serve()`; a no-op otherwise."""
+        if self._runner is not None and self.context.is_main:
+            self._runner.close()
 
     def start_loading(self) -> threading.Thread:
         """Loads in the background so the page opens at once; the first job waits for it."""
@@ -151,9 +225,7 @@ class StudioState:
 
     @property
     def device(self) -> str:
-        if self.config.device is not None:
-            return self.config.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(self.context.device)
 
     def unknown_words(self, prompt: str) -> list[str]:
         """Words of `prompt` the loaded model does not know (none before loading, or for open-vocabulary models)."""
@@ -171,18 +243,95 @@ class StudioState:
     def is_embedded(self) -> bool:
         return self.config.model == constants.EMBEDDED_MODEL_NAME
 
+    # ---- LoRAs ----------------------------------------------------------------------------------------------------
+
+    @property
+    def _stage_2_loras(self) -> list[LoraSpec]:
+        if self.config.distilled_lora is None:
+            return []
+        return [check_lora_spec(self.config.distilled_lora, constants.DISTILLED_LORA_STRENGTH, "distilled_lora")]
+
+    @property
+    def lora_picker_off_reason(self) -> str | None:
+        """Why runs cannot pick LoRAs in this studio, or None when they can."""
+        if self.config.num_gpus > 1:
+            return "LoRAs cannot be picked per run on several GPUs (each GPU would need the same switch)"
+        if self.config.speed.fp8:
+            return "LoRAs cannot be picked per run with fp8 products (LoRA layers must be added before fp8 layers)"
+        return None
+
+    def lora_files(self) -> dict[str, Path]:
+        """The picker's choices: path relative to the LoRA folder -> file; empty without a folder or when off."""
+        folder = Path(self.config.lora_folder)
+        if self.lora_picker_off_reason is not None or not folder.is_dir():
+            return {}
+        return {path.relative_to(folder).as_posix(): path for path in list_lora_files(folder)}
+
+    @contextmanager
+    def _lora_set(self, run: Run, loras: tuple[LoraSpec, ...]) -> Iterator[bool]:
+        """Holds the shared modules at `loras` for one run; yields False if the run was stopped while waiting."""
+        key = _lora_key(loras)
+        with self._lora_condition:
+            self._lora_waiting[key] += 1
+            try:
+                # Same set: join the runs in flight, unless a run waits for another set (it would starve).
+                while not (
+                    self._lora_users == 0
+                    or (key == self._lora_key and set(self._lora_waiting) == {key})
+                    or run.stop_requested.is_set()
+                ):
+                    self._lora_condition.wait(timeout=LORA_WAIT_POLL_S)
+                admitted = not run.stop_requested.is_set()
+                if admitted and key != self._lora_key:
+                    self._switch_loras(run.pipeline, loras, key)
+            finally:
+                self._lora_waiting[key] -= 1
+                if not self._lora_waiting[key]:
+                    del self._lora_waiting[key]
+                self._lora_condition.notify_all()
+            if admitted:
+                self._lora_users += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._lora_condition:
+                    self._lora_users -= 1
+                    self._lora_condition.notify_all()
+
+    def _switch_loras(self, pipeline: TI2VidTwoStagesPipeline, loras: tuple[LoraSpec, ...], key: tuple) -> None:
+        """Loads `loras` onto the shared modules (no run is in flight); a file that fails leaves no user LoRA."""
+        try:
+            self._stage_loras = self._stage_loras.update(pipeline, loras, self._stage_2_loras)
+        except BaseException:
+            self._stage_loras = self._stage_loras.update(pipeline, (), self._stage_2_loras)
+            self._lora_key = ()
+            raise
+        self._lora_key = key
+        logger.info("LoRAs now %s", ", ".join(f"{spec.path.name} ({spec.strength:g})" for spec in loras) or "none")
+
     # ---- runs -----------------------------------------------------------------------------------------------------
 
     @contextmanager
-    def run(self, session: str, mode: str) -> Iterator[Run]:
-        """Lends a pipeline for one job and registers the run so `stop(session, mode)` reaches it."""
+    def run(self, session: str, mode: str, loras: Sequence[LoraSpec] = ()) -> Iterator[Run]:
+        """Lends a pipeline for one job at the LoRA set `loras` and registers the run so `stop(session, mode)`
+        reaches it, also while it waits for other runs' LoRAs (`run.stop_requested` is then set on entry)."""
         self.load()
+        loras = tuple(loras)
+        if loras and self.lora_picker_off_reason is not None:
+            raise ValueError(f"`loras` must be empty in this studio: {self.lora_picker_off_reason}; got {len(loras)}.")
         pair = self._slots.get()
         run = Run(session=session, mode=mode, pipeline=pair.for_mode(mode))
         with self._runs_lock:
             self._runs[(session, mode)] = run
         try:
-            yield run
+            if self.context.world_size > 1:
+                yield run  # one run at a time; the distilled LoRA, if any, was set on every rank at load
+                return
+            with self._lora_set(run, loras) as admitted:
+                if admitted:
+                    run.pipeline.stage_loras = self._stage_loras
+                yield run
         finally:
             with self._runs_lock:
                 if self._runs.get((session, mode)) is run:
