@@ -2,6 +2,7 @@
 
     python app.py                                  # the embedded model, offline, http://127.0.0.1:7860
     python app.py --model Lightricks/LTX-2.3       # real weights (also: LTX_MODEL=... python app.py)
+    python app.py --model ... --num-gpus 4         # each generation split over 4 GPUs (re-run under torchrun)
 
 On Hugging Face Spaces this file is the `app_file`; settings come from the environment there.
 """
@@ -10,14 +11,22 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 with contextlib.suppress(ImportError):
     import spaces  # noqa: F401 - on a ZeroGPU Space this must come before torch is imported; absent elsewhere
 
+from ltx_pipeline import parallel  # noqa: E402
 from ltx_pipeline.acceleration import MemoryMode, SpeedOptions  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
+from ui.state import default_device  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
+
+# s: how long the other ranks of a multi-GPU studio wait for rank 0's next request (an idle page) before the
+# collective times out; torch's NCCL default (10 min) would end an idle studio.
+SERVING_TIMEOUT_S = 7 * 24 * 3600
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,16 +58,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue_size, help="jobs allowed to wait")
     parser.add_argument("--max-file-size", default=defaults.max_file_size, help="upload limit, e.g. 50mb")
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="where mp4s are written")
+    parser.add_argument(
+        "--lora-folder",
+        type=Path,
+        default=Path(os.environ.get("LTX_LORA_FOLDER", defaults.lora_folder)),
+        help="LoRA .safetensors files offered in the page's picker (default loras/; env LTX_LORA_FOLDER)",
+    )
+    parser.add_argument(
+        "--distilled-lora",
+        default=None,
+        help="dev checkpoints: the official distilled LoRA, applied in stage 2 of every run (needs --concurrency 1)",
+    )
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=int(os.environ.get("LTX_NUM_GPUS", defaults.num_gpus)),
+        help="GPUs of this host each generation is split over (context parallelism via torchrun; env LTX_NUM_GPUS)",
+    )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="a public gradio.live link (needs the internet)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    config = StudioConfig(
+def config_from_args(args: argparse.Namespace) -> StudioConfig:
+    """The studio's settings; raises ValueError naming the first bad option."""
+    return StudioConfig(
         model=args.model,
         spatial_upsampler=args.spatial_upsampler,
         text_encoder=args.text_encoder,
@@ -69,15 +94,55 @@ def main(argv: list[str] | None = None) -> None:
         max_queue_size=args.max_queue,
         max_file_size=args.max_file_size,
         output_dir=args.output_dir.resolve(),
+        lora_folder=args.lora_folder.expanduser().resolve(),
+        distilled_lora=args.distilled_lora,
+        num_gpus=args.num_gpus,
     )
-    state = StudioState(config)
-    if on_zero_gpu():
-        state.load()  # GPU workers are forked per call: they must inherit a loaded model, not a loader mid-flight
-    else:
-        state.start_loading()  # the page opens at once; the first generation waits for the model
-    demo = build_demo(state)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
+
+
+def join_gpus(config: StudioConfig) -> parallel.DistributedContext:
+    """This process's place in a multi-GPU studio (a lone process for one GPU)."""
+    device = config.device or default_device()
+    if parallel.launched_by_torchrun():
+        # Joined here, before process_context() (which reuses the group), for the long serving timeout.
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        parallel.init_distributed(backend, timeout_s=SERVING_TIMEOUT_S)
+    return parallel.process_context(config.num_gpus, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    if config.num_gpus > 1 and not parallel.launched_by_torchrun():
+        # One process per GPU under torchrun, each running this file with the same options.
+        command = sys.argv[1:] if argv is None else list(argv)
+        return parallel.launch(
+            command, config.num_gpus, config.device or default_device(), entry=[os.path.abspath(__file__)]
+        )
+    context = join_gpus(config)
+    state = StudioState(config, context)
+    try:
+        if not context.is_main:
+            # Ranks other than 0 run what rank 0's page asks until rank 0 closes. torchrun hands Ctrl+C to every
+            # rank: here it would cut a collective in half and leave rank 0 waiting, so rank 0 alone ends the run.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            state.serve()
+            return 0
+        if on_zero_gpu():
+            state.load()  # GPU workers are forked per call: they must inherit a loaded model, not a loader mid-flight
+        else:
+            state.start_loading()  # the page opens at once; the first generation waits for the model
+        demo = build_demo(state)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
+    finally:
+        state.close()
+        parallel.teardown(context)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

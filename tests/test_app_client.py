@@ -212,3 +212,40 @@ def test_model_comes_from_the_flag_or_the_environment(monkeypatch: pytest.Monkey
     assert app.parse_args(["--model", "/models/ltx.safetensors"]).model == "/models/ltx.safetensors"
     monkeypatch.setenv("LTX_CONCURRENCY", "2")
     assert app.parse_args([]).concurrency == 2
+
+
+def test_num_gpus_defaults_to_1_and_a_bad_value_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch
+
+    import app
+
+    monkeypatch.delenv("LTX_NUM_GPUS", raising=False)
+    args = app.parse_args(["--output-dir", str(tmp_path)])
+    assert args.num_gpus == 1
+    config = app.config_from_args(args)
+    assert config.num_gpus == 1 and StudioState(config).context.world_size == 1
+    monkeypatch.setenv("LTX_NUM_GPUS", "4")
+    assert app.parse_args([]).num_gpus == 4
+    # Refused before anything is launched or loaded.
+    with pytest.raises(SystemExit, match=r"^error: `num_gpus` must be a positive integer; got 0\.$"):
+        app.main(["--num-gpus", "0", "--output-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"`concurrency_limit` must be 1 with `num_gpus` > 1"):
+        app.main(["--num-gpus", "2", "--concurrency", "2", "--device", "cpu", "--output-dir", str(tmp_path)])
+    too_many = torch.cuda.device_count() + 1
+    with pytest.raises(SystemExit, match=rf"`num_gpus` must be at most the {too_many - 1} CUDA GPU\(s\)"):
+        app.main(["--num-gpus", str(too_many), "--device", "cuda", "--output-dir", str(tmp_path)])
+
+
+def test_lora_options_come_from_the_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import app
+
+    monkeypatch.delenv("LTX_LORA_FOLDER", raising=False)
+    assert app.parse_args([]).lora_folder == REPO_ROOT / "loras"
+    monkeypatch.setenv("LTX_LORA_FOLDER", str(tmp_path))
+    assert app.config_from_args(app.parse_args([])).lora_folder == tmp_path.resolve()
+    assert app.parse_args([]).distilled_lora is None
+    missing = tmp_path / "distilled.safetensors"
+    with pytest.raises(SystemExit, match="`distilled_lora` file does not exist"):
+        app.main(["--distilled-lora", str(missing), "--output-dir", str(tmp_path)])
