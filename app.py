@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.num_gpus > 1 and not parallel.launched_by_torchrun():
         # One process per GPU under torchrun, each running this file with the same options.
         command = sys.argv[1:] if argv is None else list(argv)
+        # Ctrl+C reaches torchrun and the ranks too; this process waits for them to shut down cleanly.
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
         return parallel.launch(
             command, config.num_gpus, config.device or default_device(), entry=[os.path.abspath(__file__)]
         )

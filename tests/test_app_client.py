@@ -249,3 +249,50 @@ def test_lora_options_come_from_the_flags_or_the_environment(monkeypatch: pytest
     missing = tmp_path / "distilled.safetensors"
     with pytest.raises(SystemExit, match="`distilled_lora` file does not exist"):
         app.main(["--distilled-lora", str(missing), "--output-dir", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_the_studio_over_2_processes_serves_a_generation_and_closes(tmp_path: Path) -> None:
+    """`python app.py --num-gpus 2 --device cpu`: torchrun, 2 gloo ranks, rank 0's page, Ctrl+C ends every rank."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    log_path = tmp_path / "app.log"
+    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "LTX_MODEL": "embedded"}
+    command = [sys.executable, "app.py", "--num-gpus", "2", "--device", "cpu", "--port", str(port)]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*command, "--output-dir", str(tmp_path)],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: Ctrl+C below reaches torchrun and both ranks
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(1)
+        settings = {**SETTINGS, "resolution": "128x128"}  # 16 stage-2 video tokens per latent frame: splits over 2
+        final_video, status, recipe = Client(url, verbose=False).predict(**settings, api_name="/text_to_av")[3:]
+        assert_clip(final_video, width=128)
+        assert "Done" in status and recipe["seed"] == 3
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    log = log_path.read_text()
+    assert "rank 0 left the process group" in log and "rank 1 left the process group" in log
