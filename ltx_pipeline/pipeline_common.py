@@ -139,8 +139,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
         self._prompt_cache: dict[tuple, TextConditioning] = {}
         self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
         self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
-        # Words a small word-level model knows whole (the embedded model); None where any word is fine.
-        self.prompt_vocabulary: frozenset[str] | None = None
+        # Words a word-level tokenizer (the embedded model's) knows whole; it spells any other word letter by
+        # letter, which the model never saw in training. None for open-vocabulary tokenizers such as Gemma's.
+        known_words = getattr(tokenizer, "init_kwargs", {}).get("known_words")
+        self.prompt_vocabulary = frozenset(word.lower() for word in known_words) if known_words else None
 
     # ---- loading --------------------------------------------------------------------------------------------------
 
@@ -157,11 +159,6 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**loaded.components)
         pipe.model_label = loaded.label
         pipe.model_variant = loaded.variant
-        if loaded.name == constants.EMBEDDED_MODEL_NAME:
-            # Its tokenizer spells unknown words letter by letter, which the model never saw in training.
-            pipe.prompt_vocabulary = frozenset(
-                token[1:].lower() for token in pipe.tokenizer.get_vocab() if token.startswith("▁") and len(token) > 1
-            )
         return pipe
 
     @classmethod
@@ -170,7 +167,6 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**other.components)
         pipe.model_label = other.model_label
         pipe.model_variant = other.model_variant
-        pipe.prompt_vocabulary = other.prompt_vocabulary
         return pipe
 
     def unknown_words(self, prompt: str) -> list[str]:

@@ -47,7 +47,8 @@ def build_word_tokenizer(words: list[str] | tuple[str, ...] = TINY_VOCABULARY) -
             if piece[:end] not in vocab:
                 vocab[piece[:end]] = len(vocab)
                 merges.append((left, right))
-    return GemmaTokenizer(vocab=vocab, merges=merges)
+    # `known_words` is saved in tokenizer_config.json, so a pipeline can name the words a prompt uses in vain.
+    return GemmaTokenizer(vocab=vocab, merges=merges, known_words=list(words))
 
 
 def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:

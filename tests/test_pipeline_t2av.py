@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers import GemmaTokenizer
 
 from ltx_pipeline import Finished, GenerationCancelled, StageDecoded, StepPreview, TI2VidTwoStagesPipeline
 from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS, DISTILLED_STAGE_2_SIGMAS
@@ -158,9 +159,10 @@ def test_invalid_inputs_are_rejected_before_any_work(pipe, change, message):
     assert not calls
 
 
-def test_embedded_model_names_the_words_it_does_not_know(caplog):
-    pipe = TI2VidTwoStagesPipeline.from_model("embedded", torch_dtype=torch.float32)
-    assert pipe.unknown_words("A red ball bounces on the wooden floor") == []
+def test_a_word_level_model_names_the_words_it_does_not_know(pipe, caplog):
+    known = pipe.tokenizer.init_kwargs["known_words"]
+    assert {"red", "ball", "bounces"} <= set(known)
+    assert pipe.unknown_words("A red ball bounces") == []
     assert pipe.unknown_words("a red zeppelin hums over the ball's xylophone") == [
         "zeppelin",
         "hums",
@@ -174,5 +176,7 @@ def test_embedded_model_names_the_words_it_does_not_know(caplog):
     assert "zeppelin" in caplog.text
 
 
-def test_open_vocabulary_models_never_warn(pipe):
-    assert pipe.unknown_words("a zeppelin hums") == []
+def test_open_vocabulary_models_never_warn(tiny_components):
+    components = dict(tiny_components)
+    components["tokenizer"] = GemmaTokenizer(vocab=components["tokenizer"].get_vocab(), merges=[])
+    assert TI2VidTwoStagesPipeline(**components).unknown_words("a zeppelin hums") == []
