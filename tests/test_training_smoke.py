@@ -1,6 +1,7 @@
 """The staged training script runs every stage on CPU at toy size, saves loadable components and resumes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +51,14 @@ def test_bad_arguments_are_named():
         parse_args(["--stage", "video_vae", "--steps", "0", "--out", "x"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--num-frames", "20"])
+
+
+def test_shipped_embedded_model_fits_the_budget_and_records_its_training():
+    folder = Path(__file__).resolve().parents[1] / "ltx_pipeline" / "embedded_model"
+    if not (folder / "model_index.json").is_file():
+        pytest.skip("no embedded model shipped in this checkout")
+    size_mb = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
+    assert size_mb <= 60.0
+    record = json.loads((folder / "training_settings.json").read_text())
+    assert set(record["components"].values()) == {"trained"}
+    assert record["steps"]["transformer"] > 0 and record["steps"]["video_vae"] > 0
