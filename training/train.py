@@ -319,11 +319,9 @@ class StageTrainer:
         starts = torch.randint(
             self.audio.shape[1] // constants.MEL_HOP_LENGTH - crop, (len(indices),), generator=self.generator
         )
-        mel = torch.stack([self.mel[i, :, s : s + crop] for i, s in zip(indices, starts, strict=False)])
+        mel = torch.stack([self.mel[i, :, s : s + crop] for i, s in zip(indices, starts, strict=True)])
         hop = constants.MEL_HOP_LENGTH
-        target = torch.stack(
-            [self.audio[i, s * hop : (s + crop) * hop] for i, s in zip(indices, starts, strict=False)]
-        )
+        target = torch.stack([self.audio[i, s * hop : (s + crop) * hop] for i, s in zip(indices, starts, strict=True)])
         with self.autocast():
             waveform = self.vocoder.vocoder(mel).float()  # (B, 2, samples)
         waveform = waveform[..., : target.shape[-1]]

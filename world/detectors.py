@@ -148,7 +148,9 @@ def _onset_band_energy_db(mono: np.ndarray) -> np.ndarray:
     indices = np.arange(num_windows)[:, None] * ONSET_HOP + np.arange(ONSET_WINDOW)[None, :]
     power = np.abs(np.fft.rfft(mono[indices] * np.hanning(ONSET_WINDOW), axis=1)) ** 2
     edges = np.unique(np.geomspace(2, ONSET_WINDOW // 2, ONSET_BANDS + 1).astype(int))
-    bands = np.stack([power[:, low:high].mean(axis=1) for low, high in zip(edges[:-1], edges[1:], strict=False)], axis=1)
+    bands = np.stack(
+        [power[:, low:high].mean(axis=1) for low, high in zip(edges[:-1], edges[1:], strict=True)], axis=1
+    )
     return 10 * np.log10(bands + 1e-10)
 
 
@@ -186,7 +188,9 @@ def _band_log_energy(segment: np.ndarray) -> np.ndarray:
     n_fft = 2048
     spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), n_fft)) ** 2
     edges = _band_edges(SAMPLE_RATE, n_fft)
-    bands = np.array([spectrum[low : max(high, low + 1)].mean() for low, high in zip(edges[:-1], edges[1:], strict=False)])
+    bands = np.array(
+        [spectrum[low : max(high, low + 1)].mean() for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    )
     return 10 * np.log10(bands + 1e-12)
 
 

@@ -58,7 +58,7 @@ def impact(material: str, ball_size: str, speed: float, sampling_rate: int, rng:
     time = np.arange(length) / sampling_rate
     fundamental = BALL_PITCH_HZ[ball_size] * floor.pitch_factor * rng.uniform(0.98, 1.02)
     sound = np.zeros(length)
-    for ratio, gain, decay in zip(floor.mode_ratios, floor.mode_gains, floor.mode_decays_s, strict=False):
+    for ratio, gain, decay in zip(floor.mode_ratios, floor.mode_gains, floor.mode_decays_s, strict=True):
         frequency = fundamental * ratio
         if frequency < MAX_MODE_HZ:
             sound += gain * np.sin(2 * np.pi * frequency * time) * np.exp(-time / decay)
