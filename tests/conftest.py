@@ -32,3 +32,13 @@ def tiny_components() -> dict:
 @pytest.fixture(scope="session")
 def tiny_components_2_0() -> dict:
     return build_tiny_components("2.0", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_components: dict):
+    """The tiny LTX-2.3 components as a diffusers-format folder, for `--model DIR`."""
+    from ltx_pipeline import TI2VidTwoStagesPipeline
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    TI2VidTwoStagesPipeline(**tiny_components).save_pretrained(folder)
+    return folder

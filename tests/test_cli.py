@@ -70,7 +70,7 @@ def test_bad_image_option_is_a_clear_message(tmp_path, capsys):
     assert "`--image` takes PATH FRAME STRENGTH" in capsys.readouterr().err
 
 
-def test_lora_options_reach_the_pipeline_and_the_recipe(tmp_path, tiny_components, capsys):
+def test_lora_options_reach_the_pipeline_and_the_recipe(tmp_path, tiny_components, tiny_model_dir, capsys):
     from tests.lora_files import official_lora_tensors, random_lora_layers, write_lora
 
     layers = random_lora_layers(tiny_components["transformer"], ["proj_in", "transformer_blocks.0.attn1.to_q"], seed=3)
@@ -78,11 +78,25 @@ def test_lora_options_reach_the_pipeline_and_the_recipe(tmp_path, tiny_component
     outputs = {}
     for strength in ("0", "1"):
         output = tmp_path / f"lora_{strength}.mp4"
-        args = ["t2av", "--prompt", "a red ball", *SMALL, "--lora", str(lora), strength, "--distilled-lora", str(lora)]
+        args = [
+            "t2av",
+            "--prompt",
+            "a red ball",
+            *SMALL,
+            "--model",
+            str(tiny_model_dir),
+            "--lora",
+            str(lora),
+            strength,
+        ]
+        args += ["--distilled-lora", str(lora)]
         assert main([*args, "--output", str(output)]) == 0
         outputs[strength] = json.loads(output.with_suffix(".json").read_text())
     user, distilled = outputs["1"]["loras"]
     assert (user["strength"], user["stages"]) == (1.0, [1, 2])
     assert (distilled["strength"], distilled["stages"]) == (1.0, [2])
-    assert main(["t2av", "--prompt", "a", *SMALL, "--lora", "missing.safetensors", "1"]) == 2
+    assert (
+        main(["t2av", "--prompt", "a", *SMALL, "--model", str(tiny_model_dir), "--lora", "missing.safetensors", "1"])
+        == 2
+    )
     assert "missing.safetensors" in capsys.readouterr().err
