@@ -200,9 +200,10 @@ def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
 
 
 def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
-    # 640 x 640, 49 frames, 60 guided dev steps: long enough to stop in the middle even on a fast machine.
+    # 256 x 256, 97 frames, 60 guided dev steps: long enough to stop in the middle even on a fast machine, with
+    # steps short enough that the stopped step ends soon (gradio's cancel waits for the step in flight).
     page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
-    choose(page, "t2av-resolution", "640 x 640 - square")
+    choose(page, "t2av-resolution", "256 x 256 - quick draft")
     page.get_by_text("More settings").click()
     page.locator("#t2av-mode").get_by_text("dev", exact=True).click()
     page.locator("#t2av-steps input[type=number]").fill("60")
@@ -220,6 +221,33 @@ def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
     page.locator("#t2av-mode").get_by_text("distilled", exact=True).click()
     set_small_run(page, "t2av")
     generate_and_check(page, "t2av", tmp_path)
+
+
+def test_an_image_at_a_frame_with_its_crop_notice(page, tmp_path: Path) -> None:
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (256, 64), (200, 200, 20)).save(wide)
+    page.locator("#t2av-prompt textarea").fill("A red ball drops on a wooden floor with a sharp thud that echoes")
+    set_small_run(page, "t2av")
+    page.get_by_text("Start from an image (optional)").first.click()
+    image = page.locator("#t2av-image")
+    image.get_by_role("button", name="Capture from camera").wait_for(timeout=10_000)  # webcam beside upload
+    frame_index = page.locator("#t2av-image-frame input[type=range]")
+    page.wait_for_function(
+        "document.querySelector('#t2av-image-frame input[type=range]').max === '8'", timeout=10_000
+    )  # the slider spans the 9-frame clip
+
+    image.locator("input[type=file]").set_input_files(str(wide))
+    notice = page.locator("#t2av-image-notice")
+    notice.get_by_text("is cropped at the left and right to fit the 64x64 frame; 25% of it is kept").wait_for(
+        timeout=30_000
+    )
+    page.locator("#t2av-image-frame input[type=number]").fill("8")
+    page.locator("#t2av-image-frame input[type=number]").press("Enter")
+    assert frame_index.input_value() == "8"
+    generate_and_check(page, "t2av", tmp_path)
+    assert "25% of it is kept" in page.locator("#t2av-status").inner_text()  # said again after the run
 
 
 def test_audio_to_video_in_the_browser(page, tmp_path: Path) -> None:
