@@ -241,6 +241,22 @@ def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, st
     assert state.idle_slots == state.config.concurrency_limit
 
 
+def test_the_page_says_ready_after_stop_only_once_the_run_let_go(handlers: StudioHandlers, state: StudioState) -> None:
+    import time
+
+    run = handlers.text_to_av(**T2AV_WIDGETS)
+    next(run)
+    next(run)
+    assert "Ready" not in handlers.stop_text_to_av(None)
+    finisher = threading.Timer(0.5, lambda: list(run))  # the stopped run ends its step a moment later
+    finisher.start()
+    started = time.monotonic()
+    assert "Stopped. Ready for the next run." in handlers.stopped_text_to_av(None)
+    assert time.monotonic() - started >= 0.4 and not state.is_running("local", TEXT_TO_AV)
+    finisher.join()
+    assert "Ready for the next run." in handlers.stopped_audio_to_video(None)  # nothing was running there
+
+
 # ---- errors ---------------------------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ mp4. A `ValueError` from the request or the pipeline becomes a `gr.Error` with t
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,8 @@ MODES = (AUTO_MODE, "distilled", "dev")
 MAX_LISTED_WORDS = 120  # a vocabulary this small is listed in full in the prompt hint
 LORA_SLOTS = 3  # LoRAs one run can pick, each with its own strength
 NO_LORA = ""  # the picker's "none" choice
+STOP_WAIT_S = 300.0  # s the page waits for a stopped run to finish its step before saying so
+STOP_POLL_S = 0.1  # s between checks while it waits
 
 
 @dataclass(frozen=True)
@@ -370,8 +373,24 @@ class StudioHandlers:
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
         if self.state.stop(_session(request), job):
-            return _status("Stopped. Ready for the next run.")
+            return _status("Stopped; the step in progress finishes first...")
         return _status("Ready for the next run.")
+
+    def stopped_text_to_av(self, request: gr.Request = None) -> str:
+        return self._stopped(TEXT_TO_AV, request)
+
+    def stopped_audio_to_video(self, request: gr.Request = None) -> str:
+        return self._stopped(AUDIO_TO_VIDEO, request)
+
+    def _stopped(self, job: str, request: gr.Request | None) -> str:
+        """After Stop: "ready" only once the stopped run has let go of its pipeline. Gradio's cancel of the event
+        completes only then too, and a Generate clicked before would be cancelled with it."""
+        session, deadline = _session(request), time.monotonic() + STOP_WAIT_S
+        while self.state.is_running(session, job):
+            if time.monotonic() > deadline:
+                return _status("The stopped run is still finishing its step; try again shortly.")
+            time.sleep(STOP_POLL_S)
+        return _status("Stopped. Ready for the next run.")
 
     def after_failure(self) -> str:
         """The status line after a run ended in an error (the error itself shows as a message on the page)."""

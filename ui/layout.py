@@ -140,6 +140,7 @@ def _text_to_av_tab(handlers: StudioHandlers, defaults: Defaults, config: Studio
         stop,
         run=on_gpu(handlers.text_to_av, text_to_av_duration),
         stop_run=handlers.stop_text_to_av,
+        await_stop=handlers.stopped_text_to_av,
         inputs=controls.inputs(),
         shown=shown,
         api_name=TEXT_TO_AV,
@@ -181,6 +182,7 @@ def _audio_to_video_tab(
         stop,
         run=on_gpu(handlers.audio_to_video, audio_to_video_duration),
         stop_run=handlers.stop_audio_to_video,
+        await_stop=handlers.stopped_audio_to_video,
         inputs=[audio, audio_start_time, pad_audio, *controls.inputs()],
         shown=shown,
         api_name=AUDIO_TO_VIDEO,
@@ -402,6 +404,7 @@ def _wire_generation(
     stop: gr.Button,
     run: Callable,
     stop_run: Callable,
+    await_stop: Callable,
     inputs: list[gr.components.Component],
     shown: OutputWidgets,
     api_name: str,
@@ -420,4 +423,6 @@ def _wire_generation(
     generation.failure(handlers.after_failure, None, shown.status, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
-    stop.click(stop_run, None, shown.status, queue=False, api_visibility="private", cancels=[generation])
+    # The page says "ready" once the stopped run has let go of its pipeline (a step can take seconds).
+    stopping = stop.click(stop_run, None, shown.status, queue=False, api_visibility="private", cancels=[generation])
+    stopping.then(await_stop, None, shown.status, queue=False, api_visibility="private")
