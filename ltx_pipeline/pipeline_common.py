@@ -214,7 +214,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         num_layers = self.transformer.config.num_layers
         return tuple(block if block < num_layers else num_layers - 1 for block in blocks)
 
-    def check_common_inputs(
+    def prepare_request(
         self,
         prompt: str,
         negative_prompt: str | None,
@@ -227,7 +227,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
         num_inference_steps: int | None,
         video_guidance: GuidanceParams,
         audio_guidance: GuidanceParams | None,
-    ) -> None:
+        images: list[ImageCondition] | None,
+    ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
+        """Checks the inputs both pipelines share, before any work, and opens the images; returns the recipe's shared
+        part with them."""
         validation.check_prompt(prompt)
         if negative_prompt is not None:
             validation.check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
@@ -263,36 +266,6 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 raise ValueError(
                     f"`{name}` must fit in {self.max_sequence_length} text-encoder tokens; got {num_tokens} tokens."
                 )
-
-    def prepare_request(
-        self,
-        prompt: str,
-        negative_prompt: str | None,
-        height: int,
-        width: int,
-        num_frames: int,
-        frame_rate: float,
-        seed: int,
-        mode: str,
-        num_inference_steps: int | None,
-        video_guidance: GuidanceParams,
-        audio_guidance: GuidanceParams | None,
-        images: list[ImageCondition] | None,
-    ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
-        """Checks the inputs both pipelines share and opens the images; returns the recipe's shared part with them."""
-        self.check_common_inputs(
-            prompt,
-            negative_prompt,
-            height,
-            width,
-            num_frames,
-            frame_rate,
-            seed,
-            mode,
-            num_inference_steps,
-            video_guidance,
-            audio_guidance,
-        )
         conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
         recipe = {
             "pipeline": type(self).__name__,
