@@ -383,8 +383,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 self.transformer.config.patch_size,
                 self.transformer.config.patch_size_t,
             )
-        clean = self.pack_video(initial.to(device))
-        return noise_scale * self.noise(clean.shape, generator, device) + (1 - noise_scale) * clean
+        return self.noised(self.pack_video(initial.to(device)), noise_scale, generator)
 
     def prepare_audio_latents(
         self,
@@ -399,10 +398,13 @@ class LTXAVPipelineBase(DiffusionPipeline):
         if initial is None:
             shape = (1, self.audio_vae.config.latent_channels, geometry.audio_frames, latent_mel_bins)
             return LTX2Pipeline._pack_audio_latents(self.noise(shape, generator, device))
-        clean = self.pack_audio(initial.to(device))
+        return self.noised(self.pack_audio(initial.to(device)), noise_scale, generator)
+
+    def noised(self, clean: torch.Tensor, noise_scale: float, generator: torch.Generator) -> torch.Tensor:
+        """Flow matching's x_t = sigma * noise + (1 - sigma) * clean; sigma 0 returns `clean` and draws nothing."""
         if noise_scale == 0:
             return clean
-        return noise_scale * self.noise(clean.shape, generator, device) + (1 - noise_scale) * clean
+        return noise_scale * self.noise(clean.shape, generator, clean.device) + (1 - noise_scale) * clean
 
     def upsample_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
         """Stage-1 packed latents -> un-normalised latents at twice the height and width."""
