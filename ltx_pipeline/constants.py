@@ -70,6 +70,11 @@ DEFAULT_NEGATIVE_PROMPT = (
 MP4_VIDEO_CODEC = "libx264"  # reference output: H.264 yuv420p + AAC
 MP4_AUDIO_CODEC = "aac"
 MP4_CRF = 18  # x264 constant rate factor for final outputs
+# x264 speed preset. "veryfast" encodes 2-4x faster than x264's default "medium" at the same CRF, for files of about
+# the same size: 121 frames of 768x512 took 0.95 s vs 1.83 s (smooth motion) and 3.9 s vs 14.6 s (noise) on 2 CPU
+# cores; on the 16 cores of an H200 machine, random-weight (noise) output took 1.5-2.1 s vs 3.9-4.3 s, longer than
+# the whole compiled generation.
+MP4_PRESET = "veryfast"
 
 # --- Hub ids and file names users point the product at ------------------------------------------------------------
 HUB_DIFFUSERS_REPO = "diffusers/LTX-2.3-Diffusers"

@@ -24,6 +24,7 @@ from ltx_pipeline.constants import (
     MP4_AUDIO_PREROLL_SAMPLES,
     MP4_CRF,
     MP4_FALLBACK_AUDIO_SAMPLE_RATE,
+    MP4_PRESET,
     MP4_VIDEO_CODEC,
 )
 from ltx_pipeline.types import Audio, LTXAVOutput
@@ -184,7 +185,9 @@ def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fracti
     # (the default of 1000 rounds it to milliseconds); AAC's priming and padding are then trimmed by players.
     options = {"movie_timescale": str(audio.sampling_rate), "movflags": "+faststart"}
     with av.open(str(path), mode="w", format="mp4", options=options) as container:
-        video_stream = container.add_stream(MP4_VIDEO_CODEC, rate=frame_rate, options={"crf": str(MP4_CRF)})
+        video_stream = container.add_stream(
+            MP4_VIDEO_CODEC, rate=frame_rate, options={"crf": str(MP4_CRF), "preset": MP4_PRESET}
+        )
         video_stream.width = frames.shape[2]
         video_stream.height = frames.shape[1]
         video_stream.pix_fmt = "yuv420p"
