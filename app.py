@@ -47,7 +47,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="GPU memory layout (default: everything on --device); env LTX_MEMORY_MODE",
     )
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="with --compile: replay each block as a CUDA graph (faster small sizes)",
+    )
     parser.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
+    parser.add_argument(
+        "--video-attention-backend",
+        default=None,
+        help="an attention backend for the video self-attention alone (the others keep --attention-backend)",
+    )
     parser.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
     parser.add_argument(
         "--concurrency",
@@ -89,7 +99,13 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         text_encoder=args.text_encoder,
         device=args.device,
         memory_mode=args.memory_mode,
-        speed=SpeedOptions(compile=args.compile, attention_backend=args.attention_backend, fp8=args.fp8),
+        speed=SpeedOptions(
+            compile=args.compile,
+            cuda_graphs=args.cuda_graphs,
+            attention_backend=args.attention_backend,
+            video_attention_backend=args.video_attention_backend,
+            fp8=args.fp8,
+        ),
         concurrency_limit=args.concurrency,
         max_queue_size=args.max_queue,
         max_file_size=args.max_file_size,

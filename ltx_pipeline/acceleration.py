@@ -72,23 +72,32 @@ class SpeedOptions:
         graph shared by the 48 identical blocks (compiled at the first forward of each new shape).
     attention_backend: a diffusers attention backend name, e.g. "native" (PyTorch SDPA), "_native_cudnn",
         "_native_flash", "flash" or "_flash_3" where those packages are installed; None keeps the default.
+    video_attention_backend: a backend for the video self-attention alone (each block's `attn1`), which holds
+        nearly all of the attention FLOPs at video sizes; the other attentions (text, audio, cross-modal: short
+        sequences) keep `attention_backend`. None: the same as the others.
     fp8: swap the transformer blocks' Linear layers for `Fp8Linear` (Hopper fp8 tensor-core products through
         `torch._scaled_mm`; weights quantized once, activations on the fly). Changes outputs slightly.
     fp8_scaling: "rowwise" (one scale per token and per output channel) or "tensor" (one scale per tensor).
+    cuda_graphs: with `compile`, compile the blocks in torch's "reduce-overhead" mode: each block's kernels are
+        replayed as a CUDA graph, which removes the per-kernel launch cost that dominates at small sizes (stage 1).
+        Graphs are recorded per block and shape at the first passes, so the first run of a new size is slower.
     """
 
     compile: bool = False
     attention_backend: str | None = None
     fp8: bool = False
     fp8_scaling: str = "rowwise"
+    video_attention_backend: str | None = None
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("`cuda_graphs=True` needs `compile=True` (the graphs are recorded by torch.compile).")
         valid_backends = [backend.value for backend in AttentionBackendName]
-        if self.attention_backend is not None and self.attention_backend not in valid_backends:
-            raise ValueError(
-                f"`attention_backend` must be None or one of {', '.join(valid_backends)}; "
-                f"got {self.attention_backend!r}."
-            )
+        for name in ("attention_backend", "video_attention_backend"):
+            value = getattr(self, name)
+            if value is not None and value not in valid_backends:
+                raise ValueError(f"`{name}` must be None or one of {', '.join(valid_backends)}; got {value!r}.")
         if self.fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"`fp8_scaling` must be one of {', '.join(FP8_SCALINGS)}; got {self.fp8_scaling!r}.")
 
@@ -166,12 +175,14 @@ def fp8_matmul_supported(device: torch.device | str) -> bool:
 
 
 def _fp8_eligible(name: str, module: nn.Module) -> bool:
-    # Only the repeated blocks' projections: they hold ~all of the FLOPs. Embeddings, modulation and the output
-    # projection stay in bf16, and so do the tiny attention gates (precision matters more than speed there).
+    # Only the repeated blocks' video-side projections: they hold ~all of the FLOPs. Embeddings, modulation and the
+    # output projection stay in bf16, and so do the tiny attention gates (precision matters more than speed there)
+    # and the audio stream's layers (too few tokens for fp8 to pay, see constants.FP8_SKIP_LINEAR_PARTS).
     return (
         isinstance(module, nn.Linear)
         and "transformer_blocks." in name
         and not name.endswith(constants.FP8_SKIP_LINEAR_SUFFIXES)
+        and not any(part in name for part in constants.FP8_SKIP_LINEAR_PARTS)
         and module.in_features % constants.FP8_FEATURE_MULTIPLE == 0
         and module.out_features % constants.FP8_FEATURE_MULTIPLE == 0
     )
@@ -230,10 +241,15 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         try:
             transformer.set_attention_backend(options.attention_backend)
         except (RuntimeError, ImportError) as error:
-            raise ValueError(
-                f"`attention_backend` {options.attention_backend!r} cannot run here ({error}); "
-                f"available: {', '.join(available_attention_backends())}."
-            ) from error
+            raise _backend_error("attention_backend", options.attention_backend, error) from error
+    if options.video_attention_backend is not None:
+        backend = options.video_attention_backend
+        try:
+            _check_attention_backend_requirements(AttentionBackendName(backend))
+        except (RuntimeError, ImportError) as error:
+            raise _backend_error("video_attention_backend", backend, error) from error
+        for block in transformer.transformer_blocks:
+            block.attn1.set_attention_backend(backend)
     if options.fp8:
         if _is_group_offload_enabled(transformer):
             # Group offloading moves the parameters it found when it was set up; new fp8 layers would stay behind.
@@ -243,8 +259,15 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
             )
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
     if options.compile:
-        transformer.compile_repeated_blocks(fullgraph=True)
+        mode = "reduce-overhead" if options.cuda_graphs else None
+        transformer.compile_repeated_blocks(fullgraph=True, mode=mode)
     logger.info("Speed options applied: %s", options)
+
+
+def _backend_error(name: str, backend: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"`{name}` {backend!r} cannot run here ({error}); available: {', '.join(available_attention_backends())}."
+    )
 
 
 def decoder_spatial_upscale(vae: nn.Module) -> int:

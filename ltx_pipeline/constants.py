@@ -115,8 +115,20 @@ FP8_FEATURE_MULTIPLE = 16
 # Smallest amax used to derive an fp8 scale, so an all-zero row or tensor gets a finite scale (unitless).
 FP8_MIN_AMAX = 1e-12
 # Linear layers kept in bf16 when the transformer runs fp8 products: the per-head attention gates (LTX-2.3
-# `to_gate_logits`, width = number of heads: negligible FLOPs, and they scale whole heads).
+# `to_gate_logits`, width = number of heads: negligible FLOPs, and they scale whole heads), and every layer whose
+# input is the audio stream (~126 tokens for 5 s), where quantizing the activations costs about what the fp8 product
+# saves. Measured on an H200 (compiled, fp8 row-wise): 384x256x121 148.7 ms with them in fp8, 115.0 ms without;
+# 768x512x121 293.6 vs 286.9 ms (benchmarks/RESULTS.md, runs 1 and 3).
 FP8_SKIP_LINEAR_SUFFIXES: tuple[str, ...] = ("to_gate_logits",)
+FP8_SKIP_LINEAR_PARTS: tuple[str, ...] = (
+    "audio_attn1.",
+    "audio_attn2.",
+    "audio_ff.",
+    "video_to_audio_attn.to_q",  # audio queries
+    "video_to_audio_attn.to_out",
+    "audio_to_video_attn.to_k",  # audio keys and values
+    "audio_to_video_attn.to_v",
+)
 # Module-name patterns never stored in fp8 by the "fp8-storage" and "24gb" modes for models without diffusers'
 # own skip list (the Gemma text encoder): norms, embeddings (lm_head shares the token embedding), the vision tower.
 FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "vision_tower", "multi_modal_projector")

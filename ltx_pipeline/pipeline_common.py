@@ -453,6 +453,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         sigma_timestep = torch.full((batch,), sigma * scale, device=video.device, dtype=torch.float32)
         audio_timestep = torch.full((batch,), audio_sigma * scale, device=video.device, dtype=torch.float32)
         video_timestep = sigma_timestep if token_sigmas is None else (token_sigmas * scale).expand(batch, -1)
+        # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
+        # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
+        torch.compiler.cudagraph_mark_step_begin()
         video_velocity, audio_velocity = self.transformer(
             hidden_states=video.to(dtype),
             audio_hidden_states=audio.to(dtype),

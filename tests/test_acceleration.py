@@ -7,7 +7,7 @@ from diffusers import AutoencoderKLLTX2Video
 from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 from torch import nn
 
-from ltx_pipeline import constants
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
     Fp8Linear,
@@ -144,16 +144,27 @@ def test_fp8_linear_matches_its_float_emulation_and_stays_near_the_linear(scalin
 def test_quantizing_the_tiny_transformer_swaps_only_block_projections():
     transformer = build_tiny_components()["transformer"]
     reference_video, reference_audio = run_transformer(transformer)
+    # The layers whose inputs are video tokens (or text, for the video's cross-attention keys and values).
+    video_side = ("attn1.", "attn2.", "ff.", "audio_to_video_attn.to_q", "audio_to_video_attn.to_out")
+    video_side += ("video_to_audio_attn.to_k", "video_to_audio_attn.to_v")
     expected = [
         name
         for name, module in transformer.named_modules()
-        if isinstance(module, nn.Linear) and "transformer_blocks." in name and not name.endswith("to_gate_logits")
+        if isinstance(module, nn.Linear)
+        and name.startswith("transformer_blocks.")
+        and name.split(".", 2)[2].startswith(video_side)
+        and not name.endswith("to_gate_logits")
     ]
     replaced = quantize_linear_layers_to_fp8(transformer, scaling="rowwise", emulate=True)
     assert replaced == len(expected) > 0
     assert all(isinstance(transformer.get_submodule(name), Fp8Linear) for name in expected)
     assert isinstance(transformer.proj_in, nn.Linear) and isinstance(transformer.proj_out, nn.Linear)
-    assert isinstance(transformer.transformer_blocks[0].attn1.to_gate_logits, nn.Linear)
+    block = transformer.transformer_blocks[0]
+    assert isinstance(block.attn1.to_gate_logits, nn.Linear)
+    # The audio stream's own layers see ~25 tokens a second: they stay in bf16.
+    for kept in (block.audio_attn1.to_q, block.audio_ff.net[2], block.video_to_audio_attn.to_q):
+        assert type(kept) is nn.Linear
+    assert type(block.audio_to_video_attn.to_k) is nn.Linear
     video, audio = run_transformer(transformer)
     assert torch.isfinite(video).all() and torch.isfinite(audio).all()
     assert 1e-4 < relative_error(video, reference_video) < 0.1
@@ -185,6 +196,44 @@ def test_attention_backend_option_reaches_every_attention_and_keeps_outputs():
     video, audio = run_transformer(transformer)
     assert relative_error(video, reference_video) < 1e-5
     assert relative_error(audio, reference_audio) < 1e-5
+
+
+def test_video_attention_backend_reaches_the_video_self_attention_alone():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, reference_audio = run_transformer(transformer)
+    apply_speed_options(transformer, SpeedOptions(video_attention_backend="_native_math"))
+    for block in transformer.transformer_blocks:
+        assert block.attn1.processor._attention_backend.value == "_native_math"
+        for other in (block.attn2, block.audio_attn1, block.audio_to_video_attn, block.video_to_audio_attn):
+            assert getattr(other.processor._attention_backend, "value", None) != "_native_math"
+    video, audio = run_transformer(transformer)
+    assert relative_error(video, reference_video) < 1e-5
+    assert relative_error(audio, reference_audio) < 1e-5
+
+
+def test_unknown_video_attention_backend_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="video_attention_backend.*native.*got 'fastest'"):
+        SpeedOptions(video_attention_backend="fastest")
+
+
+def test_cuda_graphs_need_compile():
+    with pytest.raises(ValueError, match="cuda_graphs=True.*compile=True"):
+        SpeedOptions(cuda_graphs=True)
+
+
+def test_cuda_graphs_option_compiles_each_repeated_block():
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(compile=True, cuda_graphs=True))
+    assert all(block._compiled_call_impl is not None for block in transformer.transformer_blocks)
+
+
+@pytest.mark.slow
+def test_pipeline_runs_with_cuda_graphs_option():
+    # On the CPU torch.compile records no graphs; this checks that the pipeline's marked passes run compiled.
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    apply_speed_options(pipe, SpeedOptions(compile=True, cuda_graphs=True))
+    output = pipe(prompt="a red ball", height=64, width=64, num_frames=9, seed=0)
+    assert output.frames.shape == (9, 64, 64, 3)
 
 
 def test_compile_option_compiles_each_repeated_block_and_nothing_else():
