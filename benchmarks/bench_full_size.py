@@ -279,6 +279,12 @@ def transformer_inputs(bench: Bench, transformer, height: int, width: int, num_f
     }
 
 
+def forward(transformer, inputs: dict) -> tuple:
+    """One transformer pass, a new step for CUDA graphs as the pipelines' `_velocity` marks it."""
+    torch.compiler.cudagraph_mark_step_begin()
+    return transformer(**inputs)
+
+
 def measure_transformer(bench: Bench, section: str, transformer, references: dict | None, shapes=None, **kw) -> dict:
     """ms per forward, TFLOP/s and deviation from `references` for each shape; returns the outputs."""
     outputs = {}
@@ -295,10 +301,12 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
         bench.reset_peak()
         compile_start = time.perf_counter()
         with torch.no_grad():
-            first = transformer(**inputs)
+            first = forward(transformer, inputs)
             bench.synchronize()
             first_call_s = time.perf_counter() - compile_start
-            median, times = bench.time_ms(lambda inputs=inputs: transformer(**inputs), warmup=1, repeats=repeats)
+            median, times = bench.time_ms(
+                lambda inputs=inputs: forward(transformer, inputs), warmup=1, repeats=repeats
+            )
         flops = transformer_flops(
             inputs["hidden_states"].shape[1],
             inputs["audio_hidden_states"].shape[1],
@@ -554,37 +562,39 @@ def section_eager(bench: Bench, state: dict) -> None:
     )
 
 
+def backend_options(backend: str, scope: str) -> dict:
+    """SpeedOptions' attention fields for `backend` on every attention ("all") or the video self-attention alone."""
+    return {"attention_backend": backend} if scope == "all" else {"video_attention_backend": backend}
+
+
 def section_backends(bench: Bench, state: dict) -> None:
-    """Each attention backend at the stage-2 size, with the pipelines' all-ones text mask and without it."""
+    """Each attention backend at the stage-2 size, on every attention and on the video self-attention alone."""
     transformer = state["components"]["transformer"]
     label = list(bench.shapes)[1]
-    best = ("native", bench.results["sections"].get("eager_native", {}).get(label, {}).get("ms", math.inf))
-    no_mask = {"encoder_attention_mask": None, "audio_encoder_attention_mask": None}
+    best = ({}, bench.results["sections"].get("eager_native", {}).get(label, {}).get("ms", math.inf))
     for backend in bench.args.backends.split(","):
         if backend == "native" or backend not in acceleration.available_attention_backends():
             continue
-        for suffix, overrides in (("", {}), ("_no_text_mask", no_mask)):
-            section = f"eager_{backend}{suffix}"
+        for scope in ("all", "video"):
+            section = f"eager_{backend}_{scope}"
+            options = backend_options(backend, scope)
             try:
-                acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(attention_backend=backend))
-                measure_transformer(
-                    bench, section, transformer, state["references"], shapes=[label], input_overrides=overrides
-                )
+                acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(**options))
+                measure_transformer(bench, section, transformer, state["references"], shapes=[label])
                 ms = bench.results["sections"][section][label]["ms"]
-                if not suffix and ms < best[1]:
-                    best = (backend, ms)
+                if ms < best[1]:
+                    best = (options, ms)
             except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
                 bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
             finally:
                 transformer.set_attention_backend("native")
-    state["best_backend"] = best[0]
-    bench.record("backends", "best_eager_backend_with_text_mask", best[0])
+    state["best_attention"] = best[0]
+    bench.record("backends", "best_eager_attention", best[0] or "native everywhere")
 
 
 def section_compile(bench: Bench, state: dict) -> None:
     transformer = state["components"]["transformer"]
-    backend = state.get("best_backend", "native")
-    options = acceleration.SpeedOptions(compile=True, attention_backend=backend)
+    options = acceleration.SpeedOptions(compile=True, **state.get("best_attention", {}))
     bench.record("compile", "options", str(options))
     acceleration.apply_speed_options(transformer, options)
     measure_transformer(
@@ -601,21 +611,46 @@ def section_e2e_compiled(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_compiled")
 
 
+def measure_cuda_graphs(bench: Bench, state: dict, section: str, options: "acceleration.SpeedOptions") -> None:
+    """The transformer as it stands (bf16 or fp8 layers), recompiled with CUDA graphs, at the two stage sizes."""
+    transformer = state["components"]["transformer"]
+    uncompile_blocks(transformer)
+    bench.record(section, "options", str(options))
+    acceleration.apply_speed_options(transformer, options)
+    measure_transformer(
+        bench,
+        section,
+        transformer,
+        state["references"],
+        shapes=list(bench.shapes)[:2],
+        min_left_s=bench.args.compile_reserve_s,
+    )
+
+
+def section_graphs(bench: Bench, state: dict) -> None:
+    options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, **state.get("best_attention", {}))
+    measure_cuda_graphs(bench, state, "graphs", options)
+
+
+def section_e2e_graphs(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_graphs")
+
+
 def section_fp8(bench: Bench, state: dict) -> None:
     transformer = state["components"]["transformer"]
     uncompile_blocks(transformer)
-    backend = state.get("best_backend", bench.args.fp8_backend)
+    attention = state.get("best_attention", {})
     begin = time.perf_counter()
     bench.reset_peak()
     replaced = acceleration.quantize_linear_layers_to_fp8(transformer, scaling=bench.args.fp8_scaling)
     free_memory()
     bench.record("fp8", "quantize", {"layers": replaced, "seconds": round(time.perf_counter() - begin, 1)})
     bench.record("fp8", "transformer_params_gib_after", bench.allocated_gib())
-    transformer.set_attention_backend(backend)
+    acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(**attention))
     label = list(bench.shapes)[1]
     measure_transformer(bench, "fp8_eager", transformer, state["references"], shapes=[label])
     transformer.compile_repeated_blocks(fullgraph=True)
-    bench.record("fp8_compile", "options", f"fp8 {bench.args.fp8_scaling}, compile, attention {backend}")
+    bench.record("fp8_compile", "options", f"fp8 {bench.args.fp8_scaling}, compile, attention {attention or 'native'}")
     measure_transformer(
         bench,
         "fp8_compile",
@@ -628,6 +663,16 @@ def section_fp8(bench: Bench, state: dict) -> None:
 
 def section_e2e_fp8(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_compiled")
+
+
+def section_fp8_graphs(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: its fp8 layers, recompiled with CUDA graphs."""
+    options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, **state.get("best_attention", {}))
+    measure_cuda_graphs(bench, state, "fp8_graphs", options)
+
+
+def section_e2e_fp8_graphs(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_fp8_graphs")
 
 
 def section_mode_24gb(bench: Bench, state: dict) -> None:
@@ -655,8 +700,12 @@ SECTIONS = {
     "backends": section_backends,
     "compile": section_compile,
     "e2e_compiled": section_e2e_compiled,
+    "graphs": section_graphs,
+    "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,
     "e2e_fp8": section_e2e_fp8,
+    "fp8_graphs": section_fp8_graphs,
+    "e2e_fp8_graphs": section_e2e_fp8_graphs,
     "mode_24gb": section_mode_24gb,
 }
 
@@ -677,7 +726,6 @@ def main() -> None:
     parser.add_argument("--no-large", action="store_true", help="transformer timings at the two stage sizes only")
     parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
-    parser.add_argument("--fp8-backend", default="native")
     args = parser.parse_args()
     bench = Bench(args)
     state: dict = {}

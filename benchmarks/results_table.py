@@ -8,13 +8,17 @@ FORWARD_SECTIONS = {
     "eager_native_no_text_mask": "eager, native SDPA, all-ones text mask dropped",
     "eager__native_cudnn": "eager, cuDNN SDPA",
     "eager__native_cudnn_no_text_mask": "eager, cuDNN SDPA, text mask dropped",
+    "eager__native_cudnn_all": "eager, cuDNN SDPA on every attention",
+    "eager__native_cudnn_video": "eager, cuDNN SDPA on the video self-attention",
     "eager__native_flash": "eager, flash SDPA",
     "eager__native_flash_no_text_mask": "eager, flash SDPA, text mask dropped",
-    "eager__native_efficient": "eager, mem-efficient SDPA",
-    "eager__native_efficient_no_text_mask": "eager, mem-efficient SDPA, text mask dropped",
+    "eager__native_flash_all": "eager, flash SDPA on every attention",
+    "eager__native_flash_video": "eager, flash SDPA on the video self-attention",
     "compile": "regional compile",
+    "graphs": "regional compile + CUDA graphs",
     "fp8_eager": "fp8 row-wise, eager",
     "fp8_compile": "fp8 row-wise + regional compile",
+    "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
 }
 
 
