@@ -6,8 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from transformers import Gemma3ForConditionalGeneration
 
-from training.train import STAGES, parse_args, train
+from training import config
+from training.train import STAGES, CaptionCache, parse_args, text_conditioning, train
+from world import generate_clip
 
 TOY = ["--variant", "tiny", "--height", "64", "--width", "64", "--num-frames", "17", "--num-clips", "3"]
 TOY += ["--batch-size", "2", "--log-every", "1", "--device", "cpu"]
@@ -44,6 +48,35 @@ def test_resume_continues_the_step_count_and_changes_weights(trained):
     assert state["step"] == 3
     assert any(not torch.equal(before[name], after[name]) for name in before)
     assert len(json.loads((out / "transformer_settings.json").read_text())["runs"]) == 2
+
+
+def test_cached_captions_condition_the_transformer_as_encoding_them_each_step_does():
+    components = config.build_components(seed=0, variant="tiny")
+    tokenizer, text_encoder, connectors = (components[key] for key in ("tokenizer", "text_encoder", "connectors"))
+    world_captions = [generate_clip(seed, 32, 32, 9, 24.0).caption for seed in range(4)]
+    # A batch unlike the one the cache encoded: repeats, another order, the dropped (empty) caption.
+    batch = [world_captions[2], "", world_captions[0], world_captions[2], world_captions[3]]
+    cache = CaptionCache(tokenizer, text_encoder, world_captions, "cpu")
+    with torch.no_grad():
+        cached = cache.conditioning(connectors, cache.ids(batch))
+        encoded = text_conditioning(tokenizer, text_encoder, connectors, batch, "cpu")
+    for cached_part, encoded_part in zip(cached, encoded, strict=True):
+        torch.testing.assert_close(cached_part, encoded_part, rtol=0, atol=1e-6)
+    assert not torch.allclose(cached[0][0], cached[0][1])  # the captions do condition differently
+
+
+def test_frozen_text_encoder_trains_the_connectors_only(trained):
+    out, _ = trained
+    text_before = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
+    connectors_before = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
+    steps_before = json.loads((out / "transformer_state.json").read_text())["step"]
+    argv = ["--stage", "transformer", "--steps", "1", "--resume", "--freeze-text-encoder"]
+    state = train(parse_args([*argv, "--out", str(out), *TOY]))
+    assert state["step"] == steps_before + 1
+    text_after = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
+    connectors_after = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
+    assert all(torch.equal(text_before[name], text_after[name]) for name in text_before)
+    assert any(not torch.equal(connectors_before[name], connectors_after[name]) for name in connectors_before)
 
 
 def test_bad_arguments_are_named():

@@ -17,6 +17,7 @@ import subprocess
 import time
 import types
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2Pipeline, LTX2VideoTransformer3DModel
@@ -88,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freeze-encoder",
         action="store_true",
         help="video_vae: train the decoder only, keeping the latent space the transformer was trained on",
+    )
+    parser.add_argument(
+        "--freeze-text-encoder",
+        action="store_true",
+        help="transformer: keep the text encoder fixed and encode each distinct caption once (connectors still train)",
     )
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.stage].items():
@@ -202,17 +208,45 @@ def multi_resolution_stft_loss(prediction: torch.Tensor, target: torch.Tensor) -
     return loss / 3
 
 
-def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
-    """Connector outputs for `captions`, exactly as the pipeline encodes a prompt (diffusers' Gemma encoding)."""
+def gemma_prompt_embeds(
+    tokenizer, text_encoder, captions: list[str], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, tokens, width * (layers + 1)) text encoder hidden states and (N, tokens) mask of `captions`, exactly as the
+    pipeline encodes a prompt (diffusers' Gemma encoding: left padding to the tokenizer's maximum length)."""
     holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder)
-    embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+    return LTX2Pipeline._get_gemma_prompt_embeds(
         holder,
         captions,
         max_sequence_length=tokenizer.model_max_length,
         device=torch.device(device),
         dtype=torch.float32,
     )
-    return connectors(embeds, mask, padding_side="left")
+
+
+def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
+    """Connector outputs (video text, audio text, mask) for `captions`, as the pipeline computes them."""
+    return connectors(*gemma_prompt_embeds(tokenizer, text_encoder, captions, device), padding_side="left")
+
+
+class CaptionCache:
+    """A frozen text encoder's output for every distinct caption, encoded once.
+
+    Every prompt is padded to the same length, so a caption's hidden states do not depend on the batch it is encoded
+    in: looking them up gives what `gemma_prompt_embeds` computes, and a training step only runs the connectors.
+    """
+
+    def __init__(self, tokenizer, text_encoder, captions: list[str], device: str):
+        self.captions = sorted(set(captions) | {""})  # "" is the dropped caption (CFG's unconditional pass)
+        self.index = {caption: position for position, caption in enumerate(self.captions)}
+        with torch.no_grad():
+            self.embeds, self.mask = gemma_prompt_embeds(tokenizer, text_encoder, self.captions, device)
+
+    def ids(self, captions: list[str]) -> torch.Tensor:
+        return torch.tensor([self.index[caption] for caption in captions], device=self.embeds.device)
+
+    def conditioning(self, connectors, caption_ids: torch.Tensor):
+        """Connector outputs (video text, audio text, mask) for the cached captions `caption_ids` (on the device)."""
+        return connectors(self.embeds[caption_ids], self.mask[caption_ids], padding_side="left")
 
 
 def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,6 +263,26 @@ def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     audio_sigma = torch.where(case == names.index("audio_clean"), torch.zeros(batch), base)
     audio_sigma = torch.where(case == names.index("independent"), other, audio_sigma)
     return video_sigma, audio_sigma
+
+
+class TransformerDraw(NamedTuple):
+    """One transformer training batch's random choices, drawn on the CPU generator (no device sync)."""
+
+    indices: torch.Tensor  # (B,) clips
+    stage: int  # 1: stage-1 (half-size) latents, 2: full-size
+    video_sigma: torch.Tensor  # (B,)
+    audio_sigma: torch.Tensor  # (B,)
+    caption_dropped: torch.Tensor  # (B,) bool: the empty prompt instead of the clip's caption
+    isolate: bool  # cross-modal attention off
+
+
+def draw_transformer_batch(batch: int, num_clips: int, generator: torch.Generator) -> TransformerDraw:
+    indices = torch.randint(num_clips, (batch,), generator=generator)
+    stage = 1 if torch.rand(1, generator=generator) < 0.5 else 2
+    video_sigma, audio_sigma = draw_sigmas(batch, generator)
+    caption_dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
+    isolate = bool(torch.rand(1, generator=generator) < ISOLATED_FRACTION)
+    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate)
 
 
 class StageTrainer:
@@ -357,6 +411,7 @@ class StageTrainer:
         self.connectors = self.trainable["connectors"]
         self.text_encoder = self.trainable["text_encoder"]
         self.tokenizer = self.fresh["tokenizer"]
+        self.caption_cache = None
         vae = load_component("vae", self.args.out, self.fresh, self.device).eval()
         audio_vae = load_component("audio_vae", self.args.out, self.fresh, self.device).eval()
         duration_s = self.args.num_frames / self.args.frame_rate
@@ -386,29 +441,41 @@ class StageTrainer:
             f"audio {tuple(self.audio_latents.shape)}",
             flush=True,
         )
+        if self.args.freeze_text_encoder:
+            self.text_encoder.requires_grad_(False).eval()
+            with self.autocast():  # the numerics the per-step encoding had
+                self.caption_cache = CaptionCache(self.tokenizer, self.text_encoder, self.data.captions, self.device)
+            self.clip_caption_ids = self.caption_cache.ids(self.data.captions)
+            print(f"text encoder frozen: {len(self.caption_cache.captions)} distinct captions cached", flush=True)
 
     def step_transformer(self) -> torch.Tensor:
-        batch = self.args.batch_size
-        indices = self.pick(batch)
-        stage = 1 if torch.rand(1, generator=self.generator) < 0.5 else 2
-        video_clean = self.video_latents[stage][indices.to(self.device)]
-        audio_clean = self.audio_latents[indices.to(self.device)]
-        video_sigma, audio_sigma = (sigma.to(self.device) for sigma in draw_sigmas(batch, self.generator))
+        return self.transformer_loss(draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator))
+
+    def transformer_loss(self, draw: TransformerDraw) -> torch.Tensor:
+        indices = draw.indices.to(self.device)
+        video_clean = self.video_latents[draw.stage][indices]
+        audio_clean = self.audio_latents[indices]
+        video_sigma, audio_sigma = draw.video_sigma.to(self.device), draw.audio_sigma.to(self.device)
         video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
         # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
         video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
-        captions = [
-            "" if torch.rand(1, generator=self.generator) < CAPTION_DROPOUT else self.data.captions[i]
-            for i in indices.tolist()
-        ]
-        isolate = bool(torch.rand(1, generator=self.generator) < ISOLATED_FRACTION)
-        frames, height, width = self.geometry[stage]
+        frames, height, width = self.geometry[draw.stage]
         scale = self.transformer.config.timestep_scale_multiplier
         with self.autocast():
-            video_text, audio_text, mask = text_conditioning(
-                self.tokenizer, self.text_encoder, self.connectors, captions, self.device
-            )
+            if self.caption_cache is not None:
+                caption_ids = torch.where(
+                    draw.caption_dropped.to(self.device), self.caption_cache.index[""], self.clip_caption_ids[indices]
+                )
+                video_text, audio_text, mask = self.caption_cache.conditioning(self.connectors, caption_ids)
+            else:
+                captions = [
+                    "" if dropped else self.data.captions[i]
+                    for i, dropped in zip(draw.indices.tolist(), draw.caption_dropped.tolist(), strict=True)
+                ]
+                video_text, audio_text, mask = text_conditioning(
+                    self.tokenizer, self.text_encoder, self.connectors, captions, self.device
+                )
             video_velocity, audio_velocity = self.transformer(
                 hidden_states=video_noisy,
                 audio_hidden_states=audio_noisy,
@@ -425,7 +492,7 @@ class StageTrainer:
                 width=width,
                 fps=self.args.frame_rate,
                 audio_num_frames=audio_clean.shape[1],
-                isolate_modalities=isolate,
+                isolate_modalities=draw.isolate,
                 use_cross_timestep=True,
                 return_dict=False,
             )
