@@ -79,6 +79,15 @@ def test_frozen_text_encoder_trains_the_connectors_only(trained):
     assert any(not torch.equal(connectors_before[name], connectors_after[name]) for name in connectors_before)
 
 
+@pytest.mark.slow
+def test_compiled_transformer_trains(trained):
+    out, _ = trained
+    state = train(
+        parse_args(["--stage", "transformer", "--steps", "3", "--resume", "--compile", "--out", str(out), *TOY])
+    )
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in state["log"][-3:])
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "0", "--out", "x"])
