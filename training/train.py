@@ -427,7 +427,8 @@ class StageTrainer:
         audio_latents = []
         with torch.no_grad():
             for chunk in torch.split(torch.arange(self.args.num_clips), 32):
-                video = frames_to_video(self.data.frames[chunk]).to(self.device)
+                # uint8 to the device, then to float there: a quarter of the copy, and no CPU-bound conversion
+                video = frames_to_video(self.data.frames[chunk].to(self.device))
                 for stage, factor in ((1, 2), (2, 1)):
                     latents = vae.encode(downsample_video(video, factor)).latent_dist.mode().float()
                     latents = LTX2Pipeline._normalize_latents(latents, video_mean, video_std)
@@ -548,7 +549,9 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed + state["step"])
     trainer = StageTrainer(args)
     parameters = [p for module in trainer.trainable.values() for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    # The fused kernel is one launch per step instead of several per parameter tensor; the same AdamW update.
+    fused = args.device.startswith("cuda")
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99), fused=fused)
     warmup = 100 if state["step"] == 0 else 10
     total = args.steps
     started = time.time()
