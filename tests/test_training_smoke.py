@@ -10,6 +10,7 @@ from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from transformers import Gemma3ForConditionalGeneration
 
 from training import config
+from training.export import export
 from training.train import STAGES, CaptionCache, parse_args, text_conditioning, train
 from world import generate_clip
 
@@ -65,18 +66,30 @@ def test_cached_captions_condition_the_transformer_as_encoding_them_each_step_do
     assert not torch.allclose(cached[0][0], cached[0][1])  # the captions do condition differently
 
 
-def test_frozen_text_encoder_trains_the_connectors_only(trained):
+def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):
     out, _ = trained
     text_before = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
     connectors_before = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
     steps_before = json.loads((out / "transformer_state.json").read_text())["step"]
-    argv = ["--stage", "transformer", "--steps", "1", "--resume", "--freeze-text-encoder"]
+    # --stop-at in the past: one step, then save.
+    argv = ["--stage", "transformer", "--steps", "5", "--resume", "--freeze-text-encoder", "--stop-at", "0"]
     state = train(parse_args([*argv, "--out", str(out), *TOY]))
     assert state["step"] == steps_before + 1
     text_after = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
     connectors_after = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
     assert all(torch.equal(text_before[name], text_after[name]) for name in text_before)
     assert any(not torch.equal(connectors_before[name], connectors_after[name]) for name in connectors_before)
+
+
+def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, tmp_path):
+    out, _ = trained
+    exported = tmp_path / "exported"
+    export(out, exported, variant="tiny")
+    exported_steps = json.loads((exported / "training_settings.json").read_text())["steps"]["transformer"]
+    state = train(parse_args(["--stage", "transformer", "--steps", "1", "--resume", "--out", str(exported), *TOY]))
+    assert state["step"] == exported_steps + 1
+    runs = json.loads((exported / "transformer_settings.json").read_text())["runs"]
+    assert len(runs) >= 2 and runs[-1]["start_step"] == exported_steps  # the exported run history is kept
 
 
 @pytest.mark.slow

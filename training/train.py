@@ -100,6 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="transformer: torch.compile its repeated blocks (one graph per stage shape and cross-modal setting)",
     )
+    parser.add_argument(
+        "--stop-at", type=float, help="Unix time at which to stop and save, setup included (a device command's end)"
+    )
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.stage].items():
         if getattr(args, key) is None:
@@ -141,7 +144,12 @@ def git_commit() -> str:
 def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> None:
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     path = out / f"{args.stage}_settings.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() and args.resume else []
+    exported = out / "training_settings.json"  # an exported folder keeps every stage's settings in one file
+    runs = []
+    if args.resume and path.exists():
+        runs = json.loads(path.read_text())["runs"]
+    elif args.resume and exported.exists():
+        runs = json.loads(exported.read_text()).get("settings", {}).get(args.stage, {}).get("runs", [])
     runs.append(
         {
             "start_step": start_step,
@@ -538,13 +546,37 @@ class StageTrainer:
             finish()
 
 
+def initial_state(args: argparse.Namespace) -> dict:
+    """The stage's step count and loss log to continue from: its own state file, else (resuming from an exported
+    folder, which keeps only `training_settings.json`) the exported step count with an empty log, else step 0."""
+    state_path = args.out / f"{args.stage}_state.json"
+    exported = args.out / "training_settings.json"
+    if args.resume and state_path.exists():
+        return json.loads(state_path.read_text())
+    if args.resume and exported.exists():
+        step = json.loads(exported.read_text()).get("steps", {}).get(args.stage, 0)
+        print(f"{args.stage}: no {state_path.name}; continuing the exported model's step count {step}", flush=True)
+        return {"step": step, "log": []}
+    return {"step": 0, "log": []}
+
+
+def time_budget_s(args: argparse.Namespace) -> float | None:
+    """Seconds the optimizer loop may run from now: `--max-minutes`, cut to what is left before `--stop-at`."""
+    limits = []
+    if args.max_minutes is not None:
+        limits.append(args.max_minutes * 60)
+    if args.stop_at is not None:
+        limits.append(max(args.stop_at - time.time(), 0.0))
+    return min(limits) if limits else None
+
+
 def train(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     state_path = args.out / f"{args.stage}_state.json"
-    state = json.loads(state_path.read_text()) if args.resume and state_path.exists() else {"step": 0, "log": []}
+    state = initial_state(args)
     record_settings(args, args.out, state["step"])
     torch.manual_seed(args.seed + state["step"])
     trainer = StageTrainer(args)
@@ -554,6 +586,7 @@ def train(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99), fused=fused)
     warmup = 100 if state["step"] == 0 else 10
     total = args.steps
+    budget_s = time_budget_s(args)
     started = time.time()
 
     def save() -> None:
@@ -564,8 +597,8 @@ def train(args: argparse.Namespace) -> dict:
     for step in range(1, total + 1):
         # Linear warm-up, then cosine decay to 10% over this run (its steps or its time limit, whichever is nearer).
         progress = step / total
-        if args.max_minutes is not None:
-            progress = max(progress, (time.time() - started) / (args.max_minutes * 60))
+        if budget_s is not None:
+            progress = max(progress, (time.time() - started) / max(budget_s, 1e-6))
         progress = min(progress, 1.0)
         factor = min(step / warmup, 1.0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
@@ -583,7 +616,7 @@ def train(args: argparse.Namespace) -> dict:
             print(f"{args.stage} {entry}", flush=True)
         if step % args.save_every == 0:
             save()
-        if args.max_minutes is not None and time.time() - started > args.max_minutes * 60:
+        if budget_s is not None and time.time() - started > budget_s:
             print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
             break
     save()
