@@ -433,6 +433,7 @@ class StageTrainer:
         self.video_latents = {1: [], 2: []}  # stage -> packed, normalised (N, tokens, C)
         self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
         audio_latents = []
+        started = time.time()
         with torch.no_grad():
             for chunk in torch.split(torch.arange(self.args.num_clips), 32):
                 # uint8 to the device, then to float there: a quarter of the copy, and no CPU-bound conversion
@@ -452,9 +453,19 @@ class StageTrainer:
         self.audio_latents = torch.cat(audio_latents).to(self.device)
         print(
             f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
-            f"audio {tuple(self.audio_latents.shape)}",
+            f"audio {tuple(self.audio_latents.shape)}; encoded in {time.time() - started:.1f} s",
             flush=True,
         )
+        # RoPE coordinates per stage, as the transformer would prepare them each step (their small host-to-device
+        # copies would make every step wait for the previous one to finish on the GPU).
+        batch, fps = self.args.batch_size, self.args.frame_rate
+        self.coords = {
+            stage: (
+                self.transformer.rope.prepare_video_coords(batch, *self.geometry[stage], self.device, fps=fps),
+                self.transformer.audio_rope.prepare_audio_coords(batch, audio_frames, self.device),
+            )
+            for stage in (1, 2)
+        }
         if self.args.freeze_text_encoder:
             self.text_encoder.requires_grad_(False).eval()
             with self.autocast():  # the numerics the per-step encoding had
@@ -467,21 +478,27 @@ class StageTrainer:
     def step_transformer(self) -> torch.Tensor:
         return self.transformer_loss(draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator))
 
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A CPU draw on the device without waiting for the queued GPU work (a pageable copy would)."""
+        if not self.device.startswith("cuda"):
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
     def transformer_loss(self, draw: TransformerDraw) -> torch.Tensor:
-        indices = draw.indices.to(self.device)
+        indices = self.to_device(draw.indices)
         video_clean = self.video_latents[draw.stage][indices]
         audio_clean = self.audio_latents[indices]
-        video_sigma, audio_sigma = draw.video_sigma.to(self.device), draw.audio_sigma.to(self.device)
+        video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
         video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
         # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
         video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
-        frames, height, width = self.geometry[draw.stage]
+        video_coords, audio_coords = self.coords[draw.stage]
         scale = self.transformer.config.timestep_scale_multiplier
         with self.autocast():
             if self.caption_cache is not None:
                 caption_ids = torch.where(
-                    draw.caption_dropped.to(self.device), self.caption_cache.index[""], self.clip_caption_ids[indices]
+                    self.to_device(draw.caption_dropped), self.caption_cache.index[""], self.clip_caption_ids[indices]
                 )
                 video_text, audio_text, mask = self.caption_cache.conditioning(self.connectors, caption_ids)
             else:
@@ -503,11 +520,8 @@ class StageTrainer:
                 audio_sigma=audio_sigma * scale,
                 encoder_attention_mask=mask,
                 audio_encoder_attention_mask=mask,
-                num_frames=frames,
-                height=height,
-                width=width,
-                fps=self.args.frame_rate,
-                audio_num_frames=audio_clean.shape[1],
+                video_coords=video_coords,
+                audio_coords=audio_coords,
                 isolate_modalities=draw.isolate,
                 use_cross_timestep=True,
                 return_dict=False,
