@@ -545,14 +545,20 @@ class StageTrainer:
                     draw = draw_transformer_batch(self.args.batch_size, self.args.num_clips, generator)
                     self.transformer_loss(draw._replace(stage=stage, isolate=isolate)).backward()
         except Exception as error:  # inductor or triton failing on this machine
-            print(f"compiling failed ({type(error).__name__}: {error}); training uncompiled", flush=True)
+            print(
+                f"compiling failed after {time.time() - started:.1f} s ({type(error).__name__}: {error})", flush=True
+            )
+            print("training the transformer uncompiled", flush=True)
             torch._dynamo.reset()
             eager = LTX2VideoTransformer3DModel.from_config(self.transformer.config)
             eager.load_state_dict(self.transformer.state_dict())
             self.transformer = self.trainable["transformer"] = eager.to(self.device).train()
+        else:
+            # A graph nobody traced above (or one failing later) then runs eagerly instead of ending the run.
+            torch._dynamo.config.suppress_errors = True
+            print(f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s", flush=True)
         for module in self.trainable.values():
             module.zero_grad(set_to_none=True)
-        print(f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s", flush=True)
 
     def finish(self) -> None:
         finish = getattr(self, f"finish_{self.args.stage}", None)
