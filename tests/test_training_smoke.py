@@ -90,6 +90,10 @@ def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, 
     assert state["step"] == exported_steps + 1
     runs = json.loads((exported / "transformer_settings.json").read_text())["runs"]
     assert len(runs) >= 2 and runs[-1]["start_step"] == exported_steps  # the exported run history is kept
+    # Exported again: the transformer's new step count, the other stages' record from the first export.
+    export(exported, tmp_path / "again", variant="tiny")
+    record = json.loads((tmp_path / "again" / "training_settings.json").read_text())
+    assert record["steps"]["transformer"] == exported_steps + 1 and record["steps"]["video_vae"] > 0
 
 
 @pytest.mark.slow
