@@ -6,8 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from transformers import Gemma3ForConditionalGeneration
 
-from training.train import STAGES, parse_args, train
+from training import config
+from training.export import export
+from training.train import STAGES, CaptionCache, parse_args, text_conditioning, train
+from world import generate_clip
 
 TOY = ["--variant", "tiny", "--height", "64", "--width", "64", "--num-frames", "17", "--num-clips", "3"]
 TOY += ["--batch-size", "2", "--log-every", "1", "--device", "cpu"]
@@ -44,6 +49,60 @@ def test_resume_continues_the_step_count_and_changes_weights(trained):
     assert state["step"] == 3
     assert any(not torch.equal(before[name], after[name]) for name in before)
     assert len(json.loads((out / "transformer_settings.json").read_text())["runs"]) == 2
+
+
+def test_cached_captions_condition_the_transformer_as_encoding_them_each_step_does():
+    components = config.build_components(seed=0, variant="tiny")
+    tokenizer, text_encoder, connectors = (components[key] for key in ("tokenizer", "text_encoder", "connectors"))
+    world_captions = [generate_clip(seed, 32, 32, 9, 24.0).caption for seed in range(4)]
+    # A batch unlike the one the cache encoded: repeats, another order, the dropped (empty) caption.
+    batch = [world_captions[2], "", world_captions[0], world_captions[2], world_captions[3]]
+    cache = CaptionCache(tokenizer, text_encoder, world_captions, "cpu")
+    with torch.no_grad():
+        cached = cache.conditioning(connectors, cache.ids(batch))
+        encoded = text_conditioning(tokenizer, text_encoder, connectors, batch, "cpu")
+    for cached_part, encoded_part in zip(cached, encoded, strict=True):
+        torch.testing.assert_close(cached_part, encoded_part, rtol=0, atol=1e-6)
+    assert not torch.allclose(cached[0][0], cached[0][1])  # the captions do condition differently
+
+
+def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):
+    out, _ = trained
+    text_before = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
+    connectors_before = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
+    steps_before = json.loads((out / "transformer_state.json").read_text())["step"]
+    # --stop-at in the past: one step, then save.
+    argv = ["--stage", "transformer", "--steps", "5", "--resume", "--freeze-text-encoder", "--stop-at", "0"]
+    state = train(parse_args([*argv, "--out", str(out), *TOY]))
+    assert state["step"] == steps_before + 1
+    text_after = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
+    connectors_after = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
+    assert all(torch.equal(text_before[name], text_after[name]) for name in text_before)
+    assert any(not torch.equal(connectors_before[name], connectors_after[name]) for name in connectors_before)
+
+
+def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, tmp_path):
+    out, _ = trained
+    exported = tmp_path / "exported"
+    export(out, exported, variant="tiny")
+    exported_steps = json.loads((exported / "training_settings.json").read_text())["steps"]["transformer"]
+    state = train(parse_args(["--stage", "transformer", "--steps", "1", "--resume", "--out", str(exported), *TOY]))
+    assert state["step"] == exported_steps + 1
+    runs = json.loads((exported / "transformer_settings.json").read_text())["runs"]
+    assert len(runs) >= 2 and runs[-1]["start_step"] == exported_steps  # the exported run history is kept
+    # Exported again: the transformer's new step count, the other stages' record from the first export.
+    export(exported, tmp_path / "again", variant="tiny")
+    record = json.loads((tmp_path / "again" / "training_settings.json").read_text())
+    assert record["steps"]["transformer"] == exported_steps + 1 and record["steps"]["video_vae"] > 0
+
+
+@pytest.mark.slow
+def test_compiled_transformer_trains(trained):
+    out, _ = trained
+    state = train(
+        parse_args(["--stage", "transformer", "--steps", "3", "--resume", "--compile", "--out", str(out), *TOY])
+    )
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in state["log"][-3:])
 
 
 def test_bad_arguments_are_named():

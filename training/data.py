@@ -1,5 +1,6 @@
 """Training data: world clips rendered in parallel into memory, as tensors the components train on."""
 
+import contextlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -29,16 +30,24 @@ def render_clips(
 ) -> ClipBatch:
     """Render one clip per seed (in `workers` processes); seeds make the data set reproducible."""
     jobs = [(seed, height, width, num_frames, frame_rate) for seed in seeds]
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_render, jobs, chunksize=8))
-    else:
-        results = [_render(job) for job in jobs]
+    frames = audio = None
+    captions, impact_frames = [], []
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = pool.map(_render, jobs, chunksize=8) if pool is not None else map(_render, jobs)
+        # Each clip is copied into one preallocated array as it arrives: thousands of 128 px clips take tens of GB,
+        # and a list of them stacked at the end would need twice that.
+        for position, (clip_frames, clip_audio, clip_caption, clip_impacts) in enumerate(results):
+            if frames is None:
+                frames = np.empty((len(jobs), *clip_frames.shape), clip_frames.dtype)
+                audio = np.empty((len(jobs), *clip_audio.shape), clip_audio.dtype)
+            frames[position], audio[position] = clip_frames, clip_audio
+            captions.append(clip_caption)
+            impact_frames.append(clip_impacts)
     return ClipBatch(
-        frames=torch.from_numpy(np.stack([result[0] for result in results])),
-        audio=torch.from_numpy(np.stack([result[1] for result in results])),
-        captions=[result[2] for result in results],
-        impact_frames=[result[3] for result in results],
+        frames=torch.from_numpy(frames),
+        audio=torch.from_numpy(audio),
+        captions=captions,
+        impact_frames=impact_frames,
     )
 
 

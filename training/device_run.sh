@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # One device command of the embedded model's training (each must end inside the device's 10-minute limit).
-#   bash training/device_run.sh autoencoders|transformer CKPT_DIR RESULT_DIR
+#   bash training/device_run.sh autoencoders|video_vae|transformer|transformer_only CKPT_DIR RESULT_DIR [INIT_DIR]
 # autoencoders: video VAE, audio VAE and vocoder side by side; then the latent upsampler and a first transformer
 # chunk once the VAEs are saved. transformer: resume the transformer. Logs and a bf16 tarball of CKPT_DIR, split
-# into <= 15 MB parts, go to RESULT_DIR. Environment: MINUTES_SCALE (default 1) shrinks every time limit for a dry
-# run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny --num-clips 8").
+# into <= 15 MB parts, go to RESULT_DIR. transformer_only: the transformer stage alone from INIT_DIR (e.g.
+# ltx_pipeline/embedded_model), text encoder frozen and blocks compiled, until TRAIN_UNTIL_MINUTES (default 7.8)
+# after this script started; only the stage's components, state and logs go to RESULT_DIR (refreshed after every
+# checkpoint, so that a command killed at its limit still returns the last one). Environment: MINUTES_SCALE
+# (default 1) shrinks every time limit for a dry run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny
+# --num-clips 8"); NUM_CLIPS (transformer_only, default 4096).
 set -u
+script_start=$(date +%s)
 phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
 scale=${MINUTES_SCALE:-1}
 extra=${EXTRA_ARGS:-}
@@ -39,6 +44,34 @@ elif [ "$phase" = transformer ]; then  # the transformer, the upsampler, and the
   stage video_vae ${TRANSFORMER_MINUTES:-8.0} --workers 4 --resume --freeze-encoder &
   [ -n "${WITH_UPSAMPLER:-}" ] && stage upsampler 2.0 --workers 4 --num-clips 384 --resume &
   wait
+elif [ "$phase" = transformer_only ]; then
+  stop_at=$(python3 -c "print(round($script_start + ${TRAIN_UNTIL_MINUTES:-7.8} * 60 * $scale))")
+  hard_stop_s=$(python3 -c "print(max(round($stop_at + 30 * $scale - $(date +%s)), 1))")  # if saving hangs
+  pack() {  # the stage's outputs, split into <= 15 MB parts, replacing the last pack
+    local staging="$ckpt/pack"; rm -rf "$staging"; mkdir -p "$staging"
+    tar czf - -C "$ckpt" transformer connectors text_encoder transformer_state.json transformer_settings.json logs \
+      | split -b 15M - "$staging/transformer.tgz.part-"
+    rm -f "$result"/transformer.tgz.part-*; mv "$staging"/transformer.tgz.part-* "$result"/
+  }
+  watch_checkpoints() {  # re-pack whenever the trainer has written a checkpoint (its state file comes last)
+    local seen="" now
+    until [ -e "$ckpt/trained" ]; do
+      sleep 5
+      now=$(stat -c %Y "$ckpt/transformer_state.json" 2>/dev/null) || continue
+      if [ "$now" != "$seen" ] && [ ! -e "$ckpt/trained" ]; then sleep 2; pack; seen=$now; fi
+    done
+  }
+  watch_checkpoints & watcher=$!
+  PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage transformer --steps 1000000 \
+    --out "$ckpt" --resume --freeze-text-encoder --compile --stop-at "$stop_at" --save-every 1000 --log-every 100 \
+    --workers 14 --num-clips "${NUM_CLIPS:-4096}" --seed 1 $extra >"$logs/transformer.log" 2>&1
+  echo "transformer exit $?" | tee -a "$logs/status.txt"
+  touch "$ckpt/trained"; wait "$watcher"  # lets a pack in progress finish
+  grep -E "^transformer|rendered|latents|compil|cached|Error|error" "$logs/transformer.log" | tail -n 40 \
+    | tee "$result/summary.txt"
+  pack
+  ls -la "$result"
+  exit 0
 else
   echo "unknown phase $phase" >&2; exit 2
 fi

@@ -4,7 +4,8 @@
 
 Components missing from DIR keep their fresh initialisation (and the export says so). The folder is written with
 `TI2VidTwoStagesPipeline(**components).save_pretrained(out)` in bf16 (the vocoder in float32, as the loader keeps
-it), with each stage's training settings copied beside it.
+it), with each stage's training settings copied beside it. A DIR started from an exported folder (its
+`training_settings.json` copied along) keeps that record for the stages it did not train again.
 """
 
 import argparse
@@ -33,6 +34,9 @@ def export(ckpt: Path, out: Path, variant: str = "embedded") -> dict[str, str]:
     for key, module in components.items():
         if isinstance(module, torch.nn.Module):
             module.to(torch.float32 if key == "vocoder" else torch.bfloat16)
+    # A checkpoint folder started from an exported one keeps the earlier stages' record only in that export's file.
+    exported = ckpt / "training_settings.json"
+    previous = json.loads(exported.read_text()) if exported.exists() else {}
     if out.exists():
         shutil.rmtree(out)
     TI2VidTwoStagesPipeline(**components).save_pretrained(out, safe_serialization=True)
@@ -48,9 +52,12 @@ def export(ckpt: Path, out: Path, variant: str = "embedded") -> dict[str, str]:
     }
     record = {
         "components": origin,
-        "steps": {stage: state["step"] for stage, state in states.items()},
-        "final_loss": {stage: state["log"][-1] if state["log"] else None for stage, state in states.items()},
-        "settings": settings,
+        "steps": {**previous.get("steps", {}), **{stage: state["step"] for stage, state in states.items()}},
+        "final_loss": {
+            **previous.get("final_loss", {}),
+            **{stage: state["log"][-1] if state["log"] else None for stage, state in states.items()},
+        },
+        "settings": {**previous.get("settings", {}), **settings},
     }
     (out / "training_settings.json").write_text(json.dumps(record, indent=1, default=str))
     size_mb = sum(path.stat().st_size for path in out.rglob("*") if path.is_file()) / 1e6

@@ -17,6 +17,7 @@ import subprocess
 import time
 import types
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2Pipeline, LTX2VideoTransformer3DModel
@@ -89,6 +90,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="video_vae: train the decoder only, keeping the latent space the transformer was trained on",
     )
+    parser.add_argument(
+        "--freeze-text-encoder",
+        action="store_true",
+        help="transformer: keep the text encoder fixed and encode each distinct caption once (connectors still train)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="transformer: torch.compile its repeated blocks (one graph per stage shape and cross-modal setting)",
+    )
+    parser.add_argument(
+        "--stop-at", type=float, help="Unix time at which to stop and save, setup included (a device command's end)"
+    )
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.stage].items():
         if getattr(args, key) is None:
@@ -130,7 +144,12 @@ def git_commit() -> str:
 def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> None:
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     path = out / f"{args.stage}_settings.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() and args.resume else []
+    exported = out / "training_settings.json"  # an exported folder keeps every stage's settings in one file
+    runs = []
+    if args.resume and path.exists():
+        runs = json.loads(path.read_text())["runs"]
+    elif args.resume and exported.exists():
+        runs = json.loads(exported.read_text()).get("settings", {}).get(args.stage, {}).get("runs", [])
     runs.append(
         {
             "start_step": start_step,
@@ -202,17 +221,45 @@ def multi_resolution_stft_loss(prediction: torch.Tensor, target: torch.Tensor) -
     return loss / 3
 
 
-def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
-    """Connector outputs for `captions`, exactly as the pipeline encodes a prompt (diffusers' Gemma encoding)."""
+def gemma_prompt_embeds(
+    tokenizer, text_encoder, captions: list[str], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, tokens, width * (layers + 1)) text encoder hidden states and (N, tokens) mask of `captions`, exactly as the
+    pipeline encodes a prompt (diffusers' Gemma encoding: left padding to the tokenizer's maximum length)."""
     holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder)
-    embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+    return LTX2Pipeline._get_gemma_prompt_embeds(
         holder,
         captions,
         max_sequence_length=tokenizer.model_max_length,
         device=torch.device(device),
         dtype=torch.float32,
     )
-    return connectors(embeds, mask, padding_side="left")
+
+
+def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
+    """Connector outputs (video text, audio text, mask) for `captions`, as the pipeline computes them."""
+    return connectors(*gemma_prompt_embeds(tokenizer, text_encoder, captions, device), padding_side="left")
+
+
+class CaptionCache:
+    """A frozen text encoder's output for every distinct caption, encoded once.
+
+    Every prompt is padded to the same length, so a caption's hidden states do not depend on the batch it is encoded
+    in: looking them up gives what `gemma_prompt_embeds` computes, and a training step only runs the connectors.
+    """
+
+    def __init__(self, tokenizer, text_encoder, captions: list[str], device: str):
+        self.captions = sorted(set(captions) | {""})  # "" is the dropped caption (CFG's unconditional pass)
+        self.index = {caption: position for position, caption in enumerate(self.captions)}
+        with torch.no_grad():
+            self.embeds, self.mask = gemma_prompt_embeds(tokenizer, text_encoder, self.captions, device)
+
+    def ids(self, captions: list[str]) -> torch.Tensor:
+        return torch.tensor([self.index[caption] for caption in captions], device=self.embeds.device)
+
+    def conditioning(self, connectors, caption_ids: torch.Tensor):
+        """Connector outputs (video text, audio text, mask) for the cached captions `caption_ids` (on the device)."""
+        return connectors(self.embeds[caption_ids], self.mask[caption_ids], padding_side="left")
 
 
 def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,6 +276,26 @@ def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     audio_sigma = torch.where(case == names.index("audio_clean"), torch.zeros(batch), base)
     audio_sigma = torch.where(case == names.index("independent"), other, audio_sigma)
     return video_sigma, audio_sigma
+
+
+class TransformerDraw(NamedTuple):
+    """One transformer training batch's random choices, drawn on the CPU generator (no device sync)."""
+
+    indices: torch.Tensor  # (B,) clips
+    stage: int  # 1: stage-1 (half-size) latents, 2: full-size
+    video_sigma: torch.Tensor  # (B,)
+    audio_sigma: torch.Tensor  # (B,)
+    caption_dropped: torch.Tensor  # (B,) bool: the empty prompt instead of the clip's caption
+    isolate: bool  # cross-modal attention off
+
+
+def draw_transformer_batch(batch: int, num_clips: int, generator: torch.Generator) -> TransformerDraw:
+    indices = torch.randint(num_clips, (batch,), generator=generator)
+    stage = 1 if torch.rand(1, generator=generator) < 0.5 else 2
+    video_sigma, audio_sigma = draw_sigmas(batch, generator)
+    caption_dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
+    isolate = bool(torch.rand(1, generator=generator) < ISOLATED_FRACTION)
+    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate)
 
 
 class StageTrainer:
@@ -357,6 +424,7 @@ class StageTrainer:
         self.connectors = self.trainable["connectors"]
         self.text_encoder = self.trainable["text_encoder"]
         self.tokenizer = self.fresh["tokenizer"]
+        self.caption_cache = None
         vae = load_component("vae", self.args.out, self.fresh, self.device).eval()
         audio_vae = load_component("audio_vae", self.args.out, self.fresh, self.device).eval()
         duration_s = self.args.num_frames / self.args.frame_rate
@@ -365,9 +433,11 @@ class StageTrainer:
         self.video_latents = {1: [], 2: []}  # stage -> packed, normalised (N, tokens, C)
         self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
         audio_latents = []
+        started = time.time()
         with torch.no_grad():
             for chunk in torch.split(torch.arange(self.args.num_clips), 32):
-                video = frames_to_video(self.data.frames[chunk]).to(self.device)
+                # uint8 to the device, then to float there: a quarter of the copy, and no CPU-bound conversion
+                video = frames_to_video(self.data.frames[chunk].to(self.device))
                 for stage, factor in ((1, 2), (2, 1)):
                     latents = vae.encode(downsample_video(video, factor)).latent_dist.mode().float()
                     latents = LTX2Pipeline._normalize_latents(latents, video_mean, video_std)
@@ -383,32 +453,62 @@ class StageTrainer:
         self.audio_latents = torch.cat(audio_latents).to(self.device)
         print(
             f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
-            f"audio {tuple(self.audio_latents.shape)}",
+            f"audio {tuple(self.audio_latents.shape)}; encoded in {time.time() - started:.1f} s",
             flush=True,
         )
+        # RoPE coordinates per stage, as the transformer would prepare them each step (their small host-to-device
+        # copies would make every step wait for the previous one to finish on the GPU).
+        batch, fps = self.args.batch_size, self.args.frame_rate
+        self.coords = {
+            stage: (
+                self.transformer.rope.prepare_video_coords(batch, *self.geometry[stage], self.device, fps=fps),
+                self.transformer.audio_rope.prepare_audio_coords(batch, audio_frames, self.device),
+            )
+            for stage in (1, 2)
+        }
+        if self.args.freeze_text_encoder:
+            self.text_encoder.requires_grad_(False).eval()
+            with self.autocast():  # the numerics the per-step encoding had
+                self.caption_cache = CaptionCache(self.tokenizer, self.text_encoder, self.data.captions, self.device)
+            self.clip_caption_ids = self.caption_cache.ids(self.data.captions)
+            print(f"text encoder frozen: {len(self.caption_cache.captions)} distinct captions cached", flush=True)
+        if self.args.compile:
+            self.compile_transformer()
 
     def step_transformer(self) -> torch.Tensor:
-        batch = self.args.batch_size
-        indices = self.pick(batch)
-        stage = 1 if torch.rand(1, generator=self.generator) < 0.5 else 2
-        video_clean = self.video_latents[stage][indices.to(self.device)]
-        audio_clean = self.audio_latents[indices.to(self.device)]
-        video_sigma, audio_sigma = (sigma.to(self.device) for sigma in draw_sigmas(batch, self.generator))
+        return self.transformer_loss(draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator))
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A CPU draw on the device without waiting for the queued GPU work (a pageable copy would)."""
+        if not self.device.startswith("cuda"):
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def transformer_loss(self, draw: TransformerDraw) -> torch.Tensor:
+        indices = self.to_device(draw.indices)
+        video_clean = self.video_latents[draw.stage][indices]
+        audio_clean = self.audio_latents[indices]
+        video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
         video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
         # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
         video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
-        captions = [
-            "" if torch.rand(1, generator=self.generator) < CAPTION_DROPOUT else self.data.captions[i]
-            for i in indices.tolist()
-        ]
-        isolate = bool(torch.rand(1, generator=self.generator) < ISOLATED_FRACTION)
-        frames, height, width = self.geometry[stage]
+        video_coords, audio_coords = self.coords[draw.stage]
         scale = self.transformer.config.timestep_scale_multiplier
         with self.autocast():
-            video_text, audio_text, mask = text_conditioning(
-                self.tokenizer, self.text_encoder, self.connectors, captions, self.device
-            )
+            if self.caption_cache is not None:
+                caption_ids = torch.where(
+                    self.to_device(draw.caption_dropped), self.caption_cache.index[""], self.clip_caption_ids[indices]
+                )
+                video_text, audio_text, mask = self.caption_cache.conditioning(self.connectors, caption_ids)
+            else:
+                captions = [
+                    "" if dropped else self.data.captions[i]
+                    for i, dropped in zip(draw.indices.tolist(), draw.caption_dropped.tolist(), strict=True)
+                ]
+                video_text, audio_text, mask = text_conditioning(
+                    self.tokenizer, self.text_encoder, self.connectors, captions, self.device
+                )
             video_velocity, audio_velocity = self.transformer(
                 hidden_states=video_noisy,
                 audio_hidden_states=audio_noisy,
@@ -420,12 +520,9 @@ class StageTrainer:
                 audio_sigma=audio_sigma * scale,
                 encoder_attention_mask=mask,
                 audio_encoder_attention_mask=mask,
-                num_frames=frames,
-                height=height,
-                width=width,
-                fps=self.args.frame_rate,
-                audio_num_frames=audio_clean.shape[1],
-                isolate_modalities=isolate,
+                video_coords=video_coords,
+                audio_coords=audio_coords,
+                isolate_modalities=draw.isolate,
                 use_cross_timestep=True,
                 return_dict=False,
             )
@@ -436,10 +533,61 @@ class StageTrainer:
         audio_loss = (audio_error * (audio_sigma > 0)).sum() / (audio_sigma > 0).sum().clamp_min(1)
         return video_loss + audio_loss
 
+    def compile_transformer(self) -> None:
+        """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
+        attention on and off) before the clock starts; if compiling fails, train uncompiled (slower, not wrong)."""
+        started = time.time()
+        self.transformer.compile_repeated_blocks(dynamic=False)
+        generator = torch.Generator().manual_seed(self.args.seed + 1)  # leaves the training draws untouched
+        try:
+            for stage in (1, 2):
+                for isolate in (False, True):
+                    draw = draw_transformer_batch(self.args.batch_size, self.args.num_clips, generator)
+                    self.transformer_loss(draw._replace(stage=stage, isolate=isolate)).backward()
+        except Exception as error:  # inductor or triton failing on this machine
+            print(
+                f"compiling failed after {time.time() - started:.1f} s ({type(error).__name__}: {error})", flush=True
+            )
+            print("training the transformer uncompiled", flush=True)
+            torch._dynamo.reset()
+            eager = LTX2VideoTransformer3DModel.from_config(self.transformer.config)
+            eager.load_state_dict(self.transformer.state_dict())
+            self.transformer = self.trainable["transformer"] = eager.to(self.device).train()
+        else:
+            # A graph nobody traced above (or one failing later) then runs eagerly instead of ending the run.
+            torch._dynamo.config.suppress_errors = True
+            print(f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s", flush=True)
+        for module in self.trainable.values():
+            module.zero_grad(set_to_none=True)
+
     def finish(self) -> None:
         finish = getattr(self, f"finish_{self.args.stage}", None)
         if finish is not None:
             finish()
+
+
+def initial_state(args: argparse.Namespace) -> dict:
+    """The stage's step count and loss log to continue from: its own state file, else (resuming from an exported
+    folder, which keeps only `training_settings.json`) the exported step count with an empty log, else step 0."""
+    state_path = args.out / f"{args.stage}_state.json"
+    exported = args.out / "training_settings.json"
+    if args.resume and state_path.exists():
+        return json.loads(state_path.read_text())
+    if args.resume and exported.exists():
+        step = json.loads(exported.read_text()).get("steps", {}).get(args.stage, 0)
+        print(f"{args.stage}: no {state_path.name}; continuing the exported model's step count {step}", flush=True)
+        return {"step": step, "log": []}
+    return {"step": 0, "log": []}
+
+
+def time_budget_s(args: argparse.Namespace) -> float | None:
+    """Seconds the optimizer loop may run from now: `--max-minutes`, cut to what is left before `--stop-at`."""
+    limits = []
+    if args.max_minutes is not None:
+        limits.append(args.max_minutes * 60)
+    if args.stop_at is not None:
+        limits.append(max(args.stop_at - time.time(), 0.0))
+    return min(limits) if limits else None
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -448,14 +596,17 @@ def train(args: argparse.Namespace) -> dict:
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     state_path = args.out / f"{args.stage}_state.json"
-    state = json.loads(state_path.read_text()) if args.resume and state_path.exists() else {"step": 0, "log": []}
+    state = initial_state(args)
     record_settings(args, args.out, state["step"])
     torch.manual_seed(args.seed + state["step"])
     trainer = StageTrainer(args)
     parameters = [p for module in trainer.trainable.values() for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    # The fused kernel is one launch per step instead of several per parameter tensor; the same AdamW update.
+    fused = args.device.startswith("cuda")
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99), fused=fused)
     warmup = 100 if state["step"] == 0 else 10
     total = args.steps
+    budget_s = time_budget_s(args)
     started = time.time()
 
     def save() -> None:
@@ -466,8 +617,8 @@ def train(args: argparse.Namespace) -> dict:
     for step in range(1, total + 1):
         # Linear warm-up, then cosine decay to 10% over this run (its steps or its time limit, whichever is nearer).
         progress = step / total
-        if args.max_minutes is not None:
-            progress = max(progress, (time.time() - started) / (args.max_minutes * 60))
+        if budget_s is not None:
+            progress = max(progress, (time.time() - started) / max(budget_s, 1e-6))
         progress = min(progress, 1.0)
         factor = min(step / warmup, 1.0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
@@ -485,7 +636,7 @@ def train(args: argparse.Namespace) -> dict:
             print(f"{args.stage} {entry}", flush=True)
         if step % args.save_every == 0:
             save()
-        if args.max_minutes is not None and time.time() - started > args.max_minutes * 60:
+        if budget_s is not None and time.time() - started > budget_s:
             print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
             break
     save()
