@@ -238,6 +238,16 @@ def test_num_gpus_defaults_to_1_and_a_bad_value_is_a_clear_error(
         app.main(["--num-gpus", str(too_many), "--device", "cuda", "--output-dir", str(tmp_path)])
 
 
+def test_speed_flags_reach_the_config_and_cuda_graphs_alone_is_a_clear_error(tmp_path: Path) -> None:
+    import app
+
+    args = app.parse_args(["--compile", "--cuda-graphs", "--video-attention-backend", "_native_math"])
+    speed = app.config_from_args(args).speed
+    assert speed.compile and speed.cuda_graphs and speed.video_attention_backend == "_native_math"
+    with pytest.raises(SystemExit, match=r"`cuda_graphs=True` needs `compile=True`"):
+        app.main(["--cuda-graphs", "--output-dir", str(tmp_path)])
+
+
 def test_lora_options_come_from_the_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import app
 
