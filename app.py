@@ -19,7 +19,7 @@ with contextlib.suppress(ImportError):
     import spaces  # noqa: F401 - on a ZeroGPU Space this must come before torch is imported; absent elsewhere
 
 from ltx_pipeline import parallel  # noqa: E402
-from ltx_pipeline.acceleration import MemoryMode, SpeedOptions  # noqa: E402
+from ltx_pipeline.acceleration import MemoryMode, add_speed_arguments, speed_options_from_args  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
 from ui.state import default_device  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
@@ -46,19 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("LTX_MEMORY_MODE"),
         help="GPU memory layout (default: everything on --device); env LTX_MEMORY_MODE",
     )
-    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
-    parser.add_argument(
-        "--cuda-graphs",
-        action="store_true",
-        help="with --compile: replay each block as a CUDA graph (faster small sizes)",
-    )
-    parser.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
-    parser.add_argument(
-        "--video-attention-backend",
-        default=None,
-        help="an attention backend for the video self-attention alone (the others keep --attention-backend)",
-    )
-    parser.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
+    add_speed_arguments(parser)
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -99,13 +87,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         text_encoder=args.text_encoder,
         device=args.device,
         memory_mode=args.memory_mode,
-        speed=SpeedOptions(
-            compile=args.compile,
-            cuda_graphs=args.cuda_graphs,
-            attention_backend=args.attention_backend,
-            video_attention_backend=args.video_attention_backend,
-            fp8=args.fp8,
-        ),
+        speed=speed_options_from_args(args),
         concurrency_limit=args.concurrency,
         max_queue_size=args.max_queue,
         max_file_size=args.max_file_size,

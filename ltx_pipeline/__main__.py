@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import constants, parallel
-from .acceleration import MemoryMode, SpeedOptions, place_pipeline
+from .acceleration import MemoryMode, add_speed_arguments, place_pipeline, speed_options_from_args
 from .conditioning import ImageCondition
 from .lora import StageLoras, parse_lora_argument
 from .media import save_output
@@ -74,19 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="GPU memory layout; default: everything on --device in the model's dtype",
         )
-        sub.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
-        sub.add_argument(
-            "--cuda-graphs",
-            action="store_true",
-            help="with --compile: replay each block as a CUDA graph (faster small sizes)",
-        )
-        sub.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
-        sub.add_argument(
-            "--video-attention-backend",
-            default=None,
-            help="an attention backend for the video self-attention alone (the others keep --attention-backend)",
-        )
-        sub.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
+        add_speed_arguments(sub)
         sub.add_argument(
             "--num-gpus",
             type=int,
@@ -128,13 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if loras or stage_2_loras:
             # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
             pipe.stage_loras = StageLoras.load(pipe, loras, stage_2_loras=stage_2_loras, fuse=args.fuse_loras)
-        speed = SpeedOptions(
-            compile=args.compile,
-            cuda_graphs=args.cuda_graphs,
-            attention_backend=args.attention_backend,
-            video_attention_backend=args.video_attention_backend,
-            fp8=args.fp8,
-        )
+        speed = speed_options_from_args(args)
         place_pipeline(pipe, context.device, args.memory_mode, speed)
         parallel.enable_context_parallel(pipe, context)
         runner = parallel.ParallelRunner(pipe, context)  # with one GPU, the plain stream

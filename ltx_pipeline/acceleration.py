@@ -7,6 +7,7 @@ the benchmarks all run the same code:
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
+import argparse
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,34 @@ class SpeedOptions:
                 raise ValueError(f"`{name}` must be None or one of {', '.join(valid_backends)}; got {value!r}.")
         if self.fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"`fp8_scaling` must be one of {', '.join(FP8_SCALINGS)}; got {self.fp8_scaling!r}.")
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `SpeedOptions` flags, shared by the command line and the studio."""
+    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the transformer blocks")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="with --compile: replay each block as a CUDA graph (faster small sizes)",
+    )
+    parser.add_argument("--attention-backend", default=None, help="a diffusers attention backend, e.g. _native_cudnn")
+    parser.add_argument(
+        "--video-attention-backend",
+        default=None,
+        help="an attention backend for the video self-attention alone (the others keep --attention-backend)",
+    )
+    parser.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
+
+
+def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
+    """`SpeedOptions` from the flags of `add_speed_arguments`; a ValueError names a bad combination."""
+    return SpeedOptions(
+        compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+        attention_backend=args.attention_backend,
+        video_attention_backend=args.video_attention_backend,
+        fp8=args.fp8,
+    )
 
 
 # --- fp8 matrix products ------------------------------------------------------------------------------------------
