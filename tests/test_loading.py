@@ -137,6 +137,16 @@ def save_diffusers_folder(components: dict, folder: Path) -> Path:
     return folder
 
 
+def test_default_dtype_is_float32_without_a_gpu_and_bf16_when_asked() -> None:
+    # The embedded model is stored in bf16; most CPUs compute bf16 far slower than float32.
+    default = load_components("embedded")
+    expected = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    assert next(default.components["transformer"].parameters()).dtype == expected
+    asked = load_components("embedded", torch_dtype=torch.bfloat16)
+    assert next(asked.components["transformer"].parameters()).dtype == torch.bfloat16
+    assert next(asked.components["vocoder"].parameters()).dtype == torch.float32
+
+
 @pytest.mark.parametrize("version", ["2.3", "2.0"])
 def test_diffusers_folder_round_trip(version: str, tmp_path: Path) -> None:
     components = tiny.build_tiny_components(version)
