@@ -97,12 +97,16 @@ def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, 
 
 
 @pytest.mark.slow
-def test_compiled_transformer_trains(trained):
+def test_compiled_transformer_trains_and_reuses_its_compile_cache(trained, capsys):
     out, _ = trained
-    state = train(
-        parse_args(["--stage", "transformer", "--steps", "3", "--resume", "--compile", "--out", str(out), *TOY])
-    )
+    cache = out / "compile_cache.bin"
+    compiled = ["--stage", "transformer", "--steps", "3", "--resume", "--compile", "--compile-cache", str(cache)]
+    state = train(parse_args([*compiled, "--out", str(out), *TOY]))
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in state["log"][-3:])
+    assert cache.is_file() and cache.stat().st_size > 0
+    torch._dynamo.reset()
+    train(parse_args([*compiled, "--out", str(out), *TOY]))
+    assert f"loaded compile cache artifacts from {cache}" in capsys.readouterr().out
 
 
 def test_bad_arguments_are_named():

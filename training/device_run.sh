@@ -8,7 +8,8 @@
 # after this script started; only the stage's components, state and logs go to RESULT_DIR (refreshed after every
 # checkpoint, so that a command killed at its limit still returns the last one). Environment: MINUTES_SCALE
 # (default 1) shrinks every time limit for a dry run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny
-# --num-clips 8"); NUM_CLIPS (transformer_only, default 4096).
+# --num-clips 8"); NUM_CLIPS (transformer_only, default 4096); COMPILE_CACHE (transformer_only: a compile_cache.bin
+# an earlier command returned, which saves most of the ~3-minute compile).
 set -u
 script_start=$(date +%s)
 phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
@@ -62,8 +63,12 @@ elif [ "$phase" = transformer_only ]; then
     done
   }
   watch_checkpoints & watcher=$!
+  # torch.compile's cache: COMPILE_CACHE (e.g. the compile_cache.bin an earlier command returned, carried along)
+  # is loaded first; the cache after compiling goes back in RESULT, for the next command.
+  [ -n "${COMPILE_CACHE:-}" ] && [ -f "$COMPILE_CACHE" ] && cp "$COMPILE_CACHE" "$result/compile_cache.bin"
   PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage transformer --steps 1000000 \
-    --out "$ckpt" --resume --freeze-text-encoder --compile --stop-at "$stop_at" --save-every 1000 --log-every 100 \
+    --out "$ckpt" --resume --freeze-text-encoder --compile --compile-cache "$result/compile_cache.bin" \
+    --stop-at "$stop_at" --save-every 1000 --log-every 100 \
     --workers 14 --num-clips "${NUM_CLIPS:-4096}" --seed 1 $extra >"$logs/transformer.log" 2>&1
   echo "transformer exit $?" | tee -a "$logs/status.txt"
   touch "$ckpt/trained"; wait "$watcher"  # lets a pack in progress finish

@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="transformer: torch.compile its repeated blocks (one graph per stage shape and cross-modal setting)",
     )
     parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        help="with --compile: torch.compile's cache artifacts, loaded from this file if it exists and saved to it after "
+        "compiling (a later device command then skips most of the compile)",
+    )
+    parser.add_argument(
         "--stop-at", type=float, help="Unix time at which to stop and save, setup included (a device command's end)"
     )
     args = parser.parse_args(argv)
@@ -537,6 +543,10 @@ class StageTrainer:
         """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
         attention on and off) before the clock starts; if compiling fails, train uncompiled (slower, not wrong)."""
         started = time.time()
+        cache = self.args.compile_cache
+        if cache is not None and cache.is_file():
+            torch.compiler.load_cache_artifacts(cache.read_bytes())
+            print(f"loaded compile cache artifacts from {cache}", flush=True)
         self.transformer.compile_repeated_blocks(dynamic=False)
         generator = torch.Generator().manual_seed(self.args.seed + 1)  # leaves the training draws untouched
         try:
@@ -557,6 +567,11 @@ class StageTrainer:
             # A graph nobody traced above (or one failing later) then runs eagerly instead of ending the run.
             torch._dynamo.config.suppress_errors = True
             print(f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s", flush=True)
+            saved = torch.compiler.save_cache_artifacts() if cache is not None else None
+            if saved is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_bytes(saved[0])
+                print(f"saved compile cache artifacts to {cache} ({len(saved[0]) / 2**20:.1f} MiB)", flush=True)
         for module in self.trainable.values():
             module.zero_grad(set_to_none=True)
 
