@@ -76,12 +76,14 @@ class SpeedOptions:
     video_attention_backend: a backend for the video self-attention alone (each block's `attn1`), which holds
         nearly all of the attention FLOPs at video sizes; the other attentions (text, audio, cross-modal: short
         sequences) keep `attention_backend`. None: the same as the others.
-    fp8: swap the transformer blocks' Linear layers for `Fp8Linear` (Hopper fp8 tensor-core products through
-        `torch._scaled_mm`; weights quantized once, activations on the fly). Changes outputs slightly.
+    fp8: swap the transformer blocks' video-side Linear layers for `Fp8Linear` (Hopper fp8 tensor-core products
+        through `torch._scaled_mm`; weights quantized once, activations on the fly). Changes outputs slightly.
     fp8_scaling: "rowwise" (one scale per token and per output channel) or "tensor" (one scale per tensor).
     cuda_graphs: with `compile`, compile the blocks in torch's "reduce-overhead" mode: each block's kernels are
         replayed as a CUDA graph, which removes the per-kernel launch cost that dominates at small sizes (stage 1).
         Graphs are recorded per block and shape at the first passes, so the first run of a new size is slower.
+        torch keeps them per thread: a process that generates from several threads (the studio's workers) records
+        them again in each (measured only from one thread, in benchmarks/bench_full_size.py).
     """
 
     compile: bool = False
