@@ -545,8 +545,10 @@ class StageTrainer:
         started = time.time()
         cache = self.args.compile_cache
         if cache is not None and cache.is_file():
-            torch.compiler.load_cache_artifacts(cache.read_bytes())
-            print(f"loaded compile cache artifacts from {cache}", flush=True)
+            if torch.compiler.load_cache_artifacts(cache.read_bytes()) is None:  # torch logs why
+                print(f"compile cache {cache} could not be read; compiling from scratch", flush=True)
+            else:
+                print(f"loaded compile cache artifacts from {cache}", flush=True)
         self.transformer.compile_repeated_blocks(dynamic=False)
         generator = torch.Generator().manual_seed(self.args.seed + 1)  # leaves the training draws untouched
         try:
