@@ -11,7 +11,16 @@ from transformers import Gemma3ForConditionalGeneration
 
 from training import config
 from training.export import export
-from training.train import STAGES, CaptionCache, parse_args, text_conditioning, train
+from training.data import frames_to_video, render_clips
+from training.train import (
+    STAGES,
+    CaptionCache,
+    audio_onset_mask,
+    latent_motion_mask,
+    parse_args,
+    text_conditioning,
+    train,
+)
 from world import generate_clip
 
 TOY = ["--variant", "tiny", "--height", "64", "--width", "64", "--num-frames", "17", "--num-clips", "3"]
@@ -64,6 +73,19 @@ def test_cached_captions_condition_the_transformer_as_encoding_them_each_step_do
     for cached_part, encoded_part in zip(cached, encoded, strict=True):
         torch.testing.assert_close(cached_part, encoded_part, rtol=0, atol=1e-6)
     assert not torch.allclose(cached[0][0], cached[0][1])  # the captions do condition differently
+
+
+def test_loss_weights_mark_the_ball_tokens_and_the_onset_frames():
+    clips = render_clips([3], 64, 64, 17, 24.0)
+    video = frames_to_video(clips.frames)
+    mask = latent_motion_mask(video, (3, 4, 4)).view(3, 4, 4)
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    assert 0 < mask.mean() < 0.5  # the ball's cells, not the whole frame
+    # Frame 0 alone is latent frame 0: the ball's first position marks the cells of the pixels it covers there.
+    first = latent_motion_mask(video[:, :, :1].expand(-1, -1, 17, -1, -1), (3, 4, 4)).view(3, 4, 4)
+    assert torch.equal(first[0], first[1]) and first[0].sum() > 0
+    onsets = audio_onset_mask([[12], []], 24.0, 20)
+    assert onsets[0].nonzero().flatten().tolist() == [12, 13] and onsets[1].sum() == 0  # 0.5 s -> frame 12 of 25/s
 
 
 def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):

@@ -9,7 +9,8 @@
 # checkpoint, so that a command killed at its limit still returns the last one). Environment: MINUTES_SCALE
 # (default 1) shrinks every time limit for a dry run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny
 # --num-clips 8"); NUM_CLIPS (transformer_only, default 4096); COMPILE_CACHE (transformer_only: a compile_cache.bin
-# an earlier command returned, which saves most of the ~3-minute compile).
+# an earlier command returned, which saves most of the ~3-minute compile); WITH_DECODERS (transformer_only: also
+# train the video decoder on its fixed encoder and the vocoder, side by side until the same time, and return them).
 set -u
 script_start=$(date +%s)
 phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
@@ -48,10 +49,14 @@ elif [ "$phase" = transformer ]; then  # the transformer, the upsampler, and the
 elif [ "$phase" = transformer_only ]; then
   stop_at=$(python3 -c "print(round($script_start + ${TRAIN_UNTIL_MINUTES:-7.8} * 60 * $scale))")
   hard_stop_s=$(python3 -c "print(max(round($stop_at + 30 * $scale - $(date +%s)), 1))")  # if saving hangs
-  pack() {  # the stage's outputs, split into <= 15 MB parts, replacing the last pack
-    local staging="$ckpt/pack"; rm -rf "$staging"; mkdir -p "$staging"
-    tar czf - -C "$ckpt" transformer connectors text_encoder transformer_state.json transformer_settings.json logs \
-      | split -b 15M - "$staging/transformer.tgz.part-"
+  outputs="transformer connectors text_encoder transformer_state.json transformer_settings.json logs"
+  [ -n "${WITH_DECODERS:-}" ] && outputs="$outputs vae vocoder"
+  pack() {  # the stages' outputs, split into <= 15 MB parts, replacing the last pack
+    local staging="$ckpt/pack" present=""; rm -rf "$staging"; mkdir -p "$staging"
+    for item in $outputs "$ckpt"/video_vae_*.json "$ckpt"/vocoder_*.json; do
+      item=${item#"$ckpt"/}; [ -e "$ckpt/$item" ] && present="$present $item"
+    done
+    tar czf - -C "$ckpt" $present | split -b 15M - "$staging/transformer.tgz.part-"
     rm -f "$result"/transformer.tgz.part-*; mv "$staging"/transformer.tgz.part-* "$result"/
   }
   watch_checkpoints() {  # re-pack whenever the trainer has written a checkpoint (its state file comes last)
@@ -66,14 +71,23 @@ elif [ "$phase" = transformer_only ]; then
   # torch.compile's cache: COMPILE_CACHE (e.g. the compile_cache.bin an earlier command returned, carried along)
   # is loaded first; the cache after compiling goes back in RESULT, for the next command.
   [ -n "${COMPILE_CACHE:-}" ] && [ -f "$COMPILE_CACHE" ] && cp "$COMPILE_CACHE" "$result/compile_cache.bin"
+  if [ -n "${WITH_DECODERS:-}" ]; then  # the video decoder (encoder fixed: the same latents) and the vocoder
+    for name in video_vae vocoder; do
+      freeze=""; [ $name = video_vae ] && freeze=--freeze-encoder
+      PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage $name --steps 1000000 \
+        --out "$ckpt" --resume $freeze --stop-at "$stop_at" --save-every 1000000 --log-every 200 --workers 3 \
+        $extra >"$logs/$name.log" 2>&1 &
+    done
+  fi
   PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage transformer --steps 1000000 \
     --out "$ckpt" --resume --freeze-text-encoder --compile --compile-cache "$result/compile_cache.bin" \
     --stop-at "$stop_at" --save-every 1000 --log-every 100 \
     --workers 14 --num-clips "${NUM_CLIPS:-4096}" --seed 1 $extra >"$logs/transformer.log" 2>&1
   echo "transformer exit $?" | tee -a "$logs/status.txt"
-  touch "$ckpt/trained"; wait "$watcher"  # lets a pack in progress finish
-  grep -E "^transformer|rendered|latents|compil|cached|Error|error" "$logs/transformer.log" | tail -n 40 \
-    | tee "$result/summary.txt"
+  touch "$ckpt/trained"; wait  # the decoders, and a pack in progress
+  [ -n "${WITH_DECODERS:-}" ] && tail -n 3 "$logs/video_vae.log" "$logs/vocoder.log" | tee -a "$result/summary.txt"
+  grep -E "^transformer|rendered|latents|weights|compil|cached|Error|error" "$logs/transformer.log" | tail -n 40 \
+    | tee -a "$result/summary.txt"
   pack
   ls -la "$result"
   exit 0

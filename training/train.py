@@ -59,6 +59,10 @@ KL_WEIGHT = 1e-4  # per latent element, both VAEs
 VOCODER_CROP_FRAMES = 128  # mel frames per vocoder training crop (1.28 s)
 CAPTION_DROPOUT = 0.1  # empty prompt: what CFG's unconditional pass sees
 ISOLATED_FRACTION = 0.15  # batches with cross-modal attention off: what modality guidance's extra pass sees
+# Transformer loss weights: 1 + gain on the video latent tokens a ball covers and on the audio latent frames of an
+# impact's onset. Both are a few percent of the tokens, which an unweighted loss spends its steps on least.
+LATENT_MOTION_GAIN = 4.0
+AUDIO_ONSET_GAIN = 4.0
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
 # (audio to video), video clean (video to audio), independent sigmas.
 TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
@@ -178,6 +182,8 @@ def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> Non
             "CAPTION_DROPOUT": CAPTION_DROPOUT,
             "ISOLATED_FRACTION": ISOLATED_FRACTION,
             "TRANSFORMER_CASES": TRANSFORMER_CASES,
+            "LATENT_MOTION_GAIN": LATENT_MOTION_GAIN,
+            "AUDIO_ONSET_GAIN": AUDIO_ONSET_GAIN,
         },
         "runs": runs,
     }
@@ -245,6 +251,38 @@ def gemma_prompt_embeds(
 def text_conditioning(tokenizer, text_encoder, connectors, captions: list[str], device: str):
     """Connector outputs (video text, audio text, mask) for `captions`, as the pipeline computes them."""
     return connectors(*gemma_prompt_embeds(tokenizer, text_encoder, captions, device), padding_side="left")
+
+
+def latent_motion_mask(video: torch.Tensor, geometry: tuple[int, int, int]) -> torch.Tensor:
+    """(N, tokens) float: 1 where a video latent token of `geometry` (frames, height, width) covers a moving ball pixel
+    of `video` (N, 3, F, H, W), else 0, in the packed token order (frame, row, column).
+
+    Latent frame 0 holds pixel frame 0 and latent frame k frames 8k - 7 ... 8k (the VAE's causal 8x); a token covers
+    its cell of the full-size frame at any stage.
+    """
+    moving = motion_weight(video, 1.0) - 1.0  # (N, 1, F, H, W) in {0, 1}
+    frames, height, width = geometry
+    stride = (moving.shape[2] - 1) // max(frames - 1, 1)
+    first = moving[:, :, :1]
+    rest = moving[:, :, 1:].unflatten(2, (frames - 1, stride)).amax(dim=3)
+    moving = torch.cat([first, rest], dim=2)
+    moving = torch.nn.functional.adaptive_max_pool3d(moving, (frames, height, width))
+    return moving.flatten(1)
+
+
+def audio_onset_mask(impact_frames: list[list[int]], frame_rate: float, audio_frames: int) -> torch.Tensor:
+    """(N, audio_frames) float: 1 on the audio latent frames of each impact's onset and the one after, else 0."""
+    mask = torch.zeros(len(impact_frames), audio_frames)
+    for row, frames in enumerate(impact_frames):
+        for frame in frames:
+            onset = int(frame / frame_rate * constants.AUDIO_LATENTS_PER_SECOND)
+            mask[row, max(onset, 0) : min(onset + 2, audio_frames)] = 1.0
+    return mask
+
+
+def weighted_token_mean(error: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, tokens) error, (B, tokens) weight -> (B,) weighted mean per sample."""
+    return (error * weight).sum(dim=1) / weight.sum(dim=1)
 
 
 class CaptionCache:
@@ -437,6 +475,7 @@ class StageTrainer:
         audio_frames = round(duration_s * constants.AUDIO_LATENTS_PER_SECOND)
         video_mean, video_std = vae.latents_mean.to(self.device), vae.latents_std.to(self.device)
         self.video_latents = {1: [], 2: []}  # stage -> packed, normalised (N, tokens, C)
+        self.video_weights = {1: [], 2: []}  # stage -> (N, tokens) loss weight
         self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
         audio_latents = []
         started = time.time()
@@ -449,6 +488,8 @@ class StageTrainer:
                     latents = LTX2Pipeline._normalize_latents(latents, video_mean, video_std)
                     self.video_latents[stage].append(LTX2Pipeline._pack_latents(latents).cpu())
                     self.geometry[stage] = tuple(latents.shape[2:])
+                    moving = latent_motion_mask(video, self.geometry[stage])
+                    self.video_weights[stage].append((1.0 + LATENT_MOTION_GAIN * moving).cpu())
                 mel = stereo_mel(self.data.audio[chunk]).to(self.device)
                 latents = audio_vae.encode(mel).latent_dist.mode().float()[:, :, :audio_frames]
                 packed = LTX2Pipeline._pack_audio_latents(latents)
@@ -456,7 +497,16 @@ class StageTrainer:
                     LTX2Pipeline._normalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std).cpu()
                 )
         self.video_latents = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_latents.items()}
+        self.video_weights = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_weights.items()}
         self.audio_latents = torch.cat(audio_latents).to(self.device)
+        onsets = audio_onset_mask(self.data.impact_frames, self.args.frame_rate, self.audio_latents.shape[1])
+        self.audio_weights = (1.0 + AUDIO_ONSET_GAIN * onsets).to(self.device)
+        covered = {stage: float((weights > 1).float().mean()) for stage, weights in self.video_weights.items()}
+        print(
+            f"loss weights: ball tokens {covered[1]:.1%} (stage 1) / {covered[2]:.1%} (stage 2), "
+            f"onset frames {float(onsets.mean()):.1%}",
+            flush=True,
+        )
         print(
             f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
             f"audio {tuple(self.audio_latents.shape)}; encoded in {time.time() - started:.1f} s",
@@ -532,8 +582,13 @@ class StageTrainer:
                 use_cross_timestep=True,
                 return_dict=False,
             )
-        video_error = (video_velocity.float() - (video_noise - video_clean)).pow(2).mean(dim=(1, 2))
-        audio_error = (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=(1, 2))
+        video_error = weighted_token_mean(
+            (video_velocity.float() - (video_noise - video_clean)).pow(2).mean(dim=2),
+            self.video_weights[draw.stage][indices],
+        )
+        audio_error = weighted_token_mean(
+            (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=2), self.audio_weights[indices]
+        )
         # A clean stream is conditioning, not a target.
         video_loss = (video_error * (video_sigma > 0)).sum() / (video_sigma > 0).sum().clamp_min(1)
         audio_loss = (audio_error * (audio_sigma > 0)).sum() / (audio_sigma > 0).sum().clamp_min(1)
