@@ -10,8 +10,8 @@ from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from transformers import Gemma3ForConditionalGeneration
 
 from training import config
-from training.export import export
 from training.data import frames_to_video, render_clips
+from training.export import export
 from training.train import (
     STAGES,
     CaptionCache,
