@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2VocoderWithBWE
 from transformers import Gemma3ForConditionalGeneration
 
 from training import config
@@ -15,9 +15,11 @@ from training.export import export
 from training.train import (
     STAGES,
     CaptionCache,
+    align_vocoder_channels,
     audio_onset_mask,
     latent_motion_mask,
     parse_args,
+    stereo_mel,
     text_conditioning,
     train,
 )
@@ -147,3 +149,34 @@ def test_shipped_embedded_model_fits_the_budget_and_records_its_training():
     record = json.loads((folder / "training_settings.json").read_text())
     assert set(record["components"].values()) == {"trained"}
     assert record["steps"]["transformer"] > 0 and record["steps"]["video_vae"] > 0
+
+
+def channel_correlation(waveform: torch.Tensor) -> float:
+    left, right = waveform[0, 0], waveform[0, 1]
+    return float(torch.dot(left, right) / (left.norm() * right.norm()))
+
+
+def test_vocoder_channels_in_antiphase_are_flipped_exactly():
+    vocoder = config.build_components(seed=0, variant="tiny")["vocoder"].eval()
+    mel = stereo_mel(torch.from_numpy(generate_clip(5, 32, 32, 17, 24.0).audio[None]))
+    with torch.no_grad():
+        vocoder.vocoder.conv_out.weight.copy_(
+            vocoder.vocoder.conv_out.weight[:1].expand_as(vocoder.vocoder.conv_out.weight)
+        )
+        in_phase = vocoder(mel)
+        vocoder.vocoder.conv_out.weight[1].neg_()  # what magnitude-only losses cannot tell apart
+        assert channel_correlation(vocoder(mel)) < -0.99
+        assert align_vocoder_channels(vocoder, mel) == [1]
+        torch.testing.assert_close(vocoder(mel), in_phase, rtol=0, atol=0)
+        assert align_vocoder_channels(vocoder, mel) == []
+
+
+def test_shipped_vocoder_channels_are_in_phase():
+    """A mono downmix (one speaker, the benchmark's detectors) of antiphase channels cancels the sound."""
+    folder = Path(__file__).resolve().parents[1] / "ltx_pipeline" / "embedded_model" / "vocoder"
+    if not (folder / "config.json").is_file():
+        pytest.skip("no embedded model shipped in this checkout")
+    vocoder = LTX2VocoderWithBWE.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    mel = stereo_mel(torch.from_numpy(generate_clip(900_001, 32, 32).audio[None]))
+    with torch.no_grad():
+        assert channel_correlation(vocoder(mel)) > 0.9

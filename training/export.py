@@ -4,7 +4,8 @@
 
 Components missing from DIR keep their fresh initialisation (and the export says so). The folder is written with
 `TI2VidTwoStagesPipeline(**components).save_pretrained(out)` in bf16 (the vocoder in float32, as the loader keeps
-it), with each stage's training settings copied beside it. A DIR started from an exported folder (its
+it), with each stage's training settings copied beside it; a trained vocoder's output channels are put in phase first
+(`align_vocoder_channels`). A DIR started from an exported folder (its
 `training_settings.json` copied along) keeps that record for the stages it did not train again.
 """
 
@@ -17,9 +18,11 @@ import torch
 
 from ltx_pipeline import TI2VidTwoStagesPipeline
 from training import config
-from training.train import COMPONENT_CLASSES, STAGES
+from training.train import COMPONENT_CLASSES, STAGES, align_vocoder_channels, stereo_mel
+from world import generate_clip
 
 MAX_FOLDER_MB = 60.0
+ALIGNMENT_SEED = 123_456  # a world clip (outside the held-out range) on which the vocoder's channels are compared
 
 
 def export(ckpt: Path, out: Path, variant: str = "embedded") -> dict[str, str]:
@@ -31,6 +34,11 @@ def export(ckpt: Path, out: Path, variant: str = "embedded") -> dict[str, str]:
             origin[key] = "trained"
         else:
             origin[key] = "untrained (fresh initialisation)"
+    if origin["vocoder"] == "trained":  # a vocoder trained before the downmix loss may have antiphase channels
+        clip = generate_clip(ALIGNMENT_SEED, 32, 32)
+        flipped = align_vocoder_channels(components["vocoder"], stereo_mel(torch.from_numpy(clip.audio[None])))
+        if flipped:
+            print(f"vocoder: output channels {flipped} were in antiphase with channel 0; flipped")
     for key, module in components.items():
         if isinstance(module, torch.nn.Module):
             module.to(torch.float32 if key == "vocoder" else torch.bfloat16)

@@ -233,6 +233,22 @@ def multi_resolution_stft_loss(prediction: torch.Tensor, target: torch.Tensor) -
     return loss / 3
 
 
+def align_vocoder_channels(vocoder: LTX2VocoderWithBWE, mel: torch.Tensor) -> list[int]:
+    """Flip the sign of every 16 kHz output channel that comes out in antiphase with channel 0 on `mel` (N, 2, time,
+    bins); returns the flipped channels. Exact: the output layer is linear (no bias, no final activation, checked)
+    and the bandwidth extension only sees the channels' mel magnitudes."""
+    generator = vocoder.vocoder
+    if generator.final_act_fn is not None or generator.conv_out.bias is not None:
+        raise ValueError("align_vocoder_channels needs a linear output layer (no final activation, no bias)")
+    with torch.no_grad():
+        waveform = generator(mel.to(generator.conv_out.weight.device, generator.conv_out.weight.dtype)).float()
+        reference = waveform[:, 0].flatten()
+        flipped = [c for c in range(1, waveform.shape[1]) if torch.dot(reference, waveform[:, c].flatten()) < 0]
+        for channel in flipped:
+            generator.conv_out.weight[channel].neg_()
+    return flipped
+
+
 def gemma_prompt_embeds(
     tokenizer, text_encoder, captions: list[str], device: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -441,7 +457,13 @@ class StageTrainer:
         mel_loss = (
             (log_mel_spectrogram(waveform) - log_mel_spectrogram(target[:, None].expand(-1, 2, -1))).abs().mean()
         )
-        return multi_resolution_stft_loss(prediction, reference) + 0.5 * mel_loss
+        # The magnitude losses cannot see a channel's sign: the downmix's loss ties the channels in phase (a vocoder
+        # trained without it put them in antiphase, and its mono downmix cancelled).
+        downmix_loss = multi_resolution_stft_loss(waveform.mean(dim=1), target)
+        return multi_resolution_stft_loss(prediction, reference) + 0.5 * mel_loss + downmix_loss
+
+    def finish_vocoder(self) -> None:
+        align_vocoder_channels(self.vocoder, self.mel[:4])
 
     # latent upsampler
     def setup_upsampler(self) -> None:
