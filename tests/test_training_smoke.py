@@ -17,6 +17,7 @@ from training.train import (
     CaptionCache,
     align_vocoder_channels,
     audio_onset_mask,
+    impact_frame_weight,
     latent_motion_mask,
     parse_args,
     stereo_mel,
@@ -86,6 +87,8 @@ def test_loss_weights_mark_the_ball_tokens_and_the_onset_frames():
     # Frame 0 alone is latent frame 0: the ball's first position marks the cells of the pixels it covers there.
     first = latent_motion_mask(video[:, :, :1].expand(-1, -1, 17, -1, -1), (3, 4, 4)).view(3, 4, 4)
     assert torch.equal(first[0], first[1]) and first[0].sum() > 0
+    weight = impact_frame_weight([[10, 30], []], start=8, window=9).flatten(1)  # frames 8 ... 16
+    assert weight[0].tolist() == [5.0] * 5 + [1.0] * 4 and weight[1].eq(1).all()  # frames 8-12 are within 2 of 10
     onsets = audio_onset_mask([[12], []], 24.0, 20)
     assert onsets[0].nonzero().flatten().tolist() == [12, 13] and onsets[1].sum() == 0  # 0.5 s -> frame 12 of 25/s
 
