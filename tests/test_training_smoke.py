@@ -87,10 +87,17 @@ def test_loss_weights_mark_the_ball_tokens_and_the_onset_frames():
     # Frame 0 alone is latent frame 0: the ball's first position marks the cells of the pixels it covers there.
     first = latent_motion_mask(video[:, :, :1].expand(-1, -1, 17, -1, -1), (3, 4, 4)).view(3, 4, 4)
     assert torch.equal(first[0], first[1]) and first[0].sum() > 0
-    weight = impact_frame_weight([[10, 30], []], start=8, window=9).flatten(1)  # frames 8 ... 16
+    weight = impact_frame_weight([[10, 30], []], start=8, window=9, gain=4.0).flatten(1)  # frames 8 ... 16
     assert weight[0].tolist() == [5.0] * 5 + [1.0] * 4 and weight[1].eq(1).all()  # frames 8-12 are within 2 of 10
     onsets = audio_onset_mask([[12], []], 24.0, 20)
     assert onsets[0].nonzero().flatten().tolist() == [12, 13] and onsets[1].sum() == 0  # 0.5 s -> frame 12 of 25/s
+
+
+def test_video_vae_trains_with_impact_frames_weighted(tmp_path):
+    state = train(
+        parse_args(["--stage", "video_vae", "--steps", "1", "--out", str(tmp_path), "--impact-frame-gain", "4", *TOY])
+    )
+    assert state["step"] == 1 and (tmp_path / "vae" / "config.json").is_file()
 
 
 def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):
