@@ -63,7 +63,7 @@ VOCODER_CROP_FRAMES = 128  # mel frames per vocoder training crop (1.28 s)
 CAPTION_DROPOUT = 0.1  # empty prompt: what CFG's unconditional pass sees
 ISOLATED_FRACTION = 0.15  # batches with cross-modal attention off: what modality guidance's extra pass sees
 # Transformer loss weights: 1 + gain on the video latent tokens a ball covers and on the audio latent frames of an
-# impact's onset. Both are a few percent of the tokens, which an unweighted loss spends its steps on least.
+# impact's onset (13-25% and 11% of them on the world's clips), which an unweighted loss spends its steps on least.
 LATENT_MOTION_GAIN = 4.0
 AUDIO_ONSET_GAIN = 4.0
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
