@@ -148,6 +148,8 @@ def test_bad_arguments_are_named():
         parse_args(["--stage", "video_vae", "--steps", "0", "--out", "x"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--num-frames", "20"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--impact-frame-gain", "-1"])
 
 
 def test_shipped_embedded_model_fits_the_budget_and_records_its_training():

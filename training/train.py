@@ -133,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--height and --width must be multiples of 64 (two-stage sizes); got {args.height}x{args.width}")
     if (args.num_frames - 1) % 8:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
+    if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
+        parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
     return args
 
 
