@@ -174,9 +174,9 @@ def speed(components: dict, args: argparse.Namespace) -> dict[str, float]:
     return results
 
 
-def load_embedded() -> dict:
+def load_trained(model: str) -> dict:
     # float32 on the CPU: bf16 matrix products are slower there and the model is small.
-    pipe = TI2VidTwoStagesPipeline.from_model("embedded", torch_dtype=torch.float32)
+    pipe = TI2VidTwoStagesPipeline.from_model(model, torch_dtype=torch.float32)
     return dict(pipe.components)
 
 
@@ -199,7 +199,14 @@ def main() -> None:
     parser.add_argument("--modality-scales", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_EMBEDDED.md"))
+    parser.add_argument(
+        "--model",
+        default="embedded",
+        help="the trained model to score: 'embedded' (the shipped one) or a diffusers-format folder, e.g. a candidate",
+    )
     args = parser.parse_args()
+    if args.model != "embedded" and not (Path(args.model) / "model_index.json").is_file():
+        parser.error(f"--model must be 'embedded' or a folder with a model_index.json; got {args.model!r}")
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(sys.argv)
     clips = [
@@ -208,8 +215,10 @@ def main() -> None:
     ]
 
     models = {"random (tiny, untrained)": lambda: build_tiny_components("2.3")}
-    if (EMBEDDED_DIR / "model_index.json").is_file():
-        models = {"embedded (trained)": load_embedded, **models}
+    if args.model != "embedded":
+        models = {f"{args.model} (trained)": lambda: load_trained(args.model), **models}
+    elif (EMBEDDED_DIR / "model_index.json").is_file():
+        models = {"embedded (trained)": lambda: load_trained("embedded"), **models}
     rows = [("world (ground truth)", world_scores(clips, args.frame_rate).row(args.frame_rate))]
     speeds = {}
     for name, build in models.items():
