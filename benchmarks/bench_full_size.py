@@ -48,7 +48,7 @@ from diffusers import (  # noqa: E402
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import acceleration, loading  # noqa: E402
+from ltx_pipeline import acceleration, loading, triton_attention  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -360,6 +360,7 @@ def section_env(bench: Bench, state: dict) -> None:
         "device": torch.cuda.get_device_name() if bench.device.type == "cuda" else platform.processor() or "cpu",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "available_attention_backends": acceleration.available_attention_backends(),
+        "triton_attention_configs": {str(dim): config for dim, config in triton_attention.BLOCK_CONFIGS.items()},
     }
     for key, value in env.items():
         bench.record("env", key, value)
@@ -466,6 +467,7 @@ def _audio_file(bench: Bench) -> str:
     import soundfile
 
     path = Path(bench.args.work_dir) / "bench_clip.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         rate = 48_000
         t = np.arange(int(6.0 * rate)) / rate
@@ -575,7 +577,8 @@ def section_backends(bench: Bench, state: dict) -> None:
     for backend in bench.args.backends.split(","):
         if backend == "native" or backend not in acceleration.available_attention_backends():
             continue
-        for scope in ("all", "video"):
+        # this package's Triton kernel is for the video self-attention alone
+        for scope in ("video",) if backend == acceleration.TRITON_VIDEO_ATTENTION else ("all", "video"):
             section = f"eager_{backend}_{scope}"
             options = backend_options(backend, scope)
             try:
@@ -587,7 +590,7 @@ def section_backends(bench: Bench, state: dict) -> None:
             except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
                 bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
             finally:
-                transformer.set_attention_backend("native")
+                reset_attention(transformer)
     state["best_attention"] = best[0]
     bench.record("backends", "best_eager_attention", best[0] or "native everywhere")
 
@@ -630,6 +633,41 @@ def measure_cuda_graphs(bench: Bench, state: dict, section: str, options: "accel
 def section_graphs(bench: Bench, state: dict) -> None:
     options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, **state.get("best_attention", {}))
     measure_cuda_graphs(bench, state, "graphs", options)
+
+
+def reset_attention(transformer) -> None:
+    transformer.set_attention_backend("native")
+    triton_attention.restore_processors([block.attn1 for block in transformer.transformer_blocks])
+
+
+def section_attention_graphs(bench: Bench, state: dict) -> None:
+    """Each of --backends on the video self-attention (and "all:NAME" on every attention), compiled with CUDA graphs
+    at the two stage sizes; the fastest at stage 2 is kept for the later sections. Eager timings rank attention
+    kernels poorly here (the eager forward pays per-call overheads that graphs remove), so this ranks compiled ones."""
+    transformer = state["components"]["transformer"]
+    label = list(bench.shapes)[1]
+    best = ({}, bench.results["sections"].get("graphs", {}).get(label, {}).get("ms", math.inf))
+    for entry in bench.args.backends.split(","):
+        scope, backend = entry.split(":", 1) if ":" in entry else ("video", entry)
+        if backend not in acceleration.available_attention_backends():
+            bench.record(f"graphs_{scope}_{backend}", "skipped", "not available here")
+            continue
+        section = f"graphs_{scope}_{backend}"
+        options = {"compile": True, "cuda_graphs": True, **backend_options(backend, scope)}
+        try:
+            uncompile_blocks(transformer)
+            reset_attention(transformer)
+            measure_cuda_graphs(bench, state, section, acceleration.SpeedOptions(**options))
+            ms = bench.results["sections"][section][label]["ms"]
+            if ms < best[1]:
+                best = (backend_options(backend, scope), ms)
+        except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
+            bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
+    uncompile_blocks(transformer)
+    reset_attention(transformer)
+    acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(compile=True, cuda_graphs=True, **best[0]))
+    state["best_attention"] = best[0]
+    bench.record("attention_graphs", "best", best[0] or "native everywhere")
 
 
 def section_e2e_graphs(bench: Bench, state: dict) -> None:
@@ -701,6 +739,7 @@ SECTIONS = {
     "compile": section_compile,
     "e2e_compiled": section_e2e_compiled,
     "graphs": section_graphs,
+    "attention_graphs": section_attention_graphs,
     "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,
     "e2e_fp8": section_e2e_fp8,
@@ -726,7 +765,14 @@ def main() -> None:
     parser.add_argument("--no-large", action="store_true", help="transformer timings at the two stage sizes only")
     parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
+    parser.add_argument(
+        "--triton-config",
+        help="BLOCK_M,BLOCK_N,num_warps,num_stages of the 'triton' video attention for head dim 128 (tuning: e.g. the "
+        "best of benchmarks/bench_attention.py --sweep); default: the package's",
+    )
     args = parser.parse_args()
+    if args.triton_config:
+        triton_attention.BLOCK_CONFIGS[128] = tuple(int(value) for value in args.triton_config.split(","))
     bench = Bench(args)
     state: dict = {}
     for name in args.sections.split(","):

@@ -16,6 +16,10 @@ FORWARD_SECTIONS = {
     "eager__native_flash_video": "eager, flash SDPA on the video self-attention",
     "compile": "regional compile",
     "graphs": "regional compile + CUDA graphs",
+    "eager_triton_video": "eager, Triton kernel on the video self-attention",
+    "graphs_video__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on the video self-attention",
+    "graphs_all__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on every attention",
+    "graphs_video_triton": "regional compile + CUDA graphs, Triton kernel on the video self-attention",
     "fp8_eager": "fp8 row-wise, eager",
     "fp8_compile": "fp8 row-wise + regional compile",
     "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
@@ -77,7 +81,7 @@ def e2e_table(results: list[dict]) -> str:
 def components_table(results: list[dict]) -> str:
     lines = ["| file | measurement | value |", "|---|---|---|"]
     for index, result in enumerate(results, 1):
-        for section in ("env", "build", "components", "mode_24gb", "fp8", "backends"):
+        for section in ("env", "build", "components", "mode_24gb", "fp8", "backends", "attention_graphs"):
             for key, value in result["sections"].get(section, {}).items():
                 if isinstance(value, dict) and "t2av" in key:
                     continue
