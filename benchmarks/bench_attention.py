@@ -5,7 +5,7 @@
 Shapes (batch 1, bf16, 32 heads x 128): the video self-attention at 384x256x121 (1,536 tokens), 768x512x121
 (6,144) and 1536x1024x121 (24,576), and the video-to-text cross-attention (6,144 queries, 1,024 keys). Kernels:
 PyTorch SDPA's flash, cuDNN and memory-efficient backends, FlexAttention (compiled), and
-`ltx_pipeline.triton_attention` with and without tensor descriptors (TMA); `--sweep` tries several block shapes of
+this project's Triton kernel (`triton_attention.py` beside this script) with and without tensor descriptors; `--sweep` tries several block shapes of
 the latter. Inputs are (B, S, H, D) tensors, SDPA sees their (B, H, S, D) views, as in diffusers' backends.
 FLOPs: 4 Sq Sk D H (the two products, 2 per multiply-add). Deviation: relative L2 against float32 SDPA.
 """
@@ -22,9 +22,9 @@ import triton.testing
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltx_pipeline.triton_attention import BLOCK_CONFIGS, triton_attention  # noqa: E402
+from triton_attention import BLOCK_CONFIGS, triton_attention  # noqa: E402
 
 HEADS, HEAD_DIM = 32, 128
 SHAPES = {  # label: (query tokens, key tokens)

@@ -48,7 +48,7 @@ from diffusers import (  # noqa: E402
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import acceleration, loading, triton_attention  # noqa: E402
+from ltx_pipeline import acceleration, loading  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -360,7 +360,6 @@ def section_env(bench: Bench, state: dict) -> None:
         "device": torch.cuda.get_device_name() if bench.device.type == "cuda" else platform.processor() or "cpu",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "available_attention_backends": acceleration.available_attention_backends(),
-        "triton_attention_configs": {str(dim): config for dim, config in triton_attention.BLOCK_CONFIGS.items()},
     }
     for key, value in env.items():
         bench.record("env", key, value)
@@ -577,8 +576,7 @@ def section_backends(bench: Bench, state: dict) -> None:
     for backend in bench.args.backends.split(","):
         if backend == "native" or backend not in acceleration.available_attention_backends():
             continue
-        # this package's Triton kernel is for the video self-attention alone
-        for scope in ("video",) if backend == acceleration.TRITON_VIDEO_ATTENTION else ("all", "video"):
+        for scope in ("all", "video"):
             section = f"eager_{backend}_{scope}"
             options = backend_options(backend, scope)
             try:
@@ -637,7 +635,6 @@ def section_graphs(bench: Bench, state: dict) -> None:
 
 def reset_attention(transformer) -> None:
     transformer.set_attention_backend("native")
-    triton_attention.restore_processors([block.attn1 for block in transformer.transformer_blocks])
 
 
 def section_attention_graphs(bench: Bench, state: dict) -> None:
@@ -763,16 +760,14 @@ def main() -> None:
         "--no-compile-large", action="store_true", help="compiled variants at the two stage sizes only"
     )
     parser.add_argument("--no-large", action="store_true", help="transformer timings at the two stage sizes only")
-    parser.add_argument("--backends", default="_native_cudnn,_native_flash,_native_efficient")
-    parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
     parser.add_argument(
-        "--triton-config",
-        help="BLOCK_M,BLOCK_N,num_warps,num_stages of the 'triton' video attention for head dim 128 (tuning: e.g. the "
-        "best of benchmarks/bench_attention.py --sweep); default: the package's",
+        "--backends",
+        default="_native_cudnn,_native_flash,_native_efficient",
+        help="diffusers attention backends for the backends and attention_graphs sections (in attention_graphs, NAME "
+        "is tried on the video self-attention and all:NAME on every attention)",
     )
+    parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
     args = parser.parse_args()
-    if args.triton_config:
-        triton_attention.BLOCK_CONFIGS[128] = tuple(int(value) for value in args.triton_config.split(","))
     bench = Bench(args)
     state: dict = {}
     for name in args.sections.split(","):

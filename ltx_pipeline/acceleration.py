@@ -20,13 +20,11 @@ from diffusers.models.attention_dispatch import AttentionBackendName, _check_att
 from torch import nn
 
 from . import constants
-from .triton_attention import triton_attention_available, use_triton_self_attention
 
 logger = logging.getLogger(__name__)
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_SCALINGS = ("rowwise", "tensor")
-TRITON_VIDEO_ATTENTION = "triton"  # `video_attention_backend` value: this package's kernel (triton_attention.py)
 # Components that run in bf16; the vocoder stays in float32 (bf16 degrades its bandwidth-extension output).
 BF16_COMPONENTS = ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "latent_upsampler")
 FLOAT32_COMPONENTS = ("vocoder",)
@@ -64,8 +62,6 @@ def available_attention_backends() -> list[str]:
         if backend.value.endswith("_hub"):
             continue  # hub backends download kernels at first use; the product runs offline
         available.append(backend.value)
-    if triton_attention_available():
-        available.append(TRITON_VIDEO_ATTENTION)
     return available
 
 
@@ -79,8 +75,7 @@ class SpeedOptions:
         "_native_flash", "flash" or "_flash_3" where those packages are installed; None keeps the default.
     video_attention_backend: a backend for the video self-attention alone (each block's `attn1`), which holds
         nearly all of the attention FLOPs at video sizes; the other attentions (text, audio, cross-modal: short
-        sequences) keep `attention_backend`. None: the same as the others. Besides diffusers' names, "triton":
-        this package's Triton flash-attention kernel (`ltx_pipeline.triton_attention`, CUDA GPUs).
+        sequences) keep `attention_backend`. None: the same as the others.
     fp8: swap the transformer blocks' video-side Linear layers for `Fp8Linear` (Hopper fp8 tensor-core products
         through `torch._scaled_mm`; weights quantized once, activations on the fly). Changes outputs slightly.
     fp8_scaling: "rowwise" (one scale per token and per output channel) or "tensor" (one scale per tensor).
@@ -104,9 +99,8 @@ class SpeedOptions:
         valid_backends = [backend.value for backend in AttentionBackendName]
         for name in ("attention_backend", "video_attention_backend"):
             value = getattr(self, name)
-            valid = valid_backends + [TRITON_VIDEO_ATTENTION] if name == "video_attention_backend" else valid_backends
-            if value is not None and value not in valid:
-                raise ValueError(f"`{name}` must be None or one of {', '.join(valid)}; got {value!r}.")
+            if value is not None and value not in valid_backends:
+                raise ValueError(f"`{name}` must be None or one of {', '.join(valid_backends)}; got {value!r}.")
         if self.fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"`fp8_scaling` must be one of {', '.join(FP8_SCALINGS)}; got {self.fp8_scaling!r}.")
 
@@ -279,14 +273,7 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
             transformer.set_attention_backend(options.attention_backend)
         except (RuntimeError, ImportError) as error:
             raise _backend_error("attention_backend", options.attention_backend, error) from error
-    if options.video_attention_backend == TRITON_VIDEO_ATTENTION:
-        if not triton_attention_available(transformer.device):
-            raise ValueError(
-                f"`video_attention_backend` {TRITON_VIDEO_ATTENTION!r} needs Triton and a CUDA GPU of compute capability "
-                f">= 8.0; the transformer is on {transformer.device}. Available: {', '.join(available_attention_backends())}."
-            )
-        use_triton_self_attention([block.attn1 for block in transformer.transformer_blocks])
-    elif options.video_attention_backend is not None:
+    if options.video_attention_backend is not None:
         backend = options.video_attention_backend
         try:
             _check_attention_backend_requirements(AttentionBackendName(backend))

@@ -5,7 +5,6 @@ import pytest
 import torch
 from diffusers import AutoencoderKLLTX2Video
 from diffusers.models.attention_dispatch import _AttentionBackendRegistry
-from diffusers.models.transformers.transformer_ltx2 import LTX2PerturbedAttnProcessor
 from torch import nn
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
@@ -24,7 +23,6 @@ from ltx_pipeline.acceleration import (
     quantize_to_fp8,
 )
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
-from ltx_pipeline.triton_attention import TritonSelfAttnProcessor, restore_processors, use_triton_self_attention
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
 
@@ -216,69 +214,6 @@ def test_video_attention_backend_reaches_the_video_self_attention_alone():
 def test_unknown_video_attention_backend_is_refused_with_the_valid_names():
     with pytest.raises(ValueError, match="video_attention_backend.*native.*got 'fastest'"):
         SpeedOptions(video_attention_backend="fastest")
-
-
-def sdpa_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    # (B, S, H, D) in and out, as the Triton kernel takes them
-    out = torch.nn.functional.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (query, key, value)))
-    return out.transpose(1, 2)
-
-
-def test_triton_processor_computes_what_the_diffusers_processor_computes():
-    # The kernel needs a GPU; the processor around it (projections, norms, RoPE, gates, STG's perturbation) is
-    # checked here with SDPA in the kernel's place, on the tiny 2.3 transformer (gated attention, perturbed blocks).
-    transformer = build_tiny_components("2.3")["transformer"]
-    attentions = [block.attn1 for block in transformer.transformer_blocks]
-    assert any(attention.to_gate_logits is not None for attention in attentions)
-    reference_video, reference_audio = run_transformer(transformer)
-    for attention in attentions:
-        attention.set_processor(
-            TritonSelfAttnProcessor(attention_fn=sdpa_self_attention, replaced=attention.processor)
-        )
-    video, audio = run_transformer(transformer)
-    assert relative_error(video, reference_video) < 1e-5
-    assert relative_error(audio, reference_audio) < 1e-5
-
-
-def test_triton_processor_applies_the_stg_perturbation_like_diffusers():
-    attention = build_tiny_components("2.3")["transformer"].transformer_blocks[0].attn1
-    generator = torch.Generator().manual_seed(3)
-    hidden_states = torch.randn(2, 6, attention.to_q.in_features, generator=generator)
-    mask = torch.tensor([1.0, 0.0]).view(2, 1, 1)  # the second sample's attention is skipped (STG)
-    attention.set_processor(LTX2PerturbedAttnProcessor())  # what blocks built with `perturbed_attn` hold
-    with torch.no_grad():
-        reference = attention(hidden_states, perturbation_mask=mask)
-        attention.set_processor(
-            TritonSelfAttnProcessor(attention_fn=sdpa_self_attention, replaced=attention.processor)
-        )
-        output = attention(hidden_states, perturbation_mask=mask)
-    assert relative_error(output, reference) < 1e-5
-
-
-def test_triton_video_attention_is_accepted_by_name_and_refused_on_cpu_with_what_runs_here():
-    options = SpeedOptions(video_attention_backend="triton")
-    transformer = build_tiny_components()["transformer"]
-    with pytest.raises(ValueError, match="video_attention_backend.*'triton'.*CUDA GPU.*cpu.*Available:.*native"):
-        apply_speed_options(transformer, options)
-    assert not any(isinstance(b.attn1.processor, TritonSelfAttnProcessor) for b in transformer.transformer_blocks)
-
-
-def test_triton_is_a_video_attention_backend_only():
-    with pytest.raises(ValueError, match="`attention_backend` must be None or one of .*got 'triton'"):
-        SpeedOptions(attention_backend="triton")
-
-
-def test_triton_processors_go_once_and_restore_the_originals():
-    transformer = build_tiny_components("2.3")["transformer"]
-    attentions = [block.attn1 for block in transformer.transformer_blocks]
-    originals = [attention.processor for attention in attentions]
-    use_triton_self_attention(attentions)
-    use_triton_self_attention(attentions)  # a second call wraps nothing twice
-    assert all(
-        attention.processor.replaced is original for attention, original in zip(attentions, originals, strict=True)
-    )
-    restore_processors(attentions)
-    assert all(attention.processor is original for attention, original in zip(attentions, originals, strict=True))
 
 
 def test_cuda_graphs_need_compile():

@@ -1,40 +1,29 @@
-"""A Triton flash-attention forward for the transformer's long, unmasked self-attention on Hopper GPUs.
+"""A Triton flash-attention forward for the transformer's long, unmasked video self-attention, timed by
+bench_attention.py.
 
 The algorithm is FlashAttention-2's (online softmax over key blocks, one program per query block and head; Dao 2023,
 arXiv:2307.08691), written after Triton's fused-attention tutorial. It reads and writes the (B, S, H, D) layout the
-diffusers attention processors hand to their backends, so no transposes are made. Forward only, no mask, no dropout:
-what inference's video self-attention needs.
+diffusers attention processors hand to their backends, so no transposes are made. Forward only, no mask, no dropout.
+On an H200 it ran at 503 TFLOP/s alone (FlashAttention-2 350, cuDNN 616) and made the compiled forward slower than
+the default SDPA (372.5 vs 358.8 ms at 768x512x121), so the product does not use it: benchmarks/RESULTS.md. At commit
+c02cb7a it was a `video_attention_backend` of the pipelines, which is how the forward was measured.
 """
 
 import math
-from collections.abc import Callable
 
 import torch
-from diffusers.models.transformers.transformer_ltx2 import (
-    LTX2PerturbedAttnProcessor,
-    apply_interleaved_rotary_emb,
-    apply_split_rotary_emb,
-)
 
 try:
     import triton
     import triton.language as tl
     from triton.tools.tensor_descriptor import TensorDescriptor
-except ImportError:  # CPU-only installs: `triton_attention_available()` says no
+except ImportError:  # CPU-only installs
     triton = None
 
-# Program shape per head dimension: (BLOCK_M, BLOCK_N, num_warps, num_stages). Chosen with
-# `benchmarks/bench_attention.py` on an H200 at the video self-attention's shape (32 heads x 128, 6,144 tokens).
+# Program shape per head dimension: (BLOCK_M, BLOCK_N, num_warps, num_stages); for 128 the best of
+# `bench_attention.py --sweep` on an H200 at the video self-attention's shape (32 heads x 128, 6,144 tokens).
 BLOCK_CONFIGS = {64: (128, 128, 8, 3), 128: (128, 128, 8, 3)}
 LOG2_E = 1.4426950408889634
-
-
-def triton_attention_available(device: torch.device | str | None = None) -> bool:
-    """True where the kernel can run: Triton installed and a CUDA GPU of compute capability 8.0 or newer."""
-    if triton is None or not torch.cuda.is_available():
-        return False
-    device = torch.device(device if device is not None else "cuda")
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
 
 
 if triton is not None:
@@ -162,12 +151,13 @@ def triton_attention(
     value: torch.Tensor,
     scale: float | None = None,
     config: tuple[int, int, int, int] | None = None,
-    use_tma: bool | None = None,
+    use_tma: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v for (B, S, H, D) tensors (fp16 or bf16, D 64 or 128), returned as (B, S_q, H, D).
 
     config: (BLOCK_M, BLOCK_N, num_warps, num_stages), for tuning; None: `BLOCK_CONFIGS`'s entry.
-    use_tma: move blocks with tensor descriptors (Hopper and newer); None: where the GPU has them.
+    use_tma: move blocks with tensor descriptors (Hopper and newer). In the H200 sweep it was no faster, and with
+        BLOCK_N 128 it returned wrong results there (rel. L2 0.79; not investigated) though not in the forward.
     """
     batch, query_length, heads, head_dim = query.shape
     key_length = key.shape[1]
@@ -180,8 +170,6 @@ def triton_attention(
     block_m, block_n, num_warps, num_stages = config or BLOCK_CONFIGS[head_dim]
     scale_log2 = (1.0 / math.sqrt(head_dim) if scale is None else scale) * LOG2_E
     grid = (triton.cdiv(query_length, block_m), batch * heads)
-    if use_tma is None:
-        use_tma = query.is_cuda and torch.cuda.get_device_capability(query.device)[0] >= 9
     if use_tma:
         descriptors = [
             TensorDescriptor.from_tensor(tensor, [1, rows, 1, head_dim])
@@ -221,92 +209,3 @@ def triton_attention(
         num_stages=num_stages,
     )
     return out
-
-
-@torch.library.custom_op("ltx_pipeline::triton_attention", mutates_args=())
-def triton_attention_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """`triton_attention` as a PyTorch operator: torch.compile keeps it whole and CUDA graphs record its launch."""
-    return triton_attention(query, key, value)
-
-
-@triton_attention_op.register_fake
-def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(query, memory_format=torch.contiguous_format)
-
-
-def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    # (B, S, H, D) -> (B, H, S, D) and back: what diffusers' "native" backend computes
-    hidden_states = torch.nn.functional.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (query, key, value)))
-    return hidden_states.transpose(1, 2)
-
-
-class TritonSelfAttnProcessor(LTX2PerturbedAttnProcessor):
-    """diffusers' LTX-2 attention processor with an unmasked self-attention computed by `attention_fn`.
-
-    A call with a mask or with encoder states (never made to a block's `attn1`) goes to the parent unchanged.
-    attention_fn: (B, S, H, D) query, key, value -> (B, S, H, D); the Triton kernel by default, SDPA in CPU tests.
-    replaced: the processor this one stands in for, which `restore_processors` puts back.
-    """
-
-    def __init__(
-        self, attention_fn: Callable[..., torch.Tensor] | None = None, replaced: object | None = None
-    ) -> None:
-        super().__init__()
-        self.attention_fn = attention_fn or triton_attention_op
-        self.replaced = replaced
-
-    def __call__(
-        self,
-        attn: torch.nn.Module,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        query_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-        perturbation_mask: torch.Tensor | None = None,
-        all_perturbed: bool | None = None,
-    ) -> torch.Tensor:
-        if encoder_hidden_states is not None or attention_mask is not None or all_perturbed:
-            return super().__call__(
-                attn,
-                hidden_states,
-                encoder_hidden_states,
-                attention_mask,
-                query_rotary_emb,
-                key_rotary_emb,
-                perturbation_mask,
-                all_perturbed,
-            )
-        # Adapted from diffusers 0.42.1 LTX2PerturbedAttnProcessor.__call__, the self-attention branch.
-        gate_logits = attn.to_gate_logits(hidden_states) if attn.to_gate_logits is not None else None
-        query = attn.norm_q(attn.to_q(hidden_states))
-        key = attn.norm_k(attn.to_k(hidden_states))
-        value = attn.to_v(hidden_states)
-        if query_rotary_emb is not None and attn.rope_type in ("interleaved", "split"):
-            rotate = apply_interleaved_rotary_emb if attn.rope_type == "interleaved" else apply_split_rotary_emb
-            query = rotate(query, query_rotary_emb)
-            key = rotate(key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb)
-        # (B, S, H*D) -> (B, S, H, D)
-        query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))
-        hidden_states = self.attention_fn(query, key, value).flatten(2, 3).to(query.dtype)
-        if perturbation_mask is not None:
-            hidden_states = torch.lerp(value.flatten(2, 3), hidden_states, perturbation_mask)
-        if gate_logits is not None:
-            # (B, S, H*D) -> (B, S, H, D), times per-head gates 2 sigmoid(logits)
-            gates = 2.0 * torch.sigmoid(gate_logits)
-            hidden_states = (hidden_states.unflatten(2, (attn.heads, -1)) * gates.unsqueeze(-1)).flatten(2, 3)
-        return attn.to_out[1](attn.to_out[0](hidden_states))
-
-
-def use_triton_self_attention(attentions: list[torch.nn.Module]) -> None:
-    """Give each attention module a `TritonSelfAttnProcessor` (once: a second call changes nothing)."""
-    for attention in attentions:
-        if not isinstance(attention.processor, TritonSelfAttnProcessor):
-            attention.set_processor(TritonSelfAttnProcessor(replaced=attention.processor))
-
-
-def restore_processors(attentions: list[torch.nn.Module]) -> None:
-    """Undo `use_triton_self_attention`."""
-    for attention in attentions:
-        if isinstance(attention.processor, TritonSelfAttnProcessor):
-            attention.set_processor(attention.processor.replaced)
