@@ -170,23 +170,14 @@ def triton_attention(
     block_m, block_n, num_warps, num_stages = config or BLOCK_CONFIGS[head_dim]
     scale_log2 = (1.0 / math.sqrt(head_dim) if scale is None else scale) * LOG2_E
     grid = (triton.cdiv(query_length, block_m), batch * heads)
+    shape = {"HEAD_DIM": head_dim, "BLOCK_M": block_m, "BLOCK_N": block_n, "EVEN_N": key_length % block_n == 0}
+    launch = {"num_warps": num_warps, "num_stages": num_stages}
     if use_tma:
         descriptors = [
             TensorDescriptor.from_tensor(tensor, [1, rows, 1, head_dim])
             for tensor, rows in ((query, block_m), (key, block_n), (value, block_n), (out, block_m))
         ]
-        _attention_forward_tma[grid](
-            *descriptors,
-            scale_log2,
-            key_length,
-            HEAD_DIM=head_dim,
-            BLOCK_M=block_m,
-            BLOCK_N=block_n,
-            EVEN_N=key_length % block_n == 0,
-            heads=heads,
-            num_warps=num_warps,
-            num_stages=num_stages,
-        )
+        _attention_forward_tma[grid](*descriptors, scale_log2, key_length, heads=heads, **shape, **launch)
         return out
     _attention_forward[grid](
         query,
@@ -201,11 +192,7 @@ def triton_attention(
         heads,
         query_length,
         key_length,
-        HEAD_DIM=head_dim,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        EVEN_N=key_length % block_n == 0,
-        num_warps=num_warps,
-        num_stages=num_stages,
+        **shape,
+        **launch,
     )
     return out
