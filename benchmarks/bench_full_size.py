@@ -588,7 +588,7 @@ def section_backends(bench: Bench, state: dict) -> None:
             except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
                 bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
             finally:
-                reset_attention(transformer)
+                transformer.set_attention_backend("native")
     state["best_attention"] = best[0]
     bench.record("backends", "best_eager_attention", best[0] or "native everywhere")
 
@@ -633,10 +633,6 @@ def section_graphs(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "graphs", options)
 
 
-def reset_attention(transformer) -> None:
-    transformer.set_attention_backend("native")
-
-
 def section_attention_graphs(bench: Bench, state: dict) -> None:
     """Each of --backends on the video self-attention (and "all:NAME" on every attention), compiled with CUDA graphs
     at the two stage sizes; the fastest at stage 2 is kept for the later sections. Eager timings rank attention
@@ -652,8 +648,7 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
         section = f"graphs_{scope}_{backend}"
         options = {"compile": True, "cuda_graphs": True, **backend_options(backend, scope)}
         try:
-            uncompile_blocks(transformer)
-            reset_attention(transformer)
+            transformer.set_attention_backend("native")  # the previous entry's backend off (graphs: recompiled)
             measure_cuda_graphs(bench, state, section, acceleration.SpeedOptions(**options))
             ms = bench.results["sections"][section][label]["ms"]
             if ms < best[1]:
@@ -661,7 +656,7 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
         except Exception as error:  # a backend that cannot run these inputs is a result, not a crash
             bench.record(section, "error", f"{type(error).__name__}: {str(error)[:300]}")
     uncompile_blocks(transformer)
-    reset_attention(transformer)
+    transformer.set_attention_backend("native")
     acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(compile=True, cuda_graphs=True, **best[0]))
     state["best_attention"] = best[0]
     bench.record("attention_graphs", "best", best[0] or "native everywhere")
