@@ -662,6 +662,62 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
     bench.record("attention_graphs", "best", best[0] or "native everywhere")
 
 
+KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match wins
+    "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
+    "matrix products": ("gemm", "xmma", "cutlass", "nvjet", "_mm_", "matmul", "scaled_mm", "addmm", "aten::mm"),
+    "fused elementwise (triton)": ("triton",),
+}
+
+
+def kernel_family(name: str) -> str:
+    lowered = name.lower()
+    return next((family for family, keys in KERNEL_FAMILIES.items() if any(k in lowered for k in keys)), "other")
+
+
+def _self_time_us(event, on_gpu: bool) -> float:
+    if not on_gpu:
+        return event.self_cpu_time_total
+    # torch >= 2.4 names it for any device; earlier ones for CUDA
+    return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+
+
+def section_profile(bench: Bench, state: dict) -> None:
+    """One forward at the stage-2 size under torch.profiler, the transformer as the earlier sections left it: GPU
+    time per kernel family and the longest kernels (CPU ops in a --tiny run). Kernels inside CUDA graphs may be
+    hidden from the trace: profile after `compile` rather than `graphs` for the detail. A second `profile` in one
+    run records as profile_2, and so on."""
+    from torch.profiler import ProfilerActivity, profile
+
+    state["profiles"] = state.get("profiles", 0) + 1
+    section = "profile" if state["profiles"] == 1 else f"profile_{state['profiles']}"
+    transformer = state["components"]["transformer"]
+    label = list(bench.shapes)[1]
+    inputs = transformer_inputs(bench, transformer, *bench.shapes[label])
+    on_gpu = bench.device.type == "cuda"
+    with torch.no_grad():
+        forward(transformer, inputs)  # compiles a new shape outside the trace
+        bench.synchronize()
+        activities = [ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+        with profile(activities=activities) as trace:
+            forward(transformer, inputs)
+            bench.synchronize()
+    wanted = torch.autograd.DeviceType.CUDA if on_gpu else torch.autograd.DeviceType.CPU
+    kernels = [
+        (event.key, _self_time_us(event, on_gpu), event.count)
+        for event in trace.key_averages()
+        if event.device_type == wanted
+    ]
+    kernels = [(name, micros / 1e3, count) for name, micros, count in kernels if micros > 0]
+    families: dict[str, float] = {}
+    for name, ms, _ in kernels:
+        families[kernel_family(name)] = families.get(kernel_family(name), 0.0) + ms
+    bench.record(section, "shape", label)
+    bench.record(section, "total_ms", round(sum(ms for _, ms, _ in kernels), 1))
+    bench.record(section, "families_ms", {family: round(ms, 1) for family, ms in sorted(families.items())})
+    top = sorted(kernels, key=lambda kernel: -kernel[1])[:15]
+    bench.record(section, "longest", [[name[:140], round(ms, 2), count] for name, ms, count in top])
+
+
 def section_e2e_graphs(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs")
 
@@ -732,6 +788,7 @@ SECTIONS = {
     "e2e_compiled": section_e2e_compiled,
     "graphs": section_graphs,
     "attention_graphs": section_attention_graphs,
+    "profile": section_profile,
     "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,
     "e2e_fp8": section_e2e_fp8,

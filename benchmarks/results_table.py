@@ -81,7 +81,9 @@ def e2e_table(results: list[dict]) -> str:
 def components_table(results: list[dict]) -> str:
     lines = ["| file | measurement | value |", "|---|---|---|"]
     for index, result in enumerate(results, 1):
-        for section in ("env", "build", "components", "mode_24gb", "fp8", "backends", "attention_graphs"):
+        named = ("env", "build", "components", "mode_24gb", "fp8", "backends", "attention_graphs")
+        profiles = [section for section in result["sections"] if section.startswith("profile")]
+        for section in (*named, *profiles):
             for key, value in result["sections"].get(section, {}).items():
                 if isinstance(value, dict) and "t2av" in key:
                     continue
