@@ -4,9 +4,9 @@
 
 Shapes (batch 1, bf16, 32 heads x 128): the video self-attention at 384x256x121 (1,536 tokens), 768x512x121
 (6,144) and 1536x1024x121 (24,576), and the video-to-text cross-attention (6,144 queries, 1,024 keys). Kernels:
-PyTorch SDPA's flash, cuDNN and memory-efficient backends, FlexAttention (compiled), and
-this project's Triton kernel (`triton_attention.py` beside this script) with and without tensor descriptors; `--sweep` tries several block shapes of
-the latter. Inputs are (B, S, H, D) tensors, SDPA sees their (B, H, S, D) views, as in diffusers' backends.
+PyTorch SDPA's flash, cuDNN and memory-efficient backends, FlexAttention (compiled), and this project's Triton
+kernel (`triton_attention.py` beside this script) with and without tensor descriptors; `--sweep` tries several block
+shapes of the latter. Needs a CUDA GPU and Triton. Inputs are (B, S, H, D) tensors, SDPA sees their (B, H, S, D) views, as in diffusers' backends.
 FLOPs: 4 Sq Sk D H (the two products, 2 per multiply-add). Deviation: relative L2 against float32 SDPA.
 """
 
@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 
 import torch
-import triton
-import triton.testing
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from triton_attention import BLOCK_CONFIGS, triton_attention  # noqa: E402
+from triton_attention import BLOCK_CONFIGS, triton, triton_attention  # noqa: E402
 
 HEADS, HEAD_DIM = 32, 128
 SHAPES = {  # label: (query tokens, key tokens)
@@ -74,6 +72,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("attention.json"))
     parser.add_argument("--sweep", action="store_true", help="several block shapes of the Triton kernel")
     args = parser.parse_args()
+    if triton is None or not torch.cuda.is_available():
+        parser.error(
+            f"needs a CUDA GPU and Triton; here CUDA is {'available' if torch.cuda.is_available() else 'missing'} "
+            f"and Triton is {'missing' if triton is None else 'installed'}"
+        )
+    from triton.testing import do_bench
+
+    candidates = kernels(args.sweep)  # built once: FlexAttention compiles per shape, not per kernel table
     results = {
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         "command": "python " + " ".join(sys.argv),
@@ -90,16 +96,15 @@ def main() -> None:
             torch.randn(1, key_tokens, HEADS, HEAD_DIM, device="cuda", generator=generator, dtype=torch.bfloat16)
             for _ in range(2)
         )
-        with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
-            reference = sdpa(SDPBackend.EFFICIENT_ATTENTION)(query.float(), key.float(), value.float())
+        reference = sdpa(SDPBackend.EFFICIENT_ATTENTION)(query.float(), key.float(), value.float())
         flops = 4 * query_tokens * key_tokens * HEAD_DIM * HEADS
-        for name, run in kernels(args.sweep).items():
+        for name, run in candidates.items():
             row = {"shape": label, "kernel": name}
             try:
                 out = run(query, key, value)
                 row["rel_l2"] = float((out.float() - reference).norm() / reference.norm())
                 inputs = (query, key, value)
-                row["ms"] = triton.testing.do_bench(
+                row["ms"] = do_bench(
                     lambda run=run, inputs=inputs: run(*inputs), warmup=50, rep=200, return_mode="median"
                 )
                 row["tflops"] = flops / row["ms"] / 1e9
