@@ -633,6 +633,25 @@ def section_graphs(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "graphs", options)
 
 
+def section_autotune(bench: Bench, state: dict) -> None:
+    """An experiment, not a product option: the blocks compiled in torch's "max-autotune" mode (CUDA graphs, and
+    inductor timing its own matrix-product kernels against cuBLAS), at the stage-2 size alone. Run 7 measured it
+    slower than plain CUDA graphs (357.3 vs 349.8 ms) after a 275 s first pass, so the pipelines do not offer it. The
+    transformer is left compiled with plain CUDA graphs for the later sections."""
+    transformer = state["components"]["transformer"]
+    label = list(bench.shapes)[1]
+    uncompile_blocks(transformer)
+    acceleration.apply_speed_options(transformer, acceleration.SpeedOptions(**state.get("best_attention", {})))
+    transformer.compile_repeated_blocks(fullgraph=True, mode="max-autotune")
+    bench.record("autotune", "options", 'compile_repeated_blocks(fullgraph=True, mode="max-autotune")')
+    measure_transformer(
+        bench, "autotune", transformer, state["references"], shapes=[label], min_left_s=bench.args.compile_reserve_s
+    )
+    uncompile_blocks(transformer)
+    options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, **state.get("best_attention", {}))
+    acceleration.apply_speed_options(transformer, options)
+
+
 def section_attention_graphs(bench: Bench, state: dict) -> None:
     """Each of --backends on the video self-attention (and "all:NAME" on every attention), compiled with CUDA graphs
     at the two stage sizes; the fastest at stage 2 is kept for the later sections. Eager timings rank attention
@@ -663,9 +682,10 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
 
 
 KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match wins
+    # first: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
+    "fused elementwise (triton)": ("triton",),
     "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
     "matrix products": ("gemm", "xmma", "cutlass", "nvjet", "_mm_", "matmul", "scaled_mm", "addmm", "aten::mm"),
-    "fused elementwise (triton)": ("triton",),
 }
 
 
@@ -788,6 +808,7 @@ SECTIONS = {
     "e2e_compiled": section_e2e_compiled,
     "graphs": section_graphs,
     "attention_graphs": section_attention_graphs,
+    "autotune": section_autotune,
     "profile": section_profile,
     "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,

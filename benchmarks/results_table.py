@@ -16,6 +16,7 @@ FORWARD_SECTIONS = {
     "eager__native_flash_video": "eager, flash SDPA on the video self-attention",
     "compile": "regional compile",
     "graphs": "regional compile + CUDA graphs",
+    "autotune": "regional compile, torch's max-autotune mode (CUDA graphs + inductor's own matrix products)",
     "eager_triton_video": "eager, Triton kernel on the video self-attention",
     "graphs_video__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on the video self-attention",
     "graphs_all__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on every attention",
@@ -58,9 +59,9 @@ def forward_table(results: list[dict]) -> str:
 
 def e2e_table(results: list[dict]) -> str:
     lines = [
-        "| file | run | pipeline | end to end s (to mp4) | first preview s | stage-1 decoded s | stage timings s | "
-        "peak GiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| file | run | pipeline | end to end s (to mp4) | generation s | mp4 write s | first preview s | "
+        "stage-1 decoded s | stage timings s | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, result in enumerate(results, 1):
         for section, entries in result["sections"].items():
@@ -72,7 +73,8 @@ def e2e_table(results: list[dict]) -> str:
                     continue
                 timings = ", ".join(f"{key} {value}" for key, value in entry["timings_s"].items())
                 lines.append(
-                    f"| {index} | {section} | {name} | {entry['end_to_end_s']} | {entry['first_preview_s']} | "
+                    f"| {index} | {section} | {name} | {entry['end_to_end_s']} | {entry.get('generate_s', '')} | "
+                    f"{entry.get('mp4_write_s', '')} | {entry['first_preview_s']} | "
                     f"{entry['stage_1_decoded_s']} | {timings} | {entry['peak_gib']} |"
                 )
     return "\n".join(lines)
