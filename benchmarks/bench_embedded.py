@@ -7,7 +7,8 @@ Every clip goes through the product's own pipelines (`A2VidPipelineTwoStage.stre
 `world.detectors`, which the "world (ground truth)" row validates on the world's own clips:
 
 - A2V sync: the world's audio goes in with its caption; for each known impact, |nearest visual impact - impact|
-  ("A2V median error").
+  ("A2V median error"), and the share within 2 frames split by impact speed (`world.scene.IMPACT_SPEED_BANDS`: a
+  slow impact starts a hop shorter than one latent frame).
 - T2AV sync: the caption goes in; % of visual impacts with an audio onset within 2 frames, and the reverse.
 - Prompt adherence (T2AV clips): ball colour from pixel hue, floor material and room from the sound.
 - Each at modality_scale 1.0 and 3.0 (distilled mode otherwise).
@@ -43,6 +44,7 @@ EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "ltx_pipeline" / "embedded_
 @dataclass
 class Scores:
     a2v_errors_s: list[float] = field(default_factory=list)  # per known impact
+    a2v_speeds: list[float] = field(default_factory=list)  # the same impacts' speeds
     t2av_visual_matched: int = 0
     t2av_visual_total: int = 0
     t2av_audio_matched: int = 0
@@ -65,6 +67,10 @@ class Scores:
             # inf where no visual impact at all was detected in a clip; a median of inf means most impacts had none.
             "A2V median error": "> clip (unmatched)" if not np.isfinite(median) else f"{1000 * median:.0f} ms",
             "A2V within 2 frames": percent(int((errors <= tolerance + 1e-9).sum()), len(errors)),
+            "A2V within 2 fr, slow / middle / fast impacts": " / ".join(
+                f"{100 * hits / count:.0f}% of {count}" if count else "-"
+                for _, _, count, hits in detectors.hits_by_speed(self.a2v_speeds, list(errors <= tolerance + 1e-9))
+            ),
             "T2AV visual->audio within 2 fr": percent(self.t2av_visual_matched, self.t2av_visual_total),
             "T2AV audio->visual within 2 fr": percent(self.t2av_audio_matched, self.t2av_audio_total),
             "colour": percent(self.colour_hits, self.clips),
@@ -106,6 +112,7 @@ def score_a2v(scores: Scores, clip, frames: np.ndarray, frame_rate: float) -> No
     truth = np.array([impact.time for impact in clip.impacts])
     errors, _ = detectors.match_events(truth, detectors.visual_impacts(frames, frame_rate), np.inf)
     scores.a2v_errors_s.extend(errors.tolist())
+    scores.a2v_speeds.extend(impact.speed for impact in clip.impacts)
 
 
 def world_scores(clips, frame_rate: float) -> Scores:

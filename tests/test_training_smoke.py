@@ -172,7 +172,7 @@ def test_shipped_video_vae_keeps_the_clip_and_its_impacts_through_encode_and_dec
     assert scores["video PSNR (dB)"] > 28.0  # 33 dB on 24 held-out clips (training/README.md)
     assert 0.0 <= scores["impacts seen within 2 frames"] <= 1.0
     by_speed = [name for name in scores if name.startswith("impacts seen within 2 frames, speed ")]
-    assert len(by_speed) == 3  # slow, middle and fast impacts (training.eval_autoencoders.SPEED_BINS)
+    assert len(by_speed) == 3  # slow, middle and fast impacts (world.scene.IMPACT_SPEED_BANDS)
     assert scores["impacts shown that are real (within 2 frames)"] >= 0.5
 
 

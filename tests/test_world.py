@@ -70,3 +70,11 @@ def test_detectors_read_ground_truth_back():
 def test_detectors_find_nothing_in_silence_and_an_empty_room():
     assert len(detectors.audio_onsets(np.zeros(16_000, np.float32))) == 0
     assert detectors.ball_colour(np.full((5, 32, 32, 3), 200, np.uint8)) is None
+
+
+def test_hits_by_speed_counts_each_impact_in_its_band():
+    speeds = [0.5, 0.9, 1.2, 1.5, 3.0]
+    hits = [False, True, True, True, False]
+    assert detectors.hits_by_speed(speeds, hits) == [(0.0, 1.0, 2, 1), (1.0, 1.5, 1, 1), (1.5, float("inf"), 2, 1)]
+    with pytest.raises(ValueError):
+        detectors.hits_by_speed(speeds, hits[:-1])  # one flag per impact

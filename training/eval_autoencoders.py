@@ -24,15 +24,12 @@ from world import detectors, generate_clip
 HELD_OUT_SEED = 900_000
 FRAME_RATE = 24.0
 TOLERANCE_S = 2 / FRAME_RATE
-# Impact speeds (travel heights per second, world.scene) splitting the "impacts seen" figure: below 1 the hop that
-# follows lasts under ~0.3 s, about one latent frame (8 frames at 24 fps).
-SPEED_BINS = ((0.0, 1.0), (1.0, 1.5), (1.5, np.inf))
 
 
 def evaluate_video(folder: Path, num_clips: int) -> dict[str, float]:
     vae = AutoencoderKLLTX2Video.from_pretrained(folder, torch_dtype=torch.float32).eval()
     seen = total = real = detected = 0
-    psnrs, centroid_errors, speeds = [], [], []
+    psnrs, centroid_errors, speeds, hits = [], [], [], []
     for index in range(num_clips):
         clip = generate_clip(HELD_OUT_SEED + index)
         with torch.no_grad():
@@ -46,9 +43,8 @@ def evaluate_video(folder: Path, num_clips: int) -> dict[str, float]:
         errors, matched = detectors.match_events(truth, shown, TOLERANCE_S)
         seen += matched
         total += len(truth)
-        speeds.extend(
-            (impact.speed, error <= TOLERANCE_S + 1e-9) for impact, error in zip(clip.impacts, errors, strict=True)
-        )
+        speeds.extend(impact.speed for impact in clip.impacts)
+        hits.extend(bool(error <= TOLERANCE_S + 1e-9) for error in errors)
         real += detectors.match_events(shown, truth, TOLERANCE_S)[1]
         detected += len(shown)
         error = np.abs(detectors.ball_rows(clip.frames) - detectors.ball_rows(frames))
@@ -59,21 +55,14 @@ def evaluate_video(folder: Path, num_clips: int) -> dict[str, float]:
         "ball centroid error, median (px)": float(np.median(centroid_errors)) if centroid_errors else float("inf"),
         "impacts seen within 2 frames": seen / total,
         **{
-            f"impacts seen within 2 frames, speed {low:g}-{high:g} ({count} impacts)": (hits / count if count else nan)
-            for low, high, count, hits in _by_speed(speeds)
+            f"impacts seen within 2 frames, speed {low:g}-{high:g} ({count} impacts)": (
+                seen_in_band / count if count else nan
+            )
+            for low, high, count, seen_in_band in detectors.hits_by_speed(speeds, hits)
         },
         # the other way round: a decoder that draws bounces the latents do not hold would show up here
         "impacts shown that are real (within 2 frames)": real / detected if detected else nan,
     }
-
-
-def _by_speed(speeds: list[tuple[float, bool]]) -> list[tuple[float, float, int, int]]:
-    """(low, high, impacts, impacts seen) per SPEED_BINS entry."""
-    rows = []
-    for low, high in SPEED_BINS:
-        inside = [seen for speed, seen in speeds if low <= speed < high]
-        rows.append((low, high, len(inside), sum(inside)))
-    return rows
 
 
 def evaluate_audio(audio_folder: Path, vocoder_folder: Path, num_clips: int) -> dict[str, float]:

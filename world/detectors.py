@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from world.render import FLOOR_LINE
-from world.scene import COLOURS, MATERIALS, ROOMS, SIZES, sample_scene, scene_contacts
+from world.scene import COLOURS, IMPACT_SPEED_BANDS, MATERIALS, ROOMS, SIZES, sample_scene, scene_contacts
 from world.sound import SAMPLE_RATE, render_audio
 
 BALL_MIN_SATURATION = 0.35  # walls and floors are greyer than this, balls far more saturated
@@ -278,3 +278,13 @@ def match_events(reference: np.ndarray, candidates: np.ndarray, tolerance_s: flo
         return np.full(len(reference), np.inf), 0
     errors = np.abs(np.asarray(reference)[:, None] - np.asarray(candidates)[None, :]).min(axis=1)
     return errors, int((errors <= tolerance_s + 1e-9).sum())
+
+
+def hits_by_speed(speeds: list[float], hits: list[bool]) -> list[tuple[float, float, int, int]]:
+    """(low, high, impacts, hits) for each band of `scene.IMPACT_SPEED_BANDS`, from each impact's speed and whether
+    it was matched."""
+    bands = []
+    for low, high in IMPACT_SPEED_BANDS:
+        inside = [hit for speed, hit in zip(speeds, hits, strict=True) if low <= speed < high]
+        bands.append((low, high, len(inside), sum(inside)))
+    return bands

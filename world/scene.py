@@ -23,6 +23,9 @@ GRAVITY = 5.0  # floor-to-ceiling heights per s^2: a drop from the top takes ~0.
 RESTITUTION: dict[str, float] = {"wood": 0.7, "metal": 0.78, "glass": 0.82, "stone": 0.6}
 MIN_FLIGHT_S = 0.2  # once a bounce would last less than this the ball is taken to rest (no Zeno sequence)
 MAX_RELEASE_S = 0.5  # balls are released at a random instant in [0, MAX_RELEASE_S)
+# Impact speed bands (travel heights per second) that sync figures are split by: below 1 the hop that follows lasts
+# under ~0.3 s, about one latent frame of the LTX-2 video VAE (8 frames at 24 fps), so two contacts share one.
+IMPACT_SPEED_BANDS = ((0.0, 1.0), (1.0, 1.5), (1.5, float("inf")))
 
 
 @dataclass(frozen=True)
