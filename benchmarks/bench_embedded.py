@@ -63,13 +63,14 @@ class Scores:
             return f"{100 * hits / total:.0f}% ({hits}/{total})" if total else "n/a (0 detected)"
 
         median = np.median(errors) if len(errors) else np.inf
+        within = errors <= tolerance + 1e-9
         return {
             # inf where no visual impact at all was detected in a clip; a median of inf means most impacts had none.
             "A2V median error": "> clip (unmatched)" if not np.isfinite(median) else f"{1000 * median:.0f} ms",
-            "A2V within 2 frames": percent(int((errors <= tolerance + 1e-9).sum()), len(errors)),
+            "A2V within 2 frames": percent(int(within.sum()), len(errors)),
             "A2V within 2 fr, slow / middle / fast impacts": " / ".join(
                 f"{100 * hits / count:.0f}% of {count}" if count else "-"
-                for _, _, count, hits in detectors.hits_by_speed(self.a2v_speeds, list(errors <= tolerance + 1e-9))
+                for _, _, count, hits in detectors.hits_by_speed(self.a2v_speeds, within.tolist())
             ),
             "T2AV visual->audio within 2 fr": percent(self.t2av_visual_matched, self.t2av_visual_total),
             "T2AV audio->visual within 2 fr": percent(self.t2av_audio_matched, self.t2av_audio_total),
