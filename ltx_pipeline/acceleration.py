@@ -3,7 +3,8 @@
 Both kinds of option act on the real diffusers components in place, so the product's pipelines, the CLI, the app and
 the benchmarks all run the same code:
 
-- `SpeedOptions` (regional compilation, attention backend, fp8 matrix products) through `apply_speed_options`;
+- `SpeedOptions` (regional compilation, attention backend, fp8 matrix products, the feed-forwards' GELU in the
+  matrix product's epilogue) through `apply_speed_options`;
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 import torch
+import torch.nn.functional as F
 from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
 from diffusers.hooks.group_offloading import _is_group_offload_enabled
+from diffusers.models.activations import GELU
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 from torch import nn
 
@@ -84,6 +87,12 @@ class SpeedOptions:
         Graphs are recorded per block and shape at the first passes, so the first run of a new size is slower.
         torch keeps them per thread: a process that generates from several threads (the studio's workers) records
         them again in each (measured only from one thread, in benchmarks/bench_full_size.py).
+    gelu_epilogue: on CUDA, run each feed-forward's first matrix product and its tanh GELU as one cuBLASLt call
+        (`torch._addmm_activation`, the GELU applied in the product's epilogue), instead of writing the 4x-wide
+        product and reading it back for a separate GELU kernel. Applies to the video and audio feed-forwards of
+        every block; outputs equal the unfused ones within bf16 rounding (elsewhere than CUDA, the same computation).
+        Feed-forwards whose first projection is an `Fp8Linear` (`fp8=True`: the video ones) are left alone, since
+        `torch._scaled_mm` has no GELU epilogue.
     """
 
     compile: bool = False
@@ -92,6 +101,7 @@ class SpeedOptions:
     fp8_scaling: str = "rowwise"
     video_attention_backend: str | None = None
     cuda_graphs: bool = False
+    gelu_epilogue: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
@@ -120,6 +130,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         help="an attention backend for the video self-attention alone (the others keep --attention-backend)",
     )
     parser.add_argument("--fp8", action="store_true", help="fp8 matrix products in the transformer (Hopper GPUs)")
+    parser.add_argument(
+        "--gelu-epilogue",
+        action="store_true",
+        help="each feed-forward's first product and its GELU as one cuBLASLt call (CUDA; not on fp8 layers)",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -130,6 +145,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         attention_backend=args.attention_backend,
         video_attention_backend=args.video_attention_backend,
         fp8=args.fp8,
+        gelu_epilogue=args.gelu_epilogue,
     )
 
 
@@ -219,6 +235,13 @@ def _fp8_eligible(name: str, module: nn.Module) -> bool:
     )
 
 
+def _replace_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    # setattr with the last name part also replaces an entry of a ModuleList or Sequential ("net.0").
+    parent_name, _, child_name = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child_name, module)
+
+
 def quantize_linear_layers_to_fp8(model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None) -> int:
     """Replace the eligible Linear layers of `model`'s repeated blocks by `Fp8Linear`, in place.
 
@@ -229,12 +252,99 @@ def quantize_linear_layers_to_fp8(model: nn.Module, scaling: str = "rowwise", em
         emulate = not fp8_matmul_supported(next(model.parameters()).device)
     targets = [(name, module) for name, module in model.named_modules() if _fp8_eligible(name, module)]
     for name, linear in targets:
-        parent_name, _, child_name = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child_name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
+        _replace_submodule(model, name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
     logger.info(
         "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
     )
+    return len(targets)
+
+
+# --- Feed-forward GELU in the matrix product's epilogue -----------------------------------------------------------
+
+
+class LinearTanhGelu(nn.Module):
+    """A diffusers `GELU(approximate="tanh")` activation module (a feed-forward's `net[0]`) as one cuBLASLt call.
+
+    diffusers computes `gelu(proj(x))` in two passes over the 4x-wide product: the matrix product writes it, then a
+    separate kernel (a Triton one when compiled: 6.5 ms of a 768x512x121 forward, benchmarks/RESULTS.md run 7)
+    reads and rewrites it. On CUDA, `torch._addmm_activation(..., use_gelu=True)` applies the tanh-approximate GELU
+    in cuBLASLt's epilogue (CUBLASLT_EPILOGUE_GELU_BIAS), and inductor keeps that op as an extern call, so the
+    fusion survives `torch.compile`.
+
+    The module holds the GELU's own `proj` Linear under the same name, so state dicts, LoRA loading, offloading and
+    layerwise-casting hooks find it where they did.
+    """
+
+    def __init__(self, gelu: GELU) -> None:
+        super().__init__()
+        if not _is_fusable_gelu(gelu):
+            raise ValueError(
+                "`gelu` must be a diffusers GELU with approximate='tanh' and a plain nn.Linear `proj`; got "
+                f"{type(gelu).__name__} with approximate={getattr(gelu, 'approximate', None)!r} and "
+                f"proj={type(getattr(gelu, 'proj', None)).__name__}."
+            )
+        self.proj = gelu.proj
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self._runs_in_epilogue(hidden_states):
+            # diffusers' GELU.forward; its float32 upcast on mps is for torch < 2.0, which this project does not run.
+            return F.gelu(self.proj(hidden_states), approximate="tanh")
+        leading_shape = hidden_states.shape[:-1]
+        inputs = hidden_states.reshape(-1, self.proj.in_features)  # (..., in) -> (tokens, in)
+        output = torch._addmm_activation(self.proj.bias, inputs, self.proj.weight.t(), use_gelu=True)
+        return output.reshape(*leading_shape, self.proj.out_features)  # (tokens, out) -> (..., out)
+
+    def _runs_in_epilogue(self, hidden_states: torch.Tensor) -> bool:
+        """Whether the product can bypass the Linear's own forward: only where that forward is a plain product."""
+        proj = self.proj
+        return (
+            hidden_states.is_cuda  # on the CPU the same call computes the exact (erf) GELU, not the tanh one
+            and type(proj) is nn.Linear  # a LoRA or fp8 layer swapped in since runs its own forward
+            and proj.bias is not None  # the epilogue is GELU_BIAS
+            # Weights stored in another dtype (fp8-storage) or on another device (offloading) are cast or moved by
+            # the Linear's forward hooks, which calling it runs.
+            and proj.weight.dtype == hidden_states.dtype
+            and proj.weight.device == hidden_states.device
+            # torch._addmm_activation has no derivative.
+            and not (torch.is_grad_enabled() and (hidden_states.requires_grad or proj.weight.requires_grad))
+        )
+
+    def extra_repr(self) -> str:
+        return "approximate=tanh, GELU in the product's epilogue on CUDA"
+
+
+def _is_fusable_gelu(module: nn.Module) -> bool:
+    # cuBLASLt's GELU epilogue is the tanh approximation. A plain Linear only: `torch._scaled_mm` (Fp8Linear) has no
+    # GELU epilogue, and LoRA or other Linear subclasses have forwards of their own.
+    return isinstance(module, GELU) and module.approximate == "tanh" and type(module.proj) is nn.Linear
+
+
+def fuse_feed_forward_gelu(model: nn.Module) -> int:
+    """Replace each tanh `GELU` activation module of `model` whose `proj` is a plain Linear by `LinearTanhGelu`.
+
+    In place; the Linear layers themselves are kept, not copied. Replaced modules are no longer `GELU`s, so a
+    second call replaces none. Returns the number of modules replaced.
+    """
+    targets = [name for name, module in model.named_modules() if name and _is_fusable_gelu(module)]
+    for name in targets:
+        _replace_submodule(model, name, LinearTanhGelu(model.get_submodule(name)))
+    logger.info("Fused the GELU into the first product of %d feed-forwards.", len(targets))
+    return len(targets)
+
+
+def unfuse_feed_forward_gelu(model: nn.Module) -> int:
+    """Undo `fuse_feed_forward_gelu`: each `LinearTanhGelu` becomes a diffusers `GELU` around the same `proj`.
+
+    `proj` is kept as it is now (an fp8 or LoRA layer swapped in since stays). Returns the number of modules restored.
+    """
+    targets = [name for name, module in model.named_modules() if isinstance(module, LinearTanhGelu)]
+    for name in targets:
+        proj = model.get_submodule(name).proj
+        with torch.device("meta"):  # GELU builds a Linear of its own, replaced at once: allocate nothing for it
+            gelu = GELU(proj.in_features, proj.out_features, approximate="tanh")
+        gelu.proj = proj
+        _replace_submodule(model, name, gelu)
+    logger.info("Restored the separate GELU of %d feed-forwards.", len(targets))
     return len(targets)
 
 
@@ -263,7 +373,8 @@ def _modules(components: dict[str, object]) -> Iterator[tuple[str, nn.Module]]:
 def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself).
 
-    Order matters: the attention backend and the fp8 layers are set first, so that compilation sees them.
+    Order matters: the attention backend, the fp8 layers and the fused feed-forwards are set first, so that
+    compilation sees them; the feed-forwards are fused after the fp8 layers are made, so those are left alone.
     """
     transformer = _components(pipe).get("transformer")
     if not isinstance(transformer, nn.Module):
@@ -289,6 +400,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
                 "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
             )
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
+    if options.gelu_epilogue:
+        fuse_feed_forward_gelu(transformer)
     if options.compile:
         mode = "reduce-overhead" if options.cuda_graphs else None
         transformer.compile_repeated_blocks(fullgraph=True, mode=mode)

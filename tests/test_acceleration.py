@@ -1,9 +1,13 @@
 """The speed and memory switches of ltx_pipeline.acceleration, on tiny real components on CPU."""
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKLLTX2Video
+from diffusers.models.activations import GELU
 from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 from torch import nn
 
@@ -11,16 +15,22 @@ from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
     Fp8Linear,
+    LinearTanhGelu,
     MemoryMode,
     SpeedOptions,
+    add_speed_arguments,
     apply_memory_mode,
     apply_speed_options,
     available_attention_backends,
     decoder_spatial_upscale,
     enable_vae_tiling,
     fp8_matmul_supported,
+    fuse_feed_forward_gelu,
+    place_pipeline,
     quantize_linear_layers_to_fp8,
     quantize_to_fp8,
+    speed_options_from_args,
+    unfuse_feed_forward_gelu,
 )
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
@@ -182,6 +192,131 @@ def test_fp8_speed_option_on_gpu_uses_the_kernel():
     transformer = build_tiny_components()["transformer"].to("cuda", torch.bfloat16)
     apply_speed_options(transformer, SpeedOptions(fp8=True))
     assert not transformer.transformer_blocks[0].attn1.to_q.emulate
+
+
+# --- GELU in the feed-forward product's epilogue --------------------------------------------------------------
+
+
+def feed_forward_activations(transformer: nn.Module) -> list[nn.Module]:
+    """Each block's video and audio feed-forward's first module: diffusers' `GELU` (`net[0]`), or what replaced it."""
+    return [ff.net[0] for block in transformer.transformer_blocks for ff in (block.ff, block.audio_ff)]
+
+
+def test_fused_module_computes_the_tanh_gelu_off_cuda():
+    torch.manual_seed(0)
+    gelu = GELU(16, 64, approximate="tanh")
+    inputs = 4 * torch.randn(3, 5, 16)  # pre-activations of magnitude ~2, where tanh and erf GELU differ most
+    with torch.no_grad():
+        output = LinearTanhGelu(gelu)(inputs)
+        pre_activations = gelu.proj(inputs)
+        flat_inputs = inputs.reshape(-1, 16)  # (3, 5, 16) -> (15, 16)
+        cpu_epilogue = torch._addmm_activation(gelu.proj.bias, flat_inputs, gelu.proj.weight.t(), use_gelu=True)
+    assert output.shape == (3, 5, 64)
+    assert torch.equal(output, F.gelu(pre_activations, approximate="tanh"))
+    exact = F.gelu(pre_activations)
+    assert (output - exact).abs().max() > 1e-4
+    # Why the CPU path must not take the epilogue: there the same op computes the exact GELU.
+    assert torch.allclose(cpu_epilogue.reshape(3, 5, 64), exact, atol=1e-6)
+
+
+def test_fused_module_refuses_a_gelu_it_cannot_fuse():
+    with pytest.raises(ValueError, match="approximate='tanh'.*got GELU with approximate='none'"):
+        LinearTanhGelu(GELU(16, 64))
+
+
+def test_gelu_epilogue_fuses_every_feed_forward_and_keeps_outputs():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, reference_audio = run_transformer(transformer)
+    gelu_names = [name for name, module in transformer.named_modules() if isinstance(module, GELU)]
+    assert sorted(gelu_names) == sorted(
+        f"transformer_blocks.{index}.{ff}.net.0"
+        for index in range(len(transformer.transformer_blocks))
+        for ff in ("ff", "audio_ff")
+    )
+    projections = [gelu.proj for gelu in feed_forward_activations(transformer)]
+    parameter_names = set(transformer.state_dict())
+
+    apply_speed_options(transformer, SpeedOptions(gelu_epilogue=True))
+    fused = feed_forward_activations(transformer)
+    assert len(fused) == 2 * len(transformer.transformer_blocks)
+    assert all(isinstance(module, LinearTanhGelu) for module in fused)
+    assert not any(isinstance(module, GELU) for module in transformer.modules())
+    assert all(module.proj is proj for module, proj in zip(fused, projections, strict=True))  # the same Linears
+    assert set(transformer.state_dict()) == parameter_names
+    video, audio = run_transformer(transformer)
+    assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
+
+
+def test_fusing_twice_does_not_nest_and_unfusing_restores_the_gelu_modules():
+    transformer = build_tiny_components()["transformer"]
+    reference_video, _ = run_transformer(transformer)
+    expected = 2 * len(transformer.transformer_blocks)
+    assert fuse_feed_forward_gelu(transformer) == expected
+    apply_speed_options(transformer, SpeedOptions(gelu_epilogue=True))
+    fused = feed_forward_activations(transformer)
+    assert sum(isinstance(module, LinearTanhGelu) for module in transformer.modules()) == expected
+    assert all(type(module.proj) is nn.Linear for module in fused)
+
+    assert unfuse_feed_forward_gelu(transformer) == expected
+    restored = feed_forward_activations(transformer)
+    assert all(type(module) is GELU and module.approximate == "tanh" for module in restored)
+    assert all(new.proj is old.proj for new, old in zip(restored, fused, strict=True))
+    assert torch.equal(run_transformer(transformer)[0], reference_video)
+
+
+def test_gelu_epilogue_leaves_the_fp8_feed_forwards_alone():
+    reference = build_tiny_components()["transformer"]
+    apply_speed_options(reference, SpeedOptions(fp8=True))
+    reference_video, reference_audio = run_transformer(reference)
+
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(fp8=True, gelu_epilogue=True))
+    for block in transformer.transformer_blocks:
+        assert type(block.ff.net[0]) is GELU and isinstance(block.ff.net[0].proj, Fp8Linear)
+        assert isinstance(block.audio_ff.net[0], LinearTanhGelu)  # the audio stream stays in bf16 products
+    video, audio = run_transformer(transformer)
+    assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
+
+
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb"])
+def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes(memory_mode):
+    reference = build_tiny_components()
+    apply_memory_mode(reference, "fp8-storage", "cpu")
+    reference_video, reference_audio = run_transformer(reference["transformer"], torch.bfloat16)
+
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", memory_mode, SpeedOptions(gelu_epilogue=True))
+    fused = feed_forward_activations(components["transformer"])
+    assert all(isinstance(module, LinearTanhGelu) for module in fused)
+    assert all(module.proj.weight.dtype == FP8_DTYPE for module in fused)  # still stored in fp8, cast by its hook
+    video, audio = run_transformer(components["transformer"], torch.bfloat16)
+    assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
+
+
+def test_gelu_epilogue_flag_reaches_the_speed_options():
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    assert speed_options_from_args(parser.parse_args(["--gelu-epilogue"])).gelu_epilogue
+    assert not speed_options_from_args(parser.parse_args([])).gelu_epilogue
+
+
+@pytest.mark.gpu
+def test_gelu_epilogue_on_gpu_matches_the_unfused_product_within_bf16_rounding():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: the GELU epilogue is cuBLASLt's")
+    torch.manual_seed(0)
+    gelu = GELU(256, 1024, approximate="tanh").to("cuda", torch.bfloat16)
+    inputs = torch.randn(2, 77, 256, device="cuda", dtype=torch.bfloat16)
+    fused = LinearTanhGelu(gelu)
+    with torch.no_grad():
+        reference = F.gelu(F.linear(inputs, gelu.proj.weight, gelu.proj.bias), approximate="tanh").float()
+        assert fused._runs_in_epilogue(inputs)
+        eager = fused(inputs)
+        compiled = torch.compile(fused, fullgraph=True)(inputs)
+    assert eager.shape == (2, 77, 1024) and eager.dtype == torch.bfloat16
+    # The epilogue rounds to bf16 once, after the GELU; the unfused path also rounds the product before it.
+    for output in (eager, compiled):
+        torch.testing.assert_close(output.float(), reference, rtol=2**-7, atol=2**-7)
 
 
 # --- Attention backend and compilation -----------------------------------------------------------------------

@@ -241,9 +241,12 @@ def test_num_gpus_defaults_to_1_and_a_bad_value_is_a_clear_error(
 def test_speed_flags_reach_the_config_and_cuda_graphs_alone_is_a_clear_error(tmp_path: Path) -> None:
     import app
 
-    args = app.parse_args(["--compile", "--cuda-graphs", "--video-attention-backend", "_native_math"])
+    args = app.parse_args(
+        ["--compile", "--cuda-graphs", "--gelu-epilogue", "--video-attention-backend", "_native_math"]
+    )
     speed = app.config_from_args(args).speed
-    assert speed.compile and speed.cuda_graphs and speed.video_attention_backend == "_native_math"
+    assert speed.compile and speed.cuda_graphs and speed.gelu_epilogue
+    assert speed.video_attention_backend == "_native_math"
     with pytest.raises(SystemExit, match=r"`cuda_graphs=True` needs `compile=True`"):
         app.main(["--cuda-graphs", "--output-dir", str(tmp_path)])
 
