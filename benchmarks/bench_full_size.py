@@ -633,6 +633,26 @@ def section_graphs(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "graphs", options)
 
 
+def section_graphs_gelu(bench: Bench, state: dict) -> None:
+    """As `graphs`, with each feed-forward's GELU in its first product's epilogue (`gelu_epilogue=True`; on the CPU
+    of a --tiny run the feed-forwards compute what they do unfused). At the end the feed-forwards are un-fused and the
+    transformer is left compiled with plain CUDA graphs, as `graphs` leaves it, so that the later sections (the fp8
+    ones too) measure what they would without this one."""
+    transformer = state["components"]["transformer"]
+    attention = state.get("best_attention", {})
+    options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, gelu_epilogue=True, **attention)
+    try:
+        measure_cuda_graphs(bench, state, "graphs_gelu", options)
+        fused = sum(isinstance(module, acceleration.LinearTanhGelu) for module in transformer.modules())
+        bench.record("graphs_gelu", "fused_feed_forwards", fused)
+    finally:
+        uncompile_blocks(transformer)
+        acceleration.unfuse_feed_forward_gelu(transformer)
+        acceleration.apply_speed_options(
+            transformer, acceleration.SpeedOptions(compile=True, cuda_graphs=True, **attention)
+        )
+
+
 def section_autotune(bench: Bench, state: dict) -> None:
     """An experiment, not a product option: the blocks compiled in torch's "max-autotune" mode (CUDA graphs, and
     inductor timing its own matrix-product kernels against cuBLAS), at the stage-2 size alone. Run 7 measured it
@@ -807,6 +827,7 @@ SECTIONS = {
     "compile": section_compile,
     "e2e_compiled": section_e2e_compiled,
     "graphs": section_graphs,
+    "graphs_gelu": section_graphs_gelu,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
     "profile": section_profile,
