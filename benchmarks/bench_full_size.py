@@ -635,22 +635,19 @@ def section_graphs(bench: Bench, state: dict) -> None:
 
 def section_graphs_gelu(bench: Bench, state: dict) -> None:
     """As `graphs`, with each feed-forward's GELU in its first product's epilogue (`gelu_epilogue=True`; on the CPU
-    of a --tiny run the feed-forwards compute what they do unfused). At the end the feed-forwards are un-fused and the
-    transformer is left compiled with plain CUDA graphs, as `graphs` leaves it, so that the later sections (the fp8
-    ones too) measure what they would without this one."""
+    of a --tiny run the feed-forwards compute what they do unfused). The transformer is left fused, for
+    `e2e_graphs_gelu` and `profile`; the fp8 section un-fuses it first."""
     transformer = state["components"]["transformer"]
-    attention = state.get("best_attention", {})
-    options = acceleration.SpeedOptions(compile=True, cuda_graphs=True, gelu_epilogue=True, **attention)
-    try:
-        measure_cuda_graphs(bench, state, "graphs_gelu", options)
-        fused = sum(isinstance(module, acceleration.LinearTanhGelu) for module in transformer.modules())
-        bench.record("graphs_gelu", "fused_feed_forwards", fused)
-    finally:
-        uncompile_blocks(transformer)
-        acceleration.unfuse_feed_forward_gelu(transformer)
-        acceleration.apply_speed_options(
-            transformer, acceleration.SpeedOptions(compile=True, cuda_graphs=True, **attention)
-        )
+    options = acceleration.SpeedOptions(
+        compile=True, cuda_graphs=True, gelu_epilogue=True, **state.get("best_attention", {})
+    )
+    measure_cuda_graphs(bench, state, "graphs_gelu", options)
+    fused = sum(isinstance(module, acceleration.LinearTanhGelu) for module in transformer.modules())
+    bench.record("graphs_gelu", "fused_feed_forwards", fused)
+
+
+def section_e2e_graphs_gelu(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_graphs_gelu")
 
 
 def section_autotune(bench: Bench, state: dict) -> None:
@@ -765,6 +762,7 @@ def section_e2e_graphs(bench: Bench, state: dict) -> None:
 def section_fp8(bench: Bench, state: dict) -> None:
     transformer = state["components"]["transformer"]
     uncompile_blocks(transformer)
+    acceleration.unfuse_feed_forward_gelu(transformer)  # fp8 is measured against the plain bf16 layers
     attention = state.get("best_attention", {})
     begin = time.perf_counter()
     bench.reset_peak()
@@ -828,6 +826,7 @@ SECTIONS = {
     "e2e_compiled": section_e2e_compiled,
     "graphs": section_graphs,
     "graphs_gelu": section_graphs_gelu,
+    "e2e_graphs_gelu": section_e2e_graphs_gelu,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
     "profile": section_profile,
