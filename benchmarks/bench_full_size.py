@@ -650,6 +650,48 @@ def section_e2e_graphs_gelu(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_gelu")
 
 
+def split_rotary_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """diffusers' `apply_split_rotary_emb` (transformer_ltx2.py) computed without in-place updates of slices.
+
+    The same float32 arithmetic. diffusers rotates in place (`addcmul_` on two halves of one float32 tensor), which
+    makes inductor write the rotated queries and keys to memory in float32 and convert them to bf16 in a second kernel
+    (run 8's generated code); computed out of place, the normalisation, the rotation and the bf16 cast can be one pass.
+    """
+    cos, sin = freqs
+    reshaped = x.ndim != 4 and cos.ndim == 4
+    if reshaped:
+        batch, heads, tokens, _ = cos.shape
+        x = x.reshape(batch, tokens, heads, -1).swapaxes(1, 2)  # (B, T, H*D) -> (B, H, T, D)
+    first, second = x.float().chunk(2, dim=-1)
+    rotated = torch.cat([first * cos - sin * second, second * cos + sin * first], dim=-1)
+    if reshaped:
+        rotated = rotated.swapaxes(1, 2).reshape(batch, tokens, -1)  # (B, H, T, D) -> (B, T, H*D)
+    return rotated.to(x.dtype)
+
+
+def section_rope_experiment(bench: Bench, state: dict) -> None:
+    """An experiment for a change to diffusers, not a product option: the blocks as the earlier sections left them
+    (with `graphs_gelu` before it: the product's fastest bf16 options), recompiled with `split_rotary_out_of_place`
+    in place of diffusers' split rotary embedding, measured, then diffusers' function put back and recompiled."""
+    from diffusers.models.transformers import transformer_ltx2
+
+    transformer = state["components"]["transformer"]
+    original = transformer_ltx2.apply_split_rotary_emb
+    options = acceleration.SpeedOptions(
+        compile=True,
+        cuda_graphs=True,
+        gelu_epilogue=any(isinstance(m, acceleration.LinearTanhGelu) for m in transformer.modules()),
+        **state.get("best_attention", {}),
+    )
+    transformer_ltx2.apply_split_rotary_emb = split_rotary_out_of_place
+    try:
+        measure_cuda_graphs(bench, state, "rope_experiment", options)
+    finally:
+        transformer_ltx2.apply_split_rotary_emb = original
+        uncompile_blocks(transformer)
+        acceleration.apply_speed_options(transformer, options)
+
+
 def section_autotune(bench: Bench, state: dict) -> None:
     """An experiment, not a product option: the blocks compiled in torch's "max-autotune" mode (CUDA graphs, and
     inductor timing its own matrix-product kernels against cuBLAS), at the stage-2 size alone. Run 7 measured it
@@ -827,6 +869,7 @@ SECTIONS = {
     "graphs": section_graphs,
     "graphs_gelu": section_graphs_gelu,
     "e2e_graphs_gelu": section_e2e_graphs_gelu,
+    "rope_experiment": section_rope_experiment,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
     "profile": section_profile,
