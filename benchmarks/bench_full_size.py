@@ -650,46 +650,40 @@ def section_e2e_graphs_gelu(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_gelu")
 
 
-def split_rotary_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """diffusers' `apply_split_rotary_emb` (transformer_ltx2.py) computed without in-place updates of slices.
-
-    The same float32 arithmetic. diffusers rotates in place (`addcmul_` on two halves of one float32 tensor), which
-    makes inductor write the rotated queries and keys to memory in float32 and convert them to bf16 in a second kernel
-    (run 8's generated code); computed out of place, the normalisation, the rotation and the bf16 cast can be one pass.
-    """
-    cos, sin = freqs
-    reshaped = x.ndim != 4 and cos.ndim == 4
-    if reshaped:
-        batch, heads, tokens, _ = cos.shape
-        x = x.reshape(batch, tokens, heads, -1).swapaxes(1, 2)  # (B, T, H*D) -> (B, H, T, D)
-    first, second = x.float().chunk(2, dim=-1)
-    rotated = torch.cat([first * cos - sin * second, second * cos + sin * first], dim=-1)
-    if reshaped:
-        rotated = rotated.swapaxes(1, 2).reshape(batch, tokens, -1)  # (B, H, T, D) -> (B, T, H*D)
-    return rotated.to(x.dtype)
+def section_graphs_fused(bench: Bench, state: dict) -> None:
+    """As `graphs_gelu`, with the out-of-place rotary embedding too (`fused_rotary=True`): the product's fastest bf16
+    options. Left so, for `e2e_graphs_fused`; the fp8 section restores diffusers' processors and GELUs first."""
+    options = acceleration.SpeedOptions(
+        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
+    )
+    measure_cuda_graphs(bench, state, "graphs_fused", options)
 
 
-def section_rope_experiment(bench: Bench, state: dict) -> None:
-    """An experiment for a change to diffusers, not a product option: the blocks as the earlier sections left them
-    (with `graphs_gelu` before it: the product's fastest bf16 options), recompiled with `split_rotary_out_of_place`
-    in place of diffusers' split rotary embedding, measured, then diffusers' function put back and recompiled."""
+def section_e2e_graphs_fused(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_graphs_fused")
+
+
+def restore_diffusers_processors(transformer) -> int:
+    """Undo `fused_rotary`: each attention gets the processor class its block was built with, same backend."""
     from diffusers.models.transformers import transformer_ltx2
 
-    transformer = state["components"]["transformer"]
-    original = transformer_ltx2.apply_split_rotary_emb
-    options = acceleration.SpeedOptions(
-        compile=True,
-        cuda_graphs=True,
-        gelu_epilogue=any(isinstance(m, acceleration.LinearTanhGelu) for m in transformer.modules()),
-        **state.get("best_attention", {}),
-    )
-    transformer_ltx2.apply_split_rotary_emb = split_rotary_out_of_place
-    try:
-        measure_cuda_graphs(bench, state, "rope_experiment", options)
-    finally:
-        transformer_ltx2.apply_split_rotary_emb = original
-        uncompile_blocks(transformer)
-        acceleration.apply_speed_options(transformer, options)
+    from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor
+
+    restored = 0
+    for block in transformer.transformer_blocks:
+        cls = (
+            transformer_ltx2.LTX2PerturbedAttnProcessor
+            if block.perturbed_attn
+            else transformer_ltx2.LTX2AudioVideoAttnProcessor
+        )
+        for attention in block.modules():
+            if isinstance(getattr(attention, "processor", None), OutOfPlaceRotaryAttnProcessor):
+                processor = cls()
+                processor._attention_backend = attention.processor._attention_backend
+                processor._parallel_config = attention.processor._parallel_config
+                attention.set_processor(processor)
+                restored += 1
+    return restored
 
 
 def section_autotune(bench: Bench, state: dict) -> None:
@@ -804,7 +798,9 @@ def section_e2e_graphs(bench: Bench, state: dict) -> None:
 def section_fp8(bench: Bench, state: dict) -> None:
     transformer = state["components"]["transformer"]
     uncompile_blocks(transformer)
-    acceleration.unfuse_feed_forward_gelu(transformer)  # fp8 is measured against the plain bf16 layers
+    # fp8 alone, on diffusers' own layers and processors (fp8_graphs_fused adds the fused rotary embedding).
+    acceleration.unfuse_feed_forward_gelu(transformer)
+    restore_diffusers_processors(transformer)
     attention = state.get("best_attention", {})
     begin = time.perf_counter()
     bench.reset_peak()
@@ -841,6 +837,19 @@ def section_e2e_fp8_graphs(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs")
 
 
+def section_fp8_graphs_fused(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: its fp8 layers with CUDA graphs, the out-of-place rotary embedding and the audio
+    feed-forwards' GELU epilogue (the video ones are fp8, which has none): the product's fastest fp8 options."""
+    options = acceleration.SpeedOptions(
+        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
+    )
+    measure_cuda_graphs(bench, state, "fp8_graphs_fused", options)
+
+
+def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_fp8_graphs_fused")
+
+
 def section_mode_24gb(bench: Bench, state: dict) -> None:
     state.pop("components", None)
     state.pop("references", None)
@@ -869,7 +878,8 @@ SECTIONS = {
     "graphs": section_graphs,
     "graphs_gelu": section_graphs_gelu,
     "e2e_graphs_gelu": section_e2e_graphs_gelu,
-    "rope_experiment": section_rope_experiment,
+    "graphs_fused": section_graphs_fused,
+    "e2e_graphs_fused": section_e2e_graphs_fused,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
     "profile": section_profile,
@@ -878,6 +888,8 @@ SECTIONS = {
     "e2e_fp8": section_e2e_fp8,
     "fp8_graphs": section_fp8_graphs,
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
+    "fp8_graphs_fused": section_fp8_graphs_fused,
+    "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "mode_24gb": section_mode_24gb,
 }
 

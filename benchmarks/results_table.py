@@ -16,6 +16,9 @@ FORWARD_SECTIONS = {
     "eager__native_flash_video": "eager, flash SDPA on the video self-attention",
     "compile": "regional compile",
     "graphs": "regional compile + CUDA graphs",
+    "graphs_gelu": "regional compile + CUDA graphs + GELU epilogue",
+    "rope_experiment": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary (run 9: as a patch of diffusers)",
+    "graphs_fused": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary",
     "autotune": "regional compile, torch's max-autotune mode (CUDA graphs + inductor's own matrix products)",
     "eager_triton_video": "eager, Triton kernel on the video self-attention",
     "graphs_video__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on the video self-attention",
@@ -24,6 +27,7 @@ FORWARD_SECTIONS = {
     "fp8_eager": "fp8 row-wise, eager",
     "fp8_compile": "fp8 row-wise + regional compile",
     "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
+    "fp8_graphs_fused": "fp8 row-wise + regional compile + CUDA graphs + GELU epilogue (audio) + out-of-place rotary",
 }
 
 

@@ -23,6 +23,7 @@ from diffusers.models.attention_dispatch import AttentionBackendName, _check_att
 from torch import nn
 
 from . import constants
+from .attention_processors import use_out_of_place_rotary
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class SpeedOptions:
         every block; outputs equal the unfused ones within bf16 rounding (elsewhere than CUDA, the same computation).
         Feed-forwards whose first projection is an `Fp8Linear` (`fp8=True`: the video ones) are left alone, since
         `torch._scaled_mm` has no GELU epilogue.
+    fused_rotary: every attention computes its split rotary embedding out of place
+        (`attention_processors.OutOfPlaceRotaryAttnProcessor`), so that with `compile` the queries' and keys'
+        normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. The same
+        arithmetic; it matters only compiled.
     """
 
     compile: bool = False
@@ -102,6 +107,7 @@ class SpeedOptions:
     video_attention_backend: str | None = None
     cuda_graphs: bool = False
     gelu_epilogue: bool = False
+    fused_rotary: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
@@ -135,6 +141,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="each feed-forward's first product and its GELU as one cuBLASLt call (CUDA; not on fp8 layers)",
     )
+    parser.add_argument(
+        "--fused-rotary",
+        action="store_true",
+        help="rotary embedding computed out of place, so compiled blocks fuse it with the query/key norms",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -146,6 +157,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         video_attention_backend=args.video_attention_backend,
         fp8=args.fp8,
         gelu_epilogue=args.gelu_epilogue,
+        fused_rotary=args.fused_rotary,
     )
 
 
@@ -379,6 +391,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     transformer = _components(pipe).get("transformer")
     if not isinstance(transformer, nn.Module):
         raise ValueError("`pipe` has no `transformer` component to apply speed options to.")
+    if options.fused_rotary:
+        logger.info("Out-of-place rotary embedding in %d attentions.", use_out_of_place_rotary(transformer))
     if options.attention_backend is not None:
         try:
             transformer.set_attention_backend(options.attention_backend)

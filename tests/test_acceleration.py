@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLLTX2Video
+from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
 from diffusers.models.activations import GELU
 from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+from diffusers.models.transformers.transformer_ltx2 import (
+    LTX2Attention,
+    LTX2AudioVideoAttnProcessor,
+    LTX2PerturbedAttnProcessor,
+    apply_split_rotary_emb,
+)
 from torch import nn
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
@@ -32,6 +38,7 @@ from ltx_pipeline.acceleration import (
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
+from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, apply_split_rotary_emb_out_of_place
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
@@ -293,11 +300,13 @@ def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes(memo
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
 
 
-def test_gelu_epilogue_flag_reaches_the_speed_options():
+def test_gelu_epilogue_and_fused_rotary_flags_reach_the_speed_options():
     parser = argparse.ArgumentParser()
     add_speed_arguments(parser)
     assert speed_options_from_args(parser.parse_args(["--gelu-epilogue"])).gelu_epilogue
-    assert not speed_options_from_args(parser.parse_args([])).gelu_epilogue
+    assert speed_options_from_args(parser.parse_args(["--fused-rotary"])).fused_rotary
+    defaults = speed_options_from_args(parser.parse_args([]))
+    assert not defaults.gelu_epilogue and not defaults.fused_rotary
 
 
 @pytest.mark.gpu
@@ -320,6 +329,65 @@ def test_gelu_epilogue_on_gpu_matches_the_unfused_product_within_bf16_rounding()
 
 
 # --- Attention backend and compilation -----------------------------------------------------------------------
+
+
+# --- Out-of-place rotary embedding -----------------------------------------------------------------------------
+
+
+def test_out_of_place_split_rotary_computes_what_diffusers_computes():
+    generator = torch.Generator().manual_seed(0)
+    batch, tokens, heads, head_dim = 1, 10, 4, 16
+    cos, sin = (
+        torch.randn(batch, tokens, heads, head_dim // 2, generator=generator).transpose(1, 2) for _ in range(2)
+    )  # (B, H, T, D/2), the layout diffusers' rotary module returns
+    tokens_first = torch.randn(batch, tokens, heads * head_dim, generator=generator).bfloat16()
+    heads_first = torch.randn(batch, heads, tokens, head_dim, generator=generator)
+    for x in (tokens_first, heads_first):
+        expected = apply_split_rotary_emb(x, (cos, sin))
+        rotated = apply_split_rotary_emb_out_of_place(x, (cos, sin))
+        assert rotated.dtype == x.dtype and rotated.shape == expected.shape
+        torch.testing.assert_close(rotated, expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="even head size; got 15"):
+        apply_split_rotary_emb_out_of_place(torch.randn(1, 2, 3, 15), (torch.ones(1, 2, 3, 7), torch.ones(1, 2, 3, 7)))
+
+
+@pytest.mark.parametrize("perturbed_attn", [False, True], ids=["tiny-config", "perturbed-attention"])
+def test_fused_rotary_gives_every_attention_the_processor_and_keeps_outputs_with_and_without_stg(perturbed_attn):
+    # The full-size 2.3 config builds its blocks with LTX2PerturbedAttnProcessor (STG through a perturbation mask);
+    # the tiny one with LTX2AudioVideoAttnProcessor. The new processor stands in for both.
+    torch.manual_seed(0)
+    config = {**tiny_component_kwargs("2.3")["transformer"], "perturbed_attn": perturbed_attn}
+    transformer = LTX2VideoTransformer3DModel(**config).eval()
+    attentions = [module for module in transformer.modules() if isinstance(module, LTX2Attention)]
+    diffusers_processor = LTX2PerturbedAttnProcessor if perturbed_attn else LTX2AudioVideoAttnProcessor
+    assert attentions and all(type(a.processor) is diffusers_processor for a in attentions)
+    assert {a.rope_type for a in attentions} == {"split"}
+    stg = {"spatio_temporal_guidance_blocks": [0], "perturbation_mask": torch.zeros(1)}
+    with torch.no_grad():
+        references = [transformer(**transformer_inputs(), **extra) for extra in ({}, stg)]
+
+    apply_speed_options(transformer, SpeedOptions(fused_rotary=True))
+    assert all(type(a.processor) is OutOfPlaceRotaryAttnProcessor for a in attentions)
+    with torch.no_grad():
+        outputs = [transformer(**transformer_inputs(), **extra) for extra in ({}, stg)]
+    for (video, audio), (reference_video, reference_audio) in zip(outputs, references, strict=True):
+        assert relative_error(video, reference_video) < 1e-6
+        assert relative_error(audio, reference_audio) < 1e-6
+    if perturbed_attn:  # STG did perturb, so the perturbed path was compared too
+        assert relative_error(outputs[1][0], outputs[0][0]) > 1e-3
+
+
+def test_fused_rotary_keeps_each_attentions_backend_in_either_order():
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(video_attention_backend="_native_math", fused_rotary=True))
+    for block in transformer.transformer_blocks:
+        assert type(block.attn1.processor) is OutOfPlaceRotaryAttnProcessor
+        assert block.attn1.processor._attention_backend.value == "_native_math"
+        assert getattr(block.attn2.processor._attention_backend, "value", None) != "_native_math"
+    apply_speed_options(transformer, SpeedOptions(attention_backend="_native_math"))
+    apply_speed_options(transformer, SpeedOptions(fused_rotary=True))  # a second time: nothing to swap
+    processors = [m.processor for m in transformer.modules() if isinstance(m, LTX2Attention)]
+    assert all(p._attention_backend.value == "_native_math" for p in processors)
 
 
 def test_attention_backend_option_reaches_every_attention_and_keeps_outputs():
@@ -380,10 +448,15 @@ def test_compile_option_compiles_each_repeated_block_and_nothing_else():
 
 
 @pytest.mark.slow
-def test_compiled_transformer_matches_eager_on_cpu():
+@pytest.mark.parametrize(
+    "options",
+    [SpeedOptions(compile=True), SpeedOptions(compile=True, gelu_epilogue=True, fused_rotary=True)],
+    ids=["compile", "compile-fused"],
+)
+def test_compiled_transformer_matches_eager_on_cpu(options):
     transformer = build_tiny_components()["transformer"]
     reference_video, reference_audio = run_transformer(transformer)
-    apply_speed_options(transformer, SpeedOptions(compile=True))
+    apply_speed_options(transformer, options)
     video, audio = run_transformer(transformer)
     assert relative_error(video, reference_video) < 1e-4
     assert relative_error(audio, reference_audio) < 1e-4

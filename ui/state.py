@@ -40,7 +40,7 @@ class StudioConfig:
     text_encoder: str | None = None  # single-file models: Gemma-3 Hub id or folder (default: the reference one)
     device: str | None = None  # None: CUDA when available, else CPU
     memory_mode: str | None = None  # ltx_pipeline.acceleration.MemoryMode name; None: everything on `device`
-    speed: SpeedOptions = SpeedOptions()  # regional compile, attention backend, fp8 products, GELU epilogue
+    speed: SpeedOptions = SpeedOptions()  # compile, CUDA graphs, attention backend, fp8, GELU epilogue, rotary
     concurrency_limit: int = 1  # generations run at once (each holds its own schedulers; weights are shared)
     max_queue_size: int = 16  # jobs waiting beyond this are refused with "queue is full"
     max_file_size: str = "50mb"  # uploads above this are refused by the server before any handler runs

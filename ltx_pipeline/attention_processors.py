@@ -1,0 +1,120 @@
+"""An attention processor for the LTX-2 transformer whose split rotary embedding compiles into one pass.
+
+diffusers rotates the queries and keys in place (`apply_split_rotary_emb` in transformer_ltx2.py: `addcmul_` on two
+halves of one float32 tensor). Under `torch.compile` that in-place update makes inductor write the rotated queries and
+keys to memory in float32 and convert them to bf16 in a second kernel: at 768x512x121, 18 ms of each forward went to
+those kernels (benchmarks/RESULTS.md, run 8). Rotated out of place, normalisation, rotation and the bf16 cast fuse
+into one pass (run 9: 352 -> 342 ms a forward). The arithmetic is the same float32 arithmetic.
+"""
+
+import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.transformers.transformer_ltx2 import (
+    LTX2Attention,
+    LTX2PerturbedAttnProcessor,
+    apply_interleaved_rotary_emb,
+)
+from torch import nn
+
+
+def apply_split_rotary_emb_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """diffusers' `apply_split_rotary_emb` without in-place updates: the same result, in x's dtype.
+
+    `x` is (B, T, H*D) with `freqs` (cos, sin) of shape (B, H, T, D/2), or already (B, H, T, D).
+    """
+    cos, sin = freqs
+    reshaped = x.ndim != 4 and cos.ndim == 4
+    if reshaped:
+        batch, heads, tokens, _ = cos.shape
+        x = x.reshape(batch, tokens, heads, -1).swapaxes(1, 2)  # (B, T, H*D) -> (B, H, T, D)
+    if x.shape[-1] % 2 != 0:
+        raise ValueError(f"The split rotary embedding needs an even head size; got {x.shape[-1]}.")
+    first, second = x.float().chunk(2, dim=-1)  # (..., D) -> 2 x (..., D/2)
+    rotated = torch.cat([first * cos - sin * second, second * cos + sin * first], dim=-1)
+    if reshaped:
+        rotated = rotated.swapaxes(1, 2).reshape(batch, tokens, -1)  # (B, H, T, D) -> (B, T, H*D)
+    return rotated.to(x.dtype)
+
+
+class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
+    """diffusers' `LTX2PerturbedAttnProcessor` with the split rotary embedding computed out of place.
+
+    Adapted from diffusers 0.42.1 (transformer_ltx2.py); only the rotation differs. Without a perturbation mask it
+    computes what `LTX2AudioVideoAttnProcessor` does, so it stands in for either.
+    """
+
+    def __call__(
+        self,
+        attn: LTX2Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        query_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        perturbation_mask: torch.Tensor | None = None,
+        all_perturbed: bool | None = None,
+    ) -> torch.Tensor:
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        if attn.to_gate_logits is not None:
+            gate_logits = attn.to_gate_logits(hidden_states)  # from the block's input, as diffusers does
+
+        value = attn.to_v(encoder_hidden_states)
+        if all_perturbed is None:
+            all_perturbed = torch.all(perturbation_mask == 0) if perturbation_mask is not None else False
+        if all_perturbed:
+            hidden_states = value  # every sample perturbed: the attention is skipped, its values kept
+        else:
+            query = attn.norm_q(attn.to_q(hidden_states))
+            key = attn.norm_k(attn.to_k(encoder_hidden_states))
+            if query_rotary_emb is not None:
+                rotate = (
+                    apply_split_rotary_emb_out_of_place if attn.rope_type == "split" else apply_interleaved_rotary_emb
+                )
+                query = rotate(query, query_rotary_emb)
+                key = rotate(key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb)
+
+            # (B, T, H*D) -> (B, T, H, D)
+            query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))
+            hidden_states = dispatch_attention_fn(
+                query,
+                key,
+                value,
+                attn_mask=attention_mask,
+                dropout_p=0.0,
+                is_causal=False,
+                backend=self._attention_backend,
+                parallel_config=self._parallel_config,
+            )
+            hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
+            if perturbation_mask is not None:
+                hidden_states = torch.lerp(value.flatten(2, 3), hidden_states, perturbation_mask)
+
+        if attn.to_gate_logits is not None:
+            hidden_states = hidden_states.unflatten(2, (attn.heads, -1))  # (B, T, H*D) -> (B, T, H, D)
+            # 2 * sigmoid: zero-initialised gate logits give gates of 1.
+            hidden_states = (hidden_states * (2.0 * torch.sigmoid(gate_logits)).unsqueeze(-1)).flatten(2, 3)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        return attn.to_out[1](hidden_states)
+
+
+def use_out_of_place_rotary(model: nn.Module) -> int:
+    """Give every `LTX2Attention` of `model` an `OutOfPlaceRotaryAttnProcessor`, keeping its attention backend and
+    parallel configuration. In place; attentions that already have one are left alone. Returns how many changed."""
+    changed = 0
+    for module in model.modules():
+        if not isinstance(module, LTX2Attention) or isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
+            continue
+        processor = OutOfPlaceRotaryAttnProcessor()
+        processor._attention_backend = module.processor._attention_backend
+        processor._parallel_config = module.processor._parallel_config
+        module.set_processor(processor)
+        changed += 1
+    return changed
