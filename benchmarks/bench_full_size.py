@@ -49,6 +49,7 @@ from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnector
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
 from ltx_pipeline import acceleration, loading  # noqa: E402
+from ltx_pipeline.attention_processors import use_diffusers_rotary  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -663,29 +664,6 @@ def section_e2e_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_fused")
 
 
-def restore_diffusers_processors(transformer) -> int:
-    """Undo `fused_rotary`: each attention gets the processor class its block was built with, same backend."""
-    from diffusers.models.transformers import transformer_ltx2
-
-    from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor
-
-    restored = 0
-    for block in transformer.transformer_blocks:
-        cls = (
-            transformer_ltx2.LTX2PerturbedAttnProcessor
-            if block.perturbed_attn
-            else transformer_ltx2.LTX2AudioVideoAttnProcessor
-        )
-        for attention in block.modules():
-            if isinstance(getattr(attention, "processor", None), OutOfPlaceRotaryAttnProcessor):
-                processor = cls()
-                processor._attention_backend = attention.processor._attention_backend
-                processor._parallel_config = attention.processor._parallel_config
-                attention.set_processor(processor)
-                restored += 1
-    return restored
-
-
 def section_autotune(bench: Bench, state: dict) -> None:
     """An experiment, not a product option: the blocks compiled in torch's "max-autotune" mode (CUDA graphs, and
     inductor timing its own matrix-product kernels against cuBLAS), at the stage-2 size alone. Run 7 measured it
@@ -800,7 +778,7 @@ def section_fp8(bench: Bench, state: dict) -> None:
     uncompile_blocks(transformer)
     # fp8 alone, on diffusers' own layers and processors (fp8_graphs_fused adds the fused rotary embedding).
     acceleration.unfuse_feed_forward_gelu(transformer)
-    restore_diffusers_processors(transformer)
+    use_diffusers_rotary(transformer)
     attention = state.get("best_attention", {})
     begin = time.perf_counter()
     bench.reset_peak()

@@ -11,6 +11,7 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_ltx2 import (
     LTX2Attention,
+    LTX2AudioVideoAttnProcessor,
     LTX2PerturbedAttnProcessor,
     apply_interleaved_rotary_emb,
 )
@@ -110,11 +111,27 @@ def use_out_of_place_rotary(model: nn.Module) -> int:
     parallel configuration. In place; attentions that already have one are left alone. Returns how many changed."""
     changed = 0
     for module in model.modules():
-        if not isinstance(module, LTX2Attention) or isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
-            continue
-        processor = OutOfPlaceRotaryAttnProcessor()
-        processor._attention_backend = module.processor._attention_backend
-        processor._parallel_config = module.processor._parallel_config
-        module.set_processor(processor)
-        changed += 1
+        if isinstance(module, LTX2Attention) and not isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
+            _swap_processor(module, OutOfPlaceRotaryAttnProcessor())
+            changed += 1
     return changed
+
+
+def use_diffusers_rotary(model: nn.Module) -> int:
+    """Undo `use_out_of_place_rotary` on a transformer: each attention gets back the processor class its block builds
+    (`LTX2PerturbedAttnProcessor` where the block has perturbed attention), same backend. Returns how many changed."""
+    changed = 0
+    for block in model.transformer_blocks:
+        cls = LTX2PerturbedAttnProcessor if block.perturbed_attn else LTX2AudioVideoAttnProcessor
+        for module in block.modules():
+            if isinstance(module, LTX2Attention) and isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
+                _swap_processor(module, cls())
+                changed += 1
+    return changed
+
+
+def _swap_processor(attention: LTX2Attention, processor: object) -> None:
+    # diffusers keeps the attention backend and the context-parallel configuration on the processor instance.
+    processor._attention_backend = attention.processor._attention_backend
+    processor._parallel_config = attention.processor._parallel_config
+    attention.set_processor(processor)

@@ -38,7 +38,11 @@ from ltx_pipeline.acceleration import (
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
-from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, apply_split_rotary_emb_out_of_place
+from ltx_pipeline.attention_processors import (
+    OutOfPlaceRotaryAttnProcessor,
+    apply_split_rotary_emb_out_of_place,
+    use_diffusers_rotary,
+)
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
@@ -375,6 +379,9 @@ def test_fused_rotary_gives_every_attention_the_processor_and_keeps_outputs_with
         assert relative_error(audio, reference_audio) < 1e-6
     if perturbed_attn:  # STG did perturb, so the perturbed path was compared too
         assert relative_error(outputs[1][0], outputs[0][0]) > 1e-3
+
+    assert use_diffusers_rotary(transformer) == len(attentions)
+    assert all(type(a.processor) is diffusers_processor for a in attentions)
 
 
 def test_fused_rotary_keeps_each_attentions_backend_in_either_order():
