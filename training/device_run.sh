@@ -10,7 +10,8 @@
 # (default 1) shrinks every time limit for a dry run; EXTRA_ARGS is passed to every stage (e.g. "--variant tiny
 # --num-clips 8"); NUM_CLIPS (transformer_only, default 4096); COMPILE_CACHE (transformer_only: a compile_cache.bin
 # an earlier command returned, which saves most of the ~3-minute compile); WITH_DECODERS (transformer_only: also
-# train the video decoder on its fixed encoder and the vocoder, side by side until the same time, and return them).
+# train the video decoder on its fixed encoder and the vocoder, side by side until the same time, and return them);
+# DATA_SEED (transformer_only, default 0: the clips every run so far trained on; another value renders new scenes).
 set -u
 script_start=$(date +%s)
 phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
@@ -82,7 +83,8 @@ elif [ "$phase" = transformer_only ]; then
   PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage transformer --steps 1000000 \
     --out "$ckpt" --resume --freeze-text-encoder --compile --compile-cache "$result/compile_cache.bin" \
     --stop-at "$stop_at" --save-every 1000 --log-every 100 \
-    --workers 14 --num-clips "${NUM_CLIPS:-4096}" --seed 1 $extra >"$logs/transformer.log" 2>&1
+    --workers 14 --num-clips "${NUM_CLIPS:-4096}" --data-seed "${DATA_SEED:-0}" --seed 1 $extra \
+    >"$logs/transformer.log" 2>&1
   echo "transformer exit $?" | tee -a "$logs/status.txt"
   touch "$ckpt/trained"; wait  # the decoders, and a pack in progress
   [ -n "${WITH_DECODERS:-}" ] && tail -n 3 "$logs/video_vae.log" "$logs/vocoder.log" | tee -a "$result/summary.txt"
