@@ -623,7 +623,7 @@ def measure_cuda_graphs(bench: Bench, state: dict, section: str, options: "accel
         bench,
         section,
         transformer,
-        state["references"],
+        state.get("references"),
         shapes=list(bench.shapes)[:2],
         min_left_s=bench.args.compile_reserve_s,
     )
