@@ -136,15 +136,31 @@ def model_scores(components: dict, clips, args: argparse.Namespace, modality_sca
         "frame_rate": args.frame_rate,
         "mode": "distilled",
     }
+    video_guidance = {"cfg_scale": args.cfg_scale}  # None: the distilled default, one pass per step
+    audio_guidance = {"audio_cfg_scale": args.audio_cfg_scale}
     for index, clip in enumerate(clips):
         seed = args.seed + index
         audio = Audio(waveform=torch.from_numpy(clip.audio)[None], sampling_rate=clip.sampling_rate)
         frames, _, seconds_a2v, _ = run_stream(
-            a2v.stream(audio=audio, prompt=clip.caption, seed=seed, modality_scale=modality_scale, **geometry)
+            a2v.stream(
+                audio=audio,
+                prompt=clip.caption,
+                seed=seed,
+                modality_scale=modality_scale,
+                **video_guidance,
+                **geometry,
+            )
         )
         score_a2v(scores, clip, frames, args.frame_rate)
         frames, generated, seconds, _ = run_stream(
-            t2av.stream(prompt=clip.caption, seed=seed, modality_scale=modality_scale, **geometry)
+            t2av.stream(
+                prompt=clip.caption,
+                seed=seed,
+                modality_scale=modality_scale,
+                **video_guidance,
+                **audio_guidance,
+                **geometry,
+            )
         )
         waveform = generated.waveform.float().mean(dim=0).numpy()
         score_t2av(scores, clip, frames, waveform, generated.sampling_rate, args.frame_rate)
@@ -195,6 +211,12 @@ def markdown_table(rows: list[tuple[str, dict[str, str]]]) -> str:
     return "\n".join(lines)
 
 
+def guidance_label(args: argparse.Namespace) -> str:
+    """The non-default guidance of a row, e.g. ", audio CFG 3"; empty for the distilled default."""
+    scales = {"video CFG": args.cfg_scale, "audio CFG": args.audio_cfg_scale}
+    return "".join(f", {label} {value:g}" for label, value in scales.items() if value is not None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=8, help="held-out scenes per model and modality scale")
@@ -206,6 +228,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the issue's target machine has 2 cores)")
     parser.add_argument("--modality-scales", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--cfg-scale", type=float, default=None, help="video CFG in both pipelines (default: none)")
+    parser.add_argument("--audio-cfg-scale", type=float, default=None, help="audio CFG in T2AV (default: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_EMBEDDED.md"))
     parser.add_argument(
         "--model",
@@ -234,7 +258,9 @@ def main() -> None:
         for modality_scale in args.modality_scales:
             print(f"{name}, modality_scale {modality_scale}", flush=True)
             scores = model_scores(components, clips, args, modality_scale)
-            rows.append((f"{name}, modality_scale {modality_scale:g}", scores.row(args.frame_rate)))
+            rows.append(
+                (f"{name}, modality_scale {modality_scale:g}{guidance_label(args)}", scores.row(args.frame_rate))
+            )
             print(markdown_table(rows), flush=True)
         if not args.skip_speed:
             speeds[name] = speed(components, args)

@@ -3,8 +3,8 @@
 Both kinds of option act on the real diffusers components in place, so the product's pipelines, the CLI, the app and
 the benchmarks all run the same code:
 
-- `SpeedOptions` (regional compilation, attention backend, fp8 matrix products, the feed-forwards' GELU in the
-  matrix product's epilogue) through `apply_speed_options`;
+- `SpeedOptions` (regional compilation, CUDA graphs, attention backend, fp8 matrix products, the feed-forwards'
+  GELU in the matrix product's epilogue, the out-of-place rotary embedding) through `apply_speed_options`;
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
