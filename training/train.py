@@ -66,6 +66,9 @@ ISOLATED_FRACTION = 0.15  # batches with cross-modal attention off: what modalit
 # impact's onset (13-25% and 11% of them on the world's clips), which an unweighted loss spends its steps on least.
 LATENT_MOTION_GAIN = 4.0
 AUDIO_ONSET_GAIN = 4.0
+# --audio-tail-gain weighs the audio latent frames after each onset too, up to this long after it: the window in which
+# the sound detectors hear material and room (world/detectors.py, `sound_features`: 60-500 ms after each onset).
+AUDIO_TAIL_SECONDS = 0.5
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
 # (audio to video), video clean (video to audio), independent sigmas.
 TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
@@ -105,6 +108,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sync in a 2026-12-01 trial, training/README.md)",
     )
     parser.add_argument(
+        "--audio-tail-gain",
+        type=float,
+        default=0.0,
+        help="transformer: loss weight 1 + gain on the audio latent frames of each impact's tail (after the onset "
+        "frames, up to AUDIO_TAIL_SECONDS; 0: off). Generated sound lacking those tails is heard as wood in a small "
+        "room (training/README.md)",
+    )
+    parser.add_argument(
         "--freeze-text-encoder",
         action="store_true",
         help="transformer: keep the text encoder fixed and encode each distinct caption once (connectors still train)",
@@ -135,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
+    if not args.audio_tail_gain >= 0:
+        parser.error(f"--audio-tail-gain must be >= 0 (0: off); got {args.audio_tail_gain}")
     return args
 
 
@@ -197,6 +210,7 @@ def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> Non
             "TRANSFORMER_CASES": TRANSFORMER_CASES,
             "LATENT_MOTION_GAIN": LATENT_MOTION_GAIN,
             "AUDIO_ONSET_GAIN": AUDIO_ONSET_GAIN,
+            "AUDIO_TAIL_SECONDS": AUDIO_TAIL_SECONDS,
         },
         "runs": runs,
     }
@@ -322,6 +336,19 @@ def audio_onset_mask(impact_frames: list[list[int]], frame_rate: float, audio_fr
             onset = int(frame / frame_rate * constants.AUDIO_LATENTS_PER_SECOND)
             mask[row, max(onset, 0) : min(onset + 2, audio_frames)] = 1.0
     return mask
+
+
+def audio_tail_mask(impact_frames: list[list[int]], frame_rate: float, audio_frames: int) -> torch.Tensor:
+    """(N, audio_frames) float: 1 on the audio latent frames after each impact's onset frames, up to
+    AUDIO_TAIL_SECONDS after the onset, and not on any onset frame; else 0."""
+    onsets = audio_onset_mask(impact_frames, frame_rate, audio_frames)
+    tail = torch.zeros_like(onsets)
+    tail_frames = round(AUDIO_TAIL_SECONDS * constants.AUDIO_LATENTS_PER_SECOND)
+    for row, frames in enumerate(impact_frames):
+        for frame in frames:
+            onset = int(frame / frame_rate * constants.AUDIO_LATENTS_PER_SECOND)
+            tail[row, max(onset + 2, 0) : min(onset + tail_frames + 1, audio_frames)] = 1.0
+    return tail * (1.0 - onsets)
 
 
 def weighted_token_mean(error: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -553,11 +580,13 @@ class StageTrainer:
         self.video_weights = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_weights.items()}
         self.audio_latents = torch.cat(audio_latents).to(self.device)
         onsets = audio_onset_mask(self.data.impact_frames, self.args.frame_rate, self.audio_latents.shape[1])
-        self.audio_weights = (1.0 + AUDIO_ONSET_GAIN * onsets).to(self.device)
+        tails = audio_tail_mask(self.data.impact_frames, self.args.frame_rate, self.audio_latents.shape[1])
+        self.audio_weights = (1.0 + AUDIO_ONSET_GAIN * onsets + self.args.audio_tail_gain * tails).to(self.device)
         covered = {stage: float((weights > 1).float().mean()) for stage, weights in self.video_weights.items()}
+        tail_share = f", tail frames {float(tails.mean()):.1%}" if self.args.audio_tail_gain else ""
         print(
             f"loss weights: ball tokens {covered[1]:.1%} (stage 1) / {covered[2]:.1%} (stage 2), "
-            f"onset frames {float(onsets.mean()):.1%}",
+            f"onset frames {float(onsets.mean()):.1%}{tail_share}",
             flush=True,
         )
         print(
