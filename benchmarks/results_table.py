@@ -19,6 +19,7 @@ FORWARD_SECTIONS = {
     "graphs_gelu": "regional compile + CUDA graphs + GELU epilogue",
     "rope_experiment": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary (run 9: as a patch of diffusers)",
     "graphs_fused": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary",
+    "graphed_rotary_experiment": "as graphs_fused, the rotary-embedding modules also CUDA-graphed (experiment)",
     "autotune": "regional compile, torch's max-autotune mode (CUDA graphs + inductor's own matrix products)",
     "eager_triton_video": "eager, Triton kernel on the video self-attention",
     "graphs_video__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on the video self-attention",
