@@ -31,6 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.clips < 1:
         parser.error(f"--clips must be at least 1; got {args.clips}")
+    if args.model != "embedded" and not (Path(args.model) / "model_index.json").is_file():
+        parser.error(f"--model must be 'embedded' or a folder with a model_index.json; got {args.model!r}")
     torch.set_num_threads(args.threads)
     pipe = TI2VidTwoStagesPipeline(**load_trained(args.model))
     heard_as = collections.Counter()
