@@ -651,12 +651,17 @@ def section_e2e_graphs_gelu(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_gelu")
 
 
+def fused_options(state: dict) -> "acceleration.SpeedOptions":
+    """The product's fastest options on the transformer as it stands: CUDA graphs, GELU epilogue, fused rotary."""
+    return acceleration.SpeedOptions(
+        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
+    )
+
+
 def section_graphs_fused(bench: Bench, state: dict) -> None:
     """As `graphs_gelu`, with the out-of-place rotary embedding too (`fused_rotary=True`): the product's fastest bf16
     options. Left so, for `e2e_graphs_fused`; the fp8 section restores diffusers' processors and GELUs first."""
-    options = acceleration.SpeedOptions(
-        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
-    )
+    options = fused_options(state)
     measure_cuda_graphs(bench, state, "graphs_fused", options)
 
 
@@ -673,9 +678,7 @@ def section_graphed_rotary_experiment(bench: Bench, state: dict) -> None:
     block's graph copies its inputs that are not outputs of an earlier graph (the rotary tables, ~150 MB a block) into
     its own buffers; tables that are outputs of a graph should be read in place. Put back at the end."""
     transformer = state["components"]["transformer"]
-    options = acceleration.SpeedOptions(
-        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
-    )
+    options = fused_options(state)
     rotary_modules = [getattr(transformer, name) for name in ROTARY_MODULES]
     for module in rotary_modules:
         module.compile(mode="reduce-overhead")
@@ -840,9 +843,7 @@ def section_e2e_fp8_graphs(bench: Bench, state: dict) -> None:
 def section_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     """Needs the fp8 section first: its fp8 layers with CUDA graphs, the out-of-place rotary embedding and the audio
     feed-forwards' GELU epilogue (the video ones are fp8, which has none): the product's fastest fp8 options."""
-    options = acceleration.SpeedOptions(
-        compile=True, cuda_graphs=True, gelu_epilogue=True, fused_rotary=True, **state.get("best_attention", {})
-    )
+    options = fused_options(state)
     measure_cuda_graphs(bench, state, "fp8_graphs_fused", options)
 
 

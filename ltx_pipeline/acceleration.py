@@ -392,7 +392,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     if not isinstance(transformer, nn.Module):
         raise ValueError("`pipe` has no `transformer` component to apply speed options to.")
     if options.fused_rotary:
-        logger.info("Out-of-place rotary embedding in %d attentions.", use_out_of_place_rotary(transformer))
+        swapped = use_out_of_place_rotary(transformer)
+        logger.info("Out-of-place rotary embedding in %d attentions.", swapped)
     if options.attention_backend is not None:
         try:
             transformer.set_attention_backend(options.attention_backend)
