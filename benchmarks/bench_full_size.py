@@ -342,9 +342,10 @@ def compiled_shapes(bench: Bench) -> list[str]:
 
 
 def uncompile_blocks(transformer) -> None:
-    """Undo `compile_repeated_blocks` (the blocks run eagerly again) and drop dynamo's caches."""
-    for block in transformer.transformer_blocks:
-        block._compiled_call_impl = None
+    """Undo `apply_speed_options`' compilation (the blocks and rotary embeddings run eagerly again) and drop dynamo's
+    caches."""
+    for module in [*transformer.transformer_blocks, *acceleration.rotary_embeddings(transformer)]:
+        module._compiled_call_impl = None
     torch._dynamo.reset()
 
 
@@ -669,26 +670,6 @@ def section_e2e_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_fused")
 
 
-ROTARY_MODULES = ("rope", "audio_rope", "cross_attn_rope", "cross_attn_audio_rope")
-
-
-def section_graphed_rotary_experiment(bench: Bench, state: dict) -> None:
-    """An experiment, not yet a product option: as `graphs_fused`, with the transformer's four rotary-embedding
-    modules compiled with CUDA graphs too. Run 8's trace showed 968 device-to-device copies a forward (5 ms): each
-    block's graph copies its inputs that are not outputs of an earlier graph (the rotary tables, ~150 MB a block) into
-    its own buffers; tables that are outputs of a graph should be read in place. Put back at the end."""
-    transformer = state["components"]["transformer"]
-    options = fused_options(state)
-    rotary_modules = [getattr(transformer, name) for name in ROTARY_MODULES]
-    for module in rotary_modules:
-        module.compile(mode="reduce-overhead")
-    try:
-        measure_cuda_graphs(bench, state, "graphed_rotary_experiment", options)
-    finally:
-        for module in rotary_modules:
-            module._compiled_call_impl = None
-
-
 def section_autotune(bench: Bench, state: dict) -> None:
     """An experiment, not a product option: the blocks compiled in torch's "max-autotune" mode (CUDA graphs, and
     inductor timing its own matrix-product kernels against cuBLAS), at the stage-2 size alone. Run 7 measured it
@@ -881,7 +862,6 @@ SECTIONS = {
     "e2e_graphs_gelu": section_e2e_graphs_gelu,
     "graphs_fused": section_graphs_fused,
     "e2e_graphs_fused": section_e2e_graphs_fused,
-    "graphed_rotary_experiment": section_graphed_rotary_experiment,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
     "profile": section_profile,

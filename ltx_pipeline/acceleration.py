@@ -85,7 +85,9 @@ class SpeedOptions:
     fp8_scaling: "rowwise" (one scale per token and per output channel) or "tensor" (one scale per tensor).
     cuda_graphs: with `compile`, compile the blocks in torch's "reduce-overhead" mode: each block's kernels are
         replayed as a CUDA graph, which removes the per-kernel launch cost that dominates at small sizes (stage 1).
-        Graphs are recorded per block and shape at the first passes, so the first run of a new size is slower.
+        The transformer's four rotary-embedding modules are graphed too, so that their tables are outputs of a graph,
+        which each block's graph reads in place instead of copying them into its own buffers. Graphs are recorded per
+        block and shape at the first passes, so the first run of a new size is slower.
         torch keeps them per thread: a process that generates from several threads (the studio's workers) records
         them again in each (measured only from one thread, in benchmarks/bench_full_size.py).
     gelu_epilogue: on CUDA, run each feed-forward's first matrix product and its tanh GELU as one cuBLASLt call
@@ -382,6 +384,14 @@ def _modules(components: dict[str, object]) -> Iterator[tuple[str, nn.Module]]:
             yield name, component
 
 
+ROTARY_EMBEDDINGS = ("rope", "audio_rope", "cross_attn_rope", "cross_attn_audio_rope")
+
+
+def rotary_embeddings(transformer: nn.Module) -> list[nn.Module]:
+    """The LTX-2 transformer's rotary-embedding modules (video, audio, and the two of the cross-modal attentions)."""
+    return [module for name in ROTARY_EMBEDDINGS if isinstance(module := getattr(transformer, name, None), nn.Module)]
+
+
 def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself).
 
@@ -420,6 +430,9 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     if options.compile:
         mode = "reduce-overhead" if options.cuda_graphs else None
         transformer.compile_repeated_blocks(fullgraph=True, mode=mode)
+        if options.cuda_graphs:
+            for module in rotary_embeddings(transformer):
+                module.compile(mode="reduce-overhead")
     logger.info("Speed options applied: %s", options)
 
 

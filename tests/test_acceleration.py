@@ -20,6 +20,7 @@ from torch import nn
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
+    ROTARY_EMBEDDINGS,
     Fp8Linear,
     LinearTanhGelu,
     MemoryMode,
@@ -35,6 +36,7 @@ from ltx_pipeline.acceleration import (
     place_pipeline,
     quantize_linear_layers_to_fp8,
     quantize_to_fp8,
+    rotary_embeddings,
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
@@ -431,10 +433,13 @@ def test_cuda_graphs_need_compile():
         SpeedOptions(cuda_graphs=True)
 
 
-def test_cuda_graphs_option_compiles_each_repeated_block():
+def test_cuda_graphs_option_compiles_each_repeated_block_and_the_rotary_embeddings():
     transformer = build_tiny_components()["transformer"]
     apply_speed_options(transformer, SpeedOptions(compile=True, cuda_graphs=True))
     assert all(block._compiled_call_impl is not None for block in transformer.transformer_blocks)
+    rotary = rotary_embeddings(transformer)
+    assert len(rotary) == len(ROTARY_EMBEDDINGS)
+    assert all(module._compiled_call_impl is not None for module in rotary)
 
 
 @pytest.mark.slow
@@ -452,6 +457,7 @@ def test_compile_option_compiles_each_repeated_block_and_nothing_else():
     blocks = list(transformer.transformer_blocks)
     assert blocks and all(block._compiled_call_impl is not None for block in blocks)
     assert transformer._compiled_call_impl is None  # regional: the model itself stays eager
+    assert all(module._compiled_call_impl is None for module in rotary_embeddings(transformer))  # graphs only
 
 
 @pytest.mark.slow
