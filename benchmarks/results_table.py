@@ -19,7 +19,7 @@ FORWARD_SECTIONS = {
     "graphs_gelu": "regional compile + CUDA graphs + GELU epilogue",
     "rope_experiment": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary (run 9: as a patch of diffusers)",
     "graphs_fused": "regional compile + CUDA graphs + GELU epilogue + out-of-place rotary",
-    "graphed_rotary_experiment": "as graphs_fused, the rotary-embedding modules also CUDA-graphed (experiment)",
+    "graphed_rotary_experiment": "as graphs_fused, the rotary-embedding modules also CUDA-graphed (run 10; `cuda_graphs=True` since)",
     "autotune": "regional compile, torch's max-autotune mode (CUDA graphs + inductor's own matrix products)",
     "eager_triton_video": "eager, Triton kernel on the video self-attention",
     "graphs_video__native_cudnn": "regional compile + CUDA graphs, cuDNN SDPA on the video self-attention",
@@ -32,9 +32,11 @@ FORWARD_SECTIONS = {
 }
 
 
-def _fmt_dev(entry: dict) -> str:
+def _fmt_dev(entry: dict, section: str) -> str:
     if "video_dev" not in entry:
-        return "reference" if entry.get("finite", True) else "NON-FINITE"
+        if not entry.get("finite", True):
+            return "NON-FINITE"
+        return "reference" if section == "eager_native" else "not measured (run without the eager section)"
     video, audio = entry["video_dev"], entry["audio_dev"]
     return (
         f"video rel {video['rel_l2']:.2e} / max {video['max_abs']:.3g}; "
@@ -57,7 +59,7 @@ def forward_table(results: list[dict]) -> str:
                     continue
                 lines.append(
                     f"| {index} | {label} | {shape} | {entry['ms']:.1f} | {entry['tflops']:.0f} | "
-                    f"{entry['first_call_s']:.1f} | {entry['peak_gib']} | {_fmt_dev(entry)} |"
+                    f"{entry['first_call_s']:.1f} | {entry['peak_gib']} | {_fmt_dev(entry, key)} |"
                 )
     return "\n".join(lines)
 
