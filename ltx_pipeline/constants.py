@@ -75,6 +75,11 @@ MP4_CRF = 18  # x264 constant rate factor for final outputs
 # cores; on the 16 cores of an H200 machine, random-weight (noise) output took 1.5-2.1 s vs 3.9-4.3 s, longer than
 # the whole compiled generation.
 MP4_PRESET = "veryfast"
+# Threads converting the RGB frames to yuv420p (FFmpeg's swscale, which runs without Python's GIL) ahead of the
+# encoder, at most. Done on the encoding thread, the conversion is serial work that keeps x264's threads waiting:
+# 121 frames of 768x512 took 0.64 -> 0.24 s (smooth motion) and 0.84 -> 0.72 s (noise) on the 16 cores of an H200
+# machine with it done ahead (benchmarks/bench_mp4_write.py, RESULTS.md).
+MP4_CONVERSION_THREADS_MAX = 8
 
 # --- Hub ids and file names users point the product at ------------------------------------------------------------
 HUB_DIFFUSERS_REPO = "diffusers/LTX-2.3-Diffusers"

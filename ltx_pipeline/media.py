@@ -1,5 +1,6 @@
 """Writing results: H.264 + AAC mp4 files with exactly matching stream durations, and the JSON recipe beside them."""
 
+import collections
 import dataclasses
 import enum
 import json
@@ -7,7 +8,8 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from ltx_pipeline.constants import (
     MP4_AUDIO_BITRATE,
     MP4_AUDIO_CODEC,
     MP4_AUDIO_PREROLL_SAMPLES,
+    MP4_CONVERSION_THREADS_MAX,
     MP4_CRF,
     MP4_FALLBACK_AUDIO_SAMPLE_RATE,
     MP4_PRESET,
@@ -180,7 +183,39 @@ def _audio_preroll(waveform: torch.Tensor) -> torch.Tensor:
     return preroll * torch.linspace(0.0, 1.0, MP4_AUDIO_PREROLL_SAMPLES, dtype=waveform.dtype)
 
 
-def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fraction) -> None:
+def _conversion_threads(threads: int | None) -> int:
+    if threads is None:
+        return min(MP4_CONVERSION_THREADS_MAX, os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(
+            f"`threads` must be None or an int >= 0 (0: convert on the encoding thread); got {threads!r}."
+        )
+    return threads
+
+
+def _video_frames(frames: np.ndarray, threads: int) -> Iterator[av.VideoFrame]:
+    """The frames as yuv420p VideoFrames in order, converted by `threads` threads ahead of the caller (0: by it).
+
+    The conversion is the one the encoder would make itself (the same swscale call with the same defaults).
+    """
+
+    def convert(pixels: np.ndarray) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24").reformat(format="yuv420p")
+
+    if threads == 0:
+        yield from map(convert, frames)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mp4-convert") as pool:
+        pending: collections.deque = collections.deque()
+        for pixels in frames:
+            pending.append(pool.submit(convert, pixels))
+            if len(pending) > 2 * threads:  # a bounded lead: converted frames held at once, whatever the clip's length
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fraction, threads: int) -> None:
     # A movie timescale of one tick per audio sample lets the mp4 edit list state the audio's length exactly
     # (the default of 1000 rounds it to milliseconds); AAC's priming and padding are then trimmed by players.
     options = {"movie_timescale": str(audio.sampling_rate), "movflags": "+faststart"}
@@ -197,8 +232,7 @@ def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fracti
         audio_stream = container.add_stream(MP4_AUDIO_CODEC, rate=audio.sampling_rate)
         audio_stream.layout = "stereo"
         audio_stream.bit_rate = MP4_AUDIO_BITRATE
-        for index, frame_pixels in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_pixels), format="rgb24")
+        for index, video_frame in enumerate(_video_frames(frames, threads)):
             video_frame.pts = index
             container.mux(video_stream.encode(video_frame))
         container.mux(video_stream.encode())
@@ -225,21 +259,29 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: Audio, frame_rate: float) -> Path:
+def write_mp4(
+    path: str | os.PathLike, frames: np.ndarray, audio: Audio, frame_rate: float, threads: int | None = None
+) -> Path:
     """Write frames and audio as an H.264 (yuv420p) + stereo AAC mp4, atomically.
 
     frames: (F, H, W, 3) uint8 RGB with even H and W. audio: any channel count (mono is duplicated, more than two
     channels are averaged, see `audio.to_stereo`); it must last F / frame_rate seconds to within one frame and is
     padded with silence or trimmed to exactly that. Rates AAC cannot carry are resampled to 48 kHz.
+    threads: threads converting the frames to yuv420p ahead of the encoder (None: one per CPU core, at most
+    `MP4_CONVERSION_THREADS_MAX`; 0: on the encoding thread). The file is the same whatever the number.
     """
     mp4_path = _check_mp4_path(path)
     _check_frames(frames)
+    conversion_threads = _conversion_threads(threads)
     validate_audio(audio)
     exact_rate = _exact_frame_rate(frame_rate)
     encodable = _encodable_audio(audio)
     fitted = _fit_audio_to_video(encodable.waveform, encodable.sampling_rate, frames.shape[0], exact_rate)
     fitted_audio = Audio(waveform=fitted.contiguous(), sampling_rate=encodable.sampling_rate)
-    _write_atomically(mp4_path, lambda temporary_path: _encode_mp4(temporary_path, frames, fitted_audio, exact_rate))
+    _write_atomically(
+        mp4_path,
+        lambda temporary_path: _encode_mp4(temporary_path, frames, fitted_audio, exact_rate, conversion_threads),
+    )
     logger.info(
         "Wrote %s (%d frames at %g fps, %d Hz audio).",
         mp4_path,

@@ -229,3 +229,20 @@ def test_frames_to_uint8_errors():
         frames_to_uint8(torch.zeros(9, 8, 8, 4))
     with pytest.raises(ValueError, match=r"`value_range` must be two finite numbers .* got \(1.0, 0.0\)"):
         frames_to_uint8(torch.zeros(9, 8, 8, 3), value_range=(1.0, 0.0))
+
+
+def test_conversion_threads_do_not_change_a_byte(tmp_path):
+    # Noise, so that every frame differs and a frame out of order would show; 2 threads, 5 frames: the lead is bounded.
+    frames = np.random.default_rng(0).integers(0, 256, (21, 32, 48, 3), dtype=np.uint8)
+    audio = _tones(48000, 42000, 2)
+    files = [
+        write_mp4(tmp_path / f"clip_{threads}.mp4", frames, audio, 24.0, threads=threads) for threads in (0, 2, None)
+    ]
+    assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, True, "4"])
+def test_conversion_threads_must_be_a_count(tmp_path, threads):
+    with pytest.raises(ValueError, match=rf"`threads` must be None or an int >= 0 .*got {threads!r}"):
+        write_mp4(tmp_path / "clip.mp4", _gradient_frames(9, 32, 32), _tones(48000, 18000, 2), 24.0, threads=threads)
+    assert not list(tmp_path.iterdir())
