@@ -194,10 +194,20 @@ def _band_log_energy(segment: np.ndarray) -> np.ndarray:
     return 10 * np.log10(bands + 1e-12)
 
 
+def _sounding_samples(audio: np.ndarray) -> int:
+    """How many samples `audio` has up to its last one that is not exactly zero. A clip padded with digital silence to
+    its exact length (the pipelines pad the ~30 ms the causal audio VAE decodes short) must not read as a sudden,
+    total decay: with the last 32 ms of the world's own clips zeroed, 7 of 24 were heard as wood in a small room."""
+    sounding = np.flatnonzero(np.abs(_mono(audio)) > 0)
+    return int(sounding[-1]) + 1 if len(sounding) else 0
+
+
 def sound_features(audio: np.ndarray, sampling_rate: int = SAMPLE_RATE) -> np.ndarray | None:
     """Timbre and decay of the impacts: band energies of the attack, of 60-150 ms and 200-500 ms after each onset
     (relative to the attack), and how fast the energy falls after the last onset. None where no onset is heard."""
-    audio = _mono(resample(np.asarray(audio, dtype=np.float32), sampling_rate, SAMPLE_RATE)).astype(np.float64)
+    audio = np.asarray(audio, dtype=np.float32)
+    sounding = round(_sounding_samples(audio) * SAMPLE_RATE / sampling_rate)
+    audio = _mono(resample(audio, sampling_rate, SAMPLE_RATE)).astype(np.float64)[:sounding]
     onsets = audio_onsets(audio, SAMPLE_RATE)
     if len(onsets) == 0:
         return None
