@@ -20,6 +20,11 @@ BALL_MIN_VALUE = 0.35  # the dark hall's walls are darker than this
 MIN_BALL_PIXELS = 2
 IMPACT_PROMINENCE = 0.008  # fraction of the frame height the ball must rise on one side of a contact frame
 IMPACT_FLOOR_TOLERANCE = 0.05  # fraction of the frame height: how far above the floor a contact may be seen
+# A ball that lands and stays: its centroid moves by at most IMPACT_PROMINENCE over this many frames after landing
+# (a decoder jitters a resting ball by a fraction of a pixel; the world's own renders keep it still).
+REST_FRAMES = 3
+# One contact per landing: contacts are at least scene.MIN_FLIGHT_S (4.8 frames at 24 fps) apart.
+CONTACT_MIN_GAP_FRAMES = 3
 
 ONSET_WINDOW = 256  # samples (16 ms at 16 kHz), Hann
 ONSET_HOP = 64  # samples (4 ms)
@@ -86,7 +91,7 @@ def ball_rows(frames: np.ndarray) -> np.ndarray:
 
 
 def visual_impacts(frames: np.ndarray, frame_rate: float) -> np.ndarray:
-    """Times (s) of frames where the ball is at a local lowest point close to the floor."""
+    """Times (s) of frames where the ball is at a local lowest point close to the floor, or lands there and stays."""
     height = frames.shape[1]
     rows = ball_rows(frames)
     mask = ball_mask(frames)
@@ -95,26 +100,23 @@ def visual_impacts(frames: np.ndarray, frame_rate: float) -> np.ndarray:
     bottom = np.where(any_rows.any(axis=1), height - 1 - np.argmax(any_rows[:, ::-1], axis=1), -1)
     floor = FLOOR_LINE * height
     prominence = IMPACT_PROMINENCE * height
-    times = []
+    times, last_contact = [], -CONTACT_MIN_GAP_FRAMES
     for index in range(1, len(rows) - 1):
         here, before, after = rows[index], rows[index - 1], rows[index + 1]
-        if np.isnan(here) or np.isnan(before) or np.isnan(after):
+        if np.isnan(here) or np.isnan(before) or np.isnan(after) or index - last_contact < CONTACT_MIN_GAP_FRAMES:
             continue
-        if not (here >= before and here >= after):
+        fell = here - np.nanmin(rows[max(index - 3, 0) : index]) > prominence
+        if not fell or bottom[index] < floor - 1 - (IMPACT_FLOOR_TOLERANCE * height):
             continue
-        window_before = rows[max(index - 3, 0) : index]
-        window_after = rows[index + 1 : index + 4]
-        fell = here - np.nanmin(window_before) > prominence
-        rose = here - np.nanmin(window_after) > prominence
-        if (
-            fell
-            and (rose or index >= len(rows) - 3 or after == here)
-            and bottom[index] >= floor - 1 - (IMPACT_FLOOR_TOLERANCE * height)
-        ):
-            # A ball coming to rest has equal rows after contact; only its first resting frame is a contact.
-            if here == before:
-                continue
+        # A bounce: the lowest point, the ball rising again after it (or the clip ending).
+        lowest = here >= before and here >= after
+        rose = here - np.nanmin(rows[index + 1 : index + 4]) > prominence
+        # Coming to rest: the ball stays where it landed.
+        staying = rows[index : index + REST_FRAMES + 1]
+        resting = len(staying) == REST_FRAMES + 1 and np.ptp(staying) <= prominence
+        if (lowest and (rose or index >= len(rows) - 3)) or resting:
             times.append(index / frame_rate)
+            last_contact = index
     return np.array(times)
 
 
