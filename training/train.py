@@ -112,8 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="transformer: loss weight 1 + gain on the audio latent frames of each impact's tail (after the onset "
-        "frames, up to AUDIO_TAIL_SECONDS; 0: off). Generated sound lacking those tails is heard as wood in a small "
-        "room (training/README.md)",
+        "frames, up to AUDIO_TAIL_SECONDS; 0: off). Tried at 2 in the sixth run: no measurable change "
+        "(training/README.md)",
     )
     parser.add_argument(
         "--freeze-text-encoder",
