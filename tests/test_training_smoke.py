@@ -20,6 +20,7 @@ from training.train import (
     audio_onset_mask,
     audio_tail_mask,
     impact_frame_weight,
+    latent_impact_mask,
     latent_motion_mask,
     parse_args,
     stereo_mel,
@@ -95,6 +96,10 @@ def test_loss_weights_mark_the_ball_tokens_and_the_onset_frames():
     assert onsets[0].nonzero().flatten().tolist() == [12, 13] and onsets[1].sum() == 0  # 0.5 s -> frame 12 of 25/s
     tails = audio_tail_mask([[12, 24], []], 24.0, 40)  # onsets at 0.5 s and 1 s: frames 12-13 and 25-26
     assert tails[0].nonzero().flatten().tolist() == list(range(14, 25)) + list(range(27, 38)) and tails[1].sum() == 0
+    # Impacts at pixel frames 0, 8 and 9 of 17: latent frames 0 (frame 0), 1 (frames 1-8) and 2 (frames 9-16).
+    impacts = latent_impact_mask([[8], [0, 9], []], (3, 2, 2), stride=8).view(3, 3, 4)
+    assert impacts[0, :, 0].tolist() == [0.0, 1.0, 0.0] and impacts[1, :, 0].tolist() == [1.0, 0.0, 1.0]
+    assert impacts[2].sum() == 0 and torch.equal(impacts.amin(dim=2), impacts.amax(dim=2))  # whole latent frames
 
 
 def test_video_vae_trains_with_impact_frames_weighted(tmp_path):
@@ -109,9 +114,9 @@ def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(tra
     text_before = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
     connectors_before = LTX2TextConnectors.from_pretrained(out / "connectors").state_dict()
     steps_before = json.loads((out / "transformer_state.json").read_text())["step"]
-    # --stop-at in the past: one step, then save (with the impacts' audio tails weighted too).
+    # --stop-at in the past: one step, then save (with the impacts' audio tails and video frames weighted too).
     argv = ["--stage", "transformer", "--steps", "5", "--resume", "--freeze-text-encoder", "--stop-at", "0"]
-    argv += ["--audio-tail-gain", "2"]
+    argv += ["--audio-tail-gain", "2", "--video-impact-gain", "2"]
     state = train(parse_args([*argv, "--out", str(out), *TOY]))
     assert state["step"] == steps_before + 1
     text_after = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
@@ -157,6 +162,8 @@ def test_bad_arguments_are_named():
         parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--impact-frame-gain", "-1"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--audio-tail-gain", "-2"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--video-impact-gain", "nan"])
 
 
 def test_shipped_embedded_model_fits_the_budget_and_records_its_training():

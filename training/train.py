@@ -108,6 +108,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sync in a 2026-12-01 trial, training/README.md)",
     )
     parser.add_argument(
+        "--video-impact-gain",
+        type=float,
+        default=0.0,
+        help="transformer: loss weight 1 + LATENT_MOTION_GAIN + gain (instead of 1 + LATENT_MOTION_GAIN) on the ball's "
+        "video latent tokens in each latent frame that holds an impact (0: off)",
+    )
+    parser.add_argument(
         "--audio-tail-gain",
         type=float,
         default=0.0,
@@ -146,8 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
-    if not args.audio_tail_gain >= 0:
-        parser.error(f"--audio-tail-gain must be >= 0 (0: off); got {args.audio_tail_gain}")
+    for name in ("video_impact_gain", "audio_tail_gain"):
+        if not getattr(args, name) >= 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}")
     return args
 
 
@@ -326,6 +334,21 @@ def latent_motion_mask(video: torch.Tensor, geometry: tuple[int, int, int]) -> t
     moving = torch.cat([first, rest], dim=2)
     moving = torch.nn.functional.adaptive_max_pool3d(moving, (frames, height, width))
     return moving.flatten(1)
+
+
+def latent_impact_mask(impact_frames: list[list[int]], geometry: tuple[int, int, int], stride: int) -> torch.Tensor:
+    """(N, tokens) float: 1 on every video latent token of `geometry` (frames, height, width) in a latent frame that
+    holds one of each clip's impact frames, else 0, in the packed token order (frame, row, column). Latent frame 0
+    holds pixel frame 0 and latent frame k pixel frames stride * (k - 1) + 1 ... stride * k (the causal VAE's
+    temporal compression `stride`)."""
+    frames, height, width = geometry
+    mask = torch.zeros(len(impact_frames), frames)
+    for row, clip_frames in enumerate(impact_frames):
+        for frame in clip_frames:
+            latent_frame = (frame + stride - 1) // stride
+            if 0 <= latent_frame < frames:
+                mask[row, latent_frame] = 1.0
+    return mask[:, :, None].expand(-1, -1, height * width).flatten(1)
 
 
 def audio_onset_mask(impact_frames: list[list[int]], frame_rate: float, audio_frames: int) -> torch.Tensor:
@@ -569,7 +592,11 @@ class StageTrainer:
                     self.video_latents[stage].append(LTX2Pipeline._pack_latents(latents).cpu())
                     self.geometry[stage] = tuple(latents.shape[2:])
                     moving = latent_motion_mask(video, self.geometry[stage])
-                    self.video_weights[stage].append((1.0 + LATENT_MOTION_GAIN * moving).cpu())
+                    clip_impacts = [self.data.impact_frames[i] for i in chunk.tolist()]
+                    stride = vae.config.temporal_compression_ratio
+                    impacts = latent_impact_mask(clip_impacts, self.geometry[stage], stride)
+                    gain = LATENT_MOTION_GAIN + self.args.video_impact_gain * impacts.to(self.device)
+                    self.video_weights[stage].append((1.0 + gain * moving).cpu())
                 mel = stereo_mel(self.data.audio[chunk]).to(self.device)
                 latents = audio_vae.encode(mel).latent_dist.mode().float()[:, :, :audio_frames]
                 packed = LTX2Pipeline._pack_audio_latents(latents)
