@@ -463,6 +463,41 @@ def section_components(bench: Bench, state: dict) -> None:
         bench.record("components", "vocoder_fp32_ms", median)
 
 
+def section_vae_decode_experiment(bench: Bench, state: dict) -> None:
+    """An experiment, not yet a product option: the final video decode at the pipelines' size (0.38 s of run 11's
+    3.04 s A2V) eager, with the VAE in channels-last-3d memory format, and with its decoder compiled, each against the
+    eager output. Put back as it was at the end."""
+    vae = state["components"]["vae"]
+    height, width, num_frames = bench.e2e_size
+    shape = (1, vae.config.latent_channels, (num_frames - 1) // 8 + 1, height // 32, width // 32)
+    latents = torch.randn(*shape, device=bench.device, dtype=torch.bfloat16)
+
+    def decode() -> torch.Tensor:
+        with torch.no_grad():
+            return vae.decode(latents, return_dict=False)[0]
+
+    reference = decode()
+    variants = {"eager": lambda: None, "channels_last_3d": lambda: vae.to(memory_format=torch.channels_last_3d)}
+    variants["compiled_decoder"] = lambda: (vae.to(memory_format=torch.contiguous_format), vae.decoder.compile())
+    try:
+        for name, prepare in variants.items():
+            if bench.left_s() < bench.args.compile_reserve_s:
+                bench.record("vae_decode_experiment", f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
+                continue
+            prepare()
+            begin = time.perf_counter()
+            output = decode()
+            bench.synchronize()
+            first_call_s = round(time.perf_counter() - begin, 1)
+            bench.reset_peak()
+            median, times = bench.time_ms(decode, warmup=1, repeats=3)
+            entry = {"ms": median, "times_ms": times, "first_call_s": first_call_s, "peak_gib": bench.peak_gib()}
+            bench.record("vae_decode_experiment", name, {**entry, "dev": deviation(output, reference)})
+    finally:
+        vae.decoder._compiled_call_impl = None
+        vae.to(memory_format=torch.contiguous_format)
+
+
 def _audio_file(bench: Bench) -> str:
     """A 6 s stereo 48 kHz clip (a decaying tone every half second over noise), written once."""
     import soundfile
@@ -861,6 +896,7 @@ SECTIONS = {
     "graphs_gelu": section_graphs_gelu,
     "e2e_graphs_gelu": section_e2e_graphs_gelu,
     "graphs_fused": section_graphs_fused,
+    "vae_decode_experiment": section_vae_decode_experiment,
     "e2e_graphs_fused": section_e2e_graphs_fused,
     "attention_graphs": section_attention_graphs,
     "autotune": section_autotune,
