@@ -4,7 +4,8 @@ Both kinds of option act on the real diffusers components in place, so the produ
 the benchmarks all run the same code:
 
 - `SpeedOptions` (regional compilation, CUDA graphs, attention backend, fp8 matrix products, the feed-forwards'
-  GELU in the matrix product's epilogue, the out-of-place rotary embedding) through `apply_speed_options`;
+  GELU in the matrix product's epilogue, the out-of-place rotary embedding, the compiled video decoder) through
+  `apply_speed_options`;
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
@@ -100,6 +101,10 @@ class SpeedOptions:
         (`attention_processors.OutOfPlaceRotaryAttnProcessor`), so that with `compile` the queries' and keys'
         normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. The same
         arithmetic; it matters only compiled.
+    compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one;
+        ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
+        against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
+        the "24gb" memory mode, whose VAE streams its weights layer by layer and decodes in tiles.
     """
 
     compile: bool = False
@@ -110,6 +115,7 @@ class SpeedOptions:
     cuda_graphs: bool = False
     gelu_epilogue: bool = False
     fused_rotary: bool = False
+    compile_vae: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
@@ -148,6 +154,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rotary embedding computed out of place, so compiled blocks fuse it with the query/key norms",
     )
+    parser.add_argument(
+        "--compile-vae",
+        action="store_true",
+        help="torch.compile the video VAE's decoder (a compile of ~30 s at each new size; not with --memory-mode 24gb)",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -160,6 +171,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         fp8=args.fp8,
         gelu_epilogue=args.gelu_epilogue,
         fused_rotary=args.fused_rotary,
+        compile_vae=args.compile_vae,
     )
 
 
@@ -393,14 +405,20 @@ def rotary_embeddings(transformer: nn.Module) -> list[nn.Module]:
 
 
 def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
-    """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself).
+    """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself), and
+    `compile_vae` to its video VAE.
 
     Order matters: the attention backend, the fp8 layers and the fused feed-forwards are set first, so that
     compilation sees them; the feed-forwards are fused after the fp8 layers are made, so those are left alone.
     """
-    transformer = _components(pipe).get("transformer")
+    components = _components(pipe)
+    transformer, vae = components.get("transformer"), components.get("vae")
     if not isinstance(transformer, nn.Module):
         raise ValueError("`pipe` has no `transformer` component to apply speed options to.")
+    if options.compile_vae and not isinstance(getattr(vae, "decoder", None), nn.Module):
+        raise ValueError(
+            f"`compile_vae=True` needs a `vae` component with a decoder; `pipe` has {sorted(components)}."
+        )
     if options.fused_rotary:
         swapped = use_out_of_place_rotary(transformer)
         logger.info("Out-of-place rotary embedding in %d attentions.", swapped)
@@ -433,6 +451,9 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         if options.cuda_graphs:
             for module in rotary_embeddings(transformer):
                 module.compile(mode="reduce-overhead")
+    if options.compile_vae:
+        # Static shapes: the few sizes a pipeline decodes each get their own graph rather than one dynamic-shape one.
+        vae.decoder.compile(dynamic=False)
     logger.info("Speed options applied: %s", options)
 
 
@@ -552,6 +573,11 @@ def place_pipeline(
     sets up its offloading (it only streams the weights it finds), and everywhere else after the mode's casts.
     """
     streamed = memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB
+    if streamed and speed.compile_vae:
+        raise ValueError(
+            "`compile_vae=True` cannot be combined with memory mode '24gb' (its VAE streams its weights layer by "
+            "layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
+        )
     if streamed:
         apply_speed_options(pipe, speed)
         apply_memory_mode(pipe, memory_mode, device)

@@ -475,6 +475,48 @@ def test_compiled_transformer_matches_eager_on_cpu(options):
     assert relative_error(audio, reference_audio) < 1e-4
 
 
+def test_compile_vae_option_compiles_the_video_decoder_alone():
+    components = build_tiny_components()
+    apply_speed_options(components, SpeedOptions(compile_vae=True))
+    assert components["vae"].decoder._compiled_call_impl is not None
+    assert components["vae"].encoder._compiled_call_impl is None  # the A2V and image-conditioning encodes stay eager
+    assert all(block._compiled_call_impl is None for block in components["transformer"].transformer_blocks)
+
+
+def test_compile_vae_flag_reaches_the_speed_options():
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    assert speed_options_from_args(parser.parse_args(["--compile-vae"])).compile_vae
+    assert not speed_options_from_args(parser.parse_args([])).compile_vae
+
+
+def test_compile_vae_without_a_vae_names_the_components_given():
+    transformer = build_tiny_components()["transformer"]
+    with pytest.raises(ValueError, match=r"compile_vae=True.*`vae`.*\['transformer'\]"):
+        apply_speed_options(transformer, SpeedOptions(compile=True, compile_vae=True))
+    assert all(block._compiled_call_impl is None for block in transformer.transformer_blocks)  # nothing half-applied
+
+
+def test_compile_vae_with_the_24gb_mode_is_a_clear_error_before_anything_moves():
+    components = build_tiny_components()
+    with pytest.raises(ValueError, match=r"compile_vae=True.*'24gb'.*'fp8-storage' or 'full-gpu-bf16'"):
+        place_pipeline(components, "cpu", "24gb", SpeedOptions(compile_vae=True))
+    assert components["vae"].decoder._compiled_call_impl is None
+    assert next(components["transformer"].parameters()).dtype == torch.float32  # the memory mode was not applied
+
+
+@pytest.mark.slow
+def test_compiled_vae_decoder_matches_eager_on_cpu():
+    vae = build_tiny_components()["vae"]
+    latents = torch.randn(1, vae.config.latent_channels, 2, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = vae.decode(latents, return_dict=False)[0]
+        apply_speed_options({"transformer": nn.Linear(2, 2), "vae": vae}, SpeedOptions(compile_vae=True))
+        decoded = vae.decode(latents, return_dict=False)[0]
+    assert vae.decoder._compiled_call_impl is not None
+    assert relative_error(decoded, reference) < 1e-4
+
+
 # --- Memory modes ----------------------------------------------------------------------------------------------
 
 

@@ -247,12 +247,13 @@ def test_speed_flags_reach_the_config_and_cuda_graphs_alone_is_a_clear_error(tmp
             "--cuda-graphs",
             "--gelu-epilogue",
             "--fused-rotary",
+            "--compile-vae",
             "--video-attention-backend",
             "_native_math",
         ]
     )
     speed = app.config_from_args(args).speed
-    assert speed.compile and speed.cuda_graphs and speed.gelu_epilogue and speed.fused_rotary
+    assert speed.compile and speed.cuda_graphs and speed.gelu_epilogue and speed.fused_rotary and speed.compile_vae
     assert speed.video_attention_backend == "_native_math"
     with pytest.raises(SystemExit, match=r"`cuda_graphs=True` needs `compile=True`"):
         app.main(["--cuda-graphs", "--output-dir", str(tmp_path)])
