@@ -719,7 +719,9 @@ def _video_to_uint8(video: torch.Tensor) -> np.ndarray:
     if not torch.isfinite(video).all():
         raise ValueError("The decoded video contains NaN or Inf values; no file was written.")
     frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return frames.permute(1, 2, 3, 0).cpu().numpy()
+    # Made contiguous where the decode ran (on a GPU, one fast copy): the host then receives one plain block, not a
+    # channel-planar view that every later reader (the mp4 writer's conversion, the app) walks with strides.
+    return frames.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 
 
 def stage_1_guidance(

@@ -29,6 +29,7 @@ def test_generates_video_and_audio_of_equal_duration(version, mode, tiny_compone
     output = pipe(**SMALL | {"num_frames": 17, "frame_rate": 25.0}, mode=mode, num_inference_steps=steps)
     assert output.frames.shape == (17, 64, 64, 3)
     assert output.frames.dtype == np.uint8
+    assert output.frames.flags["C_CONTIGUOUS"]  # one plain block for the mp4 writer, not a strided view
     assert output.audio.num_channels == 2
     assert output.audio.sampling_rate == pipe.vocoder.config.output_sampling_rate
     assert output.audio.num_samples == math.floor(17 / 25 * output.audio.sampling_rate)
