@@ -19,15 +19,18 @@ from training.train import (
     align_vocoder_channels,
     audio_onset_mask,
     audio_tail_mask,
+    ball_row_loss,
     impact_frame_weight,
     latent_impact_mask,
     latent_motion_mask,
     parse_args,
+    soft_ball_rows,
     stereo_mel,
     text_conditioning,
     train,
 )
 from world import generate_clip
+from world.detectors import ball_rows
 
 TOY = ["--variant", "tiny", "--height", "64", "--width", "64", "--num-frames", "17", "--num-clips", "3"]
 TOY += ["--batch-size", "2", "--log-every", "1", "--device", "cpu"]
@@ -109,6 +112,36 @@ def test_video_vae_trains_with_impact_frames_weighted(tmp_path):
     assert state["step"] == 1 and (tmp_path / "vae" / "config.json").is_file()
 
 
+def test_soft_ball_rows_read_the_row_the_sync_detector_reads():
+    clip = generate_clip(seed=900000, height=128, width=128, num_frames=33, frame_rate=24.0)
+    detected = ball_rows(clip.frames)  # pixels; NaN where no ball is seen
+    video = frames_to_video(torch.from_numpy(clip.frames)[None])
+    soft, counts = soft_ball_rows(video)
+    seen = ~torch.from_numpy(detected).isnan()
+    assert seen.sum() > 20 and torch.equal(seen, counts[0] >= 2)
+    error_px = (soft[0][seen] * 128 - torch.from_numpy(detected)[seen].float()).abs()
+    assert (
+        error_px.max() < 0.25
+    )  # 0.05-0.09 px measured: the ramp weighs the ball's anti-aliased edge a little differently
+
+
+def test_ball_row_loss_is_zero_on_the_clip_itself_and_pulls_a_shifted_ball_back():
+    clip = generate_clip(seed=900001, height=64, width=64, num_frames=17, frame_rate=24.0)
+    video = frames_to_video(torch.from_numpy(clip.frames)[None])
+    weight = torch.ones(1, 1, video.shape[2], 1, 1)
+    assert float(ball_row_loss(video, video, weight)) == 0.0
+    shifted = torch.roll(video, shifts=-3, dims=-2).requires_grad_(True)  # the ball 3 rows higher
+    loss = ball_row_loss(shifted, video, weight)
+    loss.backward()
+    assert float(loss.detach()) > 1.0 / 64 and shifted.grad.abs().sum() > 0
+
+
+def test_video_vae_trains_with_the_ball_row_loss(tmp_path):
+    argv = ["--stage", "video_vae", "--steps", "1", "--out", str(tmp_path), "--ball-row-gain", "4"]
+    state = train(parse_args([*argv, "--impact-frame-gain", "2", *TOY]))
+    assert state["step"] == 1 and (tmp_path / "vae" / "config.json").is_file()
+
+
 def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):
     out, _ = trained
     text_before = Gemma3ForConditionalGeneration.from_pretrained(out / "text_encoder").state_dict()
@@ -164,6 +197,8 @@ def test_bad_arguments_are_named():
         parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--audio-tail-gain", "-2"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--video-impact-gain", "nan"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--ball-row-gain", "-1"])
 
 
 def test_shipped_embedded_model_fits_the_budget_and_records_its_training():

@@ -28,6 +28,8 @@ from ltx_pipeline import constants
 from ltx_pipeline.audio import log_mel_spectrogram
 from training import config
 from training.data import downsample_video, frames_to_video, motion_weight, render_clips
+from world.detectors import BALL_MIN_SATURATION, BALL_MIN_VALUE
+from world.render import FLOOR_LINE
 
 STAGES = ("video_vae", "audio_vae", "vocoder", "upsampler", "transformer")
 STAGE_COMPONENTS = {
@@ -58,6 +60,10 @@ MOVING_PIXEL_GAIN = 40.0  # loss weight on moving pixels (REFERENCE.md: the ball
 # --impact-frame-gain weighs the frames around each impact too: 8 frames share a latent frame, and a decoder that
 # smooths the bounce's V (the ball stopping short of the floor) loses the instant sync is judged by.
 IMPACT_FRAME_RADIUS = 2
+# --ball-row-gain adds a loss on what the sync detector reads (world/detectors.py, `ball_rows`): the ball's centroid row
+# in each frame, from a soft version of the detector's ball mask: 0 below each of its thresholds, rising linearly to 1
+# over this much above it (exactly 0 on the greyer, darker background, which would otherwise pull the centroid).
+BALL_MASK_RAMP = 0.05
 KL_WEIGHT = 1e-4  # per latent element, both VAEs
 VOCODER_CROP_FRAMES = 128  # mel frames per vocoder training crop (1.28 s)
 CAPTION_DROPOUT = 0.1  # empty prompt: what CFG's unconditional pass sees
@@ -108,6 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sync in a 2026-12-01 trial, training/README.md)",
     )
     parser.add_argument(
+        "--ball-row-gain",
+        type=float,
+        default=0.0,
+        help="video_vae: add gain x the mean |ball centroid row error| (in frame heights, the row the sync detector "
+        "reads; frames weighted as --impact-frame-gain weighs them) to the loss (0: off; the shipped decoder's error is "
+        "0.0035-0.0057, its weighted pixel loss 0.01-0.02, so 4 weighs them alike). Tested on CPU only",
+    )
+    parser.add_argument(
         "--video-impact-gain",
         type=float,
         default=0.0,
@@ -154,7 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
-    for name in ("video_impact_gain", "audio_tail_gain"):
+    for name in ("video_impact_gain", "audio_tail_gain", "ball_row_gain"):
         if not getattr(args, name) >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}")
     return args
@@ -320,6 +334,32 @@ def impact_frame_weight(impact_frames: list[list[int]], start: int, window: int,
     return weight
 
 
+def soft_ball_rows(video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A differentiable `world.detectors.ball_rows`: (N, F) centroid row of the ball, in frame heights, of `video`
+    (N, 3, F, H, W) in [-1, 1], and (N, F) its soft pixel count (the detector's mask with ramped thresholds)."""
+    rgb = (video.float() + 1) / 2
+    value, darkest = rgb.amax(dim=1), rgb.amin(dim=1)
+    saturation = (value - darkest) / value.clamp_min(1e-3)
+    mask = ((saturation - BALL_MIN_SATURATION) / BALL_MASK_RAMP).clamp(0, 1) * (
+        (value - BALL_MIN_VALUE) / BALL_MASK_RAMP
+    ).clamp(0, 1)
+    height = video.shape[-2]
+    rows = (torch.arange(height, device=video.device, dtype=torch.float32) + 0.5) / height
+    mask = mask * (rows < math.ceil(FLOOR_LINE * height) / height)[:, None]  # above the floor line, as the detector
+    counts = mask.sum(dim=(-2, -1))
+    centroid = (mask * rows[:, None]).sum(dim=(-2, -1)) / counts.clamp_min(1e-3)
+    return centroid, counts
+
+
+def ball_row_loss(reconstruction: torch.Tensor, video: torch.Tensor, frame_weight: torch.Tensor) -> torch.Tensor:
+    """Mean |centroid row error| (frame heights) over the frames where the original shows the ball, weighted by
+    `frame_weight` (N, 1, F, 1, 1)."""
+    target, seen = soft_ball_rows(video)
+    centroid, _ = soft_ball_rows(reconstruction)
+    weight = frame_weight[:, 0, :, 0, 0].to(video.device) * (seen >= 2).float()  # MIN_BALL_PIXELS, as the detector
+    return (weight * (centroid - target.detach()).abs()).sum() / weight.sum().clamp_min(1.0)
+
+
 def latent_motion_mask(video: torch.Tensor, geometry: tuple[int, int, int]) -> torch.Tensor:
     """(N, tokens) float: 1 where a video latent token of `geometry` (frames, height, width) covers a moving ball pixel
     of `video` (N, 3, F, H, W), else 0, in the packed token order (frame, row, column).
@@ -483,12 +523,15 @@ class StageTrainer:
             posterior = self.vae.encode(video).latent_dist
             reconstruction = self.vae.decode(posterior.sample()).sample
         weight = motion_weight(video, MOVING_PIXEL_GAIN)
+        frame_weight = torch.ones(len(indices), 1, window, 1, 1)
         if self.args.impact_frame_gain:
             impacts = [self.data.impact_frames[i] for i in indices.tolist()]
-            weight = weight * impact_frame_weight(impacts, start, window, self.args.impact_frame_gain).to(video.device)
-        return (weight * (reconstruction.float() - video).abs()).mean() / weight.mean() + KL_WEIGHT * gaussian_kl(
-            posterior
-        )
+            frame_weight = impact_frame_weight(impacts, start, window, self.args.impact_frame_gain)
+            weight = weight * frame_weight.to(video.device)
+        loss = (weight * (reconstruction.float() - video).abs()).mean() / weight.mean()
+        if self.args.ball_row_gain:
+            loss = loss + self.args.ball_row_gain * ball_row_loss(reconstruction, video, frame_weight)
+        return loss + KL_WEIGHT * gaussian_kl(posterior)
 
     def finish_video_vae(self) -> None:
         if self.args.freeze_encoder:
