@@ -28,7 +28,7 @@ from ltx_pipeline import constants
 from ltx_pipeline.audio import log_mel_spectrogram
 from training import config
 from training.data import downsample_video, frames_to_video, motion_weight, render_clips
-from world.detectors import BALL_MIN_SATURATION, BALL_MIN_VALUE
+from world.detectors import BALL_MIN_SATURATION, BALL_MIN_VALUE, MIN_BALL_PIXELS
 from world.render import FLOOR_LINE
 
 STAGES = ("video_vae", "audio_vae", "vocoder", "upsampler", "transformer")
@@ -344,8 +344,9 @@ def soft_ball_rows(video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (value - BALL_MIN_VALUE) / BALL_MASK_RAMP
     ).clamp(0, 1)
     height = video.shape[-2]
-    rows = (torch.arange(height, device=video.device, dtype=torch.float32) + 0.5) / height
-    mask = mask * (rows < math.ceil(FLOOR_LINE * height) / height)[:, None]  # above the floor line, as the detector
+    row_index = torch.arange(height, device=video.device)
+    mask = mask * (row_index < math.ceil(FLOOR_LINE * height))[:, None]  # above the floor line, as the detector
+    rows = (row_index.float() + 0.5) / height
     counts = mask.sum(dim=(-2, -1))
     centroid = (mask * rows[:, None]).sum(dim=(-2, -1)) / counts.clamp_min(1e-3)
     return centroid, counts
@@ -356,7 +357,7 @@ def ball_row_loss(reconstruction: torch.Tensor, video: torch.Tensor, frame_weigh
     `frame_weight` (N, 1, F, 1, 1)."""
     target, seen = soft_ball_rows(video)
     centroid, _ = soft_ball_rows(reconstruction)
-    weight = frame_weight[:, 0, :, 0, 0].to(video.device) * (seen >= 2).float()  # MIN_BALL_PIXELS, as the detector
+    weight = frame_weight[:, 0, :, 0, 0].to(video.device) * (seen >= MIN_BALL_PIXELS).float()
     return (weight * (centroid - target.detach()).abs()).sum() / weight.sum().clamp_min(1.0)
 
 
