@@ -8,7 +8,13 @@ from pathlib import Path
 import torch
 
 from . import constants, parallel
-from .acceleration import MemoryMode, add_speed_arguments, place_pipeline, speed_options_from_args
+from .acceleration import (
+    MemoryMode,
+    add_speed_arguments,
+    check_speed_for_memory_mode,
+    place_pipeline,
+    speed_options_from_args,
+)
 from .conditioning import ImageCondition
 from .lora import StageLoras, parse_lora_argument
 from .media import save_output
@@ -110,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         stage_2_loras = (
             [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
         )
+        speed = speed_options_from_args(args)
+        check_speed_for_memory_mode(speed, args.memory_mode)  # before minutes of loading, not after
         pipe = pipeline_class.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
         )
         if loras or stage_2_loras:
             # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
             pipe.stage_loras = StageLoras.load(pipe, loras, stage_2_loras=stage_2_loras, fuse=args.fuse_loras)
-        speed = speed_options_from_args(args)
         place_pipeline(pipe, context.device, args.memory_mode, speed)
         parallel.enable_context_parallel(pipe, context)
         runner = parallel.ParallelRunner(pipe, context)  # with one GPU, the plain stream

@@ -564,6 +564,15 @@ def _store_in_fp8(module: nn.Module) -> None:
         )
 
 
+def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryMode | None") -> None:
+    """Raises ValueError for speed options that `memory_mode` cannot take (checked before any model is loaded)."""
+    if speed.compile_vae and memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB:
+        raise ValueError(
+            "`compile_vae=True` cannot be combined with memory mode '24gb' (its VAE streams its weights layer by "
+            "layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
+        )
+
+
 def place_pipeline(
     pipe: object, device: torch.device | str, memory_mode: "str | MemoryMode | None", speed: SpeedOptions
 ) -> None:
@@ -572,12 +581,8 @@ def place_pipeline(
     The order is the one that works for every combination: fp8 products must be in place before the "24gb" mode
     sets up its offloading (it only streams the weights it finds), and everywhere else after the mode's casts.
     """
+    check_speed_for_memory_mode(speed, memory_mode)
     streamed = memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB
-    if streamed and speed.compile_vae:
-        raise ValueError(
-            "`compile_vae=True` cannot be combined with memory mode '24gb' (its VAE streams its weights layer by "
-            "layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
-        )
     if streamed:
         apply_speed_options(pipe, speed)
         apply_memory_mode(pipe, memory_mode, device)

@@ -257,6 +257,8 @@ def test_speed_flags_reach_the_config_and_cuda_graphs_alone_is_a_clear_error(tmp
     assert speed.video_attention_backend == "_native_math"
     with pytest.raises(SystemExit, match=r"`cuda_graphs=True` needs `compile=True`"):
         app.main(["--cuda-graphs", "--output-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"`compile_vae=True` cannot be combined with memory mode '24gb'"):
+        app.main(["--compile-vae", "--memory-mode", "24gb", "--output-dir", str(tmp_path)])
 
 
 def test_lora_options_come_from_the_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

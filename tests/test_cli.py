@@ -41,6 +41,18 @@ def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, capsys):
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_compile_vae_with_the_24gb_mode_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from ltx_pipeline import TI2VidTwoStagesPipeline
+
+    def never_loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(TI2VidTwoStagesPipeline, "from_model", never_loaded)
+    args = ["t2av", "--prompt", "a ball", *SMALL, "--memory-mode", "24gb", "--compile-vae"]
+    assert main([*args, "--output", str(tmp_path / "x.mp4")]) == 2
+    assert "`compile_vae=True` cannot be combined with memory mode '24gb'" in capsys.readouterr().err
+
+
 def test_image_option_reaches_the_pipeline(tmp_path):
     import PIL.Image
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants, parallel
-from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, place_pipeline
+from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, check_speed_for_memory_mode, place_pipeline
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class StudioConfig:
     def __post_init__(self) -> None:
         if self.memory_mode is not None:
             MemoryMode.from_name(self.memory_mode)
+        check_speed_for_memory_mode(self.speed, self.memory_mode)
         parallel.check_num_gpus(self.num_gpus, self.device or default_device())
         if self.num_gpus > 1 and self.concurrency_limit != 1:
             raise ValueError(
