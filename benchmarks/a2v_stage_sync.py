@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--modality-scale", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.clips < 1 or args.threads < 1:
+        parser.error(f"--clips and --threads must be >= 1; got {args.clips} and {args.threads}")
     torch.set_num_threads(args.threads)
     clips = [
         generate_clip(bench_embedded.HELD_OUT_SEED + index, 128, 128, 97, FRAME_RATE) for index in range(args.clips)
