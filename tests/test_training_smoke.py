@@ -1,6 +1,7 @@
 """The staged training script runs every stage on CPU at toy size, saves loadable components and resumes."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,18 @@ def test_video_vae_trains_with_the_ball_row_loss(tmp_path):
     argv = ["--stage", "video_vae", "--steps", "1", "--out", str(tmp_path), "--ball-row-gain", "4"]
     state = train(parse_args([*argv, "--impact-frame-gain", "2", *TOY]))
     assert state["step"] == 1 and (tmp_path / "vae" / "config.json").is_file()
+
+
+def test_transformer_adds_the_ball_row_loss_of_its_decoded_estimate(trained, tmp_path):
+    out, _ = trained
+    losses = {}
+    for gain in ("0", "4"):
+        folder = tmp_path / gain
+        shutil.copytree(out, folder)
+        argv = ["--stage", "transformer", "--steps", "1", "--resume", "--decoded-ball-row-gain", gain]
+        losses[gain] = train(parse_args([*argv, "--out", str(folder), *TOY]))["log"][-1]["loss"]
+    # The same weights, draws and noise: the transformer's loss, plus the decoded ball's row error.
+    assert losses["4"] > losses["0"] > 0
 
 
 def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):

@@ -75,6 +75,9 @@ AUDIO_ONSET_GAIN = 4.0
 # --audio-tail-gain weighs the audio latent frames after each onset too, up to this long after it: the window in which
 # the sound detectors hear material and room (world/detectors.py, `sound_features`: 60-500 ms after each onset).
 AUDIO_TAIL_SECONDS = 0.5
+# --decoded-ball-row-gain decodes the transformer's clean-video estimate of this many clips of each batch (the first
+# ones; the decoder, frozen, is the cost: its activations for the gradient) and adds the decoder's ball-row loss on it.
+DECODED_BALL_ROW_CLIPS = 4
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
 # (audio to video), video clean (video to audio), independent sigmas.
 TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
@@ -119,7 +122,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="video_vae: add gain x the mean |ball centroid row error| (in frame heights, the row the sync detector "
         "reads; frames weighted as --impact-frame-gain weighs them) to the loss (0: off; the shipped decoder's error is "
-        "0.0035-0.0057, its weighted pixel loss 0.01-0.02, so 4 weighs them alike). Tested on CPU only",
+        "0.0035-0.0057, its weighted pixel loss 0.01-0.02, so 4 weighs them alike). The shipped decoder trained with 4 "
+        "(the eighth run, training/README.md)",
+    )
+    parser.add_argument(
+        "--decoded-ball-row-gain",
+        type=float,
+        default=0.0,
+        help="transformer: add gain x --ball-row-gain's loss on the decoded clean-video estimate x_t - sigma v of "
+        f"{DECODED_BALL_ROW_CLIPS} clips a batch, each weighted by 1 - sigma, through the frozen video decoder (0: off). "
+        "Tested on CPU only",
     )
     parser.add_argument(
         "--video-impact-gain",
@@ -168,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
-    for name in ("video_impact_gain", "audio_tail_gain", "ball_row_gain"):
+    for name in ("video_impact_gain", "audio_tail_gain", "ball_row_gain", "decoded_ball_row_gain"):
         if not getattr(args, name) >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}")
     return args
@@ -617,7 +629,8 @@ class StageTrainer:
         self.text_encoder = self.trainable["text_encoder"]
         self.tokenizer = self.fresh["tokenizer"]
         self.caption_cache = None
-        vae = load_component("vae", self.args.out, self.fresh, self.device).eval()
+        vae = load_component("vae", self.args.out, self.fresh, self.device).eval().requires_grad_(False)
+        self.frozen_vae = vae if self.args.decoded_ball_row_gain else None  # decodes for the ball-row loss
         audio_vae = load_component("audio_vae", self.args.out, self.fresh, self.device).eval()
         duration_s = self.args.num_frames / self.args.frame_rate
         audio_frames = round(duration_s * constants.AUDIO_LATENTS_PER_SECOND)
@@ -746,7 +759,31 @@ class StageTrainer:
         # A clean stream is conditioning, not a target.
         video_loss = (video_error * (video_sigma > 0)).sum() / (video_sigma > 0).sum().clamp_min(1)
         audio_loss = (audio_error * (audio_sigma > 0)).sum() / (audio_sigma > 0).sum().clamp_min(1)
-        return video_loss + audio_loss
+        loss = video_loss + audio_loss
+        if self.args.decoded_ball_row_gain:
+            estimate = video_noisy - video_sigma[:, None, None] * video_velocity.float()  # x0, as the sampler's step
+            loss = loss + self.args.decoded_ball_row_gain * self.decoded_ball_row_loss(draw, estimate, video_sigma)
+        return loss
+
+    def decoded_ball_row_loss(
+        self, draw: TransformerDraw, estimate: torch.Tensor, sigma: torch.Tensor
+    ) -> torch.Tensor:
+        """`ball_row_loss` of the first DECODED_BALL_ROW_CLIPS clips' clean-video estimates (packed, normalised),
+        decoded at the stage's size, against their clips; each clip weighted by 1 - sigma (a clean one by 0: nothing to
+        learn there)."""
+        count = min(DECODED_BALL_ROW_CLIPS, len(draw.indices))
+        frames, height, width = self.geometry[draw.stage]
+        config = self.transformer.config
+        latents = LTX2Pipeline._unpack_latents(
+            estimate[:count], frames, height, width, config.patch_size, config.patch_size_t
+        )
+        latents = LTX2Pipeline._denormalize_latents(latents, self.frozen_vae.latents_mean, self.frozen_vae.latents_std)
+        with self.autocast():
+            decoded = self.frozen_vae.decode(latents, return_dict=False)[0]
+        video = frames_to_video(self.to_device(self.data.frames[draw.indices[:count]]))
+        video = downsample_video(video, 2) if draw.stage == 1 else video
+        clip_weight = (1 - sigma[:count]) * (sigma[:count] > 0)
+        return ball_row_loss(decoded, video, clip_weight.view(-1, 1, 1, 1, 1).expand(-1, 1, video.shape[2], 1, 1))
 
     def compile_transformer(self) -> None:
         """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
