@@ -212,6 +212,8 @@ def test_bad_arguments_are_named():
         parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--video-impact-gain", "nan"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--ball-row-gain", "-1"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--decoded-ball-row-gain", "-4"])
 
 
 def test_shipped_embedded_model_fits_the_budget_and_records_its_training():
