@@ -49,6 +49,11 @@ from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
 
+# A studio's pipelines share one tokenizer, and a fast tokenizer keeps its padding and truncation settings between
+# calls: a call without padding in one thread strips the padding from another's encoding midway. Every tokenizer call
+# of the pipelines holds this lock.
+_TOKENIZER_LOCK = threading.Lock()
+
 
 class GenerationCancelled(RuntimeError):
     """Raised by `__call__` when `cancel()` stopped the run."""
@@ -261,7 +266,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         if unknown:
             logger.warning("The model does not know these words and will ignore their meaning: %s", ", ".join(unknown))
         for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt or "")):
-            num_tokens = len(self.tokenizer(text, add_special_tokens=True).input_ids)
+            num_tokens = self.count_tokens(text)
             if num_tokens > self.max_sequence_length:
                 raise ValueError(
                     f"`{name}` must fit in {self.max_sequence_length} text-encoder tokens; got {num_tokens} tokens."
@@ -294,16 +299,23 @@ class LTXAVPipelineBase(DiffusionPipeline):
             constants.DISTILLED_STAGE_2_SIGMAS
         )
 
+    def count_tokens(self, text: str) -> int:
+        """Text-encoder tokens of `text`, special tokens included."""
+        with _TOKENIZER_LOCK:
+            return len(self.tokenizer(text, add_special_tokens=True).input_ids)
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str, device: torch.device) -> TextConditioning:
         """Gemma-3 hidden states -> per-modality connectors; cached per prompt for the pipeline's lifetime."""
         # LoRAs on the connectors change the encoding, so their state is part of the key.
         key = (prompt, self.max_sequence_length, str(device), lora_fingerprint(self.connectors))
         if key not in self._prompt_cache:
-            # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked).
-            embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
-                self, prompt, max_sequence_length=self.max_sequence_length, device=device
-            )
+            # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked); it tokenizes and runs
+            # the text encoder in one call, so concurrent runs encode their prompts one at a time.
+            with _TOKENIZER_LOCK:
+                embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+                    self, prompt, max_sequence_length=self.max_sequence_length, device=device
+                )
             padding_side = getattr(self.tokenizer, "padding_side", "left")
             video, audio, connector_mask = self.connectors(embeds, mask, padding_side=padding_side)
             if len(self._prompt_cache) >= 8:

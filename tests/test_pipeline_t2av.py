@@ -5,7 +5,14 @@ import pytest
 import torch
 from transformers import GemmaTokenizer
 
-from ltx_pipeline import Finished, GenerationCancelled, StageDecoded, StepPreview, TI2VidTwoStagesPipeline
+from ltx_pipeline import (
+    Finished,
+    GenerationCancelled,
+    StageDecoded,
+    StepPreview,
+    TI2VidTwoStagesPipeline,
+    pipeline_common,
+)
 from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS, DISTILLED_STAGE_2_SIGMAS
 
 SMALL = {"prompt": "a red ball bounces on a metal floor", "height": 64, "width": 64, "num_frames": 9, "seed": 0}
@@ -181,3 +188,19 @@ def test_open_vocabulary_models_never_warn(tiny_components):
     components = dict(tiny_components)
     components["tokenizer"] = GemmaTokenizer(vocab=components["tokenizer"].get_vocab(), merges=[])
     assert TI2VidTwoStagesPipeline(**components).unknown_words("a zeppelin hums") == []
+
+
+def test_every_tokenizer_call_holds_the_lock_that_pipelines_sharing_the_tokenizer_share(pipe, monkeypatch):
+    """A studio's slots share one tokenizer, whose padding settings outlive each call: one slot counting a prompt's
+    tokens (no padding) while another encodes its prompt (padded) stripped the other's padding (the connectors then
+    refused the sequence). Each call now holds one lock, whichever pipeline makes it."""
+    held = []
+    tokenize = type(pipe.tokenizer).__call__
+
+    def recording(tokenizer, *args, **kwargs):
+        held.append(pipeline_common._TOKENIZER_LOCK.locked())
+        return tokenize(tokenizer, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe.tokenizer), "__call__", recording)
+    pipe(**SMALL)
+    assert len(held) >= 3 and all(held)  # the prompt's and the negative prompt's counts, the prompt's encoding
