@@ -20,7 +20,6 @@ times 48 blocks. 768x512x121: Nv = 16*16*24 = 6,144, Na = 126, T = 1,024 -> 198 
 
 import argparse
 import contextlib
-import dataclasses
 import datetime
 import gc
 import json
@@ -709,11 +708,6 @@ def section_graphs_fused(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "graphs_fused", options)
 
 
-def section_graphs_tuned(bench: Bench, state: dict) -> None:
-    """As `graphs_fused`, with the compiled kernels tuned (`tune_kernels=True`; its cost is in the first calls)."""
-    measure_cuda_graphs(bench, state, "graphs_tuned", dataclasses.replace(fused_options(state), tune_kernels=True))
-
-
 def section_e2e_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graphs_fused")
 
@@ -881,12 +875,6 @@ def section_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "fp8_graphs_fused", options)
 
 
-def section_fp8_graphs_tuned(bench: Bench, state: dict) -> None:
-    """As `fp8_graphs_fused`, with the compiled kernels tuned (`tune_kernels=True`)."""
-    options = dataclasses.replace(fused_options(state), tune_kernels=True)
-    measure_cuda_graphs(bench, state, "fp8_graphs_tuned", options)
-
-
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs_fused")
 
@@ -930,7 +918,6 @@ SECTIONS = {
     "graphs_gelu": section_graphs_gelu,
     "e2e_graphs_gelu": section_e2e_graphs_gelu,
     "graphs_fused": section_graphs_fused,
-    "graphs_tuned": section_graphs_tuned,
     "vae_decode_experiment": section_vae_decode_experiment,
     "e2e_graphs_fused": section_e2e_graphs_fused,
     "attention_graphs": section_attention_graphs,
@@ -942,7 +929,6 @@ SECTIONS = {
     "fp8_graphs": section_fp8_graphs,
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
     "fp8_graphs_fused": section_fp8_graphs_fused,
-    "fp8_graphs_tuned": section_fp8_graphs_tuned,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,

@@ -35,9 +35,6 @@ BF16_COMPONENTS = ("text_encoder", "connectors", "transformer", "vae", "audio_va
 FLOAT32_COMPONENTS = ("vocoder",)
 # Components whose weights `fp8-storage` keeps in float8 (the ones that hold nearly all of the parameters).
 FP8_STORAGE_COMPONENTS = ("transformer", "connectors", "text_encoder")
-# Inductor options of `SpeedOptions(tune_kernels=True)`: launch configurations timed per kernel, and row reductions
-# compiled both looped and one-pass (persistent), the faster picked by timing both at the first call.
-INDUCTOR_TUNING_OPTIONS = {"coordinate_descent_tuning": True, "triton.multi_kernel": 1}
 
 
 class MemoryMode(str, Enum):
@@ -108,11 +105,6 @@ class SpeedOptions:
         ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
         against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
         the "24gb" memory mode, whose VAE streams its weights layer by layer and decodes in tiles.
-    tune_kernels: with `compile`, inductor times its generated kernels (norms, modulations, gates, rotary, fp8
-        activation scales) at the first compile instead of taking its heuristics' launch configurations
-        (`coordinate_descent_tuning`), and for their row reductions (rows of 4,096 and 16,384 features) also times a
-        one-pass variant that holds the row in registers against the looped one (`triton.multi_kernel`). The
-        first pass of each size takes longer; matrix products and attention are untouched. The same arithmetic.
     """
 
     compile: bool = False
@@ -124,15 +116,10 @@ class SpeedOptions:
     gelu_epilogue: bool = False
     fused_rotary: bool = False
     compile_vae: bool = False
-    tune_kernels: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
             raise ValueError("`cuda_graphs=True` needs `compile=True` (the graphs are recorded by torch.compile).")
-        if self.tune_kernels and not self.compile:
-            raise ValueError(
-                "`tune_kernels=True` needs `compile=True` (it tunes the kernels torch.compile generates)."
-            )
         valid_backends = [backend.value for backend in AttentionBackendName]
         for name in ("attention_backend", "video_attention_backend"):
             value = getattr(self, name)
@@ -172,11 +159,6 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the video VAE's decoder (a compile of ~30 s at each new size; not with --memory-mode 24gb)",
     )
-    parser.add_argument(
-        "--tune-kernels",
-        action="store_true",
-        help="with --compile: time the compiled blocks' generated kernels at the first pass (a longer first pass)",
-    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -190,7 +172,6 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         gelu_epilogue=args.gelu_epilogue,
         fused_rotary=args.fused_rotary,
         compile_vae=args.compile_vae,
-        tune_kernels=args.tune_kernels,
     )
 
 
@@ -465,7 +446,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     if options.gelu_epilogue:
         fuse_feed_forward_gelu(transformer)
     if options.compile:
-        transformer.compile_repeated_blocks(fullgraph=True, **block_compile_arguments(options))
+        mode = "reduce-overhead" if options.cuda_graphs else None
+        transformer.compile_repeated_blocks(fullgraph=True, mode=mode)
         if options.cuda_graphs:
             for module in rotary_embeddings(transformer):
                 module.compile(mode="reduce-overhead")
@@ -473,17 +455,6 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         # Static shapes: the few sizes a pipeline decodes each get their own graph rather than one dynamic-shape one.
         vae.decoder.compile(dynamic=False)
     logger.info("Speed options applied: %s", options)
-
-
-def block_compile_arguments(options: SpeedOptions) -> dict:
-    """`torch.compile`'s keyword arguments for the transformer blocks: a mode, or inductor options where kernels are
-    tuned (torch.compile takes one or the other; "reduce-overhead" is `{"triton.cudagraphs": True}`)."""
-    if not options.tune_kernels:
-        return {"mode": "reduce-overhead" if options.cuda_graphs else None}
-    inductor = dict(INDUCTOR_TUNING_OPTIONS)
-    if options.cuda_graphs:
-        inductor["triton.cudagraphs"] = True
-    return {"options": inductor}
 
 
 def _backend_error(name: str, backend: str, error: Exception) -> ValueError:

@@ -20,7 +20,6 @@ from torch import nn
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
-    INDUCTOR_TUNING_OPTIONS,
     ROTARY_EMBEDDINGS,
     Fp8Linear,
     LinearTanhGelu,
@@ -30,7 +29,6 @@ from ltx_pipeline.acceleration import (
     apply_memory_mode,
     apply_speed_options,
     available_attention_backends,
-    block_compile_arguments,
     decoder_spatial_upscale,
     enable_vae_tiling,
     fp8_matmul_supported,
@@ -453,35 +451,6 @@ def test_pipeline_runs_with_cuda_graphs_option():
     assert output.frames.shape == (9, 64, 64, 3)
 
 
-def test_tune_kernels_needs_compile():
-    with pytest.raises(ValueError, match="tune_kernels=True.*compile=True"):
-        SpeedOptions(tune_kernels=True)
-
-
-def test_tuned_blocks_compile_with_inductor_options_that_keep_the_cuda_graphs():
-    # torch.compile takes a mode or options, not both: "reduce-overhead" must become its options' equivalent.
-    assert torch._inductor.list_mode_options("reduce-overhead") == {"triton.cudagraphs": True}
-    assert block_compile_arguments(SpeedOptions(compile=True)) == {"mode": None}
-    assert block_compile_arguments(SpeedOptions(compile=True, cuda_graphs=True)) == {"mode": "reduce-overhead"}
-    tuned = block_compile_arguments(SpeedOptions(compile=True, tune_kernels=True))
-    assert tuned == {"options": INDUCTOR_TUNING_OPTIONS}
-    graphed = block_compile_arguments(SpeedOptions(compile=True, cuda_graphs=True, tune_kernels=True))
-    assert graphed == {"options": {**INDUCTOR_TUNING_OPTIONS, "triton.cudagraphs": True}}
-    assert set(INDUCTOR_TUNING_OPTIONS) <= set(torch._inductor.config.get_config_copy())  # names torch still has
-
-
-def test_tune_kernels_option_reaches_each_blocks_compile(monkeypatch):
-    transformer = build_tiny_components()["transformer"]
-    calls = []
-    monkeypatch.setattr(transformer, "compile_repeated_blocks", lambda **kwargs: calls.append(kwargs))
-    apply_speed_options(transformer, SpeedOptions(compile=True, cuda_graphs=True, tune_kernels=True))
-    assert calls == [{"fullgraph": True, "options": {**INDUCTOR_TUNING_OPTIONS, "triton.cudagraphs": True}}]
-    parser = argparse.ArgumentParser()
-    add_speed_arguments(parser)
-    assert speed_options_from_args(parser.parse_args(["--compile", "--tune-kernels"])).tune_kernels
-    assert not speed_options_from_args(parser.parse_args(["--compile"])).tune_kernels
-
-
 def test_compile_option_compiles_each_repeated_block_and_nothing_else():
     transformer = build_tiny_components()["transformer"]
     apply_speed_options({"transformer": transformer}, SpeedOptions(compile=True))
@@ -494,12 +463,8 @@ def test_compile_option_compiles_each_repeated_block_and_nothing_else():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
-    [
-        SpeedOptions(compile=True),
-        SpeedOptions(compile=True, gelu_epilogue=True, fused_rotary=True),
-        SpeedOptions(compile=True, tune_kernels=True),
-    ],
-    ids=["compile", "compile-fused", "compile-tuned"],
+    [SpeedOptions(compile=True), SpeedOptions(compile=True, gelu_epilogue=True, fused_rotary=True)],
+    ids=["compile", "compile-fused"],
 )
 def test_compiled_transformer_matches_eager_on_cpu(options):
     transformer = build_tiny_components()["transformer"]
