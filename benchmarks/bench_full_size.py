@@ -20,6 +20,7 @@ times 48 blocks. 768x512x121: Nv = 16*16*24 = 6,144, Na = 126, T = 1,024 -> 198 
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import gc
 import json
@@ -875,6 +876,30 @@ def section_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "fp8_graphs_fused", options)
 
 
+def section_fp8_row_kernel(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: as `fp8_graphs_fused`, with each video feed-forward's bias, GELU and fp8 scales
+    in one pass (`fp8_row_kernel=True`). Leaves the transformer so, for the sections after it."""
+    options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True)
+    measure_cuda_graphs(bench, state, "fp8_row_kernel", options)
+
+
+def section_fp8_row_kernel_all_experiment(bench: Bench, state: dict) -> None:
+    """An experiment, not a product option: as `fp8_row_kernel`, with every fp8 layer's input scales from the same
+    kernel (`Fp8Linear.row_kernel`) rather than fused by inductor into the kernel that makes the input. Put back
+    as it was at the end."""
+    layers = [
+        module for module in state["components"]["transformer"].modules() if isinstance(module, acceleration.Fp8Linear)
+    ]
+    for layer in layers:
+        layer.row_kernel = True
+    try:
+        options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True)
+        measure_cuda_graphs(bench, state, "fp8_row_kernel_all_experiment", options)
+    finally:
+        for layer in layers:
+            layer.row_kernel = False
+
+
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs_fused")
 
@@ -929,6 +954,8 @@ SECTIONS = {
     "fp8_graphs": section_fp8_graphs,
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
     "fp8_graphs_fused": section_fp8_graphs_fused,
+    "fp8_row_kernel": section_fp8_row_kernel,
+    "fp8_row_kernel_all_experiment": section_fp8_row_kernel_all_experiment,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,

@@ -4,8 +4,8 @@ Both kinds of option act on the real diffusers components in place, so the produ
 the benchmarks all run the same code:
 
 - `SpeedOptions` (regional compilation, CUDA graphs, attention backend, fp8 matrix products, the feed-forwards'
-  GELU in the matrix product's epilogue, the out-of-place rotary embedding, the compiled video decoder) through
-  `apply_speed_options`;
+  GELU in the matrix product's epilogue, the out-of-place rotary embedding, the compiled video decoder, the fp8
+  feed-forwards' one-pass scales) through `apply_speed_options`;
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
@@ -20,11 +20,13 @@ import torch.nn.functional as F
 from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
 from diffusers.hooks.group_offloading import _is_group_offload_enabled
 from diffusers.models.activations import GELU
+from diffusers.models.attention import FeedForward
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 from torch import nn
 
 from . import constants
 from .attention_processors import use_out_of_place_rotary
+from .fp8_kernels import quantize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,11 @@ class SpeedOptions:
         ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
         against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
         the "24gb" memory mode, whose VAE streams its weights layer by layer and decodes in tiles.
+    fp8_row_kernel: with `fp8` (row-wise), each video feed-forward's first-product bias, GELU and the second
+        product's fp8 input scales in one pass of a Triton kernel (`Fp8GeluFeedForward`, `fp8_kernels`) instead of
+        the looped passes inductor compiles for rows of 16,384 values; elsewhere than CUDA the same float32
+        arithmetic in PyTorch. Outputs within bf16 rounding of `fp8` alone (the GELU is applied before, not after,
+        rounding to bf16).
     """
 
     compile: bool = False
@@ -116,10 +123,16 @@ class SpeedOptions:
     gelu_epilogue: bool = False
     fused_rotary: bool = False
     compile_vae: bool = False
+    fp8_row_kernel: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
             raise ValueError("`cuda_graphs=True` needs `compile=True` (the graphs are recorded by torch.compile).")
+        if self.fp8_row_kernel and not (self.fp8 and self.fp8_scaling == "rowwise"):
+            raise ValueError(
+                "`fp8_row_kernel=True` needs `fp8=True` with `fp8_scaling='rowwise'`; got "
+                f"fp8={self.fp8}, fp8_scaling={self.fp8_scaling!r}."
+            )
         valid_backends = [backend.value for backend in AttentionBackendName]
         for name in ("attention_backend", "video_attention_backend"):
             value = getattr(self, name)
@@ -159,6 +172,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the video VAE's decoder (a compile of ~30 s at each new size; not with --memory-mode 24gb)",
     )
+    parser.add_argument(
+        "--fp8-row-kernel",
+        action="store_true",
+        help="with --fp8: each feed-forward's bias, GELU and fp8 scales in one pass (a Triton kernel on CUDA)",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -172,6 +190,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         gelu_epilogue=args.gelu_epilogue,
         fused_rotary=args.fused_rotary,
         compile_vae=args.compile_vae,
+        fp8_row_kernel=args.fp8_row_kernel,
     )
 
 
@@ -214,28 +233,33 @@ class Fp8Linear(nn.Module):
         # _scaled_mm wants the second operand's scale as (1, out_features) for row-wise scaling.
         self.register_buffer("weight_scale", weight_scale.reshape(1, -1) if scaling == "rowwise" else weight_scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        # Row-wise input scales from `fp8_kernels.quantize_rows` (one pass on CUDA) instead of `quantize_to_fp8`
+        # (fused by inductor into the kernel making the input); the same values. Off unless set.
+        self.row_kernel = False
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         leading_shape = hidden_states.shape[:-1]
         inputs = hidden_states.reshape(-1, self.in_features)  # (..., in) -> (tokens, in)
-        inputs_fp8, input_scale = quantize_to_fp8(inputs, self.scaling)
+        if self.row_kernel and self.scaling == "rowwise":
+            inputs_fp8, input_scale = quantize_rows(inputs)
+        else:
+            inputs_fp8, input_scale = quantize_to_fp8(inputs, self.scaling)
+        output = self.product(inputs_fp8, input_scale, hidden_states.dtype)
+        if self.bias is not None:
+            output = output + self.bias.to(output.dtype)
+        return output.reshape(*leading_shape, self.out_features)
+
+    def product(self, inputs_fp8: torch.Tensor, input_scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The quantized product without the bias: (tokens, in) fp8 values and their scales -> (tokens, out)."""
         if self.emulate:
             product = (inputs_fp8.float() * input_scale) @ (
                 self.weight_fp8.float() * self.weight_scale.reshape(-1, 1)
             ).T
-            output = product.to(hidden_states.dtype)
-        else:
-            # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
-            output = torch._scaled_mm(
-                inputs_fp8,
-                self.weight_fp8.T,
-                scale_a=input_scale,
-                scale_b=self.weight_scale,
-                out_dtype=hidden_states.dtype,
-            )
-        if self.bias is not None:
-            output = output + self.bias.to(output.dtype)
-        return output.reshape(*leading_shape, self.out_features)
+            return product.to(dtype)
+        # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
+        return torch._scaled_mm(
+            inputs_fp8, self.weight_fp8.T, scale_a=input_scale, scale_b=self.weight_scale, out_dtype=dtype
+        )
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, scaling={self.scaling}"
@@ -374,6 +398,73 @@ def unfuse_feed_forward_gelu(model: nn.Module) -> int:
     return len(targets)
 
 
+class Fp8GeluFeedForward(nn.Module):
+    """A diffusers `FeedForward` (tanh GELU) whose two products are `Fp8Linear`s, with the first product's bias, the
+    GELU and the second product's input scales in one pass over the 4x-wide hidden state.
+
+    Unfused, the first product's output goes through memory three times before the second product reads it: the
+    bias add and GELU (bf16), then, compiled, inductor's looped row reduction for the scales and the fp8 cast, which
+    at 768x512x121 took 17.1 ms of a 268 ms fp8 forward (benchmarks/RESULTS.md, run 14). Here the first product
+    writes its bf16 output once and `fp8_kernels.quantize_rows` reads it once, adding the bias and applying the
+    GELU in float32 (no bf16 rounding between them, so outputs differ from the unfused ones within that rounding).
+
+    The module holds the feed-forward's `net` under the same name (`net.0.proj`, `net.2`), so state dicts and hooks
+    find the layers where they were.
+    """
+
+    def __init__(self, feed_forward: nn.Module) -> None:
+        super().__init__()
+        if not _is_fusable_fp8_feed_forward(feed_forward):
+            net = getattr(feed_forward, "net", None)
+            raise ValueError(
+                "`feed_forward` must be a diffusers FeedForward of a tanh GELU around a row-wise Fp8Linear, a Dropout "
+                "of 0 and a row-wise Fp8Linear; got "
+                f"{type(feed_forward).__name__} with net {[type(module).__name__ for module in net or []]}."
+            )
+        self.net = feed_forward.net
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        up, down = self.net[0].proj, self.net[2]
+        leading_shape = hidden_states.shape[:-1]
+        inputs = hidden_states.reshape(-1, up.in_features)  # (..., dim) -> (tokens, dim)
+        if up.row_kernel:
+            inputs_fp8, input_scale = quantize_rows(inputs)
+        else:
+            inputs_fp8, input_scale = quantize_to_fp8(inputs, "rowwise")
+        hidden = up.product(inputs_fp8, input_scale, hidden_states.dtype)  # (tokens, inner), bias not yet added
+        hidden_fp8, hidden_scale = quantize_rows(hidden, bias=up.bias, gelu=True)
+        output = down.product(hidden_fp8, hidden_scale, hidden_states.dtype)
+        if down.bias is not None:
+            output = output + down.bias.to(output.dtype)
+        return output.reshape(*leading_shape, down.out_features)  # (tokens, dim) -> (..., dim)
+
+
+def _is_fusable_fp8_feed_forward(module: nn.Module) -> bool:
+    net = getattr(module, "net", None)
+    return (
+        isinstance(module, FeedForward)
+        and len(net) == 3
+        and isinstance(net[0], GELU)
+        and net[0].approximate == "tanh"
+        and isinstance(net[0].proj, Fp8Linear)
+        and net[0].proj.scaling == "rowwise"
+        and isinstance(net[1], nn.Dropout)
+        and net[1].p == 0
+        and isinstance(net[2], Fp8Linear)
+        and net[2].scaling == "rowwise"
+    )
+
+
+def fuse_fp8_feed_forwards(model: nn.Module) -> int:
+    """Replace each feed-forward of `model` whose two products are row-wise `Fp8Linear`s by `Fp8GeluFeedForward`,
+    in place (the layers are kept, not copied). Returns the number replaced."""
+    targets = [name for name, module in model.named_modules() if name and _is_fusable_fp8_feed_forward(module)]
+    for name in targets:
+        _replace_submodule(model, name, Fp8GeluFeedForward(model.get_submodule(name)))
+    logger.info("Fused bias, GELU and fp8 scales between the products of %d feed-forwards.", len(targets))
+    return len(targets)
+
+
 # --- Applying the options to a pipeline ---------------------------------------------------------------------------
 
 
@@ -443,6 +534,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
                 "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
             )
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
+        if options.fp8_row_kernel:
+            fuse_fp8_feed_forwards(transformer)
     if options.gelu_epilogue:
         fuse_feed_forward_gelu(transformer)
     if options.compile:

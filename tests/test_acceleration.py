@@ -1,6 +1,10 @@
 """The speed and memory switches of ltx_pipeline.acceleration, on tiny real components on CPU."""
 
 import argparse
+import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,10 +21,11 @@ from diffusers.models.transformers.transformer_ltx2 import (
 )
 from torch import nn
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants, fp8_kernels
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
     ROTARY_EMBEDDINGS,
+    Fp8GeluFeedForward,
     Fp8Linear,
     LinearTanhGelu,
     MemoryMode,
@@ -33,6 +38,7 @@ from ltx_pipeline.acceleration import (
     enable_vae_tiling,
     fp8_matmul_supported,
     fuse_feed_forward_gelu,
+    fuse_fp8_feed_forwards,
     place_pipeline,
     quantize_linear_layers_to_fp8,
     quantize_to_fp8,
@@ -205,6 +211,131 @@ def test_fp8_speed_option_on_gpu_uses_the_kernel():
     transformer = build_tiny_components()["transformer"].to("cuda", torch.bfloat16)
     apply_speed_options(transformer, SpeedOptions(fp8=True))
     assert not transformer.transformer_blocks[0].attn1.to_q.emulate
+
+
+# --- fp8 scales in one pass (fp8_kernels) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias, gelu", [(False, False), (True, False), (True, True)])
+def test_row_quantization_computes_the_scales_of_the_biased_gelu_in_float32(bias, gelu):
+    torch.manual_seed(0)
+    rows = (torch.randn(5, 96) * torch.logspace(-2, 2, 5).unsqueeze(1)).to(torch.bfloat16)
+    row_bias = torch.randn(96, dtype=torch.bfloat16) if bias else None
+    values, scales = fp8_kernels.quantize_rows(rows, row_bias, gelu)
+    expected = rows.float() + (row_bias.float() if bias else 0)
+    expected = F.gelu(expected, approximate="tanh") if gelu else expected
+    expected_values, expected_scales = quantize_to_fp8(expected, "rowwise")
+    assert values.dtype == FP8_DTYPE and scales.shape == (5, 1)
+    assert torch.equal(values.float(), expected_values.float()) and torch.equal(scales, expected_scales)
+
+
+def test_row_quantization_names_the_shapes_it_cannot_take():
+    with pytest.raises(ValueError, match=r"`rows` must be 2-D.*got \(2, 3, 4\) and None"):
+        fp8_kernels.quantize_rows(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"`bias` None or \(features,\); got \(2, 4\) and \(3,\)"):
+        fp8_kernels.quantize_rows(torch.zeros(2, 4), bias=torch.zeros(3))
+
+
+TRITON_INTERPRETER_CHECK = """
+import torch, torch.nn.functional as F
+from ltx_pipeline import fp8_kernels
+torch.manual_seed(0)
+for features, bias, gelu in [(4096, False, False), (16384, True, True), (100, True, False)]:
+    rows = (torch.randn(4, features) * 3).to(torch.bfloat16)
+    row_bias = torch.randn(features, dtype=torch.bfloat16) if bias else None
+    values, scales = fp8_kernels.launch_quantize_rows(rows, row_bias, gelu, values_dtype=torch.float32)
+    _, expected_scales = fp8_kernels.quantize_rows_reference(rows, row_bias, gelu)
+    expected = rows.float() + (row_bias.float() if bias else 0)
+    expected = F.gelu(expected, approximate="tanh") if gelu else expected
+    expected_values = (expected / expected_scales).clamp(-448, 448)
+    assert torch.equal(scales, expected_scales), features
+    # the GELU as x sigmoid(2u) in the kernel, as 0.5 x (1 + tanh(u)) in torch: float32 rounding apart
+    assert (values - expected_values).abs().max() <= (1e-4 if gelu else 0), features
+print("ok")
+"""
+
+
+def test_row_quantization_kernel_computes_the_reference_in_tritons_interpreter():
+    # The kernel runs on CUDA; Triton's interpreter runs the same program on the CPU (slowly), where it is checked.
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
+    environment = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", TRITON_INTERPRETER_CHECK],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("features, bias, gelu", [(4096, False, False), (16384, True, True)])
+def test_row_quantization_kernel_on_gpu_matches_the_reference_eager_and_compiled(features, bias, gelu):
+    if not torch.cuda.is_available() or fp8_kernels.triton is None:
+        pytest.skip("needs a CUDA GPU and Triton")
+    torch.manual_seed(0)
+    rows = (torch.randn(300, features, device="cuda") * 3).to(torch.bfloat16)
+    row_bias = torch.randn(features, device="cuda", dtype=torch.bfloat16) if bias else None
+    reference_values, reference_scales = fp8_kernels.quantize_rows_reference(rows, row_bias, gelu)
+    compiled = torch.compile(fp8_kernels.quantize_rows, fullgraph=True)
+    for values, scales in (fp8_kernels.quantize_rows(rows, row_bias, gelu), compiled(rows, row_bias, gelu)):
+        assert torch.allclose(scales, reference_scales, rtol=1e-6, atol=0)
+        # the same values but where float32 rounding of the GELU moves a value across an fp8 rounding boundary
+        changed = (values.float() != reference_values.float()).float().mean().item()
+        assert changed <= (1e-3 if gelu else 0.0), changed
+        assert torch.allclose(values.float(), reference_values.float(), rtol=2**-3, atol=2**-9)
+
+
+def test_fp8_row_kernel_needs_row_wise_fp8():
+    with pytest.raises(ValueError, match=r"fp8_row_kernel=True.*fp8=True.*got fp8=False, fp8_scaling='rowwise'"):
+        SpeedOptions(fp8_row_kernel=True)
+    with pytest.raises(ValueError, match=r"got fp8=True, fp8_scaling='tensor'"):
+        SpeedOptions(fp8=True, fp8_scaling="tensor", fp8_row_kernel=True)
+
+
+def test_fp8_row_kernel_fuses_each_video_feed_forward_and_keeps_outputs():
+    reference = build_tiny_components()["transformer"]
+    apply_speed_options(reference, SpeedOptions(fp8=True))
+    reference_video, reference_audio = run_transformer(reference)
+
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(fp8=True, fp8_row_kernel=True))
+    blocks = transformer.transformer_blocks
+    assert all(isinstance(block.ff, Fp8GeluFeedForward) for block in blocks)
+    assert not any(isinstance(block.audio_ff, Fp8GeluFeedForward) for block in blocks)  # bf16 products there
+    assert isinstance(blocks[0].ff.net[0].proj, Fp8Linear)  # the layers keep their names
+    assert set(transformer.state_dict()) == set(reference.state_dict())
+    assert fuse_fp8_feed_forwards(transformer) == 0  # nothing left to fuse
+    video, audio = run_transformer(transformer)
+    # float32 on the CPU: the bias + GELU + scales in one step compute what the three steps computed
+    assert relative_error(video, reference_video) < 1e-5
+    assert relative_error(audio, reference_audio) < 1e-5
+
+
+def test_fp8_linear_row_kernel_switch_gives_the_same_quantized_product():
+    torch.manual_seed(0)
+    linear = nn.Linear(128, 64).to(torch.bfloat16)
+    inputs = torch.randn(3, 10, 128, dtype=torch.bfloat16)
+    layer = Fp8Linear(linear, emulate=True)
+    reference = layer(inputs)
+    layer.row_kernel = True
+    assert torch.equal(layer(inputs), reference)
+
+
+def test_fp8_gelu_feed_forward_refuses_a_feed_forward_without_fp8_products():
+    feed_forward = build_tiny_components()["transformer"].transformer_blocks[0].ff
+    with pytest.raises(ValueError, match=r"FeedForward of a tanh GELU.*got FeedForward with net \['GELU', 'Dropout'"):
+        Fp8GeluFeedForward(feed_forward)
+
+
+def test_fp8_row_kernel_flag_reaches_the_speed_options():
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    assert speed_options_from_args(parser.parse_args(["--fp8", "--fp8-row-kernel"])).fp8_row_kernel
+    with pytest.raises(ValueError, match="fp8_row_kernel=True"):
+        speed_options_from_args(parser.parse_args(["--fp8-row-kernel"]))
 
 
 # --- GELU in the feed-forward product's epilogue --------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Per-row fp8 quantization of activations in one pass over memory (a Triton kernel), for `acceleration.Fp8Linear`.
+
+Each fp8 product's input needs a scale per row (token): its largest magnitude over the row. Compiled, inductor fuses
+that into the kernel making the activation, but keeps a row in registers only for rows of at most 1,024 values; the
+transformer's rows hold 4,096 (the video width) or 16,384 (the feed-forward's hidden width) values, which it loops
+over once per dependent reduction. At 768x512x121 the feed-forward's bias + GELU + scale + cast took 17.1 ms of a
+268 ms fp8 forward, 0.36 ms a call for 300 MB of traffic (benchmarks/RESULTS.md, run 14). This kernel holds the
+whole row in registers: one read, one write, one program per row.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from . import constants
+
+try:  # CUDA builds of torch ship Triton; elsewhere the PyTorch reference below runs
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8_DTYPE).max
+
+
+def quantize_rows_reference(
+    rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values in float8 e4m3 (rows, features), float32 scales (rows, 1)) of `gelu(rows + bias)` (each step
+    optional), computed in float32: what `quantize_rows` computes on CUDA, in PyTorch."""
+    values = rows.float()
+    if bias is not None:
+        values = values + bias.float()
+    if gelu:
+        values = F.gelu(values, approximate="tanh")
+    amax = values.abs().amax(dim=-1, keepdim=True)
+    scale = amax.clamp(min=constants.FP8_MIN_AMAX) / FP8_MAX
+    return (values / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+
+
+if triton is not None:
+
+    @triton.jit
+    def _quantize_rows_kernel(
+        rows_ptr,
+        bias_ptr,
+        values_ptr,
+        scales_ptr,
+        features,
+        min_amax,
+        fp8_max,
+        HAS_BIAS: tl.constexpr,
+        GELU: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        columns = tl.arange(0, BLOCK)
+        inside = columns < features
+        values = tl.load(rows_ptr + row * features + columns, mask=inside, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            values += tl.load(bias_ptr + columns, mask=inside, other=0.0).to(tl.float32)
+        if GELU:
+            # torch's gelu(approximate="tanh"): 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2 / pi) (x + 0.044715 x^3)
+            inner = 0.7978845608028654 * (values + 0.044715 * values * values * values)
+            values = values * tl.sigmoid(2.0 * inner)
+        amax = tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0)
+        scale = tl.maximum(amax, min_amax) / fp8_max
+        quantized = tl.clamp(tl.math.div_rn(values, scale), -fp8_max, fp8_max)
+        tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
+        tl.store(scales_ptr + row, scale)
+
+
+def launch_quantize_rows(
+    rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False, values_dtype: torch.dtype = FP8_DTYPE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Triton kernel on contiguous (rows, features) `rows`; also on CPU tensors under TRITON_INTERPRET=1.
+    `values_dtype=torch.float32` returns the scaled, clamped values before their cast to fp8 (Triton's interpreter
+    rounds that cast wrongly where it carries into the exponent: 127.4 -> 64 rather than 128)."""
+    count, features = rows.shape
+    values = torch.empty((count, features), dtype=values_dtype, device=rows.device)
+    scales = torch.empty((count, 1), dtype=torch.float32, device=rows.device)
+    block = triton.next_power_of_2(features)
+    _quantize_rows_kernel[(count,)](
+        rows,
+        rows if bias is None else bias,  # not read without a bias
+        values,
+        scales,
+        features,
+        constants.FP8_MIN_AMAX,
+        FP8_MAX,
+        HAS_BIAS=bias is not None,
+        GELU=gelu,
+        BLOCK=block,
+        num_warps=min(max(block // 1024, 4), 16),  # 16 to 32 float32 values a thread
+    )
+    return values, scales
+
+
+def kernel_available(tensor: torch.Tensor) -> bool:
+    """Whether `quantize_rows` runs the Triton kernel for `tensor` (a CUDA tensor, Triton installed)."""
+    return triton is not None and tensor.is_cuda
+
+
+def quantize_rows(
+    rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float8 e4m3 values, float32 scales of shape (rows, 1)) with gelu(rows + bias) ~= values * scales, the bias
+    and the tanh GELU optional, for 2-D `rows` (rows, features). One pass of the Triton kernel on CUDA, the same
+    float32 arithmetic in PyTorch elsewhere."""
+    if rows.dim() != 2 or (bias is not None and bias.shape != (rows.shape[1],)):
+        raise ValueError(
+            f"`rows` must be 2-D (rows, features) and `bias` None or (features,); got {tuple(rows.shape)} and "
+            f"{None if bias is None else tuple(bias.shape)}."
+        )
+    if not kernel_available(rows):
+        return quantize_rows_reference(rows, bias, gelu)
+    return launch_quantize_rows(rows.contiguous(), None if bias is None else bias.contiguous(), gelu)
