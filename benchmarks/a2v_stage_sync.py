@@ -1,6 +1,6 @@
-"""Where audio-to-video sync is won or lost: the shipped embedded model's A2V scored after stage 1 and at the end.
+"""Where audio-to-video sync is won or lost: the embedded model's A2V scored after stage 1 and at the end.
 
-    python benchmarks/a2v_stage_sync.py --clips 16
+    python benchmarks/a2v_stage_sync.py --clips 16 [--model DIR]
 
 For each held-out world scene (the clips and seeds of `bench_embedded.py`), the A2V pipeline's stage-1 decode (half
 size, the `StageDecoded` event) and its final frames are scored as `bench_embedded.py` scores A2V; the world's own
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--modality-scale", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default="embedded", help="'embedded' (the shipped weights) or a model folder")
     args = parser.parse_args()
     if args.clips < 1 or args.threads < 1:
         parser.error(f"--clips and --threads must be >= 1; got {args.clips} and {args.threads}")
@@ -38,7 +39,7 @@ def main() -> None:
     clips = [
         generate_clip(bench_embedded.HELD_OUT_SEED + index, 128, 128, 97, FRAME_RATE) for index in range(args.clips)
     ]
-    a2v = A2VidPipelineTwoStage(**bench_embedded.load_trained("embedded"))
+    a2v = A2VidPipelineTwoStage(**bench_embedded.load_trained(args.model))
     scores = {name: bench_embedded.Scores() for name in ("world at half size", "stage 1 (half size)", "final")}
     for index, clip in enumerate(clips):
         audio = Audio(waveform=torch.from_numpy(clip.audio)[None], sampling_rate=clip.sampling_rate)
