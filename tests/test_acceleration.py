@@ -295,13 +295,17 @@ def test_fp8_row_kernel_needs_row_wise_fp8():
         SpeedOptions(fp8=True, fp8_scaling="tensor", fp8_row_kernel=True)
 
 
-def test_fp8_row_kernel_fuses_each_video_feed_forward_and_keeps_outputs():
-    reference = build_tiny_components()["transformer"]
+def transformer_beside_fp8_alone(options: SpeedOptions) -> tuple[nn.Module, nn.Module]:
+    """Two tiny transformers of the same weights: one with `options` applied, one with `SpeedOptions(fp8=True)`."""
+    transformer, reference = build_tiny_components()["transformer"], build_tiny_components()["transformer"]
+    apply_speed_options(transformer, options)
     apply_speed_options(reference, SpeedOptions(fp8=True))
-    reference_video, reference_audio = run_transformer(reference)
+    return transformer, reference
 
-    transformer = build_tiny_components()["transformer"]
-    apply_speed_options(transformer, SpeedOptions(fp8=True, fp8_row_kernel=True))
+
+def test_fp8_row_kernel_fuses_each_video_feed_forward_and_keeps_outputs():
+    transformer, reference = transformer_beside_fp8_alone(SpeedOptions(fp8=True, fp8_row_kernel=True))
+    reference_video, reference_audio = run_transformer(reference)
     blocks = transformer.transformer_blocks
     assert all(isinstance(block.ff, Fp8GeluFeedForward) for block in blocks)
     assert not any(isinstance(block.audio_ff, Fp8GeluFeedForward) for block in blocks)  # bf16 products there
@@ -409,12 +413,8 @@ def test_fusing_twice_does_not_nest_and_unfusing_restores_the_gelu_modules():
 
 
 def test_gelu_epilogue_leaves_the_fp8_feed_forwards_alone():
-    reference = build_tiny_components()["transformer"]
-    apply_speed_options(reference, SpeedOptions(fp8=True))
+    transformer, reference = transformer_beside_fp8_alone(SpeedOptions(fp8=True, gelu_epilogue=True))
     reference_video, reference_audio = run_transformer(reference)
-
-    transformer = build_tiny_components()["transformer"]
-    apply_speed_options(transformer, SpeedOptions(fp8=True, gelu_epilogue=True))
     for block in transformer.transformer_blocks:
         assert type(block.ff.net[0]) is GELU and isinstance(block.ff.net[0].proj, Fp8Linear)
         assert isinstance(block.audio_ff.net[0], LinearTanhGelu)  # the audio stream stays in bf16 products
