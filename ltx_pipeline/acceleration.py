@@ -240,26 +240,32 @@ class Fp8Linear(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         leading_shape = hidden_states.shape[:-1]
         inputs = hidden_states.reshape(-1, self.in_features)  # (..., in) -> (tokens, in)
-        if self.row_kernel and self.scaling == "rowwise":
-            inputs_fp8, input_scale = quantize_rows(inputs)
-        else:
-            inputs_fp8, input_scale = quantize_to_fp8(inputs, self.scaling)
-        output = self.product(inputs_fp8, input_scale, hidden_states.dtype)
-        if self.bias is not None:
-            output = output + self.bias.to(output.dtype)
+        output = self.product(*self.quantize_input(inputs), hidden_states.dtype)
         return output.reshape(*leading_shape, self.out_features)
 
-    def product(self, inputs_fp8: torch.Tensor, input_scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The quantized product without the bias: (tokens, in) fp8 values and their scales -> (tokens, out)."""
+    def quantize_input(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, in) -> their fp8 values and scales, as `product` takes them."""
+        if self.row_kernel and self.scaling == "rowwise":
+            return quantize_rows(inputs)
+        return quantize_to_fp8(inputs, self.scaling)
+
+    def product(
+        self, inputs_fp8: torch.Tensor, input_scale: torch.Tensor, dtype: torch.dtype, add_bias: bool = True
+    ) -> torch.Tensor:
+        """The quantized product: (tokens, in) fp8 values and their scales -> (tokens, out) in `dtype`."""
         if self.emulate:
             product = (inputs_fp8.float() * input_scale) @ (
                 self.weight_fp8.float() * self.weight_scale.reshape(-1, 1)
             ).T
-            return product.to(dtype)
-        # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
-        return torch._scaled_mm(
-            inputs_fp8, self.weight_fp8.T, scale_a=input_scale, scale_b=self.weight_scale, out_dtype=dtype
-        )
+            output = product.to(dtype)
+        else:
+            # The weight is stored (out, in) row-major, so its transpose is the column-major operand cuBLAS wants.
+            output = torch._scaled_mm(
+                inputs_fp8, self.weight_fp8.T, scale_a=input_scale, scale_b=self.weight_scale, out_dtype=dtype
+            )
+        if add_bias and self.bias is not None:
+            output = output + self.bias.to(output.dtype)
+        return output
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, scaling={self.scaling}"
@@ -427,15 +433,8 @@ class Fp8GeluFeedForward(nn.Module):
         up, down = self.net[0].proj, self.net[2]
         leading_shape = hidden_states.shape[:-1]
         inputs = hidden_states.reshape(-1, up.in_features)  # (..., dim) -> (tokens, dim)
-        if up.row_kernel:
-            inputs_fp8, input_scale = quantize_rows(inputs)
-        else:
-            inputs_fp8, input_scale = quantize_to_fp8(inputs, "rowwise")
-        hidden = up.product(inputs_fp8, input_scale, hidden_states.dtype)  # (tokens, inner), bias not yet added
-        hidden_fp8, hidden_scale = quantize_rows(hidden, bias=up.bias, gelu=True)
-        output = down.product(hidden_fp8, hidden_scale, hidden_states.dtype)
-        if down.bias is not None:
-            output = output + down.bias.to(output.dtype)
+        hidden = up.product(*up.quantize_input(inputs), hidden_states.dtype, add_bias=False)  # (tokens, inner)
+        output = down.product(*quantize_rows(hidden, bias=up.bias, gelu=True), hidden_states.dtype)
         return output.reshape(*leading_shape, down.out_features)  # (tokens, dim) -> (..., dim)
 
 
