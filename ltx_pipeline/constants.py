@@ -47,6 +47,11 @@ MEL_F_MAX = 8_000.0  # Hz
 MEL_BINS = 64
 MEL_LOG_FLOOR = 1e-5  # log(clamp(mel, floor))
 AUDIO_LATENTS_PER_SECOND = 25  # 16000 / 160 / 4
+# Audio latent frames decoded past the end, copies of the last one, then trimmed: the causal audio VAE decodes 3 mel
+# frames (30 ms) short of the latent span, and the vocoder's last few milliseconds see its zero padding, a click at
+# the end (+12 dB over the last 10 ms of the embedded model's decodes); both then fall past the clip's end. 3 frames
+# (120 ms) cover the vocoder's reach on the embedded model (its output moves only in its last 50-100 ms).
+AUDIO_DECODE_TAIL_LATENT_FRAMES = 3
 AUDIO_VAE_CHANNELS = 2  # the audio VAE expects stereo mel input
 
 # --- Prompts ------------------------------------------------------------------------------------------------------

@@ -675,7 +675,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
         A preview skips the LTX-2.3 vocoder's bandwidth extension and returns its 16 kHz base waveform, which
         costs a fraction of the full 48 kHz decode.
         """
-        mel = self.audio_vae.decode(latents.to(self.audio_vae.dtype), return_dict=False)[0]
+        # Copies of the last latent frame carry the decode past the end, so that the causal VAE's shortfall and the
+        # vocoder's edge fall beyond the trim below; the causal VAE decodes the frames before them unchanged.
+        tail = latents[:, :, -1:].expand(-1, -1, constants.AUDIO_DECODE_TAIL_LATENT_FRAMES, -1)
+        mel = self.audio_vae.decode(torch.cat([latents, tail], dim=2).to(self.audio_vae.dtype), return_dict=False)[0]
         vocoder, sampling_rate = self.vocoder, int(self.vocoder.config.output_sampling_rate)
         if preview and isinstance(self.vocoder, LTX2VocoderWithBWE):
             vocoder, sampling_rate = self.vocoder.vocoder, int(self.vocoder.config.input_sampling_rate)
@@ -683,8 +686,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         waveform = vocoder(mel.to(next(vocoder.parameters()).dtype))[0].float()
         if not torch.isfinite(waveform).all():
             raise ValueError("The decoded audio contains NaN or Inf values; no file was written.")
-        # The causal audio VAE decodes a few milliseconds short of the latent span: pad its tail with silence
-        # (or trim) so audio and video last exactly as long.
+        # Audio and video last exactly as long (the tail frames make the decode longer; silence pads a shorter one).
         target = seconds_to_samples(num_frames / frame_rate, sampling_rate)
         waveform = torch.nn.functional.pad(waveform, (0, max(0, target - waveform.shape[-1])))[..., :target]
         return Audio(waveform=waveform.cpu(), sampling_rate=sampling_rate)

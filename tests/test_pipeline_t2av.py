@@ -204,3 +204,18 @@ def test_every_tokenizer_call_holds_the_lock_that_pipelines_sharing_the_tokenize
     monkeypatch.setattr(type(pipe.tokenizer), "__call__", recording)
     pipe(**SMALL)
     assert len(held) >= 3 and all(held)  # the prompt's and the negative prompt's counts, the prompt's encoding
+
+
+def test_decoded_audio_fills_the_clip_and_keeps_what_the_latents_alone_decode(pipe):
+    # 17 frames at 24 fps: 0.708 s, 18 audio latent frames, whose causal decode alone stops 30 ms short of them.
+    generator = torch.Generator().manual_seed(0)
+    channels, mel_bins = pipe.audio_vae.config.latent_channels, pipe.audio_vae.config.mel_bins // 4
+    latents = torch.randn(1, channels, 18, mel_bins, generator=generator)
+    audio = pipe.decode_audio(latents, num_frames=17, frame_rate=24.0)
+    rate = audio.sampling_rate
+    assert audio.waveform.shape[-1] == round(17 / 24 * rate)
+    assert audio.waveform[..., -int(0.01 * rate) :].abs().amax() > 0  # decoded to the end, not padded with silence
+    with torch.no_grad():
+        alone = pipe.vocoder(pipe.audio_vae.decode(latents, return_dict=False)[0])[0].float()
+    settled = alone.shape[-1] // 2  # before the vocoder's reach of the end
+    assert torch.allclose(audio.waveform[..., :settled], alone[..., :settled], atol=1e-5)
