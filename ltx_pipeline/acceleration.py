@@ -26,11 +26,10 @@ from torch import nn
 
 from . import constants
 from .attention_processors import use_out_of_place_rotary
-from .fp8_kernels import quantize_rows
+from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 
 logger = logging.getLogger(__name__)
 
-FP8_DTYPE = torch.float8_e4m3fn
 FP8_SCALINGS = ("rowwise", "tensor")
 # Components that run in bf16; the vocoder stays in float32 (bf16 degrades its bandwidth-extension output).
 BF16_COMPONENTS = ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "latent_upsampler")
@@ -195,19 +194,6 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
 
 
 # --- fp8 matrix products ------------------------------------------------------------------------------------------
-
-
-def quantize_to_fp8(tensor: torch.Tensor, scaling: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values in float8 e4m3, float32 scale) with tensor ~= values * scale.
-
-    A 2-D `tensor` (rows, features) gets one scale per row for "rowwise" (shape (rows, 1)) or one for the whole
-    tensor for "tensor" (shape ()). The scale maps each row's (or the tensor's) largest magnitude to e4m3's largest.
-    """
-    magnitudes = tensor.detach().abs().float()
-    amax = magnitudes.amax(dim=-1, keepdim=True) if scaling == "rowwise" else magnitudes.amax()
-    scale = amax.clamp(min=constants.FP8_MIN_AMAX) / torch.finfo(FP8_DTYPE).max
-    values = (tensor.float() / scale).clamp(torch.finfo(FP8_DTYPE).min, torch.finfo(FP8_DTYPE).max).to(FP8_DTYPE)
-    return values, scale
 
 
 class Fp8Linear(nn.Module):

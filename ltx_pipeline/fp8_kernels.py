@@ -23,19 +23,30 @@ FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max
 
 
+def quantize_to_fp8(tensor: torch.Tensor, scaling: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values in float8 e4m3, float32 scale) with tensor ~= values * scale.
+
+    A 2-D `tensor` (rows, features) gets one scale per row for "rowwise" (shape (rows, 1)) or one for the whole
+    tensor for "tensor" (shape ()). The scale maps each row's (or the tensor's) largest magnitude to e4m3's largest.
+    """
+    magnitudes = tensor.detach().abs().float()
+    amax = magnitudes.amax(dim=-1, keepdim=True) if scaling == "rowwise" else magnitudes.amax()
+    scale = amax.clamp(min=constants.FP8_MIN_AMAX) / FP8_MAX
+    values = (tensor.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return values, scale
+
+
 def quantize_rows_reference(
     rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values in float8 e4m3 (rows, features), float32 scales (rows, 1)) of `gelu(rows + bias)` (each step
-    optional), computed in float32: what `quantize_rows` computes on CUDA, in PyTorch."""
+    """`quantize_to_fp8(gelu(rows + bias), "rowwise")` (each step optional), computed in float32: what
+    `quantize_rows` computes on CUDA, in PyTorch."""
     values = rows.float()
     if bias is not None:
         values = values + bias.float()
     if gelu:
         values = F.gelu(values, approximate="tanh")
-    amax = values.abs().amax(dim=-1, keepdim=True)
-    scale = amax.clamp(min=constants.FP8_MIN_AMAX) / FP8_MAX
-    return (values / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+    return quantize_to_fp8(values, "rowwise")
 
 
 if triton is not None:
