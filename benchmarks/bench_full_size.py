@@ -878,26 +878,10 @@ def section_fp8_graphs_fused(bench: Bench, state: dict) -> None:
 
 def section_fp8_row_kernel(bench: Bench, state: dict) -> None:
     """Needs the fp8 section first: as `fp8_graphs_fused`, with each video feed-forward's bias, GELU and fp8 scales
-    in one pass (`fp8_row_kernel=True`). Leaves the transformer so, for the sections after it."""
+    in one pass (`fp8_row_kernel=True`). Leaves the transformer so, for the sections after it: a `fp8_graphs_fused`
+    after it measures this layout again (run it before, as the baseline)."""
     options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True)
     measure_cuda_graphs(bench, state, "fp8_row_kernel", options)
-
-
-def section_fp8_row_kernel_all_experiment(bench: Bench, state: dict) -> None:
-    """An experiment, not a product option: as `fp8_row_kernel`, with every fp8 layer's input scales from the same
-    kernel (`Fp8Linear.row_kernel`) rather than fused by inductor into the kernel that makes the input. Put back
-    as it was at the end."""
-    layers = [
-        module for module in state["components"]["transformer"].modules() if isinstance(module, acceleration.Fp8Linear)
-    ]
-    for layer in layers:
-        layer.row_kernel = True
-    try:
-        options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True)
-        measure_cuda_graphs(bench, state, "fp8_row_kernel_all_experiment", options)
-    finally:
-        for layer in layers:
-            layer.row_kernel = False
 
 
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
@@ -955,7 +939,6 @@ SECTIONS = {
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
     "fp8_graphs_fused": section_fp8_graphs_fused,
     "fp8_row_kernel": section_fp8_row_kernel,
-    "fp8_row_kernel_all_experiment": section_fp8_row_kernel_all_experiment,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,

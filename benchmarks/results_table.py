@@ -29,6 +29,8 @@ FORWARD_SECTIONS = {
     "fp8_compile": "fp8 row-wise + regional compile",
     "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
     "fp8_graphs_fused": "fp8 row-wise + regional compile + CUDA graphs + GELU epilogue (audio) + out-of-place rotary",
+    "fp8_row_kernel": "as fp8_graphs_fused, with the video feed-forwards' bias, GELU and fp8 scales in one kernel",
+    "fp8_row_kernel_all_experiment": "as fp8_row_kernel, every fp8 input's scales from that kernel (run 17; taken out)",
 }
 
 

@@ -110,7 +110,8 @@ class SpeedOptions:
         product's fp8 input scales in one pass of a Triton kernel (`Fp8GeluFeedForward`, `fp8_kernels`) instead of
         the looped passes inductor compiles for rows of 16,384 values; elsewhere than CUDA the same float32
         arithmetic in PyTorch. Outputs within bf16 rounding of `fp8` alone (the GELU is applied before, not after,
-        rounding to bf16).
+        rounding to bf16). On an H200 at 768x512x121 its forward (263-267 ms) was within the spread of `fp8` alone
+        over three machines (266-273 ms; benchmarks/RESULTS.md, runs 15-17), so it stays off unless asked for.
     """
 
     compile: bool = False
@@ -219,9 +220,6 @@ class Fp8Linear(nn.Module):
         # _scaled_mm wants the second operand's scale as (1, out_features) for row-wise scaling.
         self.register_buffer("weight_scale", weight_scale.reshape(1, -1) if scaling == "rowwise" else weight_scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        # Row-wise input scales from `fp8_kernels.quantize_rows` (one pass on CUDA) instead of `quantize_to_fp8`
-        # (fused by inductor into the kernel making the input); the same values. Off unless set.
-        self.row_kernel = False
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         leading_shape = hidden_states.shape[:-1]
@@ -231,8 +229,6 @@ class Fp8Linear(nn.Module):
 
     def quantize_input(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, in) -> their fp8 values and scales, as `product` takes them."""
-        if self.row_kernel and self.scaling == "rowwise":
-            return quantize_rows(inputs)
         return quantize_to_fp8(inputs, self.scaling)
 
     def product(

@@ -58,8 +58,8 @@ if triton is not None:
         values_ptr,
         scales_ptr,
         features,
-        min_amax,
-        fp8_max,
+        MIN_AMAX: tl.constexpr,  # constants, not arguments: inductor passes a float argument as float64
+        FP8_MAX: tl.constexpr,
         HAS_BIAS: tl.constexpr,
         GELU: tl.constexpr,
         BLOCK: tl.constexpr,
@@ -75,8 +75,8 @@ if triton is not None:
             inner = 0.7978845608028654 * (values + 0.044715 * values * values * values)
             values = values * tl.sigmoid(2.0 * inner)
         amax = tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0)
-        scale = tl.maximum(amax, min_amax) / fp8_max
-        quantized = tl.clamp(tl.math.div_rn(values, scale), -fp8_max, fp8_max)
+        scale = tl.maximum(amax, MIN_AMAX) / FP8_MAX
+        quantized = tl.clamp(tl.math.div_rn(values, scale), -FP8_MAX, FP8_MAX)
         tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
         tl.store(scales_ptr + row, scale)
 
@@ -97,8 +97,8 @@ def launch_quantize_rows(
         values,
         scales,
         features,
-        constants.FP8_MIN_AMAX,
-        FP8_MAX,
+        MIN_AMAX=constants.FP8_MIN_AMAX,
+        FP8_MAX=FP8_MAX,
         HAS_BIAS=bias is not None,
         GELU=gelu,
         BLOCK=block,

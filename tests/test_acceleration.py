@@ -318,16 +318,6 @@ def test_fp8_row_kernel_fuses_each_video_feed_forward_and_keeps_outputs():
     assert relative_error(audio, reference_audio) < 1e-5
 
 
-def test_fp8_linear_row_kernel_switch_gives_the_same_quantized_product():
-    torch.manual_seed(0)
-    linear = nn.Linear(128, 64).to(torch.bfloat16)
-    inputs = torch.randn(3, 10, 128, dtype=torch.bfloat16)
-    layer = Fp8Linear(linear, emulate=True)
-    reference = layer(inputs)
-    layer.row_kernel = True
-    assert torch.equal(layer(inputs), reference)
-
-
 def test_fp8_gelu_feed_forward_refuses_a_feed_forward_without_fp8_products():
     feed_forward = build_tiny_components()["transformer"].transformer_blocks[0].ff
     with pytest.raises(ValueError, match=r"FeedForward of a tanh GELU.*got FeedForward with net \['GELU', 'Dropout'"):
