@@ -27,6 +27,9 @@ DEFAULT_RESOLUTION = f"{constants.DEFAULT_WIDTH}x{constants.DEFAULT_HEIGHT}"
 # The embedded model learned from 128 x 128, 97-frame, 24 fps clips of the bouncing-ball world (training/, world/).
 EMBEDDED_DEFAULT_RESOLUTION = "128x128"
 EMBEDDED_DEFAULT_NUM_FRAMES = 97
+# It runs the distilled schedule, one pass a step as the reference runs distilled checkpoints; a second pass a step
+# for modality guidance made its sync and material no better (benchmarks/RESULTS_EMBEDDED.md, 2026-12-02).
+EMBEDDED_DEFAULT_MODALITY_SCALE = 1.0
 
 # Words that show a prompt describes sound; a prompt with none of them gets a hint.
 SOUND_WORDS = (

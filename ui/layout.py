@@ -32,6 +32,7 @@ class Defaults:
     num_frames: int
     frame_rate: float = constants.DEFAULT_FRAME_RATE
     seed: int = constants.DEFAULT_SEED
+    modality_scale: float = constants.MODALITY_SCALE
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ class SharedControls:
 
 def defaults_for(state: StudioState) -> Defaults:
     if state.is_embedded:
-        return Defaults(studio_help.EMBEDDED_DEFAULT_RESOLUTION, studio_help.EMBEDDED_DEFAULT_NUM_FRAMES)
+        return Defaults(
+            studio_help.EMBEDDED_DEFAULT_RESOLUTION,
+            studio_help.EMBEDDED_DEFAULT_NUM_FRAMES,
+            modality_scale=studio_help.EMBEDDED_DEFAULT_MODALITY_SCALE,
+        )
     return Defaults(studio_help.DEFAULT_RESOLUTION, constants.DEFAULT_NUM_FRAMES)
 
 
@@ -237,10 +242,10 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     )
     modality_scale = gr.Slider(
         *MODALITY_SCALE_RANGE,
-        value=constants.MODALITY_SCALE,
+        value=defaults.modality_scale,
         step=0.1,
         label="Modality scale",
-        info="Above 1 tightens audio-video sync (one extra pass per step); 1 turns it off.",
+        info="Above 1 steers sound and picture toward each other (one extra pass per step); 1 turns it off.",
         elem_id=f"{prefix}-modality",
     )
     with gr.Accordion("Start from an image (optional)", open=False):
