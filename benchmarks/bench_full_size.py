@@ -767,7 +767,8 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
 
 
 KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match wins
-    # first: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
+    "fp8 row kernel": ("_quantize_rows_kernel",),  # ltx_pipeline.fp8_kernels, with fp8_row_kernel=True
+    # then: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
     "fused elementwise (triton)": ("triton",),
     "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
     "matrix products": ("gemm", "xmma", "cutlass", "nvjet", "_mm_", "matmul", "scaled_mm", "addmm", "aten::mm"),
@@ -884,6 +885,13 @@ def section_fp8_row_kernel(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "fp8_row_kernel", options)
 
 
+def section_fp8_row_kernel_compiled(bench: Bench, state: dict) -> None:
+    """As `fp8_row_kernel`, compiled without CUDA graphs, so that a `profile` after it sees each kernel (run 17 timed
+    the kernel's layout but did not trace it): `--sections env,build,fp8,profile,fp8_row_kernel_compiled,profile`."""
+    options = dataclasses.replace(fused_options(state), cuda_graphs=False, fp8=True, fp8_row_kernel=True)
+    measure_cuda_graphs(bench, state, "fp8_row_kernel_compiled", options)
+
+
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs_fused")
 
@@ -939,6 +947,7 @@ SECTIONS = {
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
     "fp8_graphs_fused": section_fp8_graphs_fused,
     "fp8_row_kernel": section_fp8_row_kernel,
+    "fp8_row_kernel_compiled": section_fp8_row_kernel_compiled,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,

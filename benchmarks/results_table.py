@@ -30,6 +30,7 @@ FORWARD_SECTIONS = {
     "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
     "fp8_graphs_fused": "fp8 row-wise + regional compile + CUDA graphs + GELU epilogue (audio) + out-of-place rotary",
     "fp8_row_kernel": "as fp8_graphs_fused, with the video feed-forwards' bias, GELU and fp8 scales in one kernel",
+    "fp8_row_kernel_compiled": "as fp8_row_kernel, without CUDA graphs (for a profile)",
     "fp8_row_kernel_all_experiment": "as fp8_row_kernel, every fp8 input's scales from that kernel (run 17; taken out)",
 }
 
