@@ -35,6 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.clips < 1 or args.threads < 1:
         parser.error(f"--clips and --threads must be >= 1; got {args.clips} and {args.threads}")
+    if args.model != "embedded" and not (Path(args.model) / "model_index.json").is_file():
+        parser.error(f"--model must be 'embedded' or a folder with a model_index.json; got {args.model!r}")
     torch.set_num_threads(args.threads)
     clips = [
         generate_clip(bench_embedded.HELD_OUT_SEED + index, 128, 128, 97, FRAME_RATE) for index in range(args.clips)
