@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import gc
 import json
 import math
@@ -521,8 +522,27 @@ def _audio_file(bench: Bench) -> str:
     return str(path)
 
 
-def run_pipeline(bench: Bench, pipe, label: str, audio_path: str | None, write: bool) -> dict:
-    """One generation from the prompt (T2AV) or audio file (A2V) to an mp4 on disk; times from the call."""
+def write_mp4_with_diffusers(path: Path, output) -> None:
+    """The straightforward writer a diffusers user reaches for: `diffusers.utils.export_utils.encode_video` (the
+    LTX-2 reference's PyAV writer: libx264 at its default preset, AAC audio)."""
+    from diffusers.utils.export_utils import encode_video
+
+    encode_video(
+        torch.from_numpy(output.frames),
+        fps=round(output.frame_rate),
+        output_path=str(path),
+        audio=output.audio.waveform,
+        audio_sample_rate=output.audio.sampling_rate,
+    )
+
+
+def run_pipeline(
+    bench: Bench, pipe, label: str, audio_path: str | None, write: bool, diffusers_writer: bool = False
+) -> dict:
+    """One generation from the prompt (T2AV) or audio file (A2V) to an mp4 on disk; times from the call.
+
+    With `diffusers_writer` the output is written a second time, with diffusers' own writer (the baseline's
+    straightforward way), and that write is timed too."""
     from ltx_pipeline.media import write_mp4
     from ltx_pipeline.types import Finished, StageDecoded, StepPreview
 
@@ -562,10 +582,17 @@ def run_pipeline(bench: Bench, pipe, label: str, audio_path: str | None, write: 
         "audio": tuple(output.audio.waveform.shape),
         "mp4_bytes": mp4_path.stat().st_size if write else None,
     }
+    if write and diffusers_writer:
+        diffusers_path = Path(bench.args.work_dir) / f"{label}_diffusers_writer.mp4"
+        begin = time.perf_counter()
+        write_mp4_with_diffusers(diffusers_path, output)
+        result["diffusers_mp4_write_s"] = round(time.perf_counter() - begin, 2)
+        result["end_to_end_diffusers_writer_s"] = round(generate_s + result["diffusers_mp4_write_s"], 2)
+        result["diffusers_mp4_bytes"] = diffusers_path.stat().st_size
     return result
 
 
-def e2e(bench: Bench, state: dict, section: str, warmup: bool = True) -> None:
+def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_writer: bool = False) -> None:
     from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
     from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 
@@ -585,11 +612,14 @@ def e2e(bench: Bench, state: dict, section: str, warmup: bool = True) -> None:
         if bench.left_s() < bench.args.reserve_s:
             bench.record(section, f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
             continue
-        bench.record(section, name, run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True))
+        result = run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer)
+        bench.record(section, name, result)
 
 
 def section_e2e_baseline(bench: Bench, state: dict) -> None:
-    e2e(bench, state, "e2e_baseline")
+    """The eager pipelines; each output is written by the product's writer (the same one every other e2e section
+    uses) and again by diffusers' `encode_video`, the baseline's own straightforward writer."""
+    e2e(bench, state, "e2e_baseline", diffusers_writer=True)
 
 
 def section_eager(bench: Bench, state: dict) -> None:
@@ -800,13 +830,20 @@ def section_profile(bench: Bench, state: dict) -> None:
     label = list(bench.shapes)[1]
     inputs = transformer_inputs(bench, transformer, *bench.shapes[label])
     on_gpu = bench.device.type == "cuda"
+    graphed = state.pop("graphed_forward", None)  # left by whole_graph_experiment: trace its replay
+
+    def run() -> None:
+        graphed(inputs) if graphed is not None else forward(transformer, inputs)
+
     with torch.no_grad():
-        forward(transformer, inputs)  # compiles a new shape outside the trace
+        run()  # compiles a new shape outside the trace
         bench.synchronize()
         activities = [ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
         with profile(activities=activities) as trace:
-            forward(transformer, inputs)
+            begin_s = time.perf_counter()
+            run()
             bench.synchronize()
+            wall_ms = (time.perf_counter() - begin_s) * 1e3
     wanted = torch.autograd.DeviceType.CUDA if on_gpu else torch.autograd.DeviceType.CPU
     kernels = [
         (event.key, _self_time_us(event, on_gpu), event.count)
@@ -818,7 +855,11 @@ def section_profile(bench: Bench, state: dict) -> None:
     for name, ms, _ in kernels:
         families[kernel_family(name)] = families.get(kernel_family(name), 0.0) + ms
     bench.record(section, "shape", label)
+    bench.record(section, "traced", "the whole-forward graph's replay" if graphed is not None else "forward")
+    bench.record(section, "wall_ms", round(wall_ms, 1))
     bench.record(section, "total_ms", round(sum(ms for _, ms, _ in kernels), 1))
+    copies = [(ms, count) for name, ms, count in kernels if "memcpy" in name.lower() or "memset" in name.lower()]
+    bench.record(section, "copies", {"ms": round(sum(ms for ms, _ in copies), 2), "count": sum(c for _, c in copies)})
     bench.record(section, "families_ms", {family: round(ms, 1) for family, ms in sorted(families.items())})
     top = sorted(kernels, key=lambda kernel: -kernel[1])[:15]
     bench.record(section, "longest", [[name[:140], round(ms, 2), count] for name, ms, count in top])
@@ -892,8 +933,100 @@ def section_fp8_row_kernel_compiled(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "fp8_row_kernel_compiled", options)
 
 
+# --- An experiment on the graphs (not a product option until it pays) ----------------------------------------
+
+
+class WholeForwardGraph:
+    """One CUDA graph of the whole transformer forward for one set of inputs (the blocks compiled without graphs):
+    inputs are copied into its static buffers, then one replay; no per-block input copies, no per-block launch."""
+
+    def __init__(self, transformer, inputs: dict) -> None:
+        self.static = {key: value.clone() if torch.is_tensor(value) else value for key, value in inputs.items()}
+        # The rotary coordinates are made from Python numbers with a host-to-device copy, which a capture cannot
+        # hold: made once here, they are inputs like the others.
+        batch, device = inputs["hidden_states"].shape[0], inputs["hidden_states"].device
+        self.static["video_coords"] = transformer.rope.prepare_video_coords(
+            batch, inputs["num_frames"], inputs["height"], inputs["width"], device, fps=inputs["fps"]
+        )
+        self.static["audio_coords"] = transformer.audio_rope.prepare_audio_coords(
+            batch, inputs["audio_num_frames"], device
+        )
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # compiles, autotunes and warms cuBLAS outside the capture
+                transformer(**self.static)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = transformer(**self.static)
+
+    def __call__(self, inputs: dict) -> tuple:
+        for key, value in inputs.items():
+            if torch.is_tensor(value):
+                self.static[key].copy_(value)
+        self.graph.replay()
+        return self.outputs
+
+
+def section_whole_graph_experiment(bench: Bench, state: dict, section: str = "whole_graph_experiment") -> None:
+    """The product's fastest options with the blocks compiled without CUDA graphs, and the whole forward captured
+    as one graph (`WholeForwardGraph`), at the two stage sizes; deviation against the same blocks run without the
+    graph. The blocks are left compiled without graphs (a later section recompiles them)."""
+    transformer = state["components"]["transformer"]
+    uncompile_blocks(transformer)
+    options = dataclasses.replace(fused_options(state), cuda_graphs=False)
+    bench.record(section, "options", f"{options} + the whole forward as one CUDA graph")
+    acceleration.apply_speed_options(transformer, options)
+    for label in list(bench.shapes)[:2]:
+        if bench.left_s() < bench.args.compile_reserve_s:
+            bench.record(section, f"{label}.skipped", f"deadline ({bench.left_s():.0f} s left)")
+            continue
+        inputs = transformer_inputs(bench, transformer, *bench.shapes[label])
+        bench.reset_peak()
+        begin = time.perf_counter()
+        with torch.no_grad():
+            reference = [output.clone() for output in transformer(**inputs)]
+            if bench.device.type != "cuda":  # a --tiny run checks the section's code up to the capture
+                bench.record(section, label, {"finite": bool(torch.isfinite(reference[0]).all())})
+                continue
+            graphed = WholeForwardGraph(transformer, inputs)
+            first_call_s = time.perf_counter() - begin
+            median, times = bench.time_ms(lambda graphed=graphed, inputs=inputs: graphed(inputs), warmup=1, repeats=6)
+            outputs = graphed(inputs)
+        flops = transformer_flops(
+            inputs["hidden_states"].shape[1],
+            inputs["audio_hidden_states"].shape[1],
+            bench.text_tokens,
+            transformer.config,
+        )
+        bench.record(
+            section,
+            label,
+            {
+                "ms": median,
+                "times_ms": times,
+                "tflops": round(flops / (median / 1e3) / 1e12, 1),
+                "first_call_s": round(first_call_s, 2),
+                "peak_gib": bench.peak_gib(),
+                "video_dev_vs_ungraphed": deviation(outputs[0], reference[0]),
+                "audio_dev_vs_ungraphed": deviation(outputs[1], reference[1]),
+            },
+        )
+        if label == list(bench.shapes)[1]:
+            state["graphed_forward"] = graphed  # for a `profile` after this section
+        else:
+            del graphed
+        free_memory()
+
+
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs_fused")
+
+
+def section_e2e_fp8_row_kernel(bench: Bench, state: dict) -> None:
+    """After `fp8_row_kernel`: the pipelines with the product's fastest fp8 transformer (that section's options)."""
+    e2e(bench, state, "e2e_fp8_row_kernel")
 
 
 def section_e2e_compile_vae(bench: Bench, state: dict) -> None:
@@ -949,8 +1082,13 @@ SECTIONS = {
     "fp8_row_kernel": section_fp8_row_kernel,
     "fp8_row_kernel_compiled": section_fp8_row_kernel_compiled,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
+    "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
+    "whole_graph_experiment": section_whole_graph_experiment,
+    "fp8_whole_graph_experiment": functools.partial(
+        section_whole_graph_experiment, section="fp8_whole_graph_experiment"
+    ),
 }
 
 

@@ -1,11 +1,12 @@
 """Per-row fp8 quantization of activations in one pass over memory (a Triton kernel), for `acceleration.Fp8Linear`.
 
 Each fp8 product's input needs a scale per row (token): its largest magnitude over the row. Compiled, inductor fuses
-that into the kernel making the activation, but keeps a row in registers only for rows of at most 1,024 values; the
-transformer's rows hold 4,096 (the video width) or 16,384 (the feed-forward's hidden width) values, which it loops
-over once per dependent reduction. At 768x512x121 the feed-forward's bias + GELU + scale + cast took 17.1 ms of a
-268 ms fp8 forward, 0.36 ms a call for 300 MB of traffic (benchmarks/RESULTS.md, run 14). This kernel holds the
-whole row in registers: one read, one write, one program per row.
+that into the kernel making the activation. For the feed-forward's hidden state (rows of 16,384 values: bias, tanh
+GELU, then the scale and the cast) that kernel took 17-18 ms of a 262-279 ms fp8 forward at 768x512x121, 0.33-0.37 ms
+a call for 300 MB of traffic (benchmarks/RESULTS.md, runs 14 and 18); inductor keeping each row in registers
+(persistent reductions) took as long (326 us alone, benchmarks/bench_row_kernel.py). This kernel holds the row in
+registers too: 161 us with exact arithmetic (a correctly rounded division per value), 95 us, the card's memory rate,
+with the fast math it uses on CUDA (the GPU's tanh instruction, the scale's inverse).
 """
 
 import torch
@@ -62,6 +63,7 @@ if triton is not None:
         FP8_MAX: tl.constexpr,
         HAS_BIAS: tl.constexpr,
         GELU: tl.constexpr,
+        FAST_MATH: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         row = tl.program_id(0).to(tl.int64)
@@ -71,22 +73,39 @@ if triton is not None:
         if HAS_BIAS:
             values += tl.load(bias_ptr + columns, mask=inside, other=0.0).to(tl.float32)
         if GELU:
-            # torch's gelu(approximate="tanh"): 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2 / pi) (x + 0.044715 x^3)
+            # torch's gelu(approximate="tanh"): 0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x + 0.044715 x^3)
             inner = 0.7978845608028654 * (values + 0.044715 * values * values * values)
-            values = values * tl.sigmoid(2.0 * inner)
-        amax = tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0)
-        scale = tl.maximum(amax, MIN_AMAX) / FP8_MAX
-        quantized = tl.clamp(tl.math.div_rn(values, scale), -FP8_MAX, FP8_MAX)
+            if FAST_MATH:  # the GPU's tanh instruction: relative error under 2^-10, below bf16's rounding
+                tanh = tl.inline_asm_elementwise(
+                    "tanh.approx.f32 $0, $1;", "=f,f", [inner], dtype=tl.float32, is_pure=True, pack=1
+                )
+                values = 0.5 * values * (1.0 + tanh)
+            else:  # the same, as x sigmoid(2u)
+                values = values * tl.sigmoid(2.0 * inner)
+        amax = tl.maximum(tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0), MIN_AMAX)
+        if FAST_MATH:  # a product with the scale's inverse rather than a correctly rounded division per value
+            quantized = values * (FP8_MAX / amax)
+        else:
+            quantized = tl.math.div_rn(values, amax / FP8_MAX)
+        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
         tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
-        tl.store(scales_ptr + row, scale)
+        tl.store(scales_ptr + row, amax / FP8_MAX)
 
 
 def launch_quantize_rows(
-    rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False, values_dtype: torch.dtype = FP8_DTYPE
+    rows: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    gelu: bool = False,
+    values_dtype: torch.dtype = FP8_DTYPE,
+    fast_math: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Triton kernel on contiguous (rows, features) `rows`; also on CPU tensors under TRITON_INTERPRET=1.
     `values_dtype=torch.float32` returns the scaled, clamped values before their cast to fp8 (Triton's interpreter
-    rounds that cast wrongly where it carries into the exponent: 127.4 -> 64 rather than 128)."""
+    rounds that cast wrongly where it carries into the exponent: 127.4 -> 64 rather than 128).
+    fast_math (CUDA only; the interpreter has no PTX): the GPU's tanh instruction for the GELU and a product with the
+    scale's inverse instead of a correctly rounded division. Exact, the kernel is bound by that arithmetic (1.9 TB/s
+    on an H200 at 6,144 x 16,384 with the GELU); with fast math it runs at 3.2 TB/s, the memory's rate, and 0.11 % of
+    the fp8 values move to a neighbouring one (benchmarks/bench_row_kernel.py)."""
     count, features = rows.shape
     values = torch.empty((count, features), dtype=values_dtype, device=rows.device)
     scales = torch.empty((count, 1), dtype=torch.float32, device=rows.device)
@@ -101,6 +120,7 @@ def launch_quantize_rows(
         FP8_MAX=FP8_MAX,
         HAS_BIAS=bias is not None,
         GELU=gelu,
+        FAST_MATH=fast_math,
         BLOCK=block,
         num_warps=min(max(block // 1024, 4), 16),  # 16 to 32 float32 values a thread
     )
@@ -116,8 +136,8 @@ def quantize_rows(
     rows: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(float8 e4m3 values, float32 scales of shape (rows, 1)) with gelu(rows + bias) ~= values * scales, the bias
-    and the tanh GELU optional, for 2-D `rows` (rows, features). One pass of the Triton kernel on CUDA, the same
-    float32 arithmetic in PyTorch elsewhere."""
+    and the tanh GELU optional, for 2-D `rows` (rows, features). One pass of the Triton kernel with fast math on
+    CUDA, the float32 arithmetic of `quantize_rows_reference` elsewhere."""
     if rows.dim() != 2 or (bias is not None and bias.shape != (rows.shape[1],)):
         raise ValueError(
             f"`rows` must be 2-D (rows, features) and `bias` None or (features,); got {tuple(rows.shape)} and "
@@ -125,4 +145,4 @@ def quantize_rows(
         )
     if not kernel_available(rows):
         return quantize_rows_reference(rows, bias, gelu)
-    return launch_quantize_rows(rows.contiguous(), None if bias is None else bias.contiguous(), gelu)
+    return launch_quantize_rows(rows.contiguous(), None if bias is None else bias.contiguous(), gelu, fast_math=True)

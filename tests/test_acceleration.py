@@ -279,12 +279,15 @@ def test_row_quantization_kernel_on_gpu_matches_the_reference_eager_and_compiled
     rows = (torch.randn(300, features, device="cuda") * 3).to(torch.bfloat16)
     row_bias = torch.randn(features, device="cuda", dtype=torch.bfloat16) if bias else None
     reference_values, reference_scales = fp8_kernels.quantize_rows_reference(rows, row_bias, gelu)
+    exact = fp8_kernels.launch_quantize_rows(rows, row_bias, gelu)
     compiled = torch.compile(fp8_kernels.quantize_rows, fullgraph=True)
-    for values, scales in (fp8_kernels.quantize_rows(rows, row_bias, gelu), compiled(rows, row_bias, gelu)):
+    fast = (fp8_kernels.quantize_rows(rows, row_bias, gelu), compiled(rows, row_bias, gelu))
+    # exact arithmetic: the same values but where float32 rounding of the GELU crosses an fp8 rounding boundary;
+    # fast math (what quantize_rows runs on CUDA): a few more (0.07-0.11 % on an H200, bench_row_kernel.py)
+    for (values, scales), most_changed in ((exact, 1e-3 if gelu else 0.0), (fast[0], 5e-3), (fast[1], 5e-3)):
         assert torch.allclose(scales, reference_scales, rtol=1e-6, atol=0)
-        # the same values but where float32 rounding of the GELU moves a value across an fp8 rounding boundary
         changed = (values.float() != reference_values.float()).float().mean().item()
-        assert changed <= (1e-3 if gelu else 0.0), changed
+        assert changed <= most_changed, changed
         assert torch.allclose(values.float(), reference_values.float(), rtol=2**-3, atol=2**-9)
 
 
