@@ -29,13 +29,30 @@ FORWARD_SECTIONS = {
     "fp8_compile": "fp8 row-wise + regional compile",
     "fp8_graphs": "fp8 row-wise + regional compile + CUDA graphs",
     "fp8_graphs_fused": "fp8 row-wise + regional compile + CUDA graphs + GELU epilogue (audio) + out-of-place rotary",
-    "fp8_row_kernel": "as fp8_graphs_fused, with the video feed-forwards' bias, GELU and fp8 scales in one kernel",
+    "fp8_row_kernel": "as fp8_graphs_fused, with the video feed-forwards' bias, GELU and fp8 scales in one kernel "
+    "(exact arithmetic in runs 16-19, the fast math it uses on CUDA from run 20)",
     "fp8_row_kernel_compiled": "as fp8_row_kernel, without CUDA graphs (for a profile)",
     "fp8_row_kernel_all_experiment": "as fp8_row_kernel, every fp8 input's scales from that kernel (run 17; taken out)",
+    "rows_experiment": "as graphs_fused, inductor's row reductions of up to 16,384 values persistent (run 18; taken out)",
+    "fp8_rows_experiment": "as fp8_graphs_fused, inductor's row reductions persistent (run 18; taken out)",
+    "fast_row_kernel_experiment": "as fp8_row_kernel, the kernel with fast math (run 19; its CUDA default since)",
+    "fast_row_kernel_chunked_experiment": "as fp8_row_kernel, fast math, rows read in chunks of 2,048 (run 19; taken out)",
+    "fast_row_kernel_rows_experiment": "as the chunked one, inductor's row reductions persistent (run 19; taken out)",
+    "fp8_inverse_scale_experiment": "as fp8_row_kernel, the other fp8 inputs multiplied by the scale's inverse rather "
+    "than divided by the scale (run 21; taken out)",
+    "whole_graph_experiment": "as graphs_fused, the blocks compiled without graphs and the whole forward one CUDA graph",
+    "fp8_whole_graph_experiment": "as fp8_row_kernel, the blocks compiled without graphs and the whole forward one "
+    "CUDA graph (experiment)",
 }
 
 
 def _fmt_dev(entry: dict, section: str) -> str:
+    if "video_dev_vs_ungraphed" in entry:  # the whole-forward graph against the same blocks run without it
+        video, audio = entry["video_dev_vs_ungraphed"], entry["audio_dev_vs_ungraphed"]
+        return (
+            f"vs the same blocks ungraphed: video rel {video['rel_l2']:.2e} / max {video['max_abs']:.3g}; "
+            f"audio rel {audio['rel_l2']:.2e} / max {audio['max_abs']:.3g}"
+        )
     if "video_dev" not in entry:
         if not entry.get("finite", True):
             return "NON-FINITE"
@@ -70,8 +87,8 @@ def forward_table(results: list[dict]) -> str:
 def e2e_table(results: list[dict]) -> str:
     lines = [
         "| file | run | pipeline | end to end s (to mp4) | generation s | mp4 write s | first preview s | "
-        "stage-1 decoded s | stage timings s | peak GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "stage-1 decoded s | stage timings s | peak GiB | with diffusers' writer: write s / end to end s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, result in enumerate(results, 1):
         for section, entries in result["sections"].items():
@@ -85,9 +102,15 @@ def e2e_table(results: list[dict]) -> str:
                 lines.append(
                     f"| {index} | {section} | {name} | {entry['end_to_end_s']} | {entry.get('generate_s', '')} | "
                     f"{entry.get('mp4_write_s', '')} | {entry['first_preview_s']} | "
-                    f"{entry['stage_1_decoded_s']} | {timings} | {entry['peak_gib']} |"
+                    f"{entry['stage_1_decoded_s']} | {timings} | {entry['peak_gib']} | {_diffusers_writer(entry)} |"
                 )
     return "\n".join(lines)
+
+
+def _diffusers_writer(entry: dict) -> str:
+    if "diffusers_mp4_write_s" not in entry:
+        return ""
+    return f"{entry['diffusers_mp4_write_s']} / {entry['end_to_end_diffusers_writer_s']}"
 
 
 def components_table(results: list[dict]) -> str:
