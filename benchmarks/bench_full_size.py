@@ -25,6 +25,7 @@ import datetime
 import functools
 import gc
 import json
+import logging
 import math
 import os
 import platform
@@ -798,6 +799,7 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
 
 KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match wins
     "fp8 row kernel": ("_quantize_rows_kernel",),  # ltx_pipeline.fp8_kernels, with fp8_row_kernel=True
+    "fused norm kernel": ("_modulated_rms_norm_kernel",),  # ltx_pipeline.fp8_kernels, with fused_norms=True
     # then: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
     "fused elementwise (triton)": ("triton",),
     "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
@@ -931,6 +933,36 @@ def section_fp8_row_kernel_compiled(bench: Bench, state: dict) -> None:
     the kernel's layout but did not trace it): `--sections env,build,fp8,profile,fp8_row_kernel_compiled,profile`."""
     options = dataclasses.replace(fused_options(state), cuda_graphs=False, fp8=True, fp8_row_kernel=True)
     measure_cuda_graphs(bench, state, "fp8_row_kernel_compiled", options)
+
+
+class _Messages(logging.Handler):
+    """Collects a logger's messages (the fused-norm pass says how many computations it replaced in each graph)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def section_fp8_fused_norms(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: as `fp8_row_kernel`, with each video norm, its modulation, the residual add
+    before it and the fp8 scales in one pass (`fused_norms=True`). Leaves the transformer so."""
+    options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
+    messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
+    pass_logger.addHandler(messages)
+    pass_logger.setLevel(logging.INFO)
+    try:
+        measure_cuda_graphs(bench, state, "fp8_fused_norms", options)
+    finally:
+        pass_logger.removeHandler(messages)
+    bench.record("fp8_fused_norms", "pass", messages.messages)
+
+
+def section_e2e_fp8_fused_norms(bench: Bench, state: dict) -> None:
+    """After `fp8_fused_norms`: the pipelines with that section's transformer."""
+    e2e(bench, state, "e2e_fp8_fused_norms")
 
 
 # --- An experiment on the graphs (not a product option until it pays) ----------------------------------------
@@ -1081,6 +1113,8 @@ SECTIONS = {
     "fp8_graphs_fused": section_fp8_graphs_fused,
     "fp8_row_kernel": section_fp8_row_kernel,
     "fp8_row_kernel_compiled": section_fp8_row_kernel_compiled,
+    "fp8_fused_norms": section_fp8_fused_norms,
+    "e2e_fp8_fused_norms": section_e2e_fp8_fused_norms,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,

@@ -5,7 +5,7 @@ the benchmarks all run the same code:
 
 - `SpeedOptions` (regional compilation, CUDA graphs, attention backend, fp8 matrix products, the feed-forwards'
   GELU in the matrix product's epilogue, the out-of-place rotary embedding, the compiled video decoder, the fp8
-  feed-forwards' one-pass scales) through `apply_speed_options`;
+  feed-forwards' one-pass scales, the fp8 inputs' norms in one pass) through `apply_speed_options`;
 - `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
 """
 
@@ -27,6 +27,7 @@ from torch import nn
 from . import constants
 from .attention_processors import use_out_of_place_rotary
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
+from .fused_norms import FusedNormsPass
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,11 @@ class SpeedOptions:
         rounding of `fp8` alone (the GELU is applied before, not after, rounding to bf16; 0.11 % of the fp8 values
         move to a neighbouring one). On an H200 at 768x512x121 it took the forward with every other option from
         268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19).
+    fused_norms: with `compile` and `fp8` (row-wise), each video RMS norm whose modulated output feeds fp8 products
+        is computed with its modulation, the residual add before it and the products' input scales in one pass of a
+        Triton kernel (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor
+        loops over each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of `fp8`
+        alone (on CUDA the scale's inverse, as for `fp8_row_kernel`).
     """
 
     compile: bool = False
@@ -125,6 +131,7 @@ class SpeedOptions:
     fused_rotary: bool = False
     compile_vae: bool = False
     fp8_row_kernel: bool = False
+    fused_norms: bool = False
 
     def __post_init__(self) -> None:
         if self.cuda_graphs and not self.compile:
@@ -133,6 +140,11 @@ class SpeedOptions:
             raise ValueError(
                 "`fp8_row_kernel=True` needs `fp8=True` with `fp8_scaling='rowwise'`; got "
                 f"fp8={self.fp8}, fp8_scaling={self.fp8_scaling!r}."
+            )
+        if self.fused_norms and not (self.compile and self.fp8 and self.fp8_scaling == "rowwise"):
+            raise ValueError(
+                "`fused_norms=True` needs `compile=True` and `fp8=True` with `fp8_scaling='rowwise'`; got "
+                f"compile={self.compile}, fp8={self.fp8}, fp8_scaling={self.fp8_scaling!r}."
             )
         valid_backends = [backend.value for backend in AttentionBackendName]
         for name in ("attention_backend", "video_attention_backend"):
@@ -179,6 +191,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --fp8: each feed-forward's bias, GELU and fp8 scales in one pass (a Triton kernel on CUDA, ~10 ms "
         "less a 768x512 forward on an H200)",
     )
+    parser.add_argument(
+        "--fused-norms",
+        action="store_true",
+        help="with --compile --fp8: each video norm, its modulation and the fp8 scales in one pass (a Triton kernel)",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -193,6 +210,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         fused_rotary=args.fused_rotary,
         compile_vae=args.compile_vae,
         fp8_row_kernel=args.fp8_row_kernel,
+        fused_norms=args.fused_norms,
     )
 
 
@@ -522,8 +540,16 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
     if options.gelu_epilogue:
         fuse_feed_forward_gelu(transformer)
     if options.compile:
-        mode = "reduce-overhead" if options.cuda_graphs else None
-        transformer.compile_repeated_blocks(fullgraph=True, mode=mode)
+        if options.fused_norms:  # torch.compile takes a mode or options, not both: "reduce-overhead" is the graphs
+            compile_options = {
+                "post_grad_custom_post_pass": FusedNormsPass(),
+                "triton.cudagraphs": options.cuda_graphs,
+            }
+            transformer.compile_repeated_blocks(fullgraph=True, options=compile_options)
+        else:
+            transformer.compile_repeated_blocks(
+                fullgraph=True, mode="reduce-overhead" if options.cuda_graphs else None
+            )
         if options.cuda_graphs:
             for module in rotary_embeddings(transformer):
                 module.compile(mode="reduce-overhead")

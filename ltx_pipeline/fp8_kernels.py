@@ -146,3 +146,182 @@ def quantize_rows(
     if not kernel_available(rows):
         return quantize_rows_reference(rows, bias, gelu)
     return launch_quantize_rows(rows.contiguous(), None if bias is None else bias.contiguous(), gelu, fast_math=True)
+
+
+# --- The transformer block's RMS norm + modulation (+ the residual add before it) with fp8 scales ---------------
+
+
+def modulated_rms_norm_reference(
+    hidden: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    eps: float,
+    update: torch.Tensor | None = None,
+    update_bias: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What `modulated_rms_norm_fp8` computes, in PyTorch (float32 between the roundings diffusers makes).
+
+    `hidden` (B, T, D): the residual stream; with `update` ((B, T, D) or (B*T, D)) it first becomes
+    hidden + (update + update_bias) * gate, rounded to hidden's dtype (the block's residual add; bias and gate
+    optional). Then diffusers' RMSNorm without weight (rounded to hidden's dtype), the block's modulation
+    normed * (1 + scale) + shift (rounded likewise; scale and shift broadcast as (B, 1 or T, D)), and its row-wise
+    fp8 quantization. Returns (the residual stream, the modulated rows (B, T, D), their fp8 values (B*T, D) and
+    float32 scales (B*T, 1)).
+    """
+    dtype = hidden.dtype
+    residual = hidden
+    if update is not None:
+        change = update.reshape(hidden.shape).float()
+        if update_bias is not None:
+            change = change + update_bias.float()
+        if gate is not None:
+            change = change * gate.float()
+        residual = (hidden.float() + change).to(dtype)
+    values = residual.float()
+    normed = (values * torch.rsqrt(values.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
+    modulated = (normed.float() * (1 + scale.float()) + shift.float()).to(dtype)
+    fp8_values, scales = quantize_to_fp8(modulated.reshape(-1, modulated.shape[-1]), "rowwise")
+    return residual, modulated, fp8_values, scales
+
+
+if triton is not None:
+
+    @triton.jit
+    def _modulated_rms_norm_kernel(
+        hidden_ptr,
+        update_ptr,
+        update_bias_ptr,
+        gate_ptr,
+        scale_ptr,
+        shift_ptr,
+        residual_ptr,
+        modulated_ptr,
+        values_ptr,
+        scales_ptr,
+        tokens,
+        features,
+        hidden_stride_b,
+        hidden_stride_t,
+        gate_stride_b,
+        gate_stride_t,
+        scale_stride_b,
+        scale_stride_t,
+        shift_stride_b,
+        shift_stride_t,
+        EPS: tl.constexpr,
+        MIN_AMAX: tl.constexpr,
+        FP8_MAX: tl.constexpr,
+        HAS_UPDATE: tl.constexpr,
+        HAS_BIAS: tl.constexpr,
+        HAS_GATE: tl.constexpr,
+        WRITE_MODULATED: tl.constexpr,
+        FAST_MATH: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        batch, token = row // tokens, row % tokens
+        columns = tl.arange(0, BLOCK)
+        inside = columns < features
+        hidden = tl.load(hidden_ptr + batch * hidden_stride_b + token * hidden_stride_t + columns, mask=inside)
+        dtype = hidden.dtype
+        values = hidden.to(tl.float32)
+        if HAS_UPDATE:
+            change = tl.load(update_ptr + row * features + columns, mask=inside, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                change += tl.load(update_bias_ptr + columns, mask=inside, other=0.0).to(tl.float32)
+            if HAS_GATE:
+                gate_row = gate_ptr + batch * gate_stride_b + token * gate_stride_t
+                change *= tl.load(gate_row + columns, mask=inside, other=0.0).to(tl.float32)
+            residual = (values + change).to(dtype)
+            tl.store(residual_ptr + row * features + columns, residual, mask=inside)
+            values = residual.to(tl.float32)
+        values = tl.where(inside, values, 0.0)
+        inverse_rms = 1.0 / tl.sqrt(tl.sum(values * values, axis=0) / features + EPS)
+        normed = (values * inverse_rms).to(dtype).to(tl.float32)
+        scale = tl.load(scale_ptr + batch * scale_stride_b + token * scale_stride_t + columns, mask=inside, other=0.0)
+        shift = tl.load(shift_ptr + batch * shift_stride_b + token * shift_stride_t + columns, mask=inside, other=0.0)
+        modulated = (normed * (1.0 + scale.to(tl.float32)) + shift.to(tl.float32)).to(dtype)
+        if WRITE_MODULATED:
+            tl.store(modulated_ptr + row * features + columns, modulated, mask=inside)
+        modulated = modulated.to(tl.float32)
+        amax = tl.maximum(tl.max(tl.where(inside, tl.abs(modulated), 0.0), axis=0), MIN_AMAX)
+        if FAST_MATH:
+            quantized = modulated * (FP8_MAX / amax)
+        else:
+            quantized = tl.math.div_rn(modulated, amax / FP8_MAX)
+        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
+        tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
+        tl.store(scales_ptr + row, amax / FP8_MAX)
+
+
+def _row_strides(tensor: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, int, int]:
+    """`tensor` broadcast to (B, T, D) `shape`, with its batch and token strides (0 where broadcast)."""
+    expanded = tensor.expand(shape)
+    if expanded.stride(-1) != 1:
+        expanded = expanded.contiguous()
+    return expanded, expanded.stride(0), expanded.stride(1)
+
+
+def launch_modulated_rms_norm(
+    hidden: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    eps: float,
+    update: torch.Tensor | None = None,
+    update_bias: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
+    write_modulated: bool = True,
+    values_dtype: torch.dtype = FP8_DTYPE,
+    fast_math: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`modulated_rms_norm_reference` as one pass of a Triton kernel, a program a row (also on CPU tensors under
+    TRITON_INTERPRET=1; `values_dtype` and `fast_math` as for `launch_quantize_rows`). The residual stream is an empty
+    tensor without `update` (it is `hidden` then), the modulated rows one without `write_modulated`."""
+    batch, tokens, features = hidden.shape
+    hidden, hidden_stride_b, hidden_stride_t = _row_strides(hidden, hidden.shape)
+    scale, scale_stride_b, scale_stride_t = _row_strides(scale, hidden.shape)
+    shift, shift_stride_b, shift_stride_t = _row_strides(shift, hidden.shape)
+    gate_stride_b = gate_stride_t = 0
+    if gate is not None:
+        gate, gate_stride_b, gate_stride_t = _row_strides(gate, hidden.shape)
+    rows = batch * tokens
+    full, empty = (batch, tokens, features), (0,)
+    residual = torch.empty(empty if update is None else full, dtype=hidden.dtype, device=hidden.device)
+    modulated = torch.empty(full if write_modulated else empty, dtype=hidden.dtype, device=hidden.device)
+    values = torch.empty((rows, features), dtype=values_dtype, device=hidden.device)
+    scales = torch.empty((rows, 1), dtype=torch.float32, device=hidden.device)
+    block = triton.next_power_of_2(features)
+    _modulated_rms_norm_kernel[(rows,)](
+        hidden,
+        hidden if update is None else update.reshape(rows, features).contiguous(),  # the unused pointers: not read
+        hidden if update_bias is None else update_bias.contiguous(),
+        hidden if gate is None else gate,
+        scale,
+        shift,
+        residual,
+        modulated,
+        values,
+        scales,
+        tokens,
+        features,
+        hidden_stride_b,
+        hidden_stride_t,
+        gate_stride_b,
+        gate_stride_t,
+        scale_stride_b,
+        scale_stride_t,
+        shift_stride_b,
+        shift_stride_t,
+        EPS=eps,
+        MIN_AMAX=constants.FP8_MIN_AMAX,
+        FP8_MAX=FP8_MAX,
+        HAS_UPDATE=update is not None,
+        HAS_BIAS=update_bias is not None,
+        HAS_GATE=gate is not None,
+        WRITE_MODULATED=write_modulated,
+        FAST_MATH=fast_math,
+        BLOCK=block,
+        num_warps=min(max(block // 1024, 4), 16),
+    )
+    return residual, modulated, values, scales

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -333,6 +334,157 @@ def test_fp8_row_kernel_flag_reaches_the_speed_options():
     assert speed_options_from_args(parser.parse_args(["--fp8", "--fp8-row-kernel"])).fp8_row_kernel
     with pytest.raises(ValueError, match="fp8_row_kernel=True"):
         speed_options_from_args(parser.parse_args(["--fp8-row-kernel"]))
+
+
+# --- The video norms, their modulation and fp8 scales in one pass ----------------------------------------------
+
+
+def test_fused_norms_need_compile_and_row_wise_fp8():
+    with pytest.raises(ValueError, match=r"fused_norms=True.*compile=True.*got compile=False, fp8=True"):
+        SpeedOptions(fp8=True, fused_norms=True)
+    with pytest.raises(ValueError, match=r"got compile=True, fp8=False"):
+        SpeedOptions(compile=True, fused_norms=True)
+
+
+def test_fused_norms_flag_reaches_the_speed_options():
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    assert speed_options_from_args(parser.parse_args(["--compile", "--fp8", "--fused-norms"])).fused_norms
+    with pytest.raises(ValueError, match="fused_norms=True"):
+        speed_options_from_args(parser.parse_args(["--fused-norms"]))
+
+
+def diffusers_block_norm(block: nn.Module, hidden, update, update_bias, gate, scale, shift):
+    """What a diffusers LTX-2 block computes before its feed-forward: the residual add, norm3, the modulation, then
+    `Fp8Linear`'s quantization of the result."""
+    residual = hidden + (update + update_bias) * gate
+    modulated = block.norm3(residual) * (1 + scale) + shift
+    return (residual, modulated, *quantize_to_fp8(modulated.reshape(-1, modulated.shape[-1]), "rowwise"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_modulated_norm_reference_computes_what_the_diffusers_block_does(dtype):
+    block = build_tiny_components()["transformer"].transformer_blocks[0].to(dtype)
+    generator = torch.Generator().manual_seed(0)
+    dim = block.scale_shift_table.shape[1]
+    hidden, update = (torch.randn(2, 6, dim, generator=generator).to(dtype) for _ in range(2))
+    update_bias = torch.randn(dim, generator=generator).to(dtype)
+    gate, scale, shift = (torch.randn(2, 1, dim, generator=generator).to(dtype) for _ in range(3))
+    expected = diffusers_block_norm(block, hidden, update, update_bias, gate, scale, shift)
+    fused = fp8_kernels.modulated_rms_norm_reference(
+        hidden, scale, shift, block.norm3.eps, update.reshape(12, dim), update_bias, gate
+    )
+    if dtype == torch.float32:  # the same float32 arithmetic
+        for output, reference in zip(fused, expected, strict=True):
+            assert torch.equal(output.float(), reference.float())
+    else:  # the fused one rounds to bf16 once where eager rounds each step: within bf16's rounding
+        for output, reference in zip(fused[:2], expected[:2], strict=True):
+            assert relative_error(output.float(), reference.float()) < 1e-2
+        assert relative_error(fused[2].float() * fused[3], expected[2].float() * expected[3]) < 5e-2
+
+
+# In float32: Triton's interpreter truncates casts to bf16 rather than rounding them (-3.6369 -> -3.625); the GPU test
+# below checks the bf16 roundings.
+MODULATED_NORM_INTERPRETER_CHECK = """
+import torch
+from ltx_pipeline import fp8_kernels
+torch.manual_seed(0)
+for features, residual, per_token in [(4096, True, False), (100, False, True), (48, True, True)]:
+    def draw(*shape):
+        return torch.randn(*shape) * 2
+    hidden = draw(2, 3, features)
+    scale, shift = draw(2, 3 if per_token else 1, features), draw(2, 3 if per_token else 1, features)
+    extra = (draw(6, features), draw(features), draw(2, 1, features)) if residual else (None, None, None)
+    outputs = fp8_kernels.launch_modulated_rms_norm(hidden, scale, shift, 1e-6, *extra, values_dtype=torch.float32)
+    expected = fp8_kernels.modulated_rms_norm_reference(hidden, scale, shift, 1e-6, *extra)
+    assert torch.equal(outputs[0], expected[0]) if residual else outputs[0].numel() == 0
+    for output, reference in zip(outputs[1:2] + outputs[3:], expected[1:2] + expected[3:]):
+        assert torch.allclose(output, reference, rtol=1e-5, atol=1e-6), features  # float32 sums in another order
+    values = (expected[1].reshape(-1, features) / outputs[3]).clamp(-448, 448)
+    assert torch.allclose(outputs[2], values, rtol=1e-5, atol=1e-5), features
+print("ok")
+"""
+
+
+def test_modulated_norm_kernel_computes_the_reference_in_tritons_interpreter():
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", MODULATED_NORM_INTERPRETER_CHECK],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def compiled_fp8_outputs(fused_norms: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    torch._dynamo.reset()
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(compile=True, fp8=True, fused_norms=fused_norms))
+    with torch._inductor.config.patch(fx_graph_cache=False):  # a cached graph would not run the pass again
+        return run_transformer(transformer)
+
+
+def test_fused_norms_replace_each_video_norm_feeding_fp8_products_and_keep_outputs(caplog):
+    reference_video, reference_audio = compiled_fp8_outputs(fused_norms=False)
+    with caplog.at_level(logging.INFO, logger="ltx_pipeline.fused_norms"):
+        video, audio = compiled_fp8_outputs(fused_norms=True)
+    # The blocks share one graph: norm1 (self-attention), norm2 (text), the audio-to-video norm twice (its video
+    # queries; the keys and values of the video-to-audio attention) and norm3 (feed-forward).
+    fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
+    assert fused == ["5"]
+    # float32 on the CPU: the same arithmetic as the compiled graph's
+    assert relative_error(video, reference_video) < 1e-5
+    assert relative_error(audio, reference_audio) < 1e-5
+
+
+@pytest.mark.gpu
+def test_modulated_norm_kernel_on_gpu_matches_the_reference():
+    if not torch.cuda.is_available() or fp8_kernels.triton is None:
+        pytest.skip("needs a CUDA GPU and Triton")
+    torch.manual_seed(0)
+
+    def draw(*shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, device="cuda") * 2).to(torch.bfloat16)
+
+    hidden, scale, shift = draw(2, 300, 4096), draw(2, 1, 4096), draw(2, 1, 4096)
+    extra = (draw(600, 4096), draw(4096), draw(2, 1, 4096))
+    expected = fp8_kernels.modulated_rms_norm_reference(hidden, scale, shift, 1e-6, *extra)
+    outputs = torch.ops.ltx_pipeline.modulated_rms_norm_fp8(hidden, scale, shift, 1e-6, *extra, True)
+    assert torch.equal(outputs[0], expected[0])
+    assert (outputs[1] != expected[1]).float().mean().item() < 1e-3  # a float32 sum in another order, then bf16
+    assert torch.allclose(outputs[3], expected[3], rtol=1e-2)
+    changed = (outputs[2].float() != expected[2].float()).float().mean().item()
+    assert changed < 1e-2, changed  # fast math: the scale's inverse, and the neighbouring rows' bf16 roundings
+    assert torch.allclose(outputs[2].float(), expected[2].float(), rtol=2**-3, atol=2**-9)
+
+
+@pytest.mark.gpu
+def test_fused_norms_on_gpu_replace_the_norms_in_the_graphed_blocks(caplog):
+    if not fp8_matmul_supported("cuda" if torch.cuda.is_available() else "cpu"):
+        pytest.skip("needs a CUDA GPU with fp8 matrix products")
+    outputs = []
+    for fused_norms in (False, True):
+        torch._dynamo.reset()
+        transformer = build_tiny_components()["transformer"].to("cuda", torch.bfloat16)
+        options = SpeedOptions(compile=True, cuda_graphs=True, fp8=True, fused_norms=fused_norms)
+        apply_speed_options(transformer, options)
+        with caplog.at_level(logging.INFO, logger="ltx_pipeline.fused_norms"), torch.no_grad():
+            with torch._inductor.config.patch(fx_graph_cache=False):
+                inputs = {
+                    name: value.to("cuda") if isinstance(value, torch.Tensor) else value
+                    for name, value in transformer_inputs(torch.bfloat16).items()
+                }
+                for _ in range(3):  # recorded at the first passes, then replayed
+                    video, audio = transformer(**inputs)
+        outputs.append((video.float(), audio.float()))
+    fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
+    assert fused == ["5"]
+    (reference_video, reference_audio), (video, audio) = outputs
+    assert relative_error(video, reference_video) < 5e-2  # fp8 values that round the other way, on a tiny model
+    assert relative_error(audio, reference_audio) < 5e-2
 
 
 # --- GELU in the feed-forward product's epilogue --------------------------------------------------------------
