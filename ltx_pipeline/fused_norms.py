@@ -12,7 +12,8 @@ same aten ops whatever diffusers' Python looks like: they come from `diffusers.m
 block's modulation and `acceleration.Fp8Linear`'s quantization) and replaces each with one call of
 `modulated_rms_norm_fp8`, a custom op running `fp8_kernels.launch_modulated_rms_norm` on CUDA, which holds the row in
 registers and reads it once. The diffusers block's code is not changed or copied; a graph the pass does not
-recognise is left as it is.
+recognise is left as it is. On an H200 at 768x512x121 it took the fp8 forward with every other option from 262.9 to
+258.4 ms and from 263.4 to 259.2 ms (runs 22-23), its kernel at the memory's rate for what it moves.
 """
 
 import logging
