@@ -800,6 +800,7 @@ def section_attention_graphs(bench: Bench, state: dict) -> None:
 KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match wins
     "fp8 row kernel": ("_quantize_rows_kernel",),  # ltx_pipeline.fp8_kernels, with fp8_row_kernel=True
     "fused norm kernel": ("_modulated_rms_norm_kernel",),  # ltx_pipeline.fp8_kernels, with fused_norms=True
+    "gated output kernel": ("_gated_heads_kernel",),  # ltx_pipeline.fp8_kernels, fp8_row_kernel + fused_rotary
     # then: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
     "fused elementwise (triton)": ("triton",),
     "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
@@ -960,6 +961,26 @@ def section_fp8_fused_norms(bench: Bench, state: dict) -> None:
     bench.record("fp8_fused_norms", "pass", messages.messages)
 
 
+def section_fp8_ungated_output_experiment(bench: Bench, state: dict) -> None:
+    """After `fp8_fused_norms`: the same options with the attention outputs' gating and fp8 scales left to inductor
+    (the processors' `fp8_gated_output` off), the layout before `fuse_fp8_gated_outputs`; turned back on after."""
+    transformer = state["components"]["transformer"]
+    processors = [
+        module.processor
+        for module in transformer.modules()
+        if getattr(getattr(module, "processor", None), "fp8_gated_output", False)
+    ]
+    for processor in processors:
+        processor.fp8_gated_output = False
+    bench.record("fp8_ungated_output_experiment", "processors_changed", len(processors))
+    options = dataclasses.replace(fused_options(state), fp8=True, fused_norms=True)
+    try:
+        measure_cuda_graphs(bench, state, "fp8_ungated_output_experiment", options)
+    finally:
+        for processor in processors:
+            processor.fp8_gated_output = True
+
+
 def section_e2e_fp8_fused_norms(bench: Bench, state: dict) -> None:
     """After `fp8_fused_norms`: the pipelines with that section's transformer."""
     e2e(bench, state, "e2e_fp8_fused_norms")
@@ -1115,6 +1136,7 @@ SECTIONS = {
     "fp8_row_kernel_compiled": section_fp8_row_kernel_compiled,
     "fp8_fused_norms": section_fp8_fused_norms,
     "e2e_fp8_fused_norms": section_e2e_fp8_fused_norms,
+    "fp8_ungated_output_experiment": section_fp8_ungated_output_experiment,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,

@@ -33,7 +33,9 @@ FORWARD_SECTIONS = {
     "(exact arithmetic in runs 16-19, the fast math it uses on CUDA from run 20)",
     "fp8_row_kernel_compiled": "as fp8_row_kernel, without CUDA graphs (for a profile)",
     "fp8_fused_norms": "as fp8_row_kernel, with each video norm, its modulation, the residual add before it and the "
-    "fp8 scales in one kernel (`fused_norms`)",
+    "fp8 scales in one kernel (`fused_norms`; from run 24 `fp8_row_kernel` also gates the attention outputs in one pass)",
+    "fp8_ungated_output_experiment": "as fp8_fused_norms, the attention outputs' gating and fp8 scales left to "
+    "inductor (the layout of runs 22-23)",
     "fp8_row_kernel_all_experiment": "as fp8_row_kernel, every fp8 input's scales from that kernel (run 17; taken out)",
     "rows_experiment": "as graphs_fused, inductor's row reductions of up to 16,384 values persistent (run 18; taken out)",
     "fp8_rows_experiment": "as fp8_graphs_fused, inductor's row reductions persistent (run 18; taken out)",

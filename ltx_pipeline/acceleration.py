@@ -22,10 +22,11 @@ from diffusers.hooks.group_offloading import _is_group_offload_enabled
 from diffusers.models.activations import GELU
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+from diffusers.models.transformers.transformer_ltx2 import LTX2Attention
 from torch import nn
 
 from . import constants
-from .attention_processors import use_out_of_place_rotary
+from .attention_processors import OutOfPlaceRotaryAttnProcessor, use_out_of_place_rotary
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 from .fused_norms import FusedNormsPass
 
@@ -112,7 +113,9 @@ class SpeedOptions:
         the GPU's tanh instruction and the scale's inverse, at the memory's rate) instead of inductor's kernel,
         which ran at a fifth of it; elsewhere than CUDA the same float32 arithmetic in PyTorch. Outputs within bf16
         rounding of `fp8` alone (the GELU is applied before, not after, rounding to bf16; 0.11 % of the fp8 values
-        move to a neighbouring one). On an H200 at 768x512x121 it took the forward with every other option from
+        move to a neighbouring one). With `fused_rotary` (this project's attention processor) also each gated video
+        attention's output gating and its out-projection's fp8 scales (`fuse_fp8_gated_outputs`), one pass over the
+        attention output where compiled it took a transposing copy and two more reads. On an H200 at 768x512x121 it took the forward with every other option from
         268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19).
     fused_norms: with `compile` and `fp8` (row-wise), each video RMS norm whose modulated output feeds fp8 products
         is computed with its modulation, the residual add before it and the products' input scales in one pass of a
@@ -467,6 +470,27 @@ def fuse_fp8_feed_forwards(model: nn.Module) -> int:
     return len(targets)
 
 
+def fuse_fp8_gated_outputs(model: nn.Module) -> int:
+    """Turn on `fp8_gated_output` in each `OutOfPlaceRotaryAttnProcessor` (`fused_rotary`) of `model` whose attention
+    has gates and a row-wise `Fp8Linear` out-projection: the gating and that product's fp8 scales in one pass.
+    Returns the number turned on."""
+    fused = 0
+    for module in model.modules():
+        processor = getattr(module, "processor", None)
+        out = getattr(module, "to_out", [None])[0]
+        if (
+            isinstance(module, LTX2Attention)
+            and isinstance(processor, OutOfPlaceRotaryAttnProcessor)
+            and module.to_gate_logits is not None
+            and isinstance(out, Fp8Linear)
+            and out.scaling == "rowwise"
+        ):
+            processor.fp8_gated_output = True
+            fused += 1
+    logger.info("Gating and fp8 scales of %d attention outputs in one pass.", fused)
+    return fused
+
+
 # --- Applying the options to a pipeline ---------------------------------------------------------------------------
 
 
@@ -538,6 +562,7 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
         if options.fp8_row_kernel:
             fuse_fp8_feed_forwards(transformer)
+            fuse_fp8_gated_outputs(transformer)
     if options.gelu_epilogue:
         fuse_feed_forward_gelu(transformer)
     if options.compile:

@@ -17,6 +17,8 @@ from diffusers.models.transformers.transformer_ltx2 import (
 )
 from torch import nn
 
+from .fp8_kernels import quantize_gated_heads
+
 
 def apply_split_rotary_emb_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """diffusers' `apply_split_rotary_emb` without in-place updates: the same result, in x's dtype.
@@ -42,7 +44,14 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
 
     Adapted from diffusers 0.42.1 (transformer_ltx2.py); only the rotation differs. Without a perturbation mask it
     computes what `LTX2AudioVideoAttnProcessor` does, so it stands in for either.
+
+    `fp8_gated_output` (set by `acceleration.apply_speed_options` where `to_out[0]` is a row-wise `Fp8Linear`): the
+    gating of a gated attention's output and the out-projection's fp8 scales in one pass
+    (`fp8_kernels.quantize_gated_heads`), reading the attention output once in the backend's layout, where compiled
+    it was copied to (B, T, H*D), then read twice more for the scales and the cast.
     """
+
+    fp8_gated_output: bool = False
 
     def __call__(
         self,
@@ -83,7 +92,7 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
 
             # (B, T, H*D) -> (B, T, H, D)
             query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))
-            hidden_states = dispatch_attention_fn(
+            attention = dispatch_attention_fn(
                 query,
                 key,
                 value,
@@ -92,8 +101,13 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
                 is_causal=False,
                 backend=self._attention_backend,
                 parallel_config=self._parallel_config,
-            )
-            hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
+            )  # (B, T, H, D)
+            if self.fp8_gated_output and attn.to_gate_logits is not None and perturbation_mask is None:
+                out = attn.to_out[0]
+                values, scales = quantize_gated_heads(attention.to(query.dtype), gate_logits)
+                output = out.product(values, scales, query.dtype)  # (B*T, out)
+                return attn.to_out[1](output.reshape(*attention.shape[:2], -1))  # (B*T, out) -> (B, T, out)
+            hidden_states = attention.flatten(2, 3).to(query.dtype)
             if perturbation_mask is not None:
                 hidden_states = torch.lerp(value.flatten(2, 3), hidden_states, perturbation_mask)
 

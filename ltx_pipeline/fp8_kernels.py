@@ -325,3 +325,111 @@ def launch_modulated_rms_norm(
         num_warps=min(max(block // 1024, 4), 16),
     )
     return residual, modulated, values, scales
+
+
+# --- A gated attention's output (per-head gates) with the out-projection's fp8 scales --------------------------
+
+
+def gated_heads_reference(attention: torch.Tensor, gate_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `quantize_gated_heads` computes, in PyTorch: the LTX-2.3 attention gating (each head's output times
+    2 sigmoid(its gate logit), rounded to the attention's dtype), then row-wise fp8 quantization of each token's row.
+
+    `attention` (B, T, H, D), any strides; `gate_logits` (B, T, H). Returns fp8 values (B*T, H*D) and float32 scales
+    (B*T, 1).
+    """
+    batch, tokens, heads, head_dim = attention.shape
+    gates = 2.0 * torch.sigmoid(gate_logits.float())
+    gated = (attention.float() * gates.unsqueeze(-1)).to(attention.dtype)
+    return quantize_to_fp8(gated.reshape(batch * tokens, heads * head_dim), "rowwise")  # (B, T, H, D) -> (B*T, H*D)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gated_heads_kernel(
+        attention_ptr,
+        logits_ptr,
+        values_ptr,
+        scales_ptr,
+        tokens,
+        heads,
+        head_dim,
+        attention_stride_b,
+        attention_stride_t,
+        attention_stride_h,
+        attention_stride_d,
+        logits_stride_b,
+        logits_stride_t,
+        logits_stride_h,
+        MIN_AMAX: tl.constexpr,
+        FP8_MAX: tl.constexpr,
+        FAST_MATH: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        batch, token = row // tokens, row % tokens
+        head = tl.arange(0, BLOCK_H)[:, None]
+        dim = tl.arange(0, BLOCK_D)[None, :]
+        inside = (head < heads) & (dim < head_dim)
+        row_start = attention_ptr + batch * attention_stride_b + token * attention_stride_t
+        attention = tl.load(row_start + head * attention_stride_h + dim * attention_stride_d, mask=inside)
+        logits_row = logits_ptr + batch * logits_stride_b + token * logits_stride_t
+        logits = tl.load(logits_row + head * logits_stride_h, mask=head < heads, other=0.0).to(tl.float32)
+        gated = (attention.to(tl.float32) * (2.0 * tl.sigmoid(logits))).to(attention.dtype).to(tl.float32)
+        magnitudes = tl.where(inside, tl.abs(gated), 0.0)
+        amax = tl.maximum(tl.max(tl.max(magnitudes, axis=1), axis=0), MIN_AMAX)
+        if FAST_MATH:
+            quantized = gated * (FP8_MAX / amax)
+        else:
+            quantized = tl.math.div_rn(gated, amax / FP8_MAX)
+        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
+        output = values_ptr + row * heads * head_dim + head * head_dim + dim
+        tl.store(output, quantized.to(values_ptr.dtype.element_ty), mask=inside)
+        tl.store(scales_ptr + row, amax / FP8_MAX)
+
+
+def launch_gated_heads(
+    attention: torch.Tensor,
+    gate_logits: torch.Tensor,
+    values_dtype: torch.dtype = FP8_DTYPE,
+    fast_math: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gated_heads_reference` as one pass of a Triton kernel, a program a token, reading `attention` in whatever
+    layout the attention backend left it (cuDNN's (B, H, T, D) seen as (B, T, H, D)); `values_dtype` and `fast_math`
+    as for `launch_quantize_rows`."""
+    batch, tokens, heads, head_dim = attention.shape
+    values = torch.empty((batch * tokens, heads * head_dim), dtype=values_dtype, device=attention.device)
+    scales = torch.empty((batch * tokens, 1), dtype=torch.float32, device=attention.device)
+    block_h, block_d = triton.next_power_of_2(heads), triton.next_power_of_2(head_dim)
+    _gated_heads_kernel[(batch * tokens,)](
+        attention,
+        gate_logits,
+        values,
+        scales,
+        tokens,
+        heads,
+        head_dim,
+        *attention.stride(),
+        *gate_logits.stride(),
+        MIN_AMAX=constants.FP8_MIN_AMAX,
+        FP8_MAX=FP8_MAX,
+        FAST_MATH=fast_math,
+        BLOCK_H=block_h,
+        BLOCK_D=block_d,
+        num_warps=min(max(block_h * block_d // 1024, 4), 16),
+    )
+    return values, scales
+
+
+def quantize_gated_heads(attention: torch.Tensor, gate_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp8 values (B*T, H*D), float32 scales (B*T, 1)) of the gated attention output: the Triton kernel with fast
+    math on CUDA, `gated_heads_reference` elsewhere. `attention` (B, T, H, D), `gate_logits` (B, T, H)."""
+    if attention.dim() != 4 or gate_logits.shape != attention.shape[:3]:
+        raise ValueError(
+            f"`attention` must be (B, T, H, D) and `gate_logits` (B, T, H); got {tuple(attention.shape)} and "
+            f"{tuple(gate_logits.shape)}."
+        )
+    if not kernel_available(attention):
+        return gated_heads_reference(attention, gate_logits)
+    return launch_gated_heads(attention, gate_logits, fast_math=True)

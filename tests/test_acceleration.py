@@ -336,6 +336,75 @@ def test_fp8_row_kernel_flag_reaches_the_speed_options():
         speed_options_from_args(parser.parse_args(["--fp8-row-kernel"]))
 
 
+def test_fp8_row_kernel_with_fused_rotary_gates_each_video_attention_output_in_one_pass():
+    options = SpeedOptions(fp8=True, fp8_row_kernel=True, fused_rotary=True)
+    transformer, reference = build_tiny_components()["transformer"], build_tiny_components()["transformer"]
+    apply_speed_options(transformer, options)
+    apply_speed_options(reference, SpeedOptions(fp8=True, fused_rotary=True))
+    gated = {
+        name.rsplit(".", 1)[-1]
+        for name, module in transformer.transformer_blocks[0].named_modules()
+        if getattr(getattr(module, "processor", None), "fp8_gated_output", False)
+    }
+    # the video-query attentions, whose out-projections are fp8; the audio ones stay bf16
+    assert gated == {"attn1", "attn2", "audio_to_video_attn"}
+    video, audio = run_transformer(transformer)
+    reference_video, reference_audio = run_transformer(reference)
+    # float32 on the CPU: the gating and the scales in one step compute what the two steps computed
+    assert relative_error(video, reference_video) < 1e-5
+    assert relative_error(audio, reference_audio) < 1e-5
+
+
+def test_gated_heads_name_the_shapes_they_cannot_take():
+    with pytest.raises(ValueError, match=r"`attention` must be \(B, T, H, D\).*got \(1, 2, 3\) and \(1, 2\)"):
+        fp8_kernels.quantize_gated_heads(torch.zeros(1, 2, 3), torch.zeros(1, 2))
+
+
+GATED_HEADS_INTERPRETER_CHECK = """
+import torch
+from ltx_pipeline import fp8_kernels
+torch.manual_seed(0)
+for heads, head_dim in [(32, 128), (3, 20)]:
+    attention = torch.randn(2, heads, 5, head_dim).transpose(1, 2)  # cuDNN's layout seen as (B, T, H, D)
+    logits = torch.randn(2, 5, heads)
+    values, scales = fp8_kernels.launch_gated_heads(attention, logits, values_dtype=torch.float32)
+    _, expected_scales = fp8_kernels.gated_heads_reference(attention, logits)
+    gated = (attention * 2 * torch.sigmoid(logits).unsqueeze(-1)).reshape(10, heads * head_dim)
+    assert torch.allclose(scales, expected_scales, rtol=1e-6), heads
+    assert torch.allclose(values, (gated / expected_scales).clamp(-448, 448), rtol=1e-5, atol=1e-5), heads
+print("ok")
+"""
+
+
+def test_gated_heads_kernel_computes_the_reference_in_tritons_interpreter():
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", GATED_HEADS_INTERPRETER_CHECK],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.gpu
+def test_gated_heads_kernel_on_gpu_matches_the_reference():
+    if not torch.cuda.is_available() or fp8_kernels.triton is None:
+        pytest.skip("needs a CUDA GPU and Triton")
+    torch.manual_seed(0)
+    attention = torch.randn(1, 32, 600, 128, device="cuda").to(torch.bfloat16).transpose(1, 2)  # (B, T, H, D)
+    logits = torch.randn(1, 600, 32, device="cuda").to(torch.bfloat16)
+    values, scales = fp8_kernels.quantize_gated_heads(attention, logits)
+    expected_values, expected_scales = fp8_kernels.gated_heads_reference(attention, logits)
+    # the GPU's sigmoid and a bf16 rounding of the gated value now and then on the other side; the scale's inverse
+    assert torch.allclose(scales, expected_scales, rtol=2**-7)
+    changed = (values.float() != expected_values.float()).float().mean().item()
+    assert changed < 2e-2, changed
+    assert torch.allclose(values.float(), expected_values.float(), rtol=2**-3, atol=2**-9)
+
+
 # --- The video norms, their modulation and fp8 scales in one pass ----------------------------------------------
 
 
