@@ -115,7 +115,8 @@ class SpeedOptions:
         rounding of `fp8` alone (the GELU is applied before, not after, rounding to bf16; 0.11 % of the fp8 values
         move to a neighbouring one). With `fused_rotary` (this project's attention processor) also each gated video
         attention's output gating and its out-projection's fp8 scales (`fuse_fp8_gated_outputs`), one pass over the
-        attention output where compiled it took a transposing copy and two more reads. On an H200 at 768x512x121 it took the forward with every other option from
+        attention output where compiled it took a transposing copy and two more reads: 258.3 -> 254.1 ms with every
+        other option (runs 24-25), deviation unchanged. On an H200 at 768x512x121 it took the forward with every other option from
         268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19).
     fused_norms: with `compile` and `fp8` (row-wise), each video RMS norm whose modulated output feeds fp8 products
         is computed with its modulation, the residual add before it and the products' input scales in one pass of a
