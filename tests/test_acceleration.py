@@ -21,6 +21,7 @@ from diffusers.models.transformers.transformer_ltx2 import (
     apply_split_rotary_emb,
 )
 from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants, fp8_kernels
 from ltx_pipeline.acceleration import (
@@ -52,6 +53,7 @@ from ltx_pipeline.attention_processors import (
     apply_split_rotary_emb_out_of_place,
     use_diffusers_rotary,
 )
+from ltx_pipeline.fused_norms import fuse_modulated_norms
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
@@ -486,6 +488,21 @@ def test_modulated_norm_kernel_computes_the_reference_in_tritons_interpreter():
         timeout=600,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_fused_norms_pass_leaves_a_graph_without_fp8_inputs_as_it_is():
+    # diffusers' RMSNorm and a modulation feeding a bf16 product: nothing to quantize, so nothing to replace
+    norm = build_tiny_components()["transformer"].transformer_blocks[0].norm1
+    linear = nn.Linear(32, 16)
+
+    def block(hidden: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return linear(norm(hidden) * (1 + scale) + shift)
+
+    arguments = (torch.randn(1, 6, 32), torch.randn(1, 1, 32), torch.randn(1, 1, 32))
+    graph = make_fx(block)(*arguments).graph
+    before = [node.target for node in graph.nodes]
+    assert fuse_modulated_norms(graph) == 0
+    assert [node.target for node in graph.nodes] == before
 
 
 def compiled_fp8_outputs(fused_norms: bool) -> tuple[torch.Tensor, torch.Tensor]:
