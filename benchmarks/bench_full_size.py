@@ -981,6 +981,35 @@ def section_fp8_ungated_output_experiment(bench: Bench, state: dict) -> None:
             processor.fp8_gated_output = True
 
 
+VIDEO_GATES = ("attn1.to_gate_logits", "attn2.to_gate_logits", "audio_to_video_attn.to_gate_logits")
+
+
+def section_fp8_gates_experiment(bench: Bench, state: dict) -> None:
+    """After `fp8_fused_norms`: the video attentions' gate-logit layers (4,096 -> 32, kept in bf16 by
+    constants.FP8_SKIP_LINEAR_SUFFIXES) as fp8 products too, so that each norm kernel no longer writes the bf16
+    modulated rows they read (the fused-norm pass then finds only fp8 consumers). Changes the gates' precision:
+    the deviation from eager says by how much. Leaves the transformer so."""
+    transformer = state["components"]["transformer"]
+    gates = [
+        (name, module)
+        for name, module in transformer.named_modules()
+        if name.endswith(VIDEO_GATES) and ".audio_attn" not in name and type(module) is torch.nn.Linear
+    ]
+    for name, module in gates:
+        parent_name, _, child = name.rpartition(".")
+        setattr(transformer.get_submodule(parent_name), child, acceleration.Fp8Linear(module, "rowwise"))
+    bench.record("fp8_gates_experiment", "gates_quantized", len(gates))
+    options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
+    messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
+    pass_logger.addHandler(messages)
+    pass_logger.setLevel(logging.INFO)
+    try:
+        measure_cuda_graphs(bench, state, "fp8_gates_experiment", options)
+    finally:
+        pass_logger.removeHandler(messages)
+    bench.record("fp8_gates_experiment", "pass", messages.messages)
+
+
 def section_e2e_fp8_fused_norms(bench: Bench, state: dict) -> None:
     """After `fp8_fused_norms`: the pipelines with that section's transformer."""
     e2e(bench, state, "e2e_fp8_fused_norms")
@@ -1137,6 +1166,7 @@ SECTIONS = {
     "fp8_fused_norms": section_fp8_fused_norms,
     "e2e_fp8_fused_norms": section_e2e_fp8_fused_norms,
     "fp8_ungated_output_experiment": section_fp8_ungated_output_experiment,
+    "fp8_gates_experiment": section_fp8_gates_experiment,
     "e2e_fp8_graphs_fused": section_e2e_fp8_graphs_fused,
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,

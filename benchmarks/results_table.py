@@ -36,6 +36,7 @@ FORWARD_SECTIONS = {
     "fp8 scales in one kernel (`fused_norms`; from run 24 `fp8_row_kernel` also gates the attention outputs in one pass)",
     "fp8_ungated_output_experiment": "as fp8_fused_norms, the attention outputs' gating and fp8 scales left to "
     "inductor (the layout of runs 22-23)",
+    "fp8_gates_experiment": "as fp8_fused_norms, the video attentions' gate logits as fp8 products too (experiment)",
     "fp8_row_kernel_all_experiment": "as fp8_row_kernel, every fp8 input's scales from that kernel (run 17; taken out)",
     "rows_experiment": "as graphs_fused, inductor's row reductions of up to 16,384 values persistent (run 18; taken out)",
     "fp8_rows_experiment": "as fp8_graphs_fused, inductor's row reductions persistent (run 18; taken out)",
