@@ -947,18 +947,23 @@ class _Messages(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def section_fp8_fused_norms(bench: Bench, state: dict) -> None:
-    """Needs the fp8 section first: as `fp8_row_kernel`, with each video norm, its modulation, the residual add
-    before it and the fp8 scales in one pass (`fused_norms=True`). Leaves the transformer so."""
+def measure_fused_norms(bench: Bench, state: dict, section: str) -> None:
+    """`measure_cuda_graphs` with every fp8 option and `fused_norms`, recording what the graph pass said."""
     options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
     messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
     pass_logger.addHandler(messages)
     pass_logger.setLevel(logging.INFO)
     try:
-        measure_cuda_graphs(bench, state, "fp8_fused_norms", options)
+        measure_cuda_graphs(bench, state, section, options)
     finally:
         pass_logger.removeHandler(messages)
-    bench.record("fp8_fused_norms", "pass", messages.messages)
+    bench.record(section, "pass", messages.messages)
+
+
+def section_fp8_fused_norms(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: as `fp8_row_kernel`, with each video norm, its modulation, the residual add
+    before it and the fp8 scales in one pass (`fused_norms=True`). Leaves the transformer so."""
+    measure_fused_norms(bench, state, "fp8_fused_norms")
 
 
 def section_fp8_ungated_output_experiment(bench: Bench, state: dict) -> None:
@@ -999,15 +1004,7 @@ def section_fp8_gates_experiment(bench: Bench, state: dict) -> None:
         parent_name, _, child = name.rpartition(".")
         setattr(transformer.get_submodule(parent_name), child, acceleration.Fp8Linear(module, "rowwise"))
     bench.record("fp8_gates_experiment", "gates_quantized", len(gates))
-    options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
-    messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
-    pass_logger.addHandler(messages)
-    pass_logger.setLevel(logging.INFO)
-    try:
-        measure_cuda_graphs(bench, state, "fp8_gates_experiment", options)
-    finally:
-        pass_logger.removeHandler(messages)
-    bench.record("fp8_gates_experiment", "pass", messages.messages)
+    measure_fused_norms(bench, state, "fp8_gates_experiment")
 
 
 def section_e2e_fp8_fused_norms(bench: Bench, state: dict) -> None:

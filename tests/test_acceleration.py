@@ -258,19 +258,23 @@ print("ok")
 """
 
 
-def test_row_quantization_kernel_computes_the_reference_in_tritons_interpreter():
-    # The kernel runs on CUDA; Triton's interpreter runs the same program on the CPU (slowly), where it is checked.
+def run_in_tritons_interpreter(script: str) -> None:
+    """Runs `script` (which prints "ok") with TRITON_INTERPRET=1: the kernels run on CUDA; Triton's interpreter runs
+    the same programs on the CPU (slowly), where they are checked."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
-    environment = {**os.environ, "TRITON_INTERPRET": "1"}
     result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", TRITON_INTERPRETER_CHECK],
-        env=environment,
+        [sys.executable, "-W", "ignore", "-c", script],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_row_quantization_kernel_computes_the_reference_in_tritons_interpreter():
+    run_in_tritons_interpreter(TRITON_INTERPRETER_CHECK)
 
 
 @pytest.mark.gpu
@@ -379,16 +383,7 @@ print("ok")
 
 
 def test_gated_heads_kernel_computes_the_reference_in_tritons_interpreter():
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", GATED_HEADS_INTERPRETER_CHECK],
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    run_in_tritons_interpreter(GATED_HEADS_INTERPRETER_CHECK)
 
 
 @pytest.mark.gpu
@@ -478,16 +473,7 @@ print("ok")
 
 
 def test_modulated_norm_kernel_computes_the_reference_in_tritons_interpreter():
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed (CUDA builds of torch ship it)")
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", MODULATED_NORM_INTERPRETER_CHECK],
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    run_in_tritons_interpreter(MODULATED_NORM_INTERPRETER_CHECK)
 
 
 def test_fused_norms_pass_leaves_a_graph_without_fp8_inputs_as_it_is():
