@@ -948,7 +948,8 @@ class _Messages(logging.Handler):
 
 
 def measure_fused_norms(bench: Bench, state: dict, section: str) -> None:
-    """`measure_cuda_graphs` with every fp8 option and `fused_norms`, recording what the graph pass said."""
+    """`measure_cuda_graphs` with every fp8 option and `fused_norms`, recording what the graph pass said (nothing
+    where inductor's cache already held the compiled graphs, as on a machine that ran the section before: run 25)."""
     options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
     messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
     pass_logger.addHandler(messages)
