@@ -113,11 +113,12 @@ class SpeedOptions:
         the GPU's tanh instruction and the scale's inverse, at the memory's rate) instead of inductor's kernel,
         which ran at a fifth of it; elsewhere than CUDA the same float32 arithmetic in PyTorch. Outputs within bf16
         rounding of `fp8` alone (the GELU is applied before, not after, rounding to bf16; 0.11 % of the fp8 values
-        move to a neighbouring one). With `fused_rotary` (this project's attention processor) also each gated video
-        attention's output gating and its out-projection's fp8 scales (`fuse_fp8_gated_outputs`), one pass over the
-        attention output where compiled it took a transposing copy and two more reads: 258.3 -> 254.1 ms with every
-        other option (runs 24-25), deviation unchanged. On an H200 at 768x512x121 it took the forward with every other option from
-        268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19).
+        move to a neighbouring one). On an H200 at 768x512x121 it took the forward with every other option from
+        268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19). With `fused_rotary` (this
+        project's attention processor) it also does each gated video attention's output gating and its
+        out-projection's fp8 scales in one pass (`fuse_fp8_gated_outputs`), where compiled the attention output took
+        a transposing copy and two more reads: 258.3 -> 254.1 ms with every other option (runs 24-25), deviation
+        unchanged.
     fused_norms: with `compile` and `fp8` (row-wise), each video RMS norm whose modulated output feeds fp8 products
         is computed with its modulation, the residual add before it and the products' input scales in one pass of a
         Triton kernel (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor
@@ -194,7 +195,7 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         "--fp8-row-kernel",
         action="store_true",
         help="with --fp8: each feed-forward's bias, GELU and fp8 scales in one pass (a Triton kernel on CUDA, ~10 ms "
-        "less a 768x512 forward on an H200)",
+        "less a 768x512 forward on an H200); with --fused-rotary also each gated attention output's (~4 ms)",
     )
     parser.add_argument(
         "--fused-norms",
@@ -477,16 +478,11 @@ def fuse_fp8_gated_outputs(model: nn.Module) -> int:
     Returns the number turned on."""
     fused = 0
     for module in model.modules():
-        processor = getattr(module, "processor", None)
-        out = getattr(module, "to_out", [None])[0]
-        if (
-            isinstance(module, LTX2Attention)
-            and isinstance(processor, OutOfPlaceRotaryAttnProcessor)
-            and module.to_gate_logits is not None
-            and isinstance(out, Fp8Linear)
-            and out.scaling == "rowwise"
-        ):
-            processor.fp8_gated_output = True
+        if not (isinstance(module, LTX2Attention) and isinstance(module.processor, OutOfPlaceRotaryAttnProcessor)):
+            continue
+        out = module.to_out[0]
+        if module.to_gate_logits is not None and isinstance(out, Fp8Linear) and out.scaling == "rowwise":
+            module.processor.fp8_gated_output = True
             fused += 1
     logger.info("Gating and fp8 scales of %d attention outputs in one pass.", fused)
     return fused

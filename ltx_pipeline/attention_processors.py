@@ -42,13 +42,14 @@ def apply_split_rotary_emb_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tens
 class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
     """diffusers' `LTX2PerturbedAttnProcessor` with the split rotary embedding computed out of place.
 
-    Adapted from diffusers 0.42.1 (transformer_ltx2.py); only the rotation differs. Without a perturbation mask it
-    computes what `LTX2AudioVideoAttnProcessor` does, so it stands in for either.
+    Adapted from diffusers 0.42.1 (transformer_ltx2.py); the rotation differs, and the optional fp8 output path below.
+    Without a perturbation mask it computes what `LTX2AudioVideoAttnProcessor` does, so it stands in for either.
 
-    `fp8_gated_output` (set by `acceleration.apply_speed_options` where `to_out[0]` is a row-wise `Fp8Linear`): the
-    gating of a gated attention's output and the out-projection's fp8 scales in one pass
+    `fp8_gated_output` (set by `acceleration.fuse_fp8_gated_outputs` where `to_out[0]` is a row-wise `Fp8Linear`):
+    the gating of a gated attention's output and the out-projection's fp8 scales in one pass
     (`fp8_kernels.quantize_gated_heads`), reading the attention output once in the backend's layout, where compiled
-    it was copied to (B, T, H*D), then read twice more for the scales and the cast.
+    it was copied to (B, T, H*D), then read twice more for the scales and the cast. Not with a perturbation mask
+    (STG passes), which takes the path above.
     """
 
     fp8_gated_output: bool = False
