@@ -49,7 +49,7 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
     the gating of a gated attention's output and the out-projection's fp8 scales in one pass
     (`fp8_kernels.quantize_gated_heads`), reading the attention output once in the backend's layout, where compiled
     it was copied to (B, T, H*D), then read twice more for the scales and the cast. Not with a perturbation mask
-    (STG passes), which takes the path above.
+    (STG passes), which keeps the unfused path.
     """
 
     fp8_gated_output: bool = False

@@ -18,7 +18,6 @@ recognise is left as it is. On an H200 at 768x512x121 it took the fp8 forward wi
 
 import logging
 import operator
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -263,20 +262,21 @@ def _bias_add(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
 # --- The pass ------------------------------------------------------------------------------------------------------
 
 
-def _quantizations_by_input(graph: fx.Graph) -> Iterator[tuple[fx.Node, list[_Quantization]]]:
+def _quantizations_by_input(graph: fx.Graph) -> dict[fx.Node, list[_Quantization]]:
+    """The graph's fp8 quantizations grouped by the tensor they quantize (q, k and v share theirs)."""
     found: dict[fx.Node, list[_Quantization]] = {}
     for node in graph.nodes:
         quantization = _match_quantization(node)
         if quantization is not None:
             found.setdefault(quantization.modulated, []).append(quantization)
-    yield from found.items()
+    return found
 
 
 def fuse_modulated_norms(graph: fx.Graph) -> int:
     """Replace each recognised norm + modulation + fp8 quantization in `graph` (and the residual add before it) by
     one `modulated_rms_norm_fp8` call, in place. Returns the number of calls made."""
     fused = 0
-    for modulated, quantizations in list(_quantizations_by_input(graph)):
+    for modulated, quantizations in _quantizations_by_input(graph).items():
         norm = _match_modulated_norm(modulated)
         if norm is None:
             continue
@@ -296,11 +296,11 @@ def fuse_modulated_norms(graph: fx.Graph) -> int:
         )
         with graph.inserting_after(modulated):
             call = graph.call_function(torch.ops.ltx_pipeline.modulated_rms_norm_fp8.default, arguments)
-        outputs = [call]
+        outputs, previous = [], call
         for index in range(4):
-            with graph.inserting_after(outputs[-1]):
-                outputs.append(graph.call_function(operator.getitem, (call, index)))
-        outputs = outputs[1:]
+            with graph.inserting_after(previous):
+                previous = graph.call_function(operator.getitem, (call, index))
+            outputs.append(previous)
         _set_fake_values(call, outputs, arguments)
         residual_out, modulated_out, values, scales = outputs
         for quantization in quantizations:
