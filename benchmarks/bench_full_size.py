@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import functools
 import gc
 import json
 import logging
@@ -51,7 +50,7 @@ from diffusers import (  # noqa: E402
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import acceleration, loading  # noqa: E402
+from ltx_pipeline import acceleration, forward_graphs, loading  # noqa: E402
 from ltx_pipeline.attention_processors import use_diffusers_rotary  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
@@ -284,9 +283,10 @@ def transformer_inputs(bench: Bench, transformer, height: int, width: int, num_f
 
 
 def forward(transformer, inputs: dict) -> tuple:
-    """One transformer pass, a new step for CUDA graphs as the pipelines' `_velocity` marks it."""
+    """One transformer pass as the pipelines' `_velocity` makes it: a new step for torch.compile's CUDA graphs, and
+    a replay where the whole forward is recorded (`forward_graph=True`; no LoRA here)."""
     torch.compiler.cudagraph_mark_step_begin()
-    return transformer(**inputs)
+    return forward_graphs.forward(transformer, (), **inputs)
 
 
 def measure_transformer(bench: Bench, section: str, transformer, references: dict | None, shapes=None, **kw) -> dict:
@@ -305,12 +305,13 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
         bench.reset_peak()
         compile_start = time.perf_counter()
         with torch.no_grad():
-            first = forward(transformer, inputs)
+            forward(transformer, inputs)
             bench.synchronize()
             first_call_s = time.perf_counter() - compile_start
             median, times = bench.time_ms(
                 lambda inputs=inputs: forward(transformer, inputs), warmup=1, repeats=repeats
             )
+            last = forward(transformer, inputs)  # a replay where graphs are recorded: the first pass is not one
         flops = transformer_flops(
             inputs["hidden_states"].shape[1],
             inputs["audio_hidden_states"].shape[1],
@@ -328,13 +329,13 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
             "audio_tokens": inputs["audio_hidden_states"].shape[1],
         }
         if references is not None and label in references:
-            entry["video_dev"] = deviation(first[0], references[label][0])
-            entry["audio_dev"] = deviation(first[1], references[label][1])
+            entry["video_dev"] = deviation(last[0], references[label][0])
+            entry["audio_dev"] = deviation(last[1], references[label][1])
         else:
-            entry["finite"] = bool(torch.isfinite(first[0]).all() and torch.isfinite(first[1]).all())
-        outputs[label] = (first[0].detach().clone(), first[1].detach().clone())
+            entry["finite"] = bool(torch.isfinite(last[0]).all() and torch.isfinite(last[1]).all())
+        outputs[label] = (last[0].detach().clone(), last[1].detach().clone())
         bench.record(section, label, entry)
-        del inputs, first
+        del inputs, last
     return outputs
 
 
@@ -349,6 +350,7 @@ def uncompile_blocks(transformer) -> None:
     caches."""
     for module in [*transformer.transformer_blocks, *acceleration.rotary_embeddings(transformer)]:
         module._compiled_call_impl = None
+    forward_graphs.disable(transformer)
     torch._dynamo.reset()
 
 
@@ -833,18 +835,14 @@ def section_profile(bench: Bench, state: dict) -> None:
     label = list(bench.shapes)[1]
     inputs = transformer_inputs(bench, transformer, *bench.shapes[label])
     on_gpu = bench.device.type == "cuda"
-    graphed = state.pop("graphed_forward", None)  # left by whole_graph_experiment: trace its replay
-
-    def run() -> None:
-        graphed(inputs) if graphed is not None else forward(transformer, inputs)
 
     with torch.no_grad():
-        run()  # compiles a new shape outside the trace
+        forward(transformer, inputs)  # compiles (or records) a new shape outside the trace
         bench.synchronize()
         activities = [ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
         with profile(activities=activities) as trace:
             begin_s = time.perf_counter()
-            run()
+            forward(transformer, inputs)
             bench.synchronize()
             wall_ms = (time.perf_counter() - begin_s) * 1e3
     wanted = torch.autograd.DeviceType.CUDA if on_gpu else torch.autograd.DeviceType.CPU
@@ -858,7 +856,8 @@ def section_profile(bench: Bench, state: dict) -> None:
     for name, ms, _ in kernels:
         families[kernel_family(name)] = families.get(kernel_family(name), 0.0) + ms
     bench.record(section, "shape", label)
-    bench.record(section, "traced", "the whole-forward graph's replay" if graphed is not None else "forward")
+    replayed = forward_graphs.enabled(transformer)
+    bench.record(section, "traced", "the whole forward's graph, replayed" if replayed else "forward")
     bench.record(section, "wall_ms", round(wall_ms, 1))
     bench.record(section, "total_ms", round(sum(ms for _, ms, _ in kernels), 1))
     copies = [(ms, count) for name, ms, count in kernels if "memcpy" in name.lower() or "memset" in name.lower()]
@@ -1013,91 +1012,31 @@ def section_e2e_fp8_fused_norms(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_fused_norms")
 
 
-# --- An experiment on the graphs (not a product option until it pays) ----------------------------------------
+# --- The whole forward as one CUDA graph (`forward_graph=True`) ----------------------------------------------------
 
 
-class WholeForwardGraph:
-    """One CUDA graph of the whole transformer forward for one set of inputs (the blocks compiled without graphs):
-    inputs are copied into its static buffers, then one replay; no per-block input copies, no per-block launch."""
-
-    def __init__(self, transformer, inputs: dict) -> None:
-        self.static = {key: value.clone() if torch.is_tensor(value) else value for key, value in inputs.items()}
-        # The rotary coordinates are made from Python numbers with a host-to-device copy, which a capture cannot
-        # hold: made once here, they are inputs like the others.
-        batch, device = inputs["hidden_states"].shape[0], inputs["hidden_states"].device
-        self.static["video_coords"] = transformer.rope.prepare_video_coords(
-            batch, inputs["num_frames"], inputs["height"], inputs["width"], device, fps=inputs["fps"]
-        )
-        self.static["audio_coords"] = transformer.audio_rope.prepare_audio_coords(
-            batch, inputs["audio_num_frames"], device
-        )
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # compiles, autotunes and warms cuBLAS outside the capture
-                transformer(**self.static)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = transformer(**self.static)
-
-    def __call__(self, inputs: dict) -> tuple:
-        for key, value in inputs.items():
-            if torch.is_tensor(value):
-                self.static[key].copy_(value)
-        self.graph.replay()
-        return self.outputs
+def section_graph_forward(bench: Bench, state: dict) -> None:
+    """As `graphs_fused` (the product's fastest bf16 options), with the whole forward recorded as one CUDA graph per
+    shape instead of a graph per block (`forward_graph=True`). Leaves the transformer so, for `e2e_graph_forward`."""
+    options = dataclasses.replace(fused_options(state), cuda_graphs=False, forward_graph=True)
+    measure_cuda_graphs(bench, state, "graph_forward", options)
 
 
-def section_whole_graph_experiment(bench: Bench, state: dict, section: str = "whole_graph_experiment") -> None:
-    """The product's fastest options with the blocks compiled without CUDA graphs, and the whole forward captured
-    as one graph (`WholeForwardGraph`), at the two stage sizes; deviation against the same blocks run without the
-    graph. The blocks are left compiled without graphs (a later section recompiles them)."""
-    transformer = state["components"]["transformer"]
-    uncompile_blocks(transformer)
-    options = dataclasses.replace(fused_options(state), cuda_graphs=False)
-    bench.record(section, "options", f"{options} + the whole forward as one CUDA graph")
-    acceleration.apply_speed_options(transformer, options)
-    for label in list(bench.shapes)[:2]:
-        if bench.left_s() < bench.args.compile_reserve_s:
-            bench.record(section, f"{label}.skipped", f"deadline ({bench.left_s():.0f} s left)")
-            continue
-        inputs = transformer_inputs(bench, transformer, *bench.shapes[label])
-        bench.reset_peak()
-        begin = time.perf_counter()
-        with torch.no_grad():
-            reference = [output.clone() for output in transformer(**inputs)]
-            if bench.device.type != "cuda":  # a --tiny run checks the section's code up to the capture
-                bench.record(section, label, {"finite": bool(torch.isfinite(reference[0]).all())})
-                continue
-            graphed = WholeForwardGraph(transformer, inputs)
-            first_call_s = time.perf_counter() - begin
-            median, times = bench.time_ms(lambda graphed=graphed, inputs=inputs: graphed(inputs), warmup=1, repeats=6)
-            outputs = graphed(inputs)
-        flops = transformer_flops(
-            inputs["hidden_states"].shape[1],
-            inputs["audio_hidden_states"].shape[1],
-            bench.text_tokens,
-            transformer.config,
-        )
-        bench.record(
-            section,
-            label,
-            {
-                "ms": median,
-                "times_ms": times,
-                "tflops": round(flops / (median / 1e3) / 1e12, 1),
-                "first_call_s": round(first_call_s, 2),
-                "peak_gib": bench.peak_gib(),
-                "video_dev_vs_ungraphed": deviation(outputs[0], reference[0]),
-                "audio_dev_vs_ungraphed": deviation(outputs[1], reference[1]),
-            },
-        )
-        if label == list(bench.shapes)[1]:
-            state["graphed_forward"] = graphed  # for a `profile` after this section
-        else:
-            del graphed
-        free_memory()
+def section_e2e_graph_forward(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_graph_forward")
+
+
+def section_fp8_graph_forward(bench: Bench, state: dict) -> None:
+    """Needs the fp8 section first: as `fp8_fused_norms` (every fp8 option), with the whole forward recorded as one
+    CUDA graph per shape instead of a graph per block. Leaves the transformer so, for `e2e_fp8_graph_forward`."""
+    options = dataclasses.replace(
+        fused_options(state), cuda_graphs=False, forward_graph=True, fp8=True, fp8_row_kernel=True, fused_norms=True
+    )
+    measure_cuda_graphs(bench, state, "fp8_graph_forward", options)
+
+
+def section_e2e_fp8_graph_forward(bench: Bench, state: dict) -> None:
+    e2e(bench, state, "e2e_fp8_graph_forward")
 
 
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
@@ -1169,10 +1108,10 @@ SECTIONS = {
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
-    "whole_graph_experiment": section_whole_graph_experiment,
-    "fp8_whole_graph_experiment": functools.partial(
-        section_whole_graph_experiment, section="fp8_whole_graph_experiment"
-    ),
+    "graph_forward": section_graph_forward,
+    "e2e_graph_forward": section_e2e_graph_forward,
+    "fp8_graph_forward": section_fp8_graph_forward,
+    "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,
 }
 
 

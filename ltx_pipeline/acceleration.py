@@ -25,7 +25,7 @@ from diffusers.models.attention_dispatch import AttentionBackendName, _check_att
 from diffusers.models.transformers.transformer_ltx2 import LTX2Attention
 from torch import nn
 
-from . import constants
+from . import constants, forward_graphs
 from .attention_processors import OutOfPlaceRotaryAttnProcessor, use_out_of_place_rotary
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 from .fused_norms import FusedNormsPass
@@ -125,6 +125,12 @@ class SpeedOptions:
         loops over each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of `fp8`
         alone (on CUDA the scale's inverse, as for `fp8_row_kernel`). On an H200 at 768x512x121: 262.9 -> 258.4 ms
         with every other option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23).
+    forward_graph: on CUDA, the transformer's whole forward recorded as one CUDA graph per call signature (shapes,
+        the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
+        block with the CPU launching and copying between them. The first pass of each signature runs as usual and
+        is recorded; the graphs hold one more copy of the forward's activations. Not with `cuda_graphs` (a graph
+        cannot hold torch.compile's own), nor with the "fp8-storage" and "24gb" memory modes (their hooks move and
+        cast weights during the forward). Elsewhere than CUDA the forward runs as usual.
     """
 
     compile: bool = False
@@ -138,8 +144,14 @@ class SpeedOptions:
     compile_vae: bool = False
     fp8_row_kernel: bool = False
     fused_norms: bool = False
+    forward_graph: bool = False
 
     def __post_init__(self) -> None:
+        if self.forward_graph and self.cuda_graphs:
+            raise ValueError(
+                "`forward_graph=True` records the whole forward as one CUDA graph, which cannot hold the per-block "
+                "graphs of `cuda_graphs=True`: set one of them."
+            )
         if self.cuda_graphs and not self.compile:
             raise ValueError("`cuda_graphs=True` needs `compile=True` (the graphs are recorded by torch.compile).")
         if self.fp8_row_kernel and not (self.fp8 and self.fp8_scaling == "rowwise"):
@@ -202,6 +214,11 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --compile --fp8: each video norm, its modulation and the fp8 scales in one pass (a Triton kernel)",
     )
+    parser.add_argument(
+        "--forward-graph",
+        action="store_true",
+        help="replay the transformer's whole forward as one CUDA graph per input shape (instead of --cuda-graphs)",
+    )
 
 
 def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
@@ -217,6 +234,7 @@ def speed_options_from_args(args: argparse.Namespace) -> SpeedOptions:
         compile_vae=args.compile_vae,
         fp8_row_kernel=args.fp8_row_kernel,
         fused_norms=args.fused_norms,
+        forward_graph=args.forward_graph,
     )
 
 
@@ -576,6 +594,8 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         if options.cuda_graphs:
             for module in rotary_embeddings(transformer):
                 module.compile(mode="reduce-overhead")
+    if options.forward_graph or forward_graphs.enabled(transformer):
+        forward_graphs.enable(transformer)  # anew: graphs recorded before would replay the modules replaced above
     if options.compile_vae:
         # Static shapes: the few sizes a pipeline decodes each get their own graph rather than one dynamic-shape one.
         vae.decoder.compile(dynamic=False)
@@ -696,6 +716,14 @@ def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryM
             "`compile_vae=True` cannot be combined with memory mode '24gb' (its VAE streams its weights layer by "
             "layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
         )
+    if speed.forward_graph and memory_mode is not None:
+        mode = MemoryMode.from_name(memory_mode)
+        if mode is not MemoryMode.FULL_GPU_BF16:
+            raise ValueError(
+                f"`forward_graph=True` cannot be combined with memory mode {mode.value!r} (its hooks move or cast the "
+                "weights during each forward, which a CUDA graph cannot replay); use memory mode 'full-gpu-bf16', or "
+                "leave forward_graph off."
+            )
 
 
 def place_pipeline(

@@ -6,6 +6,7 @@ diffusers' own (`LTX2Pipeline`'s static helpers); the loop is written out here b
 stream audio estimates, freeze one modality, or take per-modality guidance of 0.
 """
 
+import functools
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnector
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
-from . import constants, validation
+from . import constants, forward_graphs, validation
 from .audio import seconds_to_samples
 from .conditioning import (
     ImageCondition,
@@ -457,8 +458,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
         token_sigmas: torch.Tensor | None = None,
         isolate_modalities: bool = False,
         stg_blocks: tuple[int, ...] | None = None,
+        graph_state: tuple = (),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One transformer pass; sigmas on the [0, 1] scale, `token_sigmas` (1, S) where video tokens differ."""
+        """One transformer pass; sigmas on the [0, 1] scale, `token_sigmas` (1, S) where video tokens differ;
+        `graph_state` the transformer's LoRA state for `forward_graphs` (SpeedOptions.forward_graph)."""
         batch = video.shape[0]
         dtype = self.transformer.dtype
         scale = self.transformer.config.timestep_scale_multiplier
@@ -468,7 +471,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
         # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
         torch.compiler.cudagraph_mark_step_begin()
-        video_velocity, audio_velocity = self.transformer(
+        video_velocity, audio_velocity = forward_graphs.forward(
+            self.transformer,
+            graph_state,
             hidden_states=video.to(dtype),
             audio_hidden_states=audio.to(dtype),
             encoder_hidden_states=text.video.to(dtype),
@@ -518,6 +523,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         needs_perturbed = any(guider.needs_perturbed for guider in guiders)
         needs_isolated = any(guider.needs_isolated for guider in guiders)
         stg_blocks = video_guider.params.stg_blocks or audio_guider.params.stg_blocks
+        # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
+        graph_state = lora_fingerprint(self.transformer) if forward_graphs.enabled(self.transformer) else ()
+        velocity = functools.partial(self._velocity, graph_state=graph_state)
         if needs_unconditional and negative is None:
             raise ValueError("CFG needs a negative prompt encoding; got none.")
         if needs_unconditional:
@@ -540,7 +548,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             current, noise_levels = (video_latents, audio_latents), (video_sigma, audio_sigma)
 
             if needs_unconditional:
-                video_velocity, audio_velocity = self._velocity(
+                video_velocity, audio_velocity = velocity(
                     video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch, *step_inputs
                 )
                 cond_video, cond_audio = velocity_to_x0(
@@ -551,20 +559,20 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 )
             else:
                 cond_video, cond_audio = velocity_to_x0(
-                    current, self._velocity(video_latents, audio_latents, positive, *step_inputs), noise_levels
+                    current, velocity(video_latents, audio_latents, positive, *step_inputs), noise_levels
                 )
                 uncond_video = uncond_audio = None
             perturbed_video = perturbed_audio = isolated_video = isolated_audio = None
             if needs_perturbed:
                 perturbed_video, perturbed_audio = velocity_to_x0(
                     current,
-                    self._velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
+                    velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
                     noise_levels,
                 )
             if needs_isolated:
                 isolated_video, isolated_audio = velocity_to_x0(
                     current,
-                    self._velocity(video_latents, audio_latents, positive, *step_inputs, isolate_modalities=True),
+                    velocity(video_latents, audio_latents, positive, *step_inputs, isolate_modalities=True),
                     noise_levels,
                 )
 

@@ -1,0 +1,167 @@
+"""The whole transformer forward as CUDA graphs (ltx_pipeline.forward_graphs, SpeedOptions(forward_graph=True)).
+
+On the CPU: the option's checks, the signature a graph is recorded under, and that the pipelines run as without it
+(no CUDA: no graphs). The recording and replays themselves need a GPU (`pytest -m gpu`).
+"""
+
+import argparse
+import logging
+
+import numpy as np
+import pytest
+import torch
+from diffusers.hooks import apply_layerwise_casting
+
+from ltx_pipeline import TI2VidTwoStagesPipeline, forward_graphs
+from ltx_pipeline.acceleration import (
+    SpeedOptions,
+    add_speed_arguments,
+    apply_speed_options,
+    check_speed_for_memory_mode,
+    speed_options_from_args,
+)
+from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
+
+SMALL = {"prompt": "a red ball bounces", "height": 64, "width": 64, "num_frames": 9, "seed": 0}
+
+
+def transformer_inputs(device: str = "cpu", seed: int = 0, frames: int = 2) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    config = tiny_component_kwargs("2.3")["transformer"]
+    timestep = torch.tensor([600.0])
+    inputs = {
+        "hidden_states": torch.randn(1, frames * 6, config["in_channels"], generator=generator),
+        "audio_hidden_states": torch.randn(1, 5, config["audio_in_channels"], generator=generator),
+        "encoder_hidden_states": torch.randn(1, 8, config["cross_attention_dim"], generator=generator),
+        "audio_encoder_hidden_states": torch.randn(1, 8, config["audio_cross_attention_dim"], generator=generator),
+        "timestep": timestep,
+        "sigma": timestep,
+        "num_frames": frames,
+        "height": 2,
+        "width": 3,
+        "fps": 24.0,
+        "audio_num_frames": 5,
+        "use_cross_timestep": True,
+        "return_dict": False,
+    }
+    return {name: value.to(device) if torch.is_tensor(value) else value for name, value in inputs.items()}
+
+
+def test_forward_graph_cannot_be_combined_with_per_block_graphs():
+    with pytest.raises(ValueError, match="forward_graph=True.*cuda_graphs=True"):
+        SpeedOptions(compile=True, cuda_graphs=True, forward_graph=True)
+
+
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb"])
+def test_forward_graph_is_refused_with_the_memory_modes_that_hook_the_weights(memory_mode):
+    with pytest.raises(ValueError, match=f"forward_graph=True.*memory mode '{memory_mode}'.*'full-gpu-bf16'"):
+        check_speed_for_memory_mode(SpeedOptions(forward_graph=True), memory_mode)
+    check_speed_for_memory_mode(SpeedOptions(forward_graph=True), "full-gpu-bf16")  # no error
+
+
+def test_forward_graph_flag_reaches_the_speed_options():
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    assert speed_options_from_args(parser.parse_args(["--compile", "--forward-graph"])).forward_graph
+    assert not speed_options_from_args(parser.parse_args([])).forward_graph
+
+
+def test_a_signature_holds_the_shapes_and_other_arguments_but_not_the_tensor_values():
+    transformer = build_tiny_components()["transformer"]
+    key = forward_graphs.signature(transformer, (), transformer_inputs(seed=0))
+    assert key == forward_graphs.signature(transformer, (), transformer_inputs(seed=1))  # new values: a replay
+    assert key != forward_graphs.signature(transformer, (), transformer_inputs(frames=3))  # a new size
+    assert key != forward_graphs.signature(transformer, (("lora", 1.0, False),), transformer_inputs())  # LoRAs
+    perturbed = {**transformer_inputs(), "spatio_temporal_guidance_blocks": [0]}
+    assert key != forward_graphs.signature(transformer, (), perturbed)
+    assert key != forward_graphs.signature(transformer, (), {**transformer_inputs(), "isolate_modalities": True})
+    with torch.no_grad():
+        assert key != forward_graphs.signature(transformer, (), transformer_inputs())  # grad mode
+    # An argument with no cheap comparable value: no graph.
+    assert forward_graphs.signature(transformer, (), {**transformer_inputs(), "attention_kwargs": {}}) is None
+
+
+def test_applying_speed_options_again_keeps_the_option_with_no_graphs_recorded_before():
+    transformer = build_tiny_components()["transformer"]
+    apply_speed_options(transformer, SpeedOptions(forward_graph=True))
+    graphs = forward_graphs.recorded(transformer)
+    graphs.graphs[("recorded",)] = None
+    apply_speed_options(transformer, SpeedOptions(fused_rotary=True))
+    assert forward_graphs.enabled(transformer)
+    assert forward_graphs.recorded(transformer).graphs == {}
+
+
+def test_pipeline_with_forward_graph_on_cpu_computes_what_it_does_without():
+    components = build_tiny_components()
+    reference = TI2VidTwoStagesPipeline(**components)(**SMALL)
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    apply_speed_options(pipe, SpeedOptions(forward_graph=True))
+    output = pipe(**SMALL)
+    assert forward_graphs.enabled(pipe.transformer)
+    assert np.array_equal(output.frames, reference.frames)
+    assert torch.equal(output.audio.waveform, reference.audio.waveform)
+
+
+# --- On a GPU ---------------------------------------------------------------------------------------------------
+
+
+def cuda_transformer() -> torch.nn.Module:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    return build_tiny_components()["transformer"].to("cuda")
+
+
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((output - reference).norm() / reference.norm()).item()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_forward_graph_on_gpu_replays_what_the_forward_computes(compiled):
+    transformer = cuda_transformer()
+    apply_speed_options(transformer, SpeedOptions(compile=compiled, forward_graph=True))
+    graphs = forward_graphs.recorded(transformer)
+    first, second = transformer_inputs("cuda", seed=0), transformer_inputs("cuda", seed=1)
+    perturbed = {**second, "spatio_temporal_guidance_blocks": [0]}
+    with torch.no_grad():
+        references = [transformer(**inputs) for inputs in (first, second, perturbed)]
+        recorded = forward_graphs.forward(transformer, (), **first)  # runs as usual, then records
+        replayed = forward_graphs.forward(transformer, (), **second)
+        assert len(graphs.graphs) == 1
+        perturbed_output = forward_graphs.forward(transformer, (), **perturbed)  # a new signature: a second graph
+        assert len(graphs.graphs) == 2 and not graphs.refused
+        replayed_again = forward_graphs.forward(transformer, (), **first)
+        for output, reference in zip(
+            (recorded, replayed, perturbed_output, replayed_again), (*references, references[0]), strict=True
+        ):
+            assert relative_error(output[0], reference[0]) < 1e-5
+            assert relative_error(output[1], reference[1]) < 1e-5
+        assert relative_error(replayed[0], references[1][0]) < 1e-5  # a later replay left earlier outputs alone
+        forward_graphs.forward(transformer, (("lora", 0.5, False),), **first)  # a new LoRA state
+        assert len(graphs.graphs) == 1
+
+
+@pytest.mark.gpu
+def test_forward_graph_on_gpu_runs_a_hooked_transformer_as_usual(caplog):
+    transformer = cuda_transformer()
+    apply_layerwise_casting(transformer, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    apply_speed_options(transformer, SpeedOptions(forward_graph=True))
+    inputs = transformer_inputs("cuda")
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="ltx_pipeline.forward_graphs"):
+        reference = transformer(**inputs)
+        outputs = [forward_graphs.forward(transformer, (), **inputs) for _ in range(2)]
+    assert not forward_graphs.recorded(transformer).graphs
+    assert "without a CUDA graph" in caplog.text and "hooks" in caplog.text
+    assert all(torch.equal(output[0], reference[0]) for output in outputs)
+
+
+@pytest.mark.gpu
+def test_pipeline_with_forward_graph_on_gpu_matches_the_pipeline_without():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    reference = TI2VidTwoStagesPipeline(**build_tiny_components()).to("cuda")(**SMALL)
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components()).to("cuda")
+    apply_speed_options(pipe, SpeedOptions(forward_graph=True))
+    output = pipe(**SMALL)
+    assert len(forward_graphs.recorded(pipe.transformer).graphs) == 2  # stage 1 and stage 2
+    assert np.abs(output.frames.astype(int) - reference.frames.astype(int)).max() <= 2
