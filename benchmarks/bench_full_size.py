@@ -51,7 +51,7 @@ from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnector
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
 from ltx_pipeline import acceleration, forward_graphs, loading  # noqa: E402
-from ltx_pipeline.attention_processors import use_diffusers_rotary  # noqa: E402
+from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -803,6 +803,7 @@ KERNEL_FAMILIES = {  # substrings of GPU kernel names -> family, first match win
     "fp8 row kernel": ("_quantize_rows_kernel",),  # ltx_pipeline.fp8_kernels, with fp8_row_kernel=True
     "fused norm kernel": ("_modulated_rms_norm_kernel",),  # ltx_pipeline.fp8_kernels, with fused_norms=True
     "gated output kernel": ("_gated_heads_kernel",),  # ltx_pipeline.fp8_kernels, fp8_row_kernel + fused_rotary
+    "norm rotary kernel": ("_norm_rotary_kernel",),  # ltx_pipeline.rotary_kernels, with fused_rotary
     # then: inductor names its fused kernels after the ops they feed ("triton_poi_fused_..._cudnn_attention_...")
     "fused elementwise (triton)": ("triton",),
     "attention": ("flash", "fmha", "sdpa", "attention", "mha"),
@@ -1039,6 +1040,28 @@ def section_e2e_fp8_graph_forward(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graph_forward")
 
 
+def section_fp8_unfused_rotary_experiment(bench: Bench, state: dict) -> None:
+    """After the fp8 section: as `fp8_graph_forward`, with the queries' and keys' norm and rotation left to inductor
+    (the processors' `norm_rotary_kernel` off, the layout before `rotary_kernels`); turned back on after."""
+    transformer = state["components"]["transformer"]
+    processors = [
+        module.processor
+        for module in transformer.modules()
+        if isinstance(getattr(module, "processor", None), OutOfPlaceRotaryAttnProcessor)
+    ]
+    for processor in processors:
+        processor.norm_rotary_kernel = False
+    bench.record("fp8_unfused_rotary_experiment", "processors_changed", len(processors))
+    options = dataclasses.replace(
+        fused_options(state), cuda_graphs=False, forward_graph=True, fp8=True, fp8_row_kernel=True, fused_norms=True
+    )
+    try:
+        measure_cuda_graphs(bench, state, "fp8_unfused_rotary_experiment", options)
+    finally:
+        for processor in processors:
+            processor.norm_rotary_kernel = True
+
+
 def section_e2e_fp8_graphs_fused(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graphs_fused")
 
@@ -1112,6 +1135,7 @@ SECTIONS = {
     "e2e_graph_forward": section_e2e_graph_forward,
     "fp8_graph_forward": section_fp8_graph_forward,
     "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,
+    "fp8_unfused_rotary_experiment": section_fp8_unfused_rotary_experiment,
 }
 
 

@@ -18,25 +18,7 @@ from diffusers.models.transformers.transformer_ltx2 import (
 from torch import nn
 
 from .fp8_kernels import quantize_gated_heads
-
-
-def apply_split_rotary_emb_out_of_place(x: torch.Tensor, freqs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """diffusers' `apply_split_rotary_emb` without in-place updates: the same result, in x's dtype.
-
-    `x` is (B, T, H*D) with `freqs` (cos, sin) of shape (B, H, T, D/2), or already (B, H, T, D).
-    """
-    cos, sin = freqs
-    reshaped = x.ndim != 4 and cos.ndim == 4
-    if reshaped:
-        batch, heads, tokens, _ = cos.shape
-        x = x.reshape(batch, tokens, heads, -1).swapaxes(1, 2)  # (B, T, H*D) -> (B, H, T, D)
-    if x.shape[-1] % 2 != 0:
-        raise ValueError(f"The split rotary embedding needs an even head size; got {x.shape[-1]}.")
-    first, second = x.float().chunk(2, dim=-1)  # (..., D) -> 2 x (..., D/2)
-    rotated = torch.cat([first * cos - sin * second, second * cos + sin * first], dim=-1)
-    if reshaped:
-        rotated = rotated.swapaxes(1, 2).reshape(batch, tokens, -1)  # (B, H, T, D) -> (B, T, H*D)
-    return rotated.to(x.dtype)
+from .rotary_kernels import norm_and_rotate
 
 
 class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
@@ -50,9 +32,14 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
     (`fp8_kernels.quantize_gated_heads`), reading the attention output once in the backend's layout, where compiled
     it was copied to (B, T, H*D), then read twice more for the scales and the cast. Not with a perturbation mask
     (STG passes), which keeps the unfused path.
+
+    `norm_rotary_kernel` (on by default): the split rotary embedding's queries and keys normalised and rotated in one
+    pass of a Triton kernel on CUDA (`rotary_kernels`; the self-attention's queries and keys in one launch), the
+    same arithmetic as the PyTorch path, which runs elsewhere and where the kernel does not fit.
     """
 
     fp8_gated_output: bool = False
+    norm_rotary_kernel: bool = True
 
     def __call__(
         self,
@@ -82,14 +69,18 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
         if all_perturbed:
             hidden_states = value  # every sample perturbed: the attention is skipped, its values kept
         else:
-            query = attn.norm_q(attn.to_q(hidden_states))
-            key = attn.norm_k(attn.to_k(encoder_hidden_states))
-            if query_rotary_emb is not None:
-                rotate = (
-                    apply_split_rotary_emb_out_of_place if attn.rope_type == "split" else apply_interleaved_rotary_emb
+            query, key = attn.to_q(hidden_states), attn.to_k(encoder_hidden_states)
+            if query_rotary_emb is None:
+                query, key = attn.norm_q(query), attn.norm_k(key)
+            elif attn.rope_type == "split":
+                norms = (attn.norm_q, attn.norm_k)
+                query, key = norm_and_rotate(
+                    query, key, norms, query_rotary_emb, key_rotary_emb, kernel=self.norm_rotary_kernel
                 )
-                query = rotate(query, query_rotary_emb)
-                key = rotate(key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb)
+            else:
+                query = apply_interleaved_rotary_emb(attn.norm_q(query), query_rotary_emb)
+                key_rotary_emb = key_rotary_emb if key_rotary_emb is not None else query_rotary_emb
+                key = apply_interleaved_rotary_emb(attn.norm_k(key), key_rotary_emb)
 
             # (B, T, H*D) -> (B, T, H, D)
             query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))

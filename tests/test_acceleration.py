@@ -23,7 +23,7 @@ from diffusers.models.transformers.transformer_ltx2 import (
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants, fp8_kernels
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants, fp8_kernels, rotary_kernels
 from ltx_pipeline.acceleration import (
     FP8_DTYPE,
     ROTARY_EMBEDDINGS,
@@ -48,12 +48,9 @@ from ltx_pipeline.acceleration import (
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
-from ltx_pipeline.attention_processors import (
-    OutOfPlaceRotaryAttnProcessor,
-    apply_split_rotary_emb_out_of_place,
-    use_diffusers_rotary,
-)
+from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary
 from ltx_pipeline.fused_norms import fuse_modulated_norms
+from ltx_pipeline.rotary_kernels import apply_split_rotary_emb_out_of_place
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
@@ -739,6 +736,67 @@ def test_fused_rotary_gives_every_attention_the_processor_and_keeps_outputs_with
 
     assert use_diffusers_rotary(transformer) == len(attentions)
     assert all(type(a.processor) is diffusers_processor for a in attentions)
+
+
+NORM_ROTARY_INTERPRETER_CHECK = """
+import torch
+from ltx_pipeline import rotary_kernels
+torch.manual_seed(0)
+for heads, half, shared in [(4, 8, True), (3, 5, False)]:
+    # the tables as diffusers' rotary module returns them: (B, T, H, D/2) seen as (B, H, T, D/2)
+    cos, sin = (torch.randn(2, 7, heads, half).transpose(1, 2) for _ in range(2))
+    norms = [torch.nn.RMSNorm(heads * 2 * half, eps=1e-6) for _ in range(2)]
+    for norm in norms:
+        torch.nn.init.normal_(norm.weight)
+    projections = [torch.randn(2, 7, heads * 2 * half) * 3 for _ in range(2 if shared else 1)]
+    outputs = rotary_kernels.launch_norm_rotary(projections, norms[: len(projections)], (cos, sin))
+    for projection, norm, output in zip(projections, norms, outputs):
+        expected = rotary_kernels.norm_rotary_reference(projection, norm, (cos, sin))
+        assert torch.allclose(output, expected, rtol=1e-5, atol=1e-5), (heads, (output - expected).abs().max())
+print("ok")
+"""
+
+
+def test_norm_rotary_kernel_computes_the_reference_in_tritons_interpreter():
+    run_in_tritons_interpreter(NORM_ROTARY_INTERPRETER_CHECK)
+
+
+def test_norm_and_rotate_off_cuda_computes_what_the_processor_computed_unfused():
+    generator = torch.Generator().manual_seed(0)
+    cos, sin = (torch.randn(1, 6, 4, 8, generator=generator).transpose(1, 2) for _ in range(2))
+    query, key = (torch.randn(1, 6, 64, generator=generator).bfloat16() for _ in range(2))
+    norms = (torch.nn.RMSNorm(64, eps=1e-6).bfloat16(), torch.nn.RMSNorm(64, eps=1e-6).bfloat16())
+    rotated = rotary_kernels.norm_and_rotate(query, key, norms, (cos, sin))
+    for output, projection, norm in zip(rotated, (query, key), norms, strict=True):
+        expected = apply_split_rotary_emb_out_of_place(norm(projection), (cos, sin))
+        assert output.dtype == torch.bfloat16 and torch.equal(output, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shared", [True, False], ids=["self-attention", "cross-attention"])
+def test_norm_rotary_kernel_on_gpu_matches_the_reference(shared):
+    if not torch.cuda.is_available() or rotary_kernels.triton is None:
+        pytest.skip("needs a CUDA GPU and Triton")
+    torch.manual_seed(0)
+    heads, half, tokens = 32, 64, 600
+    tables = [
+        tuple(torch.randn(1, tokens, heads, half, device="cuda").transpose(1, 2) for _ in range(2))
+        for _ in range(1 if shared else 2)
+    ]
+    norms = tuple(torch.nn.RMSNorm(heads * 2 * half, eps=1e-6).to("cuda", torch.bfloat16) for _ in range(2))
+    for norm in norms:
+        torch.nn.init.normal_(norm.weight)
+    query, key = ((torch.randn(1, tokens, heads * 2 * half, device="cuda") * 3).bfloat16() for _ in range(2))
+    key_table = None if shared else tables[1]
+    outputs = rotary_kernels.norm_and_rotate(query, key, norms, tables[0], key_table)
+    compiled = torch.compile(rotary_kernels.norm_and_rotate, fullgraph=True)(query, key, norms, tables[0], key_table)
+    for output, compiled_output, projection, norm, table in zip(
+        outputs, compiled, (query, key), norms, (tables[0], tables[-1]), strict=True
+    ):
+        expected = rotary_kernels.norm_rotary_reference(projection, norm, table)
+        # torch's norm kernel and this one sum the squares in different orders: a bf16 rounding apart at most
+        torch.testing.assert_close(output, expected, rtol=2**-7, atol=2**-6)
+        assert torch.equal(compiled_output, output)
 
 
 def test_fused_rotary_keeps_each_attentions_backend_in_either_order():
