@@ -102,8 +102,10 @@ class SpeedOptions:
         `torch._scaled_mm` has no GELU epilogue.
     fused_rotary: every attention computes its split rotary embedding out of place
         (`attention_processors.OutOfPlaceRotaryAttnProcessor`), so that with `compile` the queries' and keys'
-        normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. The same
-        arithmetic; it matters only compiled.
+        normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. On CUDA
+        the norm and rotation of each attention's queries and keys run as one pass of a Triton kernel
+        (`rotary_kernels`), which reads the projections and the rotary tables once, where inductor made a reduction
+        and a second pass. The same arithmetic; it matters only compiled.
     compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one;
         ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
         against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
