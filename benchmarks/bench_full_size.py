@@ -1023,6 +1023,13 @@ def section_graph_forward(bench: Bench, state: dict) -> None:
     measure_cuda_graphs(bench, state, "graph_forward", options)
 
 
+def section_graph_forward_norms(bench: Bench, state: dict) -> None:
+    """As `graph_forward`, with each block norm, its modulation and the residual add before it in one pass
+    (`fused_norms=True` on bf16 products). Leaves the transformer so, for `e2e_graph_forward`."""
+    options = dataclasses.replace(fused_options(state), cuda_graphs=False, forward_graph=True, fused_norms=True)
+    measure_cuda_graphs(bench, state, "graph_forward_norms", options)
+
+
 def section_e2e_graph_forward(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_graph_forward")
 
@@ -1132,6 +1139,7 @@ SECTIONS = {
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
     "graph_forward": section_graph_forward,
+    "graph_forward_norms": section_graph_forward_norms,
     "e2e_graph_forward": section_e2e_graph_forward,
     "fp8_graph_forward": section_fp8_graph_forward,
     "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,

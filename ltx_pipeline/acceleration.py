@@ -121,12 +121,12 @@ class SpeedOptions:
         out-projection's fp8 scales in one pass (`fuse_fp8_gated_outputs`), where compiled the attention output took
         a transposing copy and two more reads: 258.3 -> 254.1 ms with every other option (runs 24-25), deviation
         unchanged.
-    fused_norms: with `compile` and `fp8` (row-wise), each video RMS norm whose modulated output feeds fp8 products
-        is computed with its modulation, the residual add before it and the products' input scales in one pass of a
-        Triton kernel (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor
-        loops over each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of `fp8`
-        alone (on CUDA the scale's inverse, as for `fp8_row_kernel`). On an H200 at 768x512x121: 262.9 -> 258.4 ms
-        with every other option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23).
+    fused_norms: with `compile`, each RMS norm of the blocks is computed with its modulation, the residual add before
+        it and, where its rows feed row-wise fp8 products, their input scales, in one pass of a Triton kernel
+        (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor loops over
+        each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of the unfused ones (on
+        CUDA the scale's inverse, as for `fp8_row_kernel`). On an H200 at 768x512x121: 262.9 -> 258.4 ms with every
+        fp8 option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23).
     forward_graph: on CUDA, the transformer's whole forward recorded as one CUDA graph per call signature (shapes,
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
@@ -161,11 +161,8 @@ class SpeedOptions:
                 "`fp8_row_kernel=True` needs `fp8=True` with `fp8_scaling='rowwise'`; got "
                 f"fp8={self.fp8}, fp8_scaling={self.fp8_scaling!r}."
             )
-        if self.fused_norms and not (self.compile and self.fp8 and self.fp8_scaling == "rowwise"):
-            raise ValueError(
-                "`fused_norms=True` needs `compile=True` and `fp8=True` with `fp8_scaling='rowwise'`; got "
-                f"compile={self.compile}, fp8={self.fp8}, fp8_scaling={self.fp8_scaling!r}."
-            )
+        if self.fused_norms and not self.compile:
+            raise ValueError("`fused_norms=True` needs `compile=True` (it is a pass over the compiled graphs).")
         valid_backends = [backend.value for backend in AttentionBackendName]
         for name in ("attention_backend", "video_attention_backend"):
             value = getattr(self, name)
@@ -214,7 +211,8 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fused-norms",
         action="store_true",
-        help="with --compile --fp8: each video norm, its modulation and the fp8 scales in one pass (a Triton kernel)",
+        help="with --compile: each norm, its modulation, the residual add before it (and with --fp8 the fp8 scales) "
+        "in one pass (a Triton kernel)",
     )
     parser.add_argument(
         "--forward-graph",

@@ -160,7 +160,7 @@ def modulated_rms_norm_reference(
     update_bias: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What `modulated_rms_norm_fp8` computes, in PyTorch (float32 between the roundings diffusers makes).
+    """What `fused_norms.modulated_rms_norm` computes, in PyTorch (float32 between the roundings diffusers makes).
 
     `hidden` (B, T, D): the residual stream; with `update` ((B, T, D) or (B*T, D)) it first becomes
     hidden + (update + update_bias) * gate, rounded to hidden's dtype (the block's residual add; bias and gate
@@ -216,6 +216,7 @@ if triton is not None:
         HAS_BIAS: tl.constexpr,
         HAS_GATE: tl.constexpr,
         WRITE_MODULATED: tl.constexpr,
+        QUANTIZE: tl.constexpr,
         FAST_MATH: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
@@ -244,15 +245,16 @@ if triton is not None:
         modulated = (normed * (1.0 + scale.to(tl.float32)) + shift.to(tl.float32)).to(dtype)
         if WRITE_MODULATED:
             tl.store(modulated_ptr + row * features + columns, modulated, mask=inside)
-        modulated = modulated.to(tl.float32)
-        amax = tl.maximum(tl.max(tl.where(inside, tl.abs(modulated), 0.0), axis=0), MIN_AMAX)
-        if FAST_MATH:
-            quantized = modulated * (FP8_MAX / amax)
-        else:
-            quantized = tl.math.div_rn(modulated, amax / FP8_MAX)
-        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
-        tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
-        tl.store(scales_ptr + row, amax / FP8_MAX)
+        if QUANTIZE:
+            modulated = modulated.to(tl.float32)
+            amax = tl.maximum(tl.max(tl.where(inside, tl.abs(modulated), 0.0), axis=0), MIN_AMAX)
+            if FAST_MATH:
+                quantized = modulated * (FP8_MAX / amax)
+            else:
+                quantized = tl.math.div_rn(modulated, amax / FP8_MAX)
+            quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
+            tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
+            tl.store(scales_ptr + row, amax / FP8_MAX)
 
 
 def _row_strides(tensor: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, int, int]:
@@ -274,10 +276,12 @@ def launch_modulated_rms_norm(
     write_modulated: bool = True,
     values_dtype: torch.dtype = FP8_DTYPE,
     fast_math: bool = False,
+    quantize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`modulated_rms_norm_reference` as one pass of a Triton kernel, a program a row (also on CPU tensors under
     TRITON_INTERPRET=1; `values_dtype` and `fast_math` as for `launch_quantize_rows`). The residual stream is an empty
-    tensor without `update` (it is `hidden` then), the modulated rows one without `write_modulated`."""
+    tensor without `update` (it is `hidden` then), the modulated rows one without `write_modulated`, the fp8 values
+    and scales empty tensors without `quantize` (for modulated rows that feed bf16 products)."""
     batch, tokens, features = hidden.shape
     hidden, hidden_stride_b, hidden_stride_t = _row_strides(hidden, hidden.shape)
     scale, scale_stride_b, scale_stride_t = _row_strides(scale, hidden.shape)
@@ -289,8 +293,8 @@ def launch_modulated_rms_norm(
     full, empty = (batch, tokens, features), (0,)
     residual = torch.empty(empty if update is None else full, dtype=hidden.dtype, device=hidden.device)
     modulated = torch.empty(full if write_modulated else empty, dtype=hidden.dtype, device=hidden.device)
-    values = torch.empty((rows, features), dtype=values_dtype, device=hidden.device)
-    scales = torch.empty((rows, 1), dtype=torch.float32, device=hidden.device)
+    values = torch.empty((rows, features) if quantize else empty, dtype=values_dtype, device=hidden.device)
+    scales = torch.empty((rows, 1) if quantize else empty, dtype=torch.float32, device=hidden.device)
     block = triton.next_power_of_2(features)
     _modulated_rms_norm_kernel[(rows,)](
         hidden,
@@ -320,6 +324,7 @@ def launch_modulated_rms_norm(
         HAS_BIAS=update_bias is not None,
         HAS_GATE=gate is not None,
         WRITE_MODULATED=write_modulated,
+        QUANTIZE=quantize,
         FAST_MATH=fast_math,
         BLOCK=block,
         num_warps=min(max(block // 1024, 4), 16),

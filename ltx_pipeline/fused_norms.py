@@ -10,7 +10,7 @@ fp8 forward at 768x512x121 on an H200 (benchmarks/RESULTS.md, run 20), at a thir
 `FusedNormsPass`, given to inductor as its post-grad custom pass, finds those computations in a block's graph (the
 same aten ops whatever diffusers' Python looks like: they come from `diffusers.models.normalization.RMSNorm`, the
 block's modulation and `acceleration.Fp8Linear`'s quantization) and replaces each with one call of
-`modulated_rms_norm_fp8`, a custom op running `fp8_kernels.launch_modulated_rms_norm` on CUDA, which holds the row in
+`modulated_rms_norm`, a custom op running `fp8_kernels.launch_modulated_rms_norm` on CUDA, which holds the row in
 registers and reads it once. The diffusers block's code is not changed or copied; a graph the pass does not
 recognise is left as it is. On an H200 at 768x512x121 it took the fp8 forward with every other option from 262.9 to
 258.4 ms and from 263.4 to 259.2 ms (runs 22-23), its kernel at the memory's rate for what it moves.
@@ -35,8 +35,8 @@ aten = torch.ops.aten
 prims = torch.ops.prims
 
 
-@torch.library.custom_op("ltx_pipeline::modulated_rms_norm_fp8", mutates_args=())
-def modulated_rms_norm_fp8(
+@torch.library.custom_op("ltx_pipeline::modulated_rms_norm", mutates_args=())
+def modulated_rms_norm(
     hidden: torch.Tensor,
     scale: torch.Tensor,
     shift: torch.Tensor,
@@ -45,33 +45,35 @@ def modulated_rms_norm_fp8(
     update_bias: torch.Tensor | None,
     gate: torch.Tensor | None,
     write_modulated: bool,
+    quantize: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`fp8_kernels.modulated_rms_norm_reference` as one op: the Triton kernel with fast math on CUDA, the reference
     elsewhere. Returns (residual stream or an empty tensor without `update`, modulated rows or an empty tensor
-    without `write_modulated`, fp8 values (B*T, D), float32 scales (B*T, 1))."""
+    without `write_modulated`, fp8 values (B*T, D) and float32 scales (B*T, 1), or empty tensors without
+    `quantize`)."""
     if fp8_kernels.kernel_available(hidden):
         return fp8_kernels.launch_modulated_rms_norm(
-            hidden, scale, shift, eps, update, update_bias, gate, write_modulated, fast_math=True
+            hidden, scale, shift, eps, update, update_bias, gate, write_modulated, fast_math=True, quantize=quantize
         )
     residual, modulated, values, scales = fp8_kernels.modulated_rms_norm_reference(
         hidden, scale, shift, eps, update, update_bias, gate
     )
-    return (
-        residual if update is not None else hidden.new_empty((0,)),  # distinct tensors: no output may alias another
+    return (  # distinct empty tensors: no output may alias another
+        residual if update is not None else hidden.new_empty((0,)),
         modulated if write_modulated else hidden.new_empty((0,)),
-        values,
-        scales,
+        values if quantize else hidden.new_empty((0,), dtype=FP8_DTYPE),
+        scales if quantize else hidden.new_empty((0,), dtype=torch.float32),
     )
 
 
-@modulated_rms_norm_fp8.register_fake
-def _(hidden, scale, shift, eps, update, update_bias, gate, write_modulated):
+@modulated_rms_norm.register_fake
+def _(hidden, scale, shift, eps, update, update_bias, gate, write_modulated, quantize):
     batch, tokens, features = hidden.shape
     return (
         hidden.new_empty(hidden.shape if update is not None else (0,)),
         hidden.new_empty(hidden.shape if write_modulated else (0,)),
-        hidden.new_empty((batch * tokens, features), dtype=FP8_DTYPE),
-        hidden.new_empty((batch * tokens, 1), dtype=torch.float32),
+        hidden.new_empty((batch * tokens, features) if quantize else (0,), dtype=FP8_DTYPE),
+        hidden.new_empty((batch * tokens, 1) if quantize else (0,), dtype=torch.float32),
     )
 
 
@@ -273,51 +275,60 @@ def _quantizations_by_input(graph: fx.Graph) -> dict[fx.Node, list[_Quantization
 
 
 def fuse_modulated_norms(graph: fx.Graph) -> int:
-    """Replace each recognised norm + modulation + fp8 quantization in `graph` (and the residual add before it) by
-    one `modulated_rms_norm_fp8` call, in place. Returns the number of calls made."""
-    fused = 0
+    """Replace each recognised norm + modulation in `graph` (with the residual add before it, and the fp8
+    quantization after it where its rows feed fp8 products) by one `modulated_rms_norm` call, in place. Returns the
+    number of calls made."""
+    handled: set[fx.Node] = set()
     for modulated, quantizations in _quantizations_by_input(graph).items():
-        norm = _match_modulated_norm(modulated)
-        if norm is None:
-            continue
-        # A norm feeding two modulations: the first call computes the residual add, the second reads its output.
-        residual = _match_residual(norm.hidden)
-        chain_rows = {quantization.rows for quantization in quantizations}
-        write_modulated = any(user not in chain_rows for user in modulated.users)
-        arguments = (
-            norm.hidden if residual is None else residual.residual,
-            norm.scale,
-            norm.shift,
-            norm.eps,
-            None if residual is None else residual.update,
-            None if residual is None else residual.update_bias,
-            None if residual is None else residual.gate,
-            write_modulated,
-        )
-        with graph.inserting_after(modulated):
-            call = graph.call_function(torch.ops.ltx_pipeline.modulated_rms_norm_fp8.default, arguments)
-        outputs, previous = [], call
-        for index in range(4):
-            with graph.inserting_after(previous):
-                previous = graph.call_function(operator.getitem, (call, index))
-            outputs.append(previous)
-        _set_fake_values(call, outputs, arguments)
-        residual_out, modulated_out, values, scales = outputs
-        for quantization in quantizations:
-            quantization.values.replace_all_uses_with(values)
-            quantization.scales.replace_all_uses_with(scales)
-        if write_modulated:
-            modulated.replace_all_uses_with(
-                modulated_out, delete_user_cb=lambda user, rows=chain_rows: user not in rows
-            )
-        if residual is not None:
-            norm.hidden.replace_all_uses_with(residual_out)
-        fused += 1
-    if fused:
+        if _fuse(graph, modulated, quantizations):
+            handled.add(modulated)
+    for node in list(graph.nodes):  # then the norms whose rows feed bf16 products alone
+        if node not in handled and node.users and _fuse(graph, node, []):
+            handled.add(node)
+    if handled:
         stable_topological_sort(graph)  # users of a replaced residual add may come before the call
         graph.eliminate_dead_code()
         graph.lint()
-    return fused
+    return len(handled)
+
+
+def _fuse(graph: fx.Graph, modulated: fx.Node, quantizations: list[_Quantization]) -> bool:
+    """One `modulated_rms_norm` call in place of `modulated`'s norm, its residual add and `quantizations`."""
+    norm = _match_modulated_norm(modulated)
+    if norm is None:
+        return False
+    # A norm feeding two modulations: the first call computes the residual add, the second reads its output.
+    residual = _match_residual(norm.hidden)
+    chain_rows = {quantization.rows for quantization in quantizations}
+    write_modulated = any(user not in chain_rows for user in modulated.users)
+    arguments = (
+        norm.hidden if residual is None else residual.residual,
+        norm.scale,
+        norm.shift,
+        norm.eps,
+        None if residual is None else residual.update,
+        None if residual is None else residual.update_bias,
+        None if residual is None else residual.gate,
+        write_modulated,
+        bool(quantizations),
+    )
+    with graph.inserting_after(modulated):
+        call = graph.call_function(torch.ops.ltx_pipeline.modulated_rms_norm.default, arguments)
+    outputs, previous = [], call
+    for index in range(4):
+        with graph.inserting_after(previous):
+            previous = graph.call_function(operator.getitem, (call, index))
+        outputs.append(previous)
+    _set_fake_values(call, outputs, arguments)
+    residual_out, modulated_out, values, scales = outputs
+    for quantization in quantizations:
+        quantization.values.replace_all_uses_with(values)
+        quantization.scales.replace_all_uses_with(scales)
+    if write_modulated:
+        modulated.replace_all_uses_with(modulated_out, delete_user_cb=lambda user, rows=chain_rows: user not in rows)
+    if residual is not None:
+        norm.hidden.replace_all_uses_with(residual_out)
+    return True
 
 
 def _set_fake_values(call: fx.Node, outputs: list[fx.Node], arguments: tuple) -> None:
@@ -325,7 +336,7 @@ def _set_fake_values(call: fx.Node, outputs: list[fx.Node], arguments: tuple) ->
     fake_arguments = [_value(argument) if isinstance(argument, fx.Node) else argument for argument in arguments]
     fake_mode = detect_fake_mode([value for value in fake_arguments if isinstance(value, torch.Tensor)])
     with fake_mode:
-        fake_outputs = torch.ops.ltx_pipeline.modulated_rms_norm_fp8.default(*fake_arguments)
+        fake_outputs = torch.ops.ltx_pipeline.modulated_rms_norm.default(*fake_arguments)
     call.meta["val"] = fake_outputs
     for output, value in zip(outputs, fake_outputs, strict=True):
         output.meta["val"] = value
@@ -341,7 +352,7 @@ class FusedNormsPass(CustomGraphPass):
     def __call__(self, graph: fx.Graph) -> None:
         fused = fuse_modulated_norms(graph)
         self.fused += fused
-        logger.info("Fused %d norm + modulation + fp8 scale computations into one kernel each.", fused)
+        logger.info("Fused %d norm + modulation computations (with fp8 scales where they feed fp8 products).", fused)
 
     def uuid(self) -> bytes:
         # Inductor's graph cache keys compiled graphs by this: the pass's and the kernel's source.

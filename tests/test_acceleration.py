@@ -402,17 +402,16 @@ def test_gated_heads_kernel_on_gpu_matches_the_reference():
 # --- The video norms, their modulation and fp8 scales in one pass ----------------------------------------------
 
 
-def test_fused_norms_need_compile_and_row_wise_fp8():
-    with pytest.raises(ValueError, match=r"fused_norms=True.*compile=True.*got compile=False, fp8=True"):
+def test_fused_norms_need_compile():
+    with pytest.raises(ValueError, match=r"fused_norms=True.*needs `compile=True`"):
         SpeedOptions(fp8=True, fused_norms=True)
-    with pytest.raises(ValueError, match=r"got compile=True, fp8=False"):
-        SpeedOptions(compile=True, fused_norms=True)
+    assert SpeedOptions(compile=True, fused_norms=True).fused_norms  # bf16 products: the norms alone
 
 
 def test_fused_norms_flag_reaches_the_speed_options():
     parser = argparse.ArgumentParser()
     add_speed_arguments(parser)
-    assert speed_options_from_args(parser.parse_args(["--compile", "--fp8", "--fused-norms"])).fused_norms
+    assert speed_options_from_args(parser.parse_args(["--compile", "--fused-norms"])).fused_norms
     with pytest.raises(ValueError, match="fused_norms=True"):
         speed_options_from_args(parser.parse_args(["--fused-norms"]))
 
@@ -473,37 +472,48 @@ def test_modulated_norm_kernel_computes_the_reference_in_tritons_interpreter():
     run_in_tritons_interpreter(MODULATED_NORM_INTERPRETER_CHECK)
 
 
-def test_fused_norms_pass_leaves_a_graph_without_fp8_inputs_as_it_is():
-    # diffusers' RMSNorm and a modulation feeding a bf16 product: nothing to quantize, so nothing to replace
-    norm = build_tiny_components()["transformer"].transformer_blocks[0].norm1
+def test_fused_norms_pass_fuses_a_norm_feeding_a_bf16_product_without_fp8_scales():
+    norm = build_tiny_components()["transformer"].transformer_blocks[0].norm1  # diffusers' RMSNorm, no weight
+
+    def block(hidden: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(norm(hidden) * (1 + scale) + shift, weight)
+
+    arguments = (torch.randn(1, 6, 32), torch.randn(1, 1, 32), torch.randn(1, 1, 32), torch.randn(16, 32))
+    module = make_fx(block, tracing_mode="fake")(*arguments)  # fake values, as in inductor's post-grad graphs
+    assert fuse_modulated_norms(module.graph) == 1
+    module.recompile()
+    calls = [node for node in module.graph.nodes if node.target == torch.ops.ltx_pipeline.modulated_rms_norm.default]
+    assert len(calls) == 1 and calls[0].args[-1] is False  # no fp8 scales: nothing quantizes these rows
+    assert torch.equal(module(*arguments), block(*arguments))  # float32: the same arithmetic
+
+
+def test_fused_norms_pass_leaves_a_graph_without_a_modulated_norm_as_it_is():
     linear = nn.Linear(32, 16)
-
-    def block(hidden: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return linear(norm(hidden) * (1 + scale) + shift)
-
-    arguments = (torch.randn(1, 6, 32), torch.randn(1, 1, 32), torch.randn(1, 1, 32))
-    graph = make_fx(block)(*arguments).graph
+    graph = make_fx(lambda hidden: linear(torch.nn.functional.rms_norm(hidden, (32,)) + 1))(
+        torch.randn(1, 6, 32)
+    ).graph
     before = [node.target for node in graph.nodes]
     assert fuse_modulated_norms(graph) == 0
     assert [node.target for node in graph.nodes] == before
 
 
-def compiled_fp8_outputs(fused_norms: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def compiled_outputs(fused_norms: bool, fp8: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     torch._dynamo.reset()
     transformer = build_tiny_components()["transformer"]
-    apply_speed_options(transformer, SpeedOptions(compile=True, fp8=True, fused_norms=fused_norms))
+    apply_speed_options(transformer, SpeedOptions(compile=True, fp8=fp8, fused_norms=fused_norms))
     with torch._inductor.config.patch(fx_graph_cache=False):  # a cached graph would not run the pass again
         return run_transformer(transformer)
 
 
-def test_fused_norms_replace_each_video_norm_feeding_fp8_products_and_keep_outputs(caplog):
-    reference_video, reference_audio = compiled_fp8_outputs(fused_norms=False)
+@pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16-products"])
+def test_fused_norms_replace_each_block_norm_and_keep_outputs(caplog, fp8):
+    reference_video, reference_audio = compiled_outputs(fused_norms=False, fp8=fp8)
     with caplog.at_level(logging.INFO, logger="ltx_pipeline.fused_norms"):
-        video, audio = compiled_fp8_outputs(fused_norms=True)
-    # The blocks share one graph: norm1 (self-attention), norm2 (text), the audio-to-video norm twice (its video
-    # queries; the keys and values of the video-to-audio attention) and norm3 (feed-forward).
+        video, audio = compiled_outputs(fused_norms=True, fp8=fp8)
+    # The blocks share one graph: in each stream norm1 (self-attention), norm2 (text), the cross-modal norm twice
+    # (one modulation for its own queries, one for the other attention's keys and values) and norm3 (feed-forward).
     fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
-    assert fused == ["5"]
+    assert fused == ["10"]
     # float32 on the CPU: the same arithmetic as the compiled graph's
     assert relative_error(video, reference_video) < 1e-5
     assert relative_error(audio, reference_audio) < 1e-5
@@ -521,7 +531,7 @@ def test_modulated_norm_kernel_on_gpu_matches_the_reference():
     hidden, scale, shift = draw(2, 300, 4096), draw(2, 1, 4096), draw(2, 1, 4096)
     extra = (draw(600, 4096), draw(4096), draw(2, 1, 4096))
     expected = fp8_kernels.modulated_rms_norm_reference(hidden, scale, shift, 1e-6, *extra)
-    outputs = torch.ops.ltx_pipeline.modulated_rms_norm_fp8(hidden, scale, shift, 1e-6, *extra, True)
+    outputs = torch.ops.ltx_pipeline.modulated_rms_norm(hidden, scale, shift, 1e-6, *extra, True, True)
     # Fused multiply-adds and float32 sums in another order: now and then the neighbouring bf16 value; in the
     # modulated rows such a step of the norm is scaled by (1 + scale), up to ~8 here.
     for output, reference, most in zip(outputs[:2], expected[:2], (2**-12, 2**-3), strict=True):
@@ -557,7 +567,7 @@ def test_fused_norms_on_gpu_replace_the_norms_in_the_graphed_blocks(caplog):
                     video, audio = transformer(**inputs)
         outputs.append((video.float(), audio.float()))
     fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
-    assert fused == ["5"]
+    assert fused == ["10"]
     (reference_video, reference_audio), (video, audio) = outputs
     assert relative_error(video, reference_video) < 5e-2  # fp8 values that round the other way, on a tiny model
     assert relative_error(audio, reference_audio) < 5e-2
