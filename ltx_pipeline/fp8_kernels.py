@@ -53,6 +53,20 @@ def quantize_rows_reference(
 if triton is not None:
 
     @triton.jit
+    def _store_fp8_row(
+        values, inside, values_ptrs, scale_ptr, MIN_AMAX: tl.constexpr, FP8_MAX: tl.constexpr, FAST_MATH: tl.constexpr
+    ):
+        """Stores a float32 row's row-wise fp8 quantization: its values at `values_ptrs`, its scale at `scale_ptr`."""
+        amax = tl.maximum(tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0), MIN_AMAX)
+        if FAST_MATH:  # a product with the scale's inverse rather than a correctly rounded division per value
+            quantized = values * (FP8_MAX / amax)
+        else:
+            quantized = tl.math.div_rn(values, amax / FP8_MAX)
+        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
+        tl.store(values_ptrs, quantized.to(values_ptrs.dtype.element_ty), mask=inside)
+        tl.store(scale_ptr, amax / FP8_MAX)
+
+    @triton.jit
     def _quantize_rows_kernel(
         rows_ptr,
         bias_ptr,
@@ -82,14 +96,9 @@ if triton is not None:
                 values = 0.5 * values * (1.0 + tanh)
             else:  # the same, as x sigmoid(2u)
                 values = values * tl.sigmoid(2.0 * inner)
-        amax = tl.maximum(tl.max(tl.where(inside, tl.abs(values), 0.0), axis=0), MIN_AMAX)
-        if FAST_MATH:  # a product with the scale's inverse rather than a correctly rounded division per value
-            quantized = values * (FP8_MAX / amax)
-        else:
-            quantized = tl.math.div_rn(values, amax / FP8_MAX)
-        quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
-        tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
-        tl.store(scales_ptr + row, amax / FP8_MAX)
+        _store_fp8_row(
+            values, inside, values_ptr + row * features + columns, scales_ptr + row, MIN_AMAX, FP8_MAX, FAST_MATH
+        )
 
 
 def launch_quantize_rows(
@@ -246,15 +255,10 @@ if triton is not None:
         if WRITE_MODULATED:
             tl.store(modulated_ptr + row * features + columns, modulated, mask=inside)
         if QUANTIZE:
-            modulated = modulated.to(tl.float32)
-            amax = tl.maximum(tl.max(tl.where(inside, tl.abs(modulated), 0.0), axis=0), MIN_AMAX)
-            if FAST_MATH:
-                quantized = modulated * (FP8_MAX / amax)
-            else:
-                quantized = tl.math.div_rn(modulated, amax / FP8_MAX)
-            quantized = tl.clamp(quantized, -FP8_MAX, FP8_MAX)
-            tl.store(values_ptr + row * features + columns, quantized.to(values_ptr.dtype.element_ty), mask=inside)
-            tl.store(scales_ptr + row, amax / FP8_MAX)
+            values_row = values_ptr + row * features + columns
+            _store_fp8_row(
+                modulated.to(tl.float32), inside, values_row, scales_ptr + row, MIN_AMAX, FP8_MAX, FAST_MATH
+            )
 
 
 def _row_strides(tensor: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, int, int]:
