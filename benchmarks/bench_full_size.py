@@ -1047,6 +1047,21 @@ def section_e2e_fp8_graph_forward(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graph_forward")
 
 
+def section_fp8_no_text_mask_experiment(bench: Bench, state: dict) -> None:
+    """After `fp8_graph_forward`: the same transformer at the stage-2 size without the text masks, which are all ones
+    here (as after the connectors' registers): whether the masked attention kernels cost anything compiled."""
+    label = list(bench.shapes)[1]
+    measure_transformer(
+        bench,
+        "fp8_no_text_mask_experiment",
+        state["components"]["transformer"],
+        state.get("references"),
+        shapes=[label],
+        min_left_s=bench.args.compile_reserve_s,
+        input_overrides={"encoder_attention_mask": None, "audio_encoder_attention_mask": None},
+    )
+
+
 def section_fp8_unfused_rotary_experiment(bench: Bench, state: dict) -> None:
     """After the fp8 section: as `fp8_graph_forward`, with the queries' and keys' norm and rotation left to inductor
     (the processors' `norm_rotary_kernel` off, the layout before `rotary_kernels`); turned back on after."""
@@ -1144,6 +1159,7 @@ SECTIONS = {
     "fp8_graph_forward": section_fp8_graph_forward,
     "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,
     "fp8_unfused_rotary_experiment": section_fp8_unfused_rotary_experiment,
+    "fp8_no_text_mask_experiment": section_fp8_no_text_mask_experiment,
 }
 
 
