@@ -124,6 +124,9 @@ FRAME_RATE_MAX_DENOMINATOR = 1_000_000
 FP8_FEATURE_MULTIPLE = 16
 # Smallest amax used to derive an fp8 scale, so an all-zero row or tensor gets a finite scale (unitless).
 FP8_MIN_AMAX = 1e-12
+# Whole-forward CUDA graphs (forward_graphs.py) kept per transformer: call signatures seen in turn, e.g. two stages x
+# (conditional, perturbed, isolated) passes x a few sizes; the oldest is dropped past this.
+FORWARD_GRAPHS_KEPT = 16
 # Linear layers kept in bf16 when the transformer runs fp8 products: the per-head attention gates (LTX-2.3
 # `to_gate_logits`, width = number of heads: negligible FLOPs, and they scale whole heads), and every layer whose
 # input is the audio stream (~126 tokens for 5 s), where quantizing the activations costs about what the fp8 product

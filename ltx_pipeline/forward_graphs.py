@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from . import constants
+
 logger = logging.getLogger(__name__)
 
-MAX_GRAPHS = 16  # signatures kept at once, e.g. two stages x (conditional, perturbed, isolated) x a few sizes
 _ATTRIBUTE = "_ltx_forward_graphs"  # where `enable` keeps a transformer's graphs
 _PLAIN_VALUES = (bool, int, float, str, type(None))
 
@@ -88,7 +89,7 @@ class ForwardGraphs:
         state = key[0]
         for stale in [old for old in self.graphs if old[0] != state]:
             del self.graphs[stale]
-        if len(self.graphs) >= MAX_GRAPHS:
+        if len(self.graphs) >= constants.FORWARD_GRAPHS_KEPT:
             del self.graphs[next(iter(self.graphs))]  # the oldest
         static = {name: value.clone() if torch.is_tensor(value) else value for name, value in kwargs.items()}
         add_rotary_coordinates(transformer, static)
