@@ -289,6 +289,10 @@ def forward(transformer, inputs: dict) -> tuple:
     return forward_graphs.forward(transformer, (), **inputs)
 
 
+def graph_counts(graphs: "forward_graphs.ForwardGraphs") -> dict:
+    return {"kept": len(graphs.graphs), "recordings": graphs.recordings, "refused": len(graphs.refused)}
+
+
 def measure_transformer(bench: Bench, section: str, transformer, references: dict | None, shapes=None, **kw) -> dict:
     """ms per forward, TFLOP/s and deviation from `references` for each shape; returns the outputs."""
     outputs = {}
@@ -334,6 +338,9 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
         else:
             entry["finite"] = bool(torch.isfinite(last[0]).all() and torch.isfinite(last[1]).all())
         outputs[label] = (last[0].detach().clone(), last[1].detach().clone())
+        graphs = forward_graphs.recorded(transformer)
+        if graphs is not None:
+            entry["forward_graphs"] = graph_counts(graphs)
         bench.record(section, label, entry)
         del inputs, last
     return outputs
@@ -616,6 +623,9 @@ def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_
             bench.record(section, f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
             continue
         result = run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer)
+        graphs = forward_graphs.recorded(pipe.transformer)
+        if graphs is not None:
+            result["forward_graphs"] = graph_counts(graphs)
         bench.record(section, name, result)
 
 
@@ -1187,6 +1197,9 @@ def main() -> None:
     args = parser.parse_args()
     bench = Bench(args)
     state: dict = {}
+    graph_messages, graph_logger = _Messages(), logging.getLogger("ltx_pipeline.forward_graphs")
+    graph_logger.addHandler(graph_messages)  # why the whole-forward graphs record again, where they do
+    graph_logger.setLevel(logging.INFO)
     for name in args.sections.split(","):
         if bench.left_s() < args.reserve_s:
             bench.record(name, "skipped", f"deadline ({bench.left_s():.0f} s left)")
@@ -1199,6 +1212,9 @@ def main() -> None:
             print(f"!! section {name} failed: {type(error).__name__}: {error}", flush=True)
             traceback.print_exc()
         bench.record(name, "section_s", round(time.perf_counter() - begin, 1))
+        if graph_messages.messages:
+            bench.record(name, "forward_graphs_log", [message[:400] for message in graph_messages.messages[:12]])
+            graph_messages.messages.clear()
         bench.save()
     print(json.dumps(bench.results["sections"], indent=1, default=str)[-6000:])
 

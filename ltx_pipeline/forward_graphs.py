@@ -59,6 +59,7 @@ class ForwardGraphs:
     def __init__(self) -> None:
         self.graphs: dict[tuple, _Graph] = {}
         self.refused: set[tuple] = set()
+        self.recordings = 0  # forwards recorded so far (a new signature each)
         self.lock = threading.Lock()
         self.pool = None
         self.stream: torch.cuda.Stream | None = None
@@ -86,6 +87,11 @@ class ForwardGraphs:
 
     def record(self, transformer: torch.nn.Module, key: tuple, kwargs: dict[str, Any]) -> Any:
         """Runs the forward for `kwargs` (its outputs are returned) and records it as the graph of `key`."""
+        self.recordings += 1
+        if self.graphs:  # what differs from the signature recorded last, for a reader wondering why it records again
+            last = next(reversed(self.graphs))
+            changed = [part for part, before in zip(key, last, strict=False) if part != before]
+            logger.info("Recording the transformer's forward for a new signature; changed: %s", changed)
         state = key[0]
         for stale in [old for old in self.graphs if old[0] != state]:
             del self.graphs[stale]
