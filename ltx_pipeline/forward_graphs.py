@@ -133,10 +133,11 @@ class ForwardGraphs:
 
 
 def _hooked(module: torch.nn.Module) -> bool:
-    """Hooks must see every forward, and a replay runs none: diffusers' (offloading, layerwise casting) or torch's."""
-    return bool(
-        module._forward_pre_hooks or module._forward_hooks or getattr(module, "_diffusers_hook", None) is not None
-    )
+    """Hooks must see every forward, and a replay runs none: diffusers' (offloading, layerwise casting) or torch's.
+    An empty diffusers registry is no hook: every pipeline run leaves one on the transformer
+    (`maybe_free_model_hooks` resets the stateful hooks through it)."""
+    registry = getattr(module, "_diffusers_hook", None)
+    return bool(module._forward_pre_hooks or module._forward_hooks or (registry is not None and registry.hooks))
 
 
 def signature(transformer: torch.nn.Module, state: tuple, kwargs: dict[str, Any]) -> tuple | None:
