@@ -68,6 +68,8 @@ class ForwardGraphs:
     def __call__(self, transformer: torch.nn.Module, state: tuple, kwargs: dict[str, Any]) -> Any:
         hidden_states = kwargs.get("hidden_states")
         on_cuda = torch.is_tensor(hidden_states) and hidden_states.is_cuda
+        if on_cuda and _hooked(transformer) and not self.refused:
+            self.refuse(None, "the transformer has forward hooks")
         key = signature(transformer, state, kwargs) if on_cuda and not _hooked(transformer) else None
         if key is None:
             return transformer(**kwargs)
