@@ -33,7 +33,8 @@ FORWARD_SECTIONS = {
     "(exact arithmetic in runs 16-19, the fast math it uses on CUDA from run 20)",
     "fp8_row_kernel_compiled": "as fp8_row_kernel, without CUDA graphs (for a profile)",
     "fp8_fused_norms": "as fp8_row_kernel, with each video norm, its modulation, the residual add before it and the "
-    "fp8 scales in one kernel (`fused_norms`; from run 24 `fp8_row_kernel` also gates the attention outputs in one pass)",
+    "fp8 scales in one kernel (`fused_norms`; from run 24 `fp8_row_kernel` also gates the attention outputs in one pass, "
+    "from run 26 the audio norms are fused too, without fp8 scales)",
     "fp8_ungated_output_experiment": "as fp8_fused_norms, the attention outputs' gating and fp8 scales left to "
     "inductor (the layout of runs 22-23)",
     "fp8_gates_experiment": "as fp8_fused_norms, the video attentions' gate logits as fp8 products too (experiment)",
@@ -47,7 +48,15 @@ FORWARD_SECTIONS = {
     "than divided by the scale (run 21; taken out)",
     "whole_graph_experiment": "as graphs_fused, the blocks compiled without graphs and the whole forward one CUDA graph",
     "fp8_whole_graph_experiment": "as fp8_row_kernel, the blocks compiled without graphs and the whole forward one "
-    "CUDA graph (experiment)",
+    "CUDA graph (experiment; since the `forward_graph` option)",
+    "graph_forward": "as graphs_fused, the whole forward one CUDA graph instead of a graph per block (`forward_graph`)",
+    "graph_forward_norms": "as graph_forward, with each block norm, its modulation and the residual add before it in "
+    "one kernel (`fused_norms` on bf16 products)",
+    "fp8_graph_forward": "as fp8_fused_norms, the whole forward one CUDA graph instead of a graph per block "
+    "(`forward_graph`): every fp8 option",
+    "fp8_unfused_rotary_experiment": "as fp8_graph_forward, the queries' and keys' norm and rotation left to inductor "
+    "(the layout before `rotary_kernels`)",
+    "fp8_no_text_mask_experiment": "as fp8_graph_forward, the all-ones text masks left out",
 }
 
 
