@@ -2,8 +2,9 @@
 
 `cuda_graphs=True` lets torch.compile record a graph per block, and each replay copies the block's inputs into its
 graph's buffers; between the 48 blocks the CPU still launches, checks dynamo's guards and copies. Here the whole
-forward is one graph per call signature, replayed after one copy of the inputs (an H200 measured 254.0 against
-258.9 ms a forward at 768x512x121: benchmarks/RESULTS.md, run 20).
+forward is one graph per call signature, replayed after one copy of the inputs. On an H200 with every fp8 option it
+took the 768x512x121 forward from 251.7 to 246.6 ms and stage 1's 384x256x121 one from 75.5 to 66.7 ms, outputs
+unchanged (benchmarks/RESULTS.md, run 26).
 
 A replay skips everything Python would check, so a graph is reused only for the same signature: the shapes, dtypes
 and devices of the tensor arguments, the values of the others, where the weights are, grad mode, and a `state` the
