@@ -59,8 +59,8 @@ class ForwardGraphs:
 
     def __init__(self) -> None:
         self.graphs: dict[tuple, _Graph] = {}
-        self.refused: set[tuple] = set()
-        self.recordings = 0  # forwards recorded so far (a new signature each)
+        self.refused: set[tuple | None] = set()
+        self.recordings = 0  # recordings attempted so far (a new signature each)
         self.lock = threading.Lock()
         self.pool = None
         self.stream: torch.cuda.Stream | None = None
@@ -69,9 +69,10 @@ class ForwardGraphs:
     def __call__(self, transformer: torch.nn.Module, state: tuple, kwargs: dict[str, Any]) -> Any:
         hidden_states = kwargs.get("hidden_states")
         on_cuda = torch.is_tensor(hidden_states) and hidden_states.is_cuda
-        if on_cuda and _hooked(transformer) and not self.refused:
+        hooked = on_cuda and _hooked(transformer)
+        if hooked and not self.refused:
             self.refuse(None, "the transformer has forward hooks")
-        key = signature(transformer, state, kwargs) if on_cuda and not _hooked(transformer) else None
+        key = signature(transformer, state, kwargs) if on_cuda and not hooked else None
         if key is None:
             return transformer(**kwargs)
         with self.lock:
@@ -129,7 +130,7 @@ class ForwardGraphs:
                 leaf.record_stream(current)  # made on the side stream, used on this one
         return outputs
 
-    def refuse(self, key: tuple, reason: str) -> None:
+    def refuse(self, key: tuple | None, reason: str) -> None:
         if not self.refused:
             logger.warning("The transformer's forward runs without a CUDA graph for these inputs: %s", reason)
         self.refused.add(key)
