@@ -103,6 +103,7 @@ def run_worker(args: argparse.Namespace) -> None:
         video=torch.randn(1, tokens, config.cross_attention_dim, generator=generator).to(context.device),
         audio=torch.randn(1, tokens, config.audio_cross_attention_dim, generator=generator).to(context.device),
         mask=torch.ones(1, tokens, dtype=torch.int64, device=context.device),
+        all_real=True,
     )
     plain = MultiModalGuider(GuidanceParams())
     sigmas = list(constants.DISTILLED_STAGE_2_SIGMAS)

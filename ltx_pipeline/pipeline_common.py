@@ -67,6 +67,15 @@ class TextConditioning:
     video: torch.Tensor  # (B, S, video_cross_attention_dim)
     audio: torch.Tensor  # (B, S, audio_cross_attention_dim)
     mask: torch.Tensor  # (B, S), 1 where a token is real
+    # Every token is real, as after LTX-2.x's connectors (their learnable registers replace the padding). The
+    # transformer then gets no mask: its additive bias would be all zeros, so the softmax is the same, and attention
+    # runs its unmasked kernels.
+    all_real: bool = False
+
+    @property
+    def transformer_mask(self) -> torch.Tensor | None:
+        """The mask the transformer's text cross-attentions take: None where every token is real."""
+        return None if self.all_real else self.mask
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
             video, audio, connector_mask = self.connectors(embeds, mask, padding_side=padding_side)
             if len(self._prompt_cache) >= 8:
                 self._prompt_cache.pop(next(iter(self._prompt_cache)))
-            self._prompt_cache[key] = TextConditioning(video=video, audio=audio, mask=connector_mask)
+            self._prompt_cache[key] = TextConditioning(
+                video=video, audio=audio, mask=connector_mask, all_real=bool(connector_mask.bool().all())
+            )
         return self._prompt_cache[key]
 
     def latent_geometry(self, height: int, width: int, num_frames: int, frame_rate: float) -> LatentGeometry:
@@ -482,8 +493,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
             audio_timestep=audio_timestep,
             sigma=sigma_timestep,
             audio_sigma=audio_timestep,
-            encoder_attention_mask=text.mask,
-            audio_encoder_attention_mask=text.mask,
+            encoder_attention_mask=text.transformer_mask,
+            audio_encoder_attention_mask=text.transformer_mask,
             num_frames=geometry.frames,
             height=geometry.height,
             width=geometry.width,
@@ -534,6 +545,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 video=torch.cat([positive.video, negative.video]),
                 audio=torch.cat([positive.audio, negative.audio]),
                 mask=torch.cat([positive.mask, negative.mask]),
+                all_real=positive.all_real and negative.all_real,
             )
 
         for index in range(total_steps):

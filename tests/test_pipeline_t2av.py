@@ -219,3 +219,61 @@ def test_decoded_audio_fills_the_clip_and_keeps_what_the_latents_alone_decode(pi
         alone = pipe.vocoder(pipe.audio_vae.decode(latents, return_dict=False)[0])[0].float()
     settled = alone.shape[-1] // 2  # before the vocoder's reach of the end
     assert torch.allclose(audio.waveform[..., :settled], alone[..., :settled], atol=1e-5)
+
+
+def spy_prompt_masks(pipe) -> tuple[list, object]:
+    masks = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(
+            (kwargs["encoder_attention_mask"], kwargs["audio_encoder_attention_mask"])
+        ),
+        with_kwargs=True,
+    )
+    return masks, handle
+
+
+@pytest.mark.parametrize("mode", ["distilled", "dev"])
+def test_the_transformer_gets_no_prompt_mask_where_every_token_is_real(pipe, mode):
+    # LTX-2.x's connectors replace the padding with learnable registers: every token is real.
+    masks, handle = spy_prompt_masks(pipe)
+    try:
+        pipe(**SMALL, mode=mode, num_inference_steps=2 if mode == "dev" else None)
+    finally:
+        handle.remove()
+    assert masks and all(video is None and audio is None for video, audio in masks)
+
+
+def with_padding(mask: torch.Tensor) -> torch.Tensor:
+    padded = mask.clone()
+    padded[:, :3] = 0  # left padding
+    return padded
+
+
+def test_a_prompt_mask_with_padding_reaches_the_transformer(pipe):
+    # Connectors whose mask keeps padding (diffusers' own connectors return all ones, with registers or without).
+    padding = pipe.connectors.register_forward_hook(lambda module, args, out: (*out[:2], with_padding(out[2])))
+    masks, handle = spy_prompt_masks(pipe)
+    try:
+        pipe(**SMALL | {"prompt": "a mask with padding"})
+    finally:
+        handle.remove()
+        padding.remove()
+    video, audio = masks[0]
+    assert video is audio and video.shape == (1, pipe.max_sequence_length)
+    assert int(video.sum()) == video.numel() - 3
+
+
+def test_no_prompt_mask_computes_what_an_all_ones_mask_computes(pipe):
+    geometry = pipe.latent_geometry(64, 64, 9, 24.0)
+    generator = torch.Generator().manual_seed(0)
+    video = pipe.prepare_latents(geometry, generator, torch.device("cpu"))
+    audio = pipe.prepare_audio_latents(geometry, generator, torch.device("cpu"))
+    text = pipe.encode_prompt(SMALL["prompt"], torch.device("cpu"))
+    assert text.all_real and text.transformer_mask is None
+    masked = pipeline_common.TextConditioning(video=text.video, audio=text.audio, mask=torch.ones_like(text.mask))
+    kwargs = {"sigma": 0.725, "audio_sigma": 0.725, "geometry": geometry}
+    with torch.no_grad():
+        unmasked_velocity = pipe._velocity(video, audio, text=text, **kwargs)
+        masked_velocity = pipe._velocity(video, audio, text=masked, **kwargs)
+    for unmasked, with_mask in zip(unmasked_velocity, masked_velocity, strict=True):
+        torch.testing.assert_close(unmasked, with_mask, rtol=1e-5, atol=1e-6)
