@@ -17,6 +17,7 @@ from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 from diffusers.models.transformers.transformer_ltx2 import (
     LTX2Attention,
     LTX2AudioVideoAttnProcessor,
+    LTX2AudioVideoRotaryPosEmbed,
     LTX2PerturbedAttnProcessor,
     apply_split_rotary_emb,
 )
@@ -48,7 +49,11 @@ from ltx_pipeline.acceleration import (
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
-from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary
+from ltx_pipeline.attention_processors import (
+    HalfTableRotaryPosEmbed,
+    OutOfPlaceRotaryAttnProcessor,
+    use_diffusers_rotary,
+)
 from ltx_pipeline.fused_norms import fuse_modulated_norms
 from ltx_pipeline.rotary_kernels import apply_split_rotary_emb_out_of_place
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
@@ -736,6 +741,8 @@ def test_fused_rotary_gives_every_attention_the_processor_and_keeps_outputs_with
 
     apply_speed_options(transformer, SpeedOptions(fused_rotary=True))
     assert all(type(a.processor) is OutOfPlaceRotaryAttnProcessor for a in attentions)
+    rotary = rotary_embeddings(transformer)
+    assert len(rotary) == len(ROTARY_EMBEDDINGS) and all(type(m) is HalfTableRotaryPosEmbed for m in rotary)
     with torch.no_grad():
         outputs = [transformer(**transformer_inputs(), **extra) for extra in ({}, stg)]
     for (video, audio), (reference_video, reference_audio) in zip(outputs, references, strict=True):
@@ -746,6 +753,16 @@ def test_fused_rotary_gives_every_attention_the_processor_and_keeps_outputs_with
 
     assert use_diffusers_rotary(transformer) == len(attentions)
     assert all(type(a.processor) is diffusers_processor for a in attentions)
+    assert all(type(module) is LTX2AudioVideoRotaryPosEmbed for module in rotary)
+
+
+def test_half_table_rotary_keeps_float32_tables_off_cuda_and_the_tables_diffusers_makes():
+    transformer = build_tiny_components()["transformer"]
+    coords = transformer.rope.prepare_video_coords(1, 2, 2, 2, torch.device("cpu"), fps=24.0)
+    reference = transformer.rope(coords)
+    apply_speed_options(transformer, SpeedOptions(fused_rotary=True))
+    tables = transformer.rope(coords)  # on CPU the PyTorch path rotates in float32 with float32 tables
+    assert all(t.dtype == torch.float32 and torch.equal(t, r) for t, r in zip(tables, reference, strict=True))
 
 
 NORM_ROTARY_INTERPRETER_CHECK = """
@@ -763,6 +780,13 @@ for heads, half, shared in [(4, 8, True), (3, 5, False)]:
     for projection, norm, output in zip(projections, norms, outputs):
         expected = rotary_kernels.norm_rotary_reference(projection, norm, (cos, sin))
         assert torch.allclose(output, expected, rtol=1e-5, atol=1e-5), (heads, (output - expected).abs().max())
+    # float16 tables (HalfTableRotaryPosEmbed on CUDA): each rotated value off by at most a few of their roundings
+    half_tables = (cos.clamp(-1, 1).half(), sin.clamp(-1, 1).half())
+    outputs = rotary_kernels.launch_norm_rotary(projections, norms[: len(projections)], half_tables)
+    for projection, norm, output in zip(projections, norms, outputs):
+        normed = norm(projection).abs()
+        expected = rotary_kernels.norm_rotary_reference(projection, norm, (cos.clamp(-1, 1), sin.clamp(-1, 1)))
+        assert ((output - expected).abs() <= 2 * 2**-11 * normed.amax(-1, keepdim=True) + 1e-6).all()
 print("ok")
 """
 
@@ -807,6 +831,25 @@ def test_norm_rotary_kernel_on_gpu_matches_the_reference(shared):
         # torch's norm kernel and this one sum the squares in different orders: a bf16 rounding apart at most
         torch.testing.assert_close(output, expected, rtol=2**-7, atol=2**-6)
         assert torch.equal(compiled_output, output)
+
+
+@pytest.mark.gpu
+def test_fused_rotary_on_gpu_rotates_with_half_tables_and_keeps_outputs():
+    if not torch.cuda.is_available() or rotary_kernels.triton is None:
+        pytest.skip("needs a CUDA GPU and Triton")
+    torch.manual_seed(0)
+    transformer = build_tiny_components()["transformer"].to("cuda")
+    inputs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in transformer_inputs().items()}
+    with torch.no_grad():
+        reference = transformer(**inputs)
+        apply_speed_options(transformer, SpeedOptions(fused_rotary=True))
+        coords = transformer.rope.prepare_video_coords(
+            1, VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, torch.device("cuda")
+        )
+        assert all(table.dtype == torch.float16 for table in transformer.rope(coords))
+        outputs = transformer(**inputs)
+    for output, expected in zip(outputs, reference, strict=True):
+        assert relative_error(output, expected) < 1e-3  # float16 tables: about 2^-12 relative per rotated value
 
 
 def test_fused_rotary_keeps_each_attentions_backend_in_either_order():
