@@ -4,7 +4,8 @@ import json
 import sys
 
 FORWARD_SECTIONS = {
-    "eager_native": "eager, native SDPA (baseline)",
+    "eager_native": "eager, native SDPA (baseline; from run 29 without the all-ones prompt masks, as the pipelines)",
+    "eager_native_text_mask": "eager, native SDPA, with the all-ones prompt masks (the pipelines until run 28)",
     "eager_native_no_text_mask": "eager, native SDPA, all-ones text mask dropped",
     "eager__native_cudnn": "eager, cuDNN SDPA",
     "eager__native_cudnn_no_text_mask": "eager, cuDNN SDPA, text mask dropped",
@@ -50,13 +51,16 @@ FORWARD_SECTIONS = {
     "fp8_whole_graph_experiment": "as fp8_row_kernel, the blocks compiled without graphs and the whole forward one "
     "CUDA graph (experiment; since the `forward_graph` option)",
     "graph_forward": "as graphs_fused, the whole forward one CUDA graph instead of a graph per block (`forward_graph`)",
+    "float_tables_experiment": "as graph_forward, the rotary tables in float32 (float16 on CUDA with `fused_rotary` "
+    "from run 29)",
     "graph_forward_norms": "as graph_forward, with each block norm, its modulation and the residual add before it in "
     "one kernel (`fused_norms` on bf16 products)",
     "fp8_graph_forward": "as fp8_fused_norms, the whole forward one CUDA graph instead of a graph per block "
     "(`forward_graph`): every fp8 option",
     "fp8_unfused_rotary_experiment": "as fp8_graph_forward, the queries' and keys' norm and rotation left to inductor "
     "(the layout before `rotary_kernels`)",
-    "fp8_no_text_mask_experiment": "as fp8_graph_forward, the all-ones text masks left out",
+    "text_mask_experiment": "the transformer of the section before, with the all-ones prompt masks the pipelines "
+    "passed until run 28",
 }
 
 
