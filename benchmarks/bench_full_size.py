@@ -314,7 +314,7 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
         height, width, num_frames = bench.shapes[label]
         inputs = transformer_inputs(bench, transformer, height, width, num_frames)
         inputs.update(kw.get("input_overrides", {}))
-        repeats = 3 if label.startswith("1536") else 6
+        repeats = 3 if label.startswith("1536") else bench.args.repeats
         bench.reset_peak()
         compile_start = time.perf_counter()
         with torch.no_grad():
@@ -886,10 +886,14 @@ def section_profile(bench: Bench, state: dict) -> None:
     bench.record(section, "traced", "the whole forward's graph, replayed" if replayed else "forward")
     bench.record(section, "wall_ms", round(wall_ms, 1))
     bench.record(section, "total_ms", round(sum(ms for _, ms, _ in kernels), 1))
-    copies = [(ms, count) for name, ms, count in kernels if "memcpy" in name.lower() or "memset" in name.lower()]
-    bench.record(section, "copies", {"ms": round(sum(ms for ms, _ in copies), 2), "count": sum(c for _, c in copies)})
+    copies = [kernel for kernel in kernels if "memcpy" in kernel[0].lower() or "memset" in kernel[0].lower()]
+    bench.record(
+        section, "copies", {"ms": round(sum(ms for _, ms, _ in copies), 2), "count": sum(c for *_, c in copies)}
+    )
+    bench.record(section, "copies_by_name", [[name[:140], round(ms, 2), count] for name, ms, count in copies])
+    bench.record(section, "launches", sum(count for *_, count in kernels))
     bench.record(section, "families_ms", {family: round(ms, 1) for family, ms in sorted(families.items())})
-    top = sorted(kernels, key=lambda kernel: -kernel[1])[:15]
+    top = sorted(kernels, key=lambda kernel: -kernel[1])[:40]
     bench.record(section, "longest", [[name[:140], round(ms, 2), count] for name, ms, count in top])
 
 
@@ -1223,6 +1227,7 @@ def main() -> None:
         "is tried on the video self-attention and all:NAME on every attention)",
     )
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
+    parser.add_argument("--repeats", type=int, default=6, help="timed forwards per shape (3 at 1536x1024)")
     args = parser.parse_args()
     bench = Bench(args)
     state: dict = {}
