@@ -59,8 +59,8 @@ FORWARD_SECTIONS = {
     "(`forward_graph`): every fp8 option",
     "fp8_unfused_rotary_experiment": "as fp8_graph_forward, the queries' and keys' norm and rotation left to inductor "
     "(the layout before `rotary_kernels`)",
-    "text_mask_experiment": "the transformer of the section before, with the all-ones prompt masks the pipelines "
-    "passed until run 28",
+    "text_mask_experiment": "as graph_forward, with the all-ones prompt masks the pipelines passed until run 28 "
+    "(`text_mask_experiment`)",
 }
 
 

@@ -105,8 +105,10 @@ class SpeedOptions:
         normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. On CUDA
         the norm and rotation of each attention's queries and keys run as one pass of a Triton kernel
         (`rotary_kernels`), which reads the projections and the rotary tables once, where inductor made a reduction
-        and a second pass (249.5 -> 246.6 ms a 768x512x121 fp8 forward on an H200, benchmarks/RESULTS.md, run 26).
-        The same arithmetic; it matters only compiled.
+        and a second pass (249.5 -> 246.6 ms a 768x512x121 fp8 forward on an H200, benchmarks/RESULTS.md, run 26),
+        and the rotary-embedding modules return float16 tables there (`HalfTableRotaryPosEmbed`; 330.0 against
+        334.2 ms, 328.2 against 330.0 ms a bf16 forward, runs 29-30), which round each rotated value by an eighth of
+        its bf16 rounding at most. Otherwise the same arithmetic; it matters only compiled.
     compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one;
         ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
         against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
@@ -127,9 +129,9 @@ class SpeedOptions:
         (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor loops over
         each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of the unfused ones (on
         CUDA the scale's inverse, as for `fp8_row_kernel`). On an H200 at 768x512x121: 262.9 -> 258.4 ms with every
-        fp8 option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23); on bf16 products no gain
-        measured (333.9 -> 335.7 ms, within the run's spread, run 26), the deviation from eager lower (1.07 % against
-        1.69 %).
+        fp8 option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23); on bf16 products within
+        the runs' spread (333.9 -> 335.7 ms in run 26, 328.2 -> 327.3 and 326.6 -> 326.2 ms over 20 forwards in runs
+        30-31), the deviation from eager lower (1.06 % against 1.69 %).
     forward_graph: on CUDA, the transformer's whole forward recorded as one CUDA graph per call signature (shapes,
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
@@ -137,7 +139,8 @@ class SpeedOptions:
         cannot hold torch.compile's own), nor with the "fp8-storage" and "24gb" memory modes (their hooks move and
         cast weights during the forward). Elsewhere than CUDA the forward runs as usual. On an H200 with every fp8
         option: 251.7 -> 246.6 ms at 768x512x121, 75.5 -> 66.7 ms at 384x256x121, outputs unchanged; bf16 334.7 ->
-        333.9 ms; A2V end to end 2.95 s against 6.78 s eager (benchmarks/RESULTS.md, runs 26 and 28).
+        333.9 ms; A2V end to end 2.95 s against 6.78 s eager (benchmarks/RESULTS.md, runs 26 and 28). With the
+        prompt masks dropped and float16 rotary tables (runs 29-31): fp8 239.6 ms, bf16 326.6 ms, A2V 2.80 s.
     """
 
     compile: bool = False
