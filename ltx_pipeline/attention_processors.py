@@ -117,8 +117,8 @@ class HalfTableRotaryPosEmbed(LTX2AudioVideoRotaryPosEmbed):
     """diffusers' rotary-embedding module whose split cos and sin tables come out in float16 on CUDA.
 
     The norm + rotary kernel (`rotary_kernels`) reads a video token's tables once per attention: in float32 they were
-    a third of its traffic. The tables are made once per forward and read by every block, so the cast costs one pass
-    and halves 48 of them. float16 rounds a value in [-1, 1] by 2^-12 at most, an eighth of the rounding of the bf16
+    a third of its traffic. The tables are made once per forward and read by each of the 48 blocks, so one cast per
+    forward halves what every block reads of them. float16 rounds a value in [-1, 1] by 2^-12 at most, an eighth of the rounding of the bf16
     values it rotates. Interleaved tables, and tables off CUDA, stay float32.
     """
 
