@@ -1229,6 +1229,8 @@ def main() -> None:
     parser.add_argument("--fp8-scaling", default="rowwise", choices=acceleration.FP8_SCALINGS)
     parser.add_argument("--repeats", type=int, default=6, help="timed forwards per shape (3 at 1536x1024)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be 1 or more; got {args.repeats}.")
     bench = Bench(args)
     state: dict = {}
     graph_messages, graph_logger = _Messages(), logging.getLogger("ltx_pipeline.forward_graphs")
