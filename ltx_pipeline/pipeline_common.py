@@ -464,20 +464,26 @@ class LTXAVPipelineBase(DiffusionPipeline):
         audio: torch.Tensor,
         text: TextConditioning,
         sigma: float,
-        audio_sigma: float,
+        audio_token_sigma: float,
         geometry: LatentGeometry,
         token_sigmas: torch.Tensor | None = None,
         isolate_modalities: bool = False,
         stg_blocks: tuple[int, ...] | None = None,
         graph_state: tuple = (),
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One transformer pass; sigmas on the [0, 1] scale, `token_sigmas` (1, S) where video tokens differ;
-        `graph_state` the transformer's LoRA state for `forward_graphs` (SpeedOptions.forward_graph)."""
+        """One transformer pass at the step's `sigma` (on the [0, 1] scale).
+
+        As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma, which
+        drives its prompt AdaLN and the other stream's cross-modal AdaLN, while each token's timestep is its own
+        noise level: `token_sigmas` (1, S) where video tokens differ (held-clean image tokens), `audio_token_sigma`
+        for every audio token (0 where the audio is held clean). `graph_state` is the transformer's LoRA state for
+        `forward_graphs` (SpeedOptions.forward_graph).
+        """
         batch = video.shape[0]
         dtype = self.transformer.dtype
         scale = self.transformer.config.timestep_scale_multiplier
         sigma_timestep = torch.full((batch,), sigma * scale, device=video.device, dtype=torch.float32)
-        audio_timestep = torch.full((batch,), audio_sigma * scale, device=video.device, dtype=torch.float32)
+        audio_timestep = torch.full((batch,), audio_token_sigma * scale, device=video.device, dtype=torch.float32)
         video_timestep = sigma_timestep if token_sigmas is None else (token_sigmas * scale).expand(batch, -1)
         # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
         # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
@@ -492,7 +498,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             timestep=video_timestep,
             audio_timestep=audio_timestep,
             sigma=sigma_timestep,
-            audio_sigma=audio_timestep,
+            audio_sigma=sigma_timestep,
             encoder_attention_mask=text.transformer_mask,
             audio_encoder_attention_mask=text.transformer_mask,
             num_frames=geometry.frames,
@@ -522,7 +528,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
     ) -> Iterator[DenoiseStep]:
         """Euler denoising of both streams from one noise state; yields after every step, stops on `cancel()`.
 
-        With `freeze_audio` the audio latents are conditioning only: the transformer sees them at sigma 0 and
+        With `freeze_audio` the audio latents are conditioning only: every audio token's timestep is 0 while the
+        audio stream's modality sigma stays the step's sigma (the reference's convention for held-clean tokens), and
         they are never stepped, so they stay bit-identical. Image-conditioned video tokens see a noise level
         lowered by their strength, and their clean estimate is pulled back to the image after every step.
         """
@@ -552,6 +559,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             if self.interrupt:
                 return
             sigma = sigmas[index]
+            # The audio tokens' own noise level; the modality sigma of both streams is the step's `sigma`.
             audio_sigma = 0.0 if freeze_audio else sigma
             token_sigmas = None if conditioning is None else sigma * (1 - conditioning.mask[..., 0])
             video_sigma = sigma if token_sigmas is None else token_sigmas.unsqueeze(-1)

@@ -43,7 +43,9 @@ def test_audio_latents_stay_clean_through_both_stages(pipe, tmp_path):
     write_clip(tmp_path / "clip.wav")
     seen = []
     handle = pipe.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append((kwargs["audio_hidden_states"].clone(), kwargs["audio_timestep"])),
+        lambda module, args, kwargs: seen.append(
+            (kwargs["audio_hidden_states"].clone(), kwargs["audio_timestep"], kwargs["sigma"], kwargs["audio_sigma"])
+        ),
         with_kwargs=True,
     )
     try:
@@ -51,8 +53,11 @@ def test_audio_latents_stay_clean_through_both_stages(pipe, tmp_path):
     finally:
         handle.remove()
     assert len(seen) == 11
-    assert all(torch.equal(audio, seen[0][0]) for audio, _ in seen)  # bit-identical at every step of both stages
-    assert all(float(timestep.abs().max()) == 0.0 for _, timestep in seen)  # seen as clean (sigma 0)
+    assert all(torch.equal(audio, seen[0][0]) for audio, *_ in seen)  # bit-identical at every step of both stages
+    assert all(float(timestep.abs().max()) == 0.0 for _, timestep, *_ in seen)  # every audio token seen as clean
+    # The audio stream's modality sigma is the step's sigma, as in the reference: it drives the audio prompt AdaLN
+    # and the video side's cross-modal AdaLN, so 0 here moved the video 10 % from the reference over stage 1.
+    assert all(torch.equal(audio_sigma, sigma) and float(sigma.min()) > 0 for *_, sigma, audio_sigma in seen)
 
 
 def test_video_follows_the_audio(pipe, tmp_path):

@@ -271,7 +271,7 @@ def test_no_prompt_mask_computes_what_an_all_ones_mask_computes(pipe):
     text = pipe.encode_prompt(SMALL["prompt"], torch.device("cpu"))
     assert text.all_real and text.transformer_mask is None
     masked = pipeline_common.TextConditioning(video=text.video, audio=text.audio, mask=torch.ones_like(text.mask))
-    kwargs = {"sigma": 0.725, "audio_sigma": 0.725, "geometry": geometry}
+    kwargs = {"sigma": 0.725, "audio_token_sigma": 0.725, "geometry": geometry}
     with torch.no_grad():
         unmasked_velocity = pipe._velocity(video, audio, text=text, **kwargs)
         masked_velocity = pipe._velocity(video, audio, text=masked, **kwargs)
