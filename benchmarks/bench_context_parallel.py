@@ -78,10 +78,10 @@ def build_pipeline(tiny: bool, device: torch.device):
 def run_worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
-    from ltx_pipeline.guiders import MultiModalGuider
+    from ltx_pipeline.engine import StreamSpec, denoise
+    from ltx_pipeline.engine.prompt import TextConditioning
+    from ltx_pipeline.engine.streams import NoiseSource
     from ltx_pipeline.parallel import check_context_parallel_sizes, enable_context_parallel, init_distributed, teardown
-    from ltx_pipeline.pipeline_common import TextConditioning
-    from ltx_pipeline.types import GuidanceParams
 
     context = init_distributed()
     on_gpu = context.device.type == "cuda"
@@ -96,8 +96,9 @@ def run_worker(args: argparse.Namespace) -> None:
     # here), and one prompt after the connectors (random, with the all-ones mask the registers give).
     generator = torch.Generator().manual_seed(0)
     geometry = pipe.latent_geometry(height, width, num_frames, constants.DEFAULT_FRAME_RATE)
-    video_latents = pipe.prepare_latents(geometry, generator, context.device)
-    audio_latents = pipe.prepare_audio_latents(geometry, generator, context.device)
+    noise = NoiseSource(generator, context.device)
+    video_latents = pipe.video_noise(geometry, noise)
+    audio_latents = pipe.audio_noise(geometry, noise)
     config, tokens = pipe.transformer.config, pipe.max_sequence_length
     text = TextConditioning(
         video=torch.randn(1, tokens, config.cross_attention_dim, generator=generator).to(context.device),
@@ -105,7 +106,7 @@ def run_worker(args: argparse.Namespace) -> None:
         mask=torch.ones(1, tokens, dtype=torch.int64, device=context.device),
         all_real=True,
     )
-    plain = MultiModalGuider(GuidanceParams())
+    plain = StreamSpec()
     sigmas = list(constants.DISTILLED_STAGE_2_SIGMAS)
 
     def stage_2() -> float:
@@ -113,7 +114,8 @@ def run_worker(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
         dist.barrier()
         start = time.perf_counter()
-        for _ in pipe.denoise(video_latents, audio_latents, sigmas, geometry, text, None, plain, plain, False):
+        steps = denoise(pipe.transformer, plain, plain, video_latents, audio_latents, sigmas, geometry, text, None, bool)
+        for _ in steps:
             pass
         if on_gpu:
             torch.cuda.synchronize()

@@ -10,9 +10,11 @@ import torch
 from . import constants, validation
 from .audio import load_audio, prepare_audio_vae_input, seconds_to_samples
 from .conditioning import ImageCondition
-from .guiders import MultiModalGuider
+from .engine import Stage, StageResult, frozen_stream, run_stages
+from .engine.stages import RunContext
+from .engine.streams import NoiseSource
 from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
-from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
+from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
 
@@ -146,102 +148,49 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         device = self._execution_device
         height, width = recipe["height"], recipe["width"]
         num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        generator = torch.Generator().manual_seed(recipe["seed"])
-        video_guider = MultiModalGuider(video_guidance)
-        no_guidance = MultiModalGuider(GuidanceParams())
         stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
         recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
         timings = recipe.setdefault("timings_s", {})
 
-        self.activate_stage_loras(1)
-
         # 1. Encode the prompt (and the negative prompt, where CFG needs it) and the audio clip
-        positive = self.encode_prompt(recipe["prompt"], device)
-        negative = None
-        if video_guider.needs_unconditional:
-            negative_prompt = recipe["negative_prompt"]
-            negative = self.encode_prompt(
-                constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
-            )
+        self.activate_stage_loras(1)
+        positive, negative = self.encode_prompts(recipe, video_guidance, device=device)
         geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
-        audio_latents = self.prepare_audio_latents(
-            geometry_1, generator, device, self.encode_audio(clip, geometry_1.audio_frames, device), noise_scale=0.0
-        )
+        # Held clean through both stages: every audio token's timestep is 0, the audio's modality sigma the step's.
+        audio = frozen_stream(self.pack_audio(self.encode_audio(clip, geometry_1.audio_frames, device)))
         timings["encoding"] = self.elapsed(start)
-
-        # 2. Stage 1: video from noise at half resolution; the audio latents stay clean (frozen)
-        conditioning_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
-        video_latents = self.condition_latents(
-            self.prepare_latents(geometry_1, generator, device), conditioning_1, stage_1_sigmas[0], generator
-        )
-        for state in self.denoise(
-            video_latents,
-            audio_latents,
-            stage_1_sigmas,
-            geometry_1,
-            positive,
-            negative,
-            video_guider,
-            no_guidance,
-            freeze_audio=True,
-            conditioning=conditioning_1,
-        ):
-            video_latents = state.video_latents
-            yield self._preview(1, state, geometry_1, start)
-        if self.interrupt:
-            return
-        timings["stage_1"] = self.elapsed(start) - timings["encoding"]
-
-        # 3. Decode stage 1 and pair it with the user's own audio
-        frames = self.decode_video(self.unpack_video(video_latents, geometry_1))
-        yield StageDecoded(stage=1, elapsed_s=self.elapsed(start), frames=frames, audio=clip, frame_rate=frame_rate)
-
-        # 4. Upsample the video latents 2x and re-noise them to the first stage-2 sigma
-        geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
-        upsampled = self.upsample_video(video_latents, geometry_1)
-        conditioning_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
-        video_latents = self.condition_latents(
-            self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0]),
-            conditioning_2,
-            stage_2_sigmas[0],
-            generator,
+        run = RunContext(
+            num_frames=num_frames,
+            frame_rate=frame_rate,
+            positive=positive,
+            negative=negative,
+            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            started=start,
+            timings=timings,
+            kept_audio=clip,
         )
 
-        # 5. Stage 2: refine the video at full resolution, audio still clean (reference: no guidance)
-        stage_2_start = self.elapsed(start)
-        self.activate_stage_loras(2)
-        for state in self.denoise(
-            video_latents,
-            audio_latents,
-            stage_2_sigmas,
-            geometry_2,
-            positive,
-            None,
-            no_guidance,
-            no_guidance,
-            freeze_audio=True,
-            conditioning=conditioning_2,
-        ):
-            video_latents = state.video_latents
-            yield self._preview(2, state, geometry_2, start)
-        if self.interrupt:
-            return
-        timings["stage_2"] = self.elapsed(start) - stage_2_start
+        # 2. Stage 1: video from noise at half resolution, guided on video alone; the audio stays clean
+        held_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
+        stage_1 = Stage(1, geometry_1, stage_1_sigmas, self.video_spec(held_1, video_guidance), audio)
 
-        # 6. Decode the final video; the audio is the original cut, unmodified
+        # 3. Stage 2: the video upsampled 2x, re-noised to the first stage-2 sigma and refined at full resolution
+        #    (reference: no guidance), the audio still clean
+        def stage_2(result: StageResult) -> Stage:
+            geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
+            upsampled = self.pack_video(self.upsample_video(result.video_latents, geometry_1))
+            held_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
+            video = self.video_spec(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0])
+            return Stage(2, geometry_2, stage_2_sigmas, video, audio)
+
+        result = yield from run_stages(self, run, stage_1, stage_2)
+        if result is None:
+            return
+
+        # 4. Decode the final video; the audio is the original cut, unmodified
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(video_latents, geometry_2))
+        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
         output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe)
         yield Finished(elapsed_s=timings["total"], output=output)
-
-    def _preview(self, stage, state, geometry, start) -> StepPreview:
-        return StepPreview(
-            stage=stage,
-            step=state.step,
-            total_steps=state.total_steps,
-            elapsed_s=self.elapsed(start),
-            video=self.preview_video(state.video_estimate, geometry),
-            audio=None,
-        )

@@ -6,7 +6,6 @@ diffusers' own (`LTX2Pipeline`'s static helpers); the loop is written out here b
 stream audio estimates, freeze one modality, or take per-modality guidance of 0.
 """
 
-import functools
 import logging
 import math
 import os
@@ -14,7 +13,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,76 +27,29 @@ from diffusers import (
     LTX2VideoTransformer3DModel,
 )
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
-from . import constants, forward_graphs, validation
+from . import constants, validation
 from .audio import seconds_to_samples
 from .conditioning import (
     ImageCondition,
-    VideoConditioning,
     aspect_notice,
     check_image_conditions,
     latent_frame_of,
     load_image,
     prepare_image,
 )
-from .guiders import MultiModalGuider
+from .engine.latents import LatentGeometry
+from .engine.prompt import TOKENIZER_LOCK, TextConditioning
+from .engine.streams import NoiseSource, StreamSpec, image_tokens
 from .lora import StageLoras, lora_fingerprint
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
 
-# A studio's pipelines share one tokenizer, and a fast tokenizer keeps its padding and truncation settings between
-# calls: a call without padding in one thread strips the padding from another's encoding midway. Every tokenizer call
-# of the pipelines holds this lock.
-_TOKENIZER_LOCK = threading.Lock()
-
-
 class GenerationCancelled(RuntimeError):
     """Raised by `__call__` when `cancel()` stopped the run."""
-
-
-@dataclass(frozen=True)
-class TextConditioning:
-    """One prompt after the text encoder and the per-modality connectors."""
-
-    video: torch.Tensor  # (B, S, video_cross_attention_dim)
-    audio: torch.Tensor  # (B, S, audio_cross_attention_dim)
-    mask: torch.Tensor  # (B, S), 1 where a token is real
-    # Every token is real, as after LTX-2.x's connectors (their learnable registers replace the padding). The
-    # transformer then gets no mask: its additive bias would be all zeros, so the softmax is the same, and attention
-    # runs its unmasked kernels.
-    all_real: bool = False
-
-    @property
-    def transformer_mask(self) -> torch.Tensor | None:
-        """The mask the transformer's text cross-attentions take: None where every token is real."""
-        return None if self.all_real else self.mask
-
-
-@dataclass(frozen=True)
-class LatentGeometry:
-    """Latent sizes of one stage."""
-
-    frames: int  # latent video frames: (num_frames - 1) // 8 + 1
-    height: int  # latent rows: height // 32
-    width: int  # latent columns: width // 32
-    audio_frames: int  # latent audio frames: round(num_frames / frame_rate * 25)
-    frame_rate: float
-
-
-@dataclass(frozen=True)
-class DenoiseStep:
-    """The state after one denoising step, as the stream reports it."""
-
-    step: int  # 1-based
-    total_steps: int
-    video_latents: torch.Tensor  # packed, normalised (B, S_video, C)
-    audio_latents: torch.Tensor  # packed, normalised (B, S_audio, C)
-    video_estimate: torch.Tensor  # guided clean estimate, packed, normalised
-    audio_estimate: torch.Tensor
 
 
 def dev_sigmas(num_inference_steps: int) -> list[float]:
@@ -311,7 +262,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
 
     def count_tokens(self, text: str) -> int:
         """Text-encoder tokens of `text`, special tokens included."""
-        with _TOKENIZER_LOCK:
+        with TOKENIZER_LOCK:
             return len(self.tokenizer(text, add_special_tokens=True).input_ids)
 
     @torch.no_grad()
@@ -322,7 +273,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         if key not in self._prompt_cache:
             # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked); it tokenizes and runs
             # the text encoder in one call, so concurrent runs encode their prompts one at a time.
-            with _TOKENIZER_LOCK:
+            with TOKENIZER_LOCK:
                 embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
                     self, prompt, max_sequence_length=self.max_sequence_length, device=device
                 )
@@ -334,6 +285,18 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 video=video, audio=audio, mask=connector_mask, all_real=bool(connector_mask.bool().all())
             )
         return self._prompt_cache[key]
+
+    def encode_prompts(
+        self, recipe: dict[str, Any], *guidance: GuidanceParams, device: torch.device
+    ) -> tuple[TextConditioning, TextConditioning | None]:
+        """The prompt's encoding, and the negative prompt's where any stream's guidance runs CFG."""
+        positive = self.encode_prompt(recipe["prompt"], device)
+        if all(params.cfg_scale == 1.0 for params in guidance):
+            return positive, None
+        negative_prompt = recipe["negative_prompt"]
+        return positive, self.encode_prompt(
+            constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
+        )
 
     def latent_geometry(self, height: int, width: int, num_frames: int, frame_rate: float) -> LatentGeometry:
         duration_s = num_frames / frame_rate
@@ -350,9 +313,18 @@ class LTXAVPipelineBase(DiffusionPipeline):
         config = self.audio_vae.config
         return config.sample_rate / config.mel_hop_length / self.audio_vae.temporal_compression_ratio
 
-    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        # Drawn on the generator's device (CPU) so a seed gives the same clip on any accelerator.
-        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+    def video_noise(self, geometry: LatentGeometry, noise: NoiseSource) -> torch.Tensor:
+        """Packed video noise, drawn in the latents' (1, C, F, H, W) layout (noise lives in the normalised space)."""
+        shape = (1, self.transformer.config.in_channels, geometry.frames, geometry.height, geometry.width)
+        return LTX2Pipeline._pack_latents(
+            noise(shape), self.transformer.config.patch_size, self.transformer.config.patch_size_t
+        )
+
+    def audio_noise(self, geometry: LatentGeometry, noise: NoiseSource) -> torch.Tensor:
+        """Packed audio noise, drawn in the latents' (1, C, L, M) layout."""
+        latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
+        shape = (1, self.audio_vae.config.latent_channels, geometry.audio_frames, latent_mel_bins)
+        return LTX2Pipeline._pack_audio_latents(noise(shape))
 
     def pack_video(self, latents: torch.Tensor) -> torch.Tensor:
         """Un-normalised (B, C, F, H, W) -> normalised, packed (B, F*H*W, C)."""
@@ -390,234 +362,12 @@ class LTXAVPipelineBase(DiffusionPipeline):
         latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
         return LTX2Pipeline._unpack_audio_latents(latents, packed.shape[1], num_mel_bins=latent_mel_bins)
 
-    def prepare_latents(
-        self,
-        geometry: LatentGeometry,
-        generator: torch.Generator,
-        device: torch.device,
-        initial: torch.Tensor | None = None,
-        noise_scale: float = 1.0,
-    ) -> torch.Tensor:
-        """Packed, normalised video latents: pure noise, or `initial` (un-normalised) noised to `noise_scale`."""
-        shape = (1, self.transformer.config.in_channels, geometry.frames, geometry.height, geometry.width)
-        if initial is None:
-            # Noise lives in the normalised space: pack it without normalising.
-            return LTX2Pipeline._pack_latents(
-                self.noise(shape, generator, device),
-                self.transformer.config.patch_size,
-                self.transformer.config.patch_size_t,
-            )
-        return self.noised(self.pack_video(initial.to(device)), noise_scale, generator)
-
-    def prepare_audio_latents(
-        self,
-        geometry: LatentGeometry,
-        generator: torch.Generator,
-        device: torch.device,
-        initial: torch.Tensor | None = None,
-        noise_scale: float = 1.0,
-    ) -> torch.Tensor:
-        """Packed, normalised audio latents: pure noise, or `initial` (un-normalised) noised to `noise_scale`."""
-        latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
-        if initial is None:
-            shape = (1, self.audio_vae.config.latent_channels, geometry.audio_frames, latent_mel_bins)
-            return LTX2Pipeline._pack_audio_latents(self.noise(shape, generator, device))
-        return self.noised(self.pack_audio(initial.to(device)), noise_scale, generator)
-
-    def noised(self, clean: torch.Tensor, noise_scale: float, generator: torch.Generator) -> torch.Tensor:
-        """Flow matching's x_t = sigma * noise + (1 - sigma) * clean; sigma 0 returns `clean` and draws nothing."""
-        if noise_scale == 0:
-            return clean
-        return noise_scale * self.noise(clean.shape, generator, clean.device) + (1 - noise_scale) * clean
-
     def upsample_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
         """Stage-1 packed latents -> un-normalised latents at twice the height and width."""
         latents = self.unpack_video(packed, geometry)
         upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
         # The upsampler works on un-normalised latents (as diffusers' LTX2LatentUpsamplePipeline feeds it).
         return self.latent_upsampler(latents.to(upsampler_dtype)).float()
-
-    def _schedulers(self, sigmas: list[float], device: torch.device) -> tuple[Any, Any]:
-        """One Euler scheduler per modality (each keeps its own step index), taking the sigmas exactly as given."""
-        schedulers = []
-        for _ in range(2):
-            # Without these overrides a checkpoint's dynamic shifting would re-shift the reference sigmas.
-            scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-                self.scheduler.config,
-                use_dynamic_shifting=False,
-                shift=1.0,
-                shift_terminal=None,
-                use_karras_sigmas=False,
-                use_exponential_sigmas=False,
-                use_beta_sigmas=False,
-                invert_sigmas=False,
-                stochastic_sampling=False,
-            )
-            scheduler.set_timesteps(sigmas=sigmas[:-1], device=device)
-            scheduler.set_begin_index(0)
-            schedulers.append(scheduler)
-        return schedulers[0], schedulers[1]
-
-    def _velocity(
-        self,
-        video: torch.Tensor,
-        audio: torch.Tensor,
-        text: TextConditioning,
-        sigma: float,
-        audio_token_sigma: float,
-        geometry: LatentGeometry,
-        token_sigmas: torch.Tensor | None = None,
-        isolate_modalities: bool = False,
-        stg_blocks: tuple[int, ...] | None = None,
-        graph_state: tuple = (),
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One transformer pass at the step's `sigma` (on the [0, 1] scale).
-
-        As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma, which
-        drives its prompt AdaLN and the other stream's cross-modal AdaLN, while each token's timestep is its own
-        noise level: `token_sigmas` (1, S) where video tokens differ (held-clean image tokens), `audio_token_sigma`
-        for every audio token (0 where the audio is held clean). `graph_state` is the transformer's LoRA state for
-        `forward_graphs` (SpeedOptions.forward_graph).
-        """
-        batch = video.shape[0]
-        dtype = self.transformer.dtype
-        scale = self.transformer.config.timestep_scale_multiplier
-        sigma_timestep = torch.full((batch,), sigma * scale, device=video.device, dtype=torch.float32)
-        audio_timestep = torch.full((batch,), audio_token_sigma * scale, device=video.device, dtype=torch.float32)
-        video_timestep = sigma_timestep if token_sigmas is None else (token_sigmas * scale).expand(batch, -1)
-        # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
-        # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
-        torch.compiler.cudagraph_mark_step_begin()
-        video_velocity, audio_velocity = forward_graphs.forward(
-            self.transformer,
-            graph_state,
-            hidden_states=video.to(dtype),
-            audio_hidden_states=audio.to(dtype),
-            encoder_hidden_states=text.video.to(dtype),
-            audio_encoder_hidden_states=text.audio.to(dtype),
-            timestep=video_timestep,
-            audio_timestep=audio_timestep,
-            sigma=sigma_timestep,
-            audio_sigma=sigma_timestep,
-            encoder_attention_mask=text.transformer_mask,
-            audio_encoder_attention_mask=text.transformer_mask,
-            num_frames=geometry.frames,
-            height=geometry.height,
-            width=geometry.width,
-            fps=geometry.frame_rate,
-            audio_num_frames=audio.shape[1],
-            isolate_modalities=isolate_modalities,
-            spatio_temporal_guidance_blocks=list(stg_blocks) if stg_blocks else None,
-            use_cross_timestep=self.is_ltx_2_3,
-            return_dict=False,
-        )
-        return video_velocity.float(), audio_velocity.float()
-
-    def denoise(
-        self,
-        video_latents: torch.Tensor,
-        audio_latents: torch.Tensor,
-        sigmas: list[float],
-        geometry: LatentGeometry,
-        positive: TextConditioning,
-        negative: TextConditioning | None,
-        video_guider: MultiModalGuider,
-        audio_guider: MultiModalGuider,
-        freeze_audio: bool,
-        conditioning: VideoConditioning | None = None,
-    ) -> Iterator[DenoiseStep]:
-        """Euler denoising of both streams from one noise state; yields after every step, stops on `cancel()`.
-
-        With `freeze_audio` the audio latents are conditioning only: every audio token's timestep is 0 while the
-        audio stream's modality sigma stays the step's sigma (the reference's convention for held-clean tokens), and
-        they are never stepped, so they stay bit-identical. Image-conditioned video tokens see a noise level
-        lowered by their strength, and their clean estimate is pulled back to the image after every step.
-        """
-        device = video_latents.device
-        video_scheduler, audio_scheduler = self._schedulers(sigmas, device)
-        total_steps = len(sigmas) - 1
-        guiders = (video_guider,) if freeze_audio else (video_guider, audio_guider)
-        needs_unconditional = any(guider.needs_unconditional for guider in guiders)
-        needs_perturbed = any(guider.needs_perturbed for guider in guiders)
-        needs_isolated = any(guider.needs_isolated for guider in guiders)
-        stg_blocks = video_guider.params.stg_blocks or audio_guider.params.stg_blocks
-        # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
-        graph_state = lora_fingerprint(self.transformer) if forward_graphs.enabled(self.transformer) else ()
-        velocity = functools.partial(self._velocity, graph_state=graph_state)
-        if needs_unconditional and negative is None:
-            raise ValueError("CFG needs a negative prompt encoding; got none.")
-        if needs_unconditional:
-            # One batched pass for the conditional and unconditional estimates.
-            text_batch = TextConditioning(
-                video=torch.cat([positive.video, negative.video]),
-                audio=torch.cat([positive.audio, negative.audio]),
-                mask=torch.cat([positive.mask, negative.mask]),
-                all_real=positive.all_real and negative.all_real,
-            )
-
-        for index in range(total_steps):
-            if self.interrupt:
-                return
-            sigma = sigmas[index]
-            # The audio tokens' own noise level; the modality sigma of both streams is the step's `sigma`.
-            audio_sigma = 0.0 if freeze_audio else sigma
-            token_sigmas = None if conditioning is None else sigma * (1 - conditioning.mask[..., 0])
-            video_sigma = sigma if token_sigmas is None else token_sigmas.unsqueeze(-1)
-            step_inputs = (sigma, audio_sigma, geometry, token_sigmas)
-
-            current, noise_levels = (video_latents, audio_latents), (video_sigma, audio_sigma)
-
-            if needs_unconditional:
-                video_velocity, audio_velocity = velocity(
-                    video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch, *step_inputs
-                )
-                cond_video, cond_audio = velocity_to_x0(
-                    current, (video_velocity[:1], audio_velocity[:1]), noise_levels
-                )
-                uncond_video, uncond_audio = velocity_to_x0(
-                    current, (video_velocity[1:], audio_velocity[1:]), noise_levels
-                )
-            else:
-                cond_video, cond_audio = velocity_to_x0(
-                    current, velocity(video_latents, audio_latents, positive, *step_inputs), noise_levels
-                )
-                uncond_video = uncond_audio = None
-            perturbed_video = perturbed_audio = isolated_video = isolated_audio = None
-            if needs_perturbed:
-                perturbed_video, perturbed_audio = velocity_to_x0(
-                    current,
-                    velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
-                    noise_levels,
-                )
-            if needs_isolated:
-                isolated_video, isolated_audio = velocity_to_x0(
-                    current,
-                    velocity(video_latents, audio_latents, positive, *step_inputs, isolate_modalities=True),
-                    noise_levels,
-                )
-
-            video_estimate = video_guider.guide(cond_video, uncond_video, perturbed_video, isolated_video)
-            if conditioning is not None:
-                video_estimate = video_estimate * (1 - conditioning.mask) + conditioning.clean * conditioning.mask
-            timestep = video_scheduler.timesteps[index]
-            video_latents = video_scheduler.step(
-                (video_latents - video_estimate) / sigma, timestep, video_latents, return_dict=False
-            )[0]
-            if freeze_audio:
-                audio_estimate = audio_latents
-            else:
-                audio_estimate = audio_guider.guide(cond_audio, uncond_audio, perturbed_audio, isolated_audio)
-                audio_latents = audio_scheduler.step(
-                    (audio_latents - audio_estimate) / sigma, timestep, audio_latents, return_dict=False
-                )[0]
-            yield DenoiseStep(
-                step=index + 1,
-                total_steps=total_steps,
-                video_latents=video_latents,
-                audio_latents=audio_latents,
-                video_estimate=video_estimate,
-                audio_estimate=audio_estimate,
-            )
 
     def read_image_conditions(
         self, images: list[ImageCondition] | None, num_frames: int, height: int, width: int
@@ -651,36 +401,37 @@ class LTXAVPipelineBase(DiffusionPipeline):
         height: int,
         width: int,
         device: torch.device,
-    ) -> VideoConditioning | None:
-        """Encodes each still at this stage's size into the tokens of its latent frame (strength 0: not at all)."""
-        pairs = [
-            (condition, image) for condition, image in zip(conditions, images, strict=True) if condition.strength > 0
-        ]
-        if not pairs:
-            return None
-        tokens_per_frame = geometry.height * geometry.width
-        num_tokens = geometry.frames * tokens_per_frame
-        mask = torch.zeros(1, num_tokens, 1, device=device)
-        clean = torch.zeros(1, num_tokens, self.transformer.config.in_channels, device=device)
-        for condition, image in pairs:
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each still encoded at this stage's size into the tokens of its latent frame (strength 0: not at all).
+
+        Returns the stream's (clean latents, denoise mask) with the stills held, or None without any.
+        """
+        held = []
+        for condition, image in zip(conditions, images, strict=True):
+            if condition.strength <= 0:
+                continue
             pixels = prepare_image(image, height, width).to(device, self.vae.dtype)
             latents = self.vae.encode(pixels).latent_dist.mode()  # (1, C, 1, h, w), un-normalised
             frame = latent_frame_of(condition.frame_index, self.vae.config.temporal_compression_ratio)
-            tokens = slice(frame * tokens_per_frame, (frame + 1) * tokens_per_frame)
-            clean[:, tokens] = self.pack_video(latents)
-            mask[:, tokens] = condition.strength
-        return VideoConditioning(mask=mask, clean=clean)
+            tokens = slice(frame * geometry.tokens_per_frame, (frame + 1) * geometry.tokens_per_frame)
+            held.append((tokens, self.pack_video(latents), condition.strength))
+        num_tokens = geometry.frames * geometry.tokens_per_frame
+        return image_tokens(num_tokens, held, self.transformer.config.in_channels, device)
 
-    def condition_latents(
-        self, latents: torch.Tensor, conditioning: VideoConditioning | None, sigma: float, generator: torch.Generator
-    ) -> torch.Tensor:
-        """Starts conditioned tokens nearer their image: noise weighted by `sigma * (1 - strength)` (reference noiser)."""
-        if conditioning is None:
-            return latents
-        noise_weight = sigma * (1 - conditioning.mask)
-        noise = self.noise(latents.shape, generator, latents.device)
-        conditioned = noise_weight * noise + (1 - noise_weight) * conditioning.clean
-        return torch.where(conditioning.mask > 0, conditioned, latents)
+    def video_spec(
+        self,
+        held: tuple[torch.Tensor, torch.Tensor] | None,
+        guidance: GuidanceParams,
+        start: torch.Tensor | None = None,
+        noise_scale: float = 1.0,
+    ) -> StreamSpec:
+        """A generated video stream: from noise or from `start` (packed) noised to `noise_scale`, with `held` stills."""
+        if held is None:
+            return StreamSpec(clean=start, noise_scale=noise_scale, guidance=guidance)
+        clean, mask = held
+        if start is not None:
+            clean = torch.where(mask < 1, clean, start)
+        return StreamSpec(clean=clean, denoise_mask=mask, noise_scale=noise_scale, guidance=guidance)
 
     # ---- decoding -------------------------------------------------------------------------------------------------
 
@@ -745,15 +496,6 @@ class LTXAVPipelineBase(DiffusionPipeline):
         finally:
             self._cancel_event.clear()
             self.maybe_free_model_hooks()
-
-
-def velocity_to_x0(
-    latents: tuple[torch.Tensor, torch.Tensor],
-    velocities: tuple[torch.Tensor, torch.Tensor],
-    sigmas: tuple[float | torch.Tensor, float | torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean estimates of (video, audio). Flow matching: x_t = (1 - sigma) x0 + sigma * noise, velocity = noise - x0."""
-    return tuple(x - sigma * velocity for x, velocity, sigma in zip(latents, velocities, sigmas, strict=True))
 
 
 def _video_to_uint8(video: torch.Tensor) -> np.ndarray:

@@ -8,9 +8,11 @@ import torch
 
 from . import constants
 from .conditioning import ImageCondition
-from .guiders import MultiModalGuider
+from .engine import Stage, StageResult, StreamSpec, run_stages
+from .engine.stages import RunContext
+from .engine.streams import NoiseSource
 from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
-from .types import Finished, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
+from .types import Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
 
@@ -96,110 +98,60 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         device = self._execution_device
         height, width = recipe["height"], recipe["width"]
         num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        generator = torch.Generator().manual_seed(recipe["seed"])
-        video_guider, audio_guider = MultiModalGuider(video_guidance), MultiModalGuider(audio_guidance)
         stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
         recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
         timings = recipe.setdefault("timings_s", {})
 
-        self.activate_stage_loras(1)
-
         # 1. Encode the prompt (and the negative prompt, where CFG needs it)
-        positive = self.encode_prompt(recipe["prompt"], device)
-        negative = None
-        if video_guider.needs_unconditional or audio_guider.needs_unconditional:
-            negative_prompt = recipe["negative_prompt"]
-            negative = self.encode_prompt(
-                constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
-            )
+        self.activate_stage_loras(1)
+        positive, negative = self.encode_prompts(recipe, video_guidance, audio_guidance, device=device)
         timings["text_encoding"] = self.elapsed(start)
+        run = RunContext(
+            num_frames=num_frames,
+            frame_rate=frame_rate,
+            positive=positive,
+            negative=negative,
+            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            started=start,
+            timings=timings,
+            preview_audio=preview_audio,
+        )
 
         # 2. Stage 1: both streams from noise at half resolution
         geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
-        conditioning_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
-        video_latents = self.condition_latents(
-            self.prepare_latents(geometry_1, generator, device), conditioning_1, stage_1_sigmas[0], generator
+        held_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
+        stage_1 = Stage(
+            number=1,
+            geometry=geometry_1,
+            sigmas=stage_1_sigmas,
+            video=self.video_spec(held_1, video_guidance),
+            audio=StreamSpec(guidance=audio_guidance),
         )
-        audio_latents = self.prepare_audio_latents(geometry_1, generator, device)
-        for state in self.denoise(
-            video_latents,
-            audio_latents,
-            stage_1_sigmas,
-            geometry_1,
-            positive,
-            negative,
-            video_guider,
-            audio_guider,
-            freeze_audio=False,
-            conditioning=conditioning_1,
-        ):
-            video_latents, audio_latents = state.video_latents, state.audio_latents
-            yield self._preview(1, state, geometry_1, num_frames, frame_rate, start, preview_audio)
-        if self.interrupt:
+
+        # 3. Stage 2: the video latents upsampled 2x, both streams re-noised to the first stage-2 sigma and refined
+        #    at full resolution, one pass per step (reference: no guidance)
+        def stage_2(result: StageResult) -> Stage:
+            geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
+            upsampled = self.pack_video(self.upsample_video(result.video_latents, geometry_1))
+            held_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
+            return Stage(
+                number=2,
+                geometry=geometry_2,
+                sigmas=stage_2_sigmas,
+                video=self.video_spec(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0]),
+                audio=StreamSpec(clean=result.audio_latents, noise_scale=stage_2_sigmas[0]),
+            )
+
+        result = yield from run_stages(self, run, stage_1, stage_2)
+        if result is None:
             return
-        timings["stage_1"] = self.elapsed(start) - timings["text_encoding"]
 
-        # 3. Decode stage 1 so the user sees and hears it while stage 2 runs
-        stage_1_audio_latents = self.unpack_audio(audio_latents)
-        frames = self.decode_video(self.unpack_video(video_latents, geometry_1))
-        audio = self.decode_audio(stage_1_audio_latents, num_frames, frame_rate)
-        yield StageDecoded(stage=1, elapsed_s=self.elapsed(start), frames=frames, audio=audio, frame_rate=frame_rate)
-
-        # 4. Upsample the video latents 2x and re-noise both streams to the first stage-2 sigma
-        geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
-        upsampled = self.upsample_video(video_latents, geometry_1)
-        conditioning_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
-        video_latents = self.condition_latents(
-            self.prepare_latents(geometry_2, generator, device, upsampled, stage_2_sigmas[0]),
-            conditioning_2,
-            stage_2_sigmas[0],
-            generator,
-        )
-        audio_latents = self.prepare_audio_latents(
-            geometry_2, generator, device, stage_1_audio_latents, stage_2_sigmas[0]
-        )
-
-        # 5. Stage 2: refine both streams at full resolution, one pass per step (reference: no guidance)
-        stage_2_start = self.elapsed(start)
-        self.activate_stage_loras(2)
-        plain = MultiModalGuider(type(video_guidance)())
-        for state in self.denoise(
-            video_latents,
-            audio_latents,
-            stage_2_sigmas,
-            geometry_2,
-            positive,
-            None,
-            plain,
-            plain,
-            freeze_audio=False,
-            conditioning=conditioning_2,
-        ):
-            video_latents, audio_latents = state.video_latents, state.audio_latents
-            yield self._preview(2, state, geometry_2, num_frames, frame_rate, start, preview_audio)
-        if self.interrupt:
-            return
-        timings["stage_2"] = self.elapsed(start) - stage_2_start
-
-        # 6. Decode the final video and audio
+        # 4. Decode the final video and audio
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(video_latents, geometry_2))
-        audio = self.decode_audio(self.unpack_audio(audio_latents), num_frames, frame_rate)
+        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
+        audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
         recipe["audio_sampling_rate"] = audio.sampling_rate
         output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe)
         yield Finished(elapsed_s=timings["total"], output=output)
-
-    def _preview(self, stage, state, geometry, num_frames, frame_rate, start, preview_audio) -> StepPreview:
-        audio = None
-        if preview_audio:
-            audio = self.decode_audio(self.unpack_audio(state.audio_estimate), num_frames, frame_rate, preview=True)
-        return StepPreview(
-            stage=stage,
-            step=state.step,
-            total_steps=state.total_steps,
-            elapsed_s=self.elapsed(start),
-            video=self.preview_video(state.video_estimate, geometry),
-            audio=audio,
-        )

@@ -46,16 +46,28 @@ def test_first_frame_follows_the_image(pipe):
 
 
 def test_keyframe_lands_at_its_index(pipe):
+    """Pixel frame 9 lives in latent frame 2 (frames 9-16): at every step of both stages that latent frame's tokens
+    are the image's latents, seen as clean (timestep 0), while the other frames are denoised."""
     image = two_colour_image()
-    target = round_trip(pipe, image)
-    plain = pipe(**SMALL)
-    keyed = pipe(**SMALL, images=[ImageCondition(image, frame_index=9, strength=1.0)])
-    # Pixel frame 9 lives in latent frame 2 (frames 9-16); the first frames stay as they were.
-    assert distance(keyed.frames[9:17], target) < distance(plain.frames[9:17], target)
-    assert (
-        np.abs(keyed.frames[0].astype(int) - plain.frames[0].astype(int)).mean()
-        < np.abs(keyed.frames[12].astype(int) - plain.frames[12].astype(int)).mean()
+    seen = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((kwargs["hidden_states"].clone(), kwargs["timestep"].clone())),
+        with_kwargs=True,
     )
+    try:
+        pipe(**SMALL, images=[ImageCondition(image, frame_index=9, strength=1.0)])
+    finally:
+        handle.remove()
+    assert len(seen) == 11
+    for index, (hidden_states, timestep) in enumerate(seen):
+        size = 32 if index < 8 else 64  # stage 1 at half size
+        tokens_per_frame = (size // pipe.vae.config.spatial_compression_ratio) ** 2
+        keyframe = slice(2 * tokens_per_frame, 3 * tokens_per_frame)
+        with torch.no_grad():
+            latents = pipe.vae.encode(prepare_image(image, size, size)).latent_dist.mode()
+        torch.testing.assert_close(hidden_states[:, keyframe], pipe.pack_video(latents), rtol=0, atol=1e-6)
+        assert float(timestep[:, keyframe].abs().max()) == 0.0
+        assert float(timestep[:, :tokens_per_frame].min()) > 0
 
 
 def test_strength_zero_leaves_the_clip_unchanged(pipe):

@@ -11,9 +11,11 @@ from ltx_pipeline import (
     StageDecoded,
     StepPreview,
     TI2VidTwoStagesPipeline,
-    pipeline_common,
 )
 from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS, DISTILLED_STAGE_2_SIGMAS
+from ltx_pipeline.engine import transformer_velocity
+from ltx_pipeline.engine.prompt import TOKENIZER_LOCK, TextConditioning
+from ltx_pipeline.engine.streams import NoiseSource
 
 SMALL = {"prompt": "a red ball bounces on a metal floor", "height": 64, "width": 64, "num_frames": 9, "seed": 0}
 
@@ -198,7 +200,7 @@ def test_every_tokenizer_call_holds_the_lock_that_pipelines_sharing_the_tokenize
     tokenize = type(pipe.tokenizer).__call__
 
     def recording(tokenizer, *args, **kwargs):
-        held.append(pipeline_common._TOKENIZER_LOCK.locked())
+        held.append(TOKENIZER_LOCK.locked())
         return tokenize(tokenizer, *args, **kwargs)
 
     monkeypatch.setattr(type(pipe.tokenizer), "__call__", recording)
@@ -266,14 +268,13 @@ def test_a_prompt_mask_with_padding_reaches_the_transformer(pipe):
 def test_no_prompt_mask_computes_what_an_all_ones_mask_computes(pipe):
     geometry = pipe.latent_geometry(64, 64, 9, 24.0)
     generator = torch.Generator().manual_seed(0)
-    video = pipe.prepare_latents(geometry, generator, torch.device("cpu"))
-    audio = pipe.prepare_audio_latents(geometry, generator, torch.device("cpu"))
+    noise = NoiseSource(generator, torch.device("cpu"))
+    video, audio = pipe.video_noise(geometry, noise), pipe.audio_noise(geometry, noise)
     text = pipe.encode_prompt(SMALL["prompt"], torch.device("cpu"))
     assert text.all_real and text.transformer_mask is None
-    masked = pipeline_common.TextConditioning(video=text.video, audio=text.audio, mask=torch.ones_like(text.mask))
-    kwargs = {"sigma": 0.725, "audio_token_sigma": 0.725, "geometry": geometry}
+    masked = TextConditioning(video=text.video, audio=text.audio, mask=torch.ones_like(text.mask))
     with torch.no_grad():
-        unmasked_velocity = pipe._velocity(video, audio, text=text, **kwargs)
-        masked_velocity = pipe._velocity(video, audio, text=masked, **kwargs)
+        unmasked_velocity = transformer_velocity(pipe.transformer, video, audio, text, 0.725, geometry)
+        masked_velocity = transformer_velocity(pipe.transformer, video, audio, masked, 0.725, geometry)
     for unmasked, with_mask in zip(unmasked_velocity, masked_velocity, strict=True):
         torch.testing.assert_close(unmasked, with_mask, rtol=1e-5, atol=1e-6)

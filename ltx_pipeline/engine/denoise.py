@@ -1,0 +1,222 @@
+"""The denoising loop over both streams, and the one transformer call that it and the benchmarks make.
+
+The loop is written out (not diffusers' `LTX2Pipeline` loop) because it must stream estimates, hold any token
+clean, and guide each stream on its own. It follows the reference's `euler_denoising_loop` with
+`multi_modal_guider_denoising_func` (ltx_pipelines/utils/samplers.py, helpers.py).
+"""
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .. import forward_graphs
+from ..guiders import MultiModalGuider
+from ..lora import lora_fingerprint
+from .latents import LatentGeometry
+from .prompt import TextConditioning
+from .streams import StreamSpec
+
+
+@dataclass(frozen=True)
+class DenoiseStep:
+    """The state after one denoising step."""
+
+    step: int  # 1-based
+    total_steps: int
+    video_latents: torch.Tensor  # packed, normalised (B, S_video, C)
+    audio_latents: torch.Tensor  # packed, normalised (B, S_audio, C)
+    video_estimate: torch.Tensor  # guided clean estimate, packed, normalised
+    audio_estimate: torch.Tensor
+
+
+def transformer_velocity(
+    transformer: torch.nn.Module,
+    video: torch.Tensor,
+    audio: torch.Tensor,
+    text: TextConditioning,
+    sigma: float,
+    geometry: LatentGeometry,
+    video_timesteps: torch.Tensor | float | None = None,
+    audio_timesteps: torch.Tensor | float | None = None,
+    isolate_modalities: bool = False,
+    stg_blocks: tuple[int, ...] | None = None,
+    graph_state: tuple = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One transformer pass at the step's `sigma` (on the [0, 1] scale); returns float32 (video, audio) velocities.
+
+    As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma: it drives
+    the stream's prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
+    `*_timesteps`: (1, S) per token, a number for all tokens, None for the step's sigma; 0 where a token is held
+    clean. `graph_state` is the transformer's LoRA state for `forward_graphs` (SpeedOptions.forward_graph).
+    """
+    batch = video.shape[0]
+    dtype = transformer.dtype
+    scale = transformer.config.timestep_scale_multiplier
+
+    def timesteps(level: torch.Tensor | float | None) -> torch.Tensor:
+        if torch.is_tensor(level):
+            return (level * scale).to(torch.float32).expand(batch, -1)
+        value = sigma if level is None else level
+        return torch.full((batch,), value * scale, device=video.device, dtype=torch.float32)
+
+    modality_sigma = timesteps(None)
+    # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
+    # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
+    torch.compiler.cudagraph_mark_step_begin()
+    video_velocity, audio_velocity = forward_graphs.forward(
+        transformer,
+        graph_state,
+        hidden_states=video.to(dtype),
+        audio_hidden_states=audio.to(dtype),
+        encoder_hidden_states=text.video.to(dtype),
+        audio_encoder_hidden_states=text.audio.to(dtype),
+        timestep=timesteps(video_timesteps),
+        audio_timestep=timesteps(audio_timesteps),
+        sigma=modality_sigma,
+        audio_sigma=modality_sigma,
+        encoder_attention_mask=text.transformer_mask,
+        audio_encoder_attention_mask=text.transformer_mask,
+        num_frames=geometry.frames,
+        height=geometry.height,
+        width=geometry.width,
+        fps=geometry.frame_rate,
+        audio_num_frames=audio.shape[1],
+        isolate_modalities=isolate_modalities,
+        spatio_temporal_guidance_blocks=list(stg_blocks) if stg_blocks else None,
+        use_cross_timestep=bool(transformer.config.cross_attn_mod),
+        return_dict=False,
+    )
+    return video_velocity.float(), audio_velocity.float()
+
+
+def euler_step(latents: torch.Tensor, estimate: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One Euler step of flow matching toward the clean `estimate` (the reference's `EulerDiffusionStep`).
+
+    `sigma_next` may be any level below `sigma`, 0 or not, so a schedule need not end at 0.
+    """
+    levels = torch.tensor([sigma, sigma_next], dtype=torch.float32)
+    return latents + (levels[1] - levels[0]).to(latents.device) * ((latents - estimate) / sigma)
+
+
+def _token_levels(spec: StreamSpec, sigma: float) -> torch.Tensor | float:
+    """Each token's noise level: `mask * sigma`, or the step's sigma where every token is generated."""
+    return sigma if spec.denoise_mask is None else sigma * spec.denoise_mask[..., 0]
+
+
+def _held_back(estimate: torch.Tensor, spec: StreamSpec) -> torch.Tensor:
+    """Pulls held tokens' clean estimate back to the stream's clean latents (the reference's `post_process_latent`)."""
+    if spec.denoise_mask is None:
+        return estimate
+    return estimate * spec.denoise_mask + spec.clean * (1 - spec.denoise_mask)
+
+
+def denoise(
+    transformer: torch.nn.Module,
+    video: StreamSpec,
+    audio: StreamSpec,
+    video_latents: torch.Tensor,
+    audio_latents: torch.Tensor,
+    sigmas: list[float],
+    geometry: LatentGeometry,
+    positive: TextConditioning,
+    negative: TextConditioning | None,
+    interrupted: Callable[[], bool],
+) -> Iterator[DenoiseStep]:
+    """Euler denoising of both streams from one noise state; yields after every step, ends when `interrupted()`.
+
+    A frozen stream is conditioning only: its tokens' timesteps are 0, it is never stepped (so it stays
+    bit-identical) and its guidance is not run. Partly held streams (images, kept time spans) are pulled back to
+    their clean latents by `1 - mask` after every step.
+    """
+    streams = [spec for spec in (video, audio) if not spec.frozen]
+    guiders = {id(spec): MultiModalGuider(spec.guidance) for spec in (video, audio)}
+    active = [guiders[id(spec)] for spec in streams]
+    needs_unconditional = any(guider.needs_unconditional for guider in active)
+    needs_perturbed = any(guider.needs_perturbed for guider in active)
+    needs_isolated = any(guider.needs_isolated for guider in active)
+    stg_blocks = next((guider.params.stg_blocks for guider in active if guider.params.stg_blocks), ())
+    if needs_unconditional and negative is None:
+        raise ValueError("CFG needs a negative prompt encoding; got none.")
+    # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
+    graph_state = lora_fingerprint(transformer) if forward_graphs.enabled(transformer) else ()
+    if needs_unconditional:
+        # One batched pass for the conditional and unconditional estimates.
+        text_batch = TextConditioning(
+            video=torch.cat([positive.video, negative.video]),
+            audio=torch.cat([positive.audio, negative.audio]),
+            mask=torch.cat([positive.mask, negative.mask]),
+            all_real=positive.all_real and negative.all_real,
+        )
+    total_steps = len(sigmas) - 1
+
+    for index in range(total_steps):
+        if interrupted():
+            return
+        sigma = sigmas[index]
+        video_levels, audio_levels = _token_levels(video, sigma), _token_levels(audio, sigma)
+        velocity = functools.partial(
+            transformer_velocity,
+            transformer,
+            sigma=sigma,
+            geometry=geometry,
+            video_timesteps=video_levels,
+            audio_timesteps=audio_levels,
+            graph_state=graph_state,
+        )
+        current = (video_latents, audio_latents)
+        levels = (_as_column(video_levels), _as_column(audio_levels))
+
+        estimates: dict[str, Any] = {"perturbed": (None, None), "isolated": (None, None)}
+        if needs_unconditional:
+            both = velocity(video_latents.repeat(2, 1, 1), audio_latents.repeat(2, 1, 1), text_batch)
+            estimates["cond"] = _to_x0(current, (both[0][:1], both[1][:1]), levels)
+            estimates["uncond"] = _to_x0(current, (both[0][1:], both[1][1:]), levels)
+        else:
+            estimates["cond"] = _to_x0(current, velocity(video_latents, audio_latents, positive), levels)
+            estimates["uncond"] = (None, None)
+        if needs_perturbed:
+            estimates["perturbed"] = _to_x0(
+                current, velocity(video_latents, audio_latents, positive, stg_blocks=stg_blocks), levels
+            )
+        if needs_isolated:
+            estimates["isolated"] = _to_x0(
+                current, velocity(video_latents, audio_latents, positive, isolate_modalities=True), levels
+            )
+
+        new_latents, guided = [], []
+        for position, spec in enumerate((video, audio)):
+            latents = current[position]
+            if spec.frozen:
+                new_latents.append(latents)
+                guided.append(latents)
+                continue
+            parts = [estimates[name][position] for name in ("cond", "uncond", "perturbed", "isolated")]
+            estimate = _held_back(guiders[id(spec)].guide(*parts), spec)
+            guided.append(estimate)
+            new_latents.append(euler_step(latents, estimate, sigma, sigmas[index + 1]))
+        video_latents, audio_latents = new_latents
+        yield DenoiseStep(
+            step=index + 1,
+            total_steps=total_steps,
+            video_latents=video_latents,
+            audio_latents=audio_latents,
+            video_estimate=guided[0],
+            audio_estimate=guided[1],
+        )
+
+
+def _as_column(levels: torch.Tensor | float) -> torch.Tensor | float:
+    """Per-token levels (1, S) -> (1, S, 1), to scale packed (1, S, C) latents."""
+    return levels.unsqueeze(-1) if torch.is_tensor(levels) else levels
+
+
+def _to_x0(
+    latents: tuple[torch.Tensor, torch.Tensor],
+    velocities: tuple[torch.Tensor, torch.Tensor],
+    levels: tuple[torch.Tensor | float, torch.Tensor | float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean estimates of (video, audio). Flow matching: x_t = (1 - sigma) x0 + sigma * noise, velocity = noise - x0."""
+    return tuple(x - level * velocity for x, velocity, level in zip(latents, velocities, levels, strict=True))
