@@ -3,6 +3,7 @@
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_common import GenerationCancelled
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+from .pipeline_v2aud import V2AudPipeline
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "StageDecoded",
     "StepPreview",
     "TI2VidTwoStagesPipeline",
+    "V2AudPipeline",
 ]

@@ -382,5 +382,10 @@ def save_output(output: LTXAVOutput, path: str | os.PathLike) -> tuple[Path, Pat
     if not isinstance(output, LTXAVOutput):
         raise ValueError(f"`output` must be an LTXAVOutput; got {type(output).__name__}.")
     recipe_to_json(output.recipe)  # fail on an unstorable recipe before spending time on the video
+    if output.video_source is not None:
+        from .video_input import write_with_audio  # it builds on this module's writer
+
+        mp4_path = write_with_audio(output.video_source, _check_mp4_path(path), len(output.frames), output.audio)
+        return mp4_path, write_recipe(mp4_path, output.recipe)
     mp4_path = write_mp4(path, output.frames, output.audio, output.frame_rate)
     return mp4_path, write_recipe(mp4_path, output.recipe)

@@ -191,7 +191,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         seed: int,
         mode: str,
         num_inference_steps: int | None,
-        video_guidance: GuidanceParams,
+        video_guidance: GuidanceParams | None,
         audio_guidance: GuidanceParams | None,
         images: list[ImageCondition] | None,
     ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
@@ -220,7 +220,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 )
             validation.check_steps(num_inference_steps)
         num_layers = self.transformer.config.num_layers
-        validation.check_guidance(video_guidance, "video", num_layers)
+        if video_guidance is not None:
+            validation.check_guidance(video_guidance, "video", num_layers)
         if audio_guidance is not None:
             validation.check_guidance(audio_guidance, "audio", num_layers)
         unknown = self.unknown_words(prompt)
@@ -247,8 +248,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
             "seed": seed,
             "images": image_entries,
             "loras": self.lora_recipe(),
-            "video_guidance": video_guidance.__dict__,
         }
+        if video_guidance is not None:
+            recipe["video_guidance"] = video_guidance.__dict__
         if audio_guidance is not None:
             recipe["audio_guidance"] = audio_guidance.__dict__
         return recipe, conditions, opened_images

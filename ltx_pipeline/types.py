@@ -1,6 +1,7 @@
 """Plain data passed between the pipelines, the command line and the app."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,8 @@ class LTXAVOutput:
     audio: Audio  # generated (T2AV) or the user's own cut, unmodified (A2V); lasts num_frames / frame_rate
     frame_rate: float  # frames per second
     recipe: dict[str, Any] = field(default_factory=dict)  # everything needed to reproduce the clip, plus timings
+    # The file whose first video stream holds `frames` unchanged (video to audio): saving copies its packets.
+    video_source: Path | None = None
 
 
 @dataclass(frozen=True)
