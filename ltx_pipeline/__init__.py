@@ -2,6 +2,7 @@
 
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_common import GenerationCancelled
+from .pipeline_retake import RetakePipeline
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 from .pipeline_v2aud import V2AudPipeline
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
@@ -14,6 +15,7 @@ __all__ = [
     "GuidanceParams",
     "LTXAVOutput",
     "PipelineEvent",
+    "RetakePipeline",
     "StageDecoded",
     "StepPreview",
     "TI2VidTwoStagesPipeline",

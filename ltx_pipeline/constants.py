@@ -184,3 +184,6 @@ MAX_LORA_STRENGTH = 2.0
 OFFICIAL_DISTILLED_LORA_FILE = "ltx-2.3-22b-distilled-lora-384.safetensors"
 OFFICIAL_DISTILLED_LORA_FILE_2_0 = "ltx-2-19b-distilled-lora-384.safetensors"
 DISTILLED_LORA_STRENGTH = 1.0
+
+# --- Retake -----------------------------------------------------------------------------------------------------------
+RETAKE_CROSSFADE_S = 0.01  # s: the regenerated audio fades in and out over this much just inside the span's edges

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from . import constants, validation
-from .audio import load_audio, prepare_audio_vae_input, seconds_to_samples
+from .audio import load_audio, seconds_to_samples
 from .conditioning import ImageCondition
 from .engine import Stage, StageResult, frozen_stream, run_stages
 from .engine.stages import RunContext
@@ -131,16 +131,6 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         )
         waveform = torch.nn.functional.pad(clip.waveform, (0, missing))
         return Audio(waveform, clip.sampling_rate), missing / clip.sampling_rate
-
-    @torch.no_grad()
-    def encode_audio(self, clip: Audio, audio_frames: int, device: torch.device) -> torch.Tensor:
-        """The clip's un-normalised audio latents (1, C, audio_frames, M)."""
-        mel = prepare_audio_vae_input(clip).to(device, self.audio_vae.dtype)
-        latents = self.audio_vae.encode(mel).latent_dist.mode().float()
-        # The causal encoder yields an extra frame or so past the clip: keep exactly the clip's span.
-        if latents.shape[2] < audio_frames:
-            raise RuntimeError(f"The audio VAE produced {latents.shape[2]} latent frames; {audio_frames} needed.")
-        return latents[:, :, :audio_frames]
 
     @torch.no_grad()
     def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps, conditions, images):

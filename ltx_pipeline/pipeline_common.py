@@ -30,7 +30,7 @@ from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnector
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
 from . import constants, validation
-from .audio import seconds_to_samples
+from .audio import prepare_audio_vae_input, seconds_to_samples
 from .conditioning import (
     ImageCondition,
     aspect_notice,
@@ -47,6 +47,7 @@ from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
+
 
 class GenerationCancelled(RuntimeError):
     """Raised by `__call__` when `cancel()` stopped the run."""
@@ -363,6 +364,16 @@ class LTXAVPipelineBase(DiffusionPipeline):
         )
         latent_mel_bins = self.audio_vae.config.mel_bins // self.audio_vae.mel_compression_ratio
         return LTX2Pipeline._unpack_audio_latents(latents, packed.shape[1], num_mel_bins=latent_mel_bins)
+
+    @torch.no_grad()
+    def encode_audio(self, clip: Audio, audio_frames: int, device: torch.device) -> torch.Tensor:
+        """The clip's un-normalised audio latents (1, C, audio_frames, M)."""
+        mel = prepare_audio_vae_input(clip).to(device, self.audio_vae.dtype)
+        latents = self.audio_vae.encode(mel).latent_dist.mode().float()
+        # The causal encoder yields an extra frame or so past the clip: keep exactly the clip's span.
+        if latents.shape[2] < audio_frames:
+            raise RuntimeError(f"The audio VAE produced {latents.shape[2]} latent frames; {audio_frames} needed.")
+        return latents[:, :, :audio_frames]
 
     def upsample_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> torch.Tensor:
         """Stage-1 packed latents -> un-normalised latents at twice the height and width."""

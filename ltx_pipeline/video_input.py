@@ -104,7 +104,10 @@ def check_video(
         raise ValueError(f"`{name}` declares no frame rate; re-encode it with one.")
     validation.check_frame_rate(float(info.frame_rate))
     if num_frames is None:
-        if info.num_frames < 1 + constants.VIDEO_TEMPORAL_COMPRESSION or (info.num_frames - 1) % constants.VIDEO_TEMPORAL_COMPRESSION:
+        if (
+            info.num_frames < 1 + constants.VIDEO_TEMPORAL_COMPRESSION
+            or (info.num_frames - 1) % constants.VIDEO_TEMPORAL_COMPRESSION
+        ):
             below, _ = validation.nearest_valid_frame_counts(info.num_frames)
             if below > info.num_frames:
                 raise ValueError(
@@ -119,14 +122,14 @@ def check_video(
     else:
         validation.check_num_frames(num_frames)
         if num_frames > info.num_frames:
-            raise ValueError(
-                f"`num_frames` must be at most the video's {info.num_frames} frames; got {num_frames}."
-            )
+            raise ValueError(f"`num_frames` must be at most the video's {info.num_frames} frames; got {num_frames}.")
     size = (info.height, info.width)
     if info.height % multiple or info.width % multiple:
         target = _fitted_size(info.height, info.width, multiple)
         if target is None:
-            raise ValueError(f"`{name}` is {info.width}x{info.height}; the model needs at least {multiple}x{multiple}.")
+            raise ValueError(
+                f"`{name}` is {info.width}x{info.height}; the model needs at least {multiple}x{multiple}."
+            )
         if fit is None:
             raise ValueError(
                 f"`{name}` is {info.width}x{info.height}; the model takes sizes that are multiples of {multiple} "
