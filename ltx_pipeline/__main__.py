@@ -1,4 +1,8 @@
-"""Command line: `python -m ltx_pipeline t2av --prompt ...` and `python -m ltx_pipeline a2v --audio CLIP ...`."""
+"""Command line: one subcommand per mode.
+
+`python -m ltx_pipeline t2av --prompt ...`, `a2v --audio CLIP ...`, `v2a --video CLIP ...` and
+`retake --video CLIP --start-time S --end-time E ...`; every subcommand's `--help` lists its inputs.
+"""
 
 import argparse
 import logging
@@ -18,39 +22,41 @@ from .acceleration import (
 from .conditioning import ImageCondition
 from .lora import StageLoras, parse_lora_argument
 from .media import save_output
-from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
-from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+from .modes import MODES, Mode, Option
 from .types import Finished, StageDecoded, StepPreview
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ltx_pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    t2av = commands.add_parser("t2av", help="text to audio+video")
-    a2v = commands.add_parser("a2v", help="audio to video: the video follows the clip, which is kept unmodified")
-    a2v.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3) or a video with a sound track")
-    a2v.add_argument("--audio-start-time", type=float, default=0.0, help="seconds into the clip where the cut starts")
-    a2v.add_argument("--pad-audio", action="store_true", help="pad a clip shorter than the video with silence")
-    for sub in (t2av, a2v):
-        sub.add_argument("--prompt", required=True)
-        sub.add_argument("--negative-prompt", default=None, help="default: the reference negative prompt (dev mode)")
-        sub.add_argument(
-            "--model",
-            default=constants.EMBEDDED_MODEL_NAME,
-            help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file",
-        )
-        sub.add_argument(
-            "--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)"
-        )
-        sub.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
-        sub.add_argument("--num-frames", type=int, default=constants.DEFAULT_NUM_FRAMES, help="8k+1, e.g. 97 or 121")
-        sub.add_argument("--frame-rate", type=float, default=constants.DEFAULT_FRAME_RATE)
-        sub.add_argument("--height", type=int, default=constants.DEFAULT_HEIGHT, help="multiple of 64")
-        sub.add_argument("--width", type=int, default=constants.DEFAULT_WIDTH, help="multiple of 64")
-        sub.add_argument("--seed", type=int, default=constants.DEFAULT_SEED)
-        sub.add_argument("--mode", choices=("distilled", "dev"), default=None, help="default: the model's own")
-        sub.add_argument("--steps", type=int, default=None, help="stage-1 steps in dev mode")
-        sub.add_argument("--modality-scale", type=float, default=None, help=">1 tightens audio-video sync")
+    for mode in MODES.values():
+        sub = commands.add_parser(mode.name, help=mode.summary, description=mode.summary)
+        for option in mode.options:
+            if option.switch:
+                sub.add_argument(option.flag, action="store_true", help=option.help)
+            else:
+                sub.add_argument(
+                    option.flag,
+                    type=option.type,
+                    default=option.default,
+                    required=option.required,
+                    choices=option.choices,
+                    help=option.help or None,
+                )
+        _add_model_arguments(sub, mode)
+    return parser
+
+
+def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
+    """What every mode's subcommand takes besides its inputs: the model, LoRAs, device, speed and output."""
+    sub.add_argument(
+        "--model",
+        default=constants.EMBEDDED_MODEL_NAME,
+        help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file",
+    )
+    sub.add_argument("--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)")
+    sub.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
+    if mode.takes_images:
         sub.add_argument(
             "--image",
             nargs=3,
@@ -59,36 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=("PATH", "FRAME", "STRENGTH"),
             help="hold a still at a frame with a strength in [0, 1] (repeatable); frame 0 = image to video",
         )
-        sub.add_argument(
-            "--lora",
-            nargs=2,
-            action="append",
-            default=[],
-            metavar=("PATH", "STRENGTH"),
-            help="a LoRA (official or diffusers/PEFT .safetensors) applied in both stages (repeatable)",
-        )
-        sub.add_argument(
-            "--distilled-lora",
-            default=None,
-            help="the official distilled LoRA, applied in stage 2 only (the dev checkpoint's two-stage path)",
-        )
-        sub.add_argument("--fuse-loras", action="store_true", help="merge the LoRAs into the weights for speed")
-        sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        sub.add_argument(
-            "--memory-mode",
-            choices=[mode.value for mode in MemoryMode],
-            default=None,
-            help="GPU memory layout; default: everything on --device in the model's dtype",
-        )
-        add_speed_arguments(sub)
-        sub.add_argument(
-            "--num-gpus",
-            type=int,
-            default=1,
-            help="GPUs of this host to split each generation over (context parallelism, started through torchrun)",
-        )
-        sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
-    return parser
+    sub.add_argument(
+        "--lora",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PATH", "STRENGTH"),
+        help="a LoRA (official or diffusers/PEFT .safetensors) applied in both stages (repeatable)",
+    )
+    sub.add_argument(
+        "--distilled-lora",
+        default=None,
+        help="the official distilled LoRA, applied in stage 2 only (the dev checkpoint's two-stage path)",
+    )
+    sub.add_argument("--fuse-loras", action="store_true", help="merge the LoRAs into the weights for speed")
+    sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    sub.add_argument(
+        "--memory-mode",
+        choices=[memory_mode.value for memory_mode in MemoryMode],
+        default=None,
+        help="GPU memory layout; default: everything on --device in the model's dtype",
+    )
+    add_speed_arguments(sub)
+    sub.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="GPUs of this host to split each generation over (context parallelism, started through torchrun)",
+    )
+    sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
 
 
 def parse_image_argument(path: str, frame: str, strength: str) -> ImageCondition:
@@ -101,24 +106,29 @@ def parse_image_argument(path: str, frame: str, strength: str) -> ImageCondition
         ) from error
 
 
+def _dest(option: Option) -> str:
+    """Where argparse keeps an option's value: its flag, without dashes."""
+    return option.flag.removeprefix("--").replace("-", "_")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    pipeline_class = TI2VidTwoStagesPipeline if args.command == "t2av" else A2VidPipelineTwoStage
+    mode = MODES[args.command]
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     context = None
     try:
         if args.num_gpus > 1 and not parallel.launched_by_torchrun():
             return parallel.launch(sys.argv[1:] if argv is None else list(argv), args.num_gpus, args.device)
         context = parallel.process_context(args.num_gpus, args.device)
-        images = [parse_image_argument(*values) for values in args.image]
+        images = [parse_image_argument(*values) for values in getattr(args, "image", [])]
         loras = [parse_lora_argument(*values) for values in args.lora]
         stage_2_loras = (
             [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
         )
         speed = speed_options_from_args(args)
         check_speed_for_memory_mode(speed, args.memory_mode)  # before minutes of loading, not after
-        pipe = pipeline_class.from_model(
+        pipe = mode.pipeline.from_model(
             args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
         )
         if loras or stage_2_loras:
@@ -129,21 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = parallel.ParallelRunner(pipe, context)  # with one GPU, the plain stream
         if context.is_main:
             print(f"model: {pipe.model_label}", file=sys.stderr)
-        kwargs = {
-            "prompt": args.prompt,
-            "negative_prompt": args.negative_prompt,
-            "num_frames": args.num_frames,
-            "frame_rate": args.frame_rate,
-            "height": args.height,
-            "width": args.width,
-            "seed": args.seed,
-            "mode": args.mode,
-            "num_inference_steps": args.steps,
-            "modality_scale": args.modality_scale,
-            "images": images,
-        }
-        if args.command == "a2v":
-            kwargs.update(audio=args.audio, audio_start_time=args.audio_start_time, pad_audio=args.pad_audio)
+        kwargs = mode.stream_kwargs({option.keyword: getattr(args, _dest(option)) for option in mode.options})
+        if mode.takes_images:
+            kwargs["images"] = images
         for event in runner.stream(**kwargs):  # events reach rank 0 only
             if isinstance(event, StepPreview):
                 print(

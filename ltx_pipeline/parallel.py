@@ -416,15 +416,28 @@ class ParallelRunner:
         return bool(flag.item())
 
     def _check_size(self, pipe: Any, request: dict[str, Any]) -> None:
+        if self.context.world_size == 1:
+            return
         size = inspect.signature(pipe.stream).bind_partial(**request)
         size.apply_defaults()
+        arguments = size.arguments
+        if "height" not in arguments:  # the modes that take a video: its own size (trimmed where asked)
+            from .video_input import probe_video
+
+            info = probe_video(arguments["video"])
+            arguments = {
+                "height": info.height,
+                "width": info.width,
+                "num_frames": arguments.get("num_frames") or info.num_frames,
+                "frame_rate": float(info.frame_rate),
+            }
         check_context_parallel_sizes(
             pipe,
             self.context,
-            height=size.arguments["height"],
-            width=size.arguments["width"],
-            num_frames=size.arguments["num_frames"],
-            frame_rate=size.arguments["frame_rate"],
+            height=arguments["height"],
+            width=arguments["width"],
+            num_frames=arguments["num_frames"],
+            frame_rate=arguments["frame_rate"],
         )
 
     def _run(self, pipeline_name: str, request: dict[str, Any]) -> Iterator[Any]:

@@ -112,3 +112,45 @@ def test_lora_options_reach_the_pipeline_and_the_recipe(tmp_path, tiny_component
         == 2
     )
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_v2a_gives_the_video_new_sound_and_keeps_its_frames(tmp_path):
+    from tests.test_pipeline_v2a import video_packets, write_video
+
+    source = write_video(tmp_path / "in.mp4")
+    output = tmp_path / "v2a.mp4"
+    args = ["v2a", "--video", str(source), "--prompt", "a red ball bounces on a metal floor", "--seed", "1"]
+    assert main([*args, "--output", str(output)]) == 0
+    assert video_packets(output) == video_packets(source)
+    assert probe_mp4(output).audio_duration_s == pytest.approx(17 / 24, abs=0.01)
+    assert json.loads(output.with_suffix(".json").read_text())["video_copied"] is True
+
+
+def test_v2a_names_its_flags_when_the_video_does_not_fit(tmp_path, capsys):
+    from tests.test_pipeline_v2a import write_video
+
+    source = write_video(tmp_path / "in.mp4", num_frames=20)
+    assert main(["v2a", "--video", str(source), "--prompt", "a ball", "--output", str(tmp_path / "x.mp4")]) == 2
+    assert "has 20 frames" in capsys.readouterr().err
+
+
+def test_retake_regenerates_the_span(tmp_path):
+    from tests.test_pipeline_v2a import write_video
+
+    source = write_video(tmp_path / "in.mp4")
+    output = tmp_path / "retake.mp4"
+    args = ["retake", "--video", str(source), "--prompt", "a blue ball", "--start-time", "0.4", "--end-time", "0.6"]
+    assert main([*args, "--regenerate", "audio", "--output", str(output)]) == 0
+    recipe = json.loads(output.with_suffix(".json").read_text())
+    assert (recipe["start_time"], recipe["end_time"], recipe["regenerate"]) == (0.4, 0.6, "audio")
+    assert probe_mp4(output).num_frames == 17
+
+
+def test_every_mode_is_a_subcommand():
+    from ltx_pipeline.__main__ import build_parser
+    from ltx_pipeline.modes import MODES, mode_named
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) == set(MODES) == {"t2av", "a2v", "v2a", "retake"}
+    with pytest.raises(ValueError, match="Unknown mode 'foley'"):
+        mode_named("foley")

@@ -1,0 +1,157 @@
+"""The registry of modes that the command line, the studio and the API read.
+
+A mode is its pipeline plus the inputs a user gives it, each declared once with its pipeline keyword (also the API
+parameter), its command-line flag and its page label, so that every error can name the input in the user's terms.
+A new mode is one `Mode` here and one pipeline file.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import constants
+from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
+from .pipeline_common import LTXAVPipelineBase
+from .pipeline_retake import RetakePipeline
+from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+from .pipeline_v2aud import V2AudPipeline
+
+
+@dataclass(frozen=True)
+class Option:
+    """One input of a mode."""
+
+    keyword: str  # the pipeline's keyword argument, and the API parameter
+    flag: str  # the command-line flag
+    label: str  # the page's label
+    help: str = ""
+    type: Callable[[str], Any] = str  # parses the command line's text
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] | None = None
+    switch: bool = False  # a flag without a value (store_true)
+
+
+PROMPT = Option("prompt", "--prompt", "Prompt", "what to see and hear", required=True)
+NEGATIVE_PROMPT = Option(
+    "negative_prompt", "--negative-prompt", "Negative prompt", "default: the reference negative prompt (dev mode)"
+)
+SEED = Option("seed", "--seed", "Seed", type=int, default=constants.DEFAULT_SEED)
+SCHEDULE = Option("mode", "--mode", "Mode", "default: the model's own", choices=("distilled", "dev"))
+STEPS = Option("num_inference_steps", "--steps", "Steps (dev mode)", "stage-1 steps in dev mode", type=int)
+MODALITY_SCALE = Option(
+    "modality_scale", "--modality-scale", "Modality scale", ">1 tightens audio-video sync", type=float
+)
+NUM_FRAMES = Option(
+    "num_frames", "--num-frames", "Length", "8k+1, e.g. 97 or 121", type=int, default=constants.DEFAULT_NUM_FRAMES
+)
+FRAME_RATE = Option("frame_rate", "--frame-rate", "Frame rate (fps)", type=float, default=constants.DEFAULT_FRAME_RATE)
+HEIGHT = Option("height", "--height", "Resolution", "multiple of 64", type=int, default=constants.DEFAULT_HEIGHT)
+WIDTH = Option("width", "--width", "Resolution", "multiple of 64", type=int, default=constants.DEFAULT_WIDTH)
+AUDIO = Option(
+    "audio", "--audio", "Your audio", "audio file (wav, flac, ogg, mp3) or a video with a sound track", required=True
+)
+AUDIO_START_TIME = Option(
+    "audio_start_time", "--audio-start-time", "Start at (s)", "seconds into the clip where the cut starts", float, 0.0
+)
+PAD_AUDIO = Option(
+    "pad_audio", "--pad-audio", "Pad a short clip with silence", "pad a clip shorter than the video with silence",
+    default=False, switch=True,
+)  # fmt: skip
+VIDEO = Option("video", "--video", "Your video", "video file (mp4, webm, mov)", required=True)
+VIDEO_FRAMES = Option(
+    "num_frames", "--num-frames", "Use the first frames", "use only the video's first N frames (8k+1)", type=int
+)
+FIT = Option(
+    "fit", "--fit", "Fit to the model's size", "crop or resize a video whose size is not a multiple of 64",
+    choices=("crop", "resize"),
+)  # fmt: skip
+CLIP = Option("video", "--video", "Your clip", "a clip with picture and sound (mp4, webm, mov)", required=True)
+START_TIME = Option("start_time", "--start-time", "From (s)", "start of the span to regenerate", float, required=True)
+END_TIME = Option("end_time", "--end-time", "To (s)", "end of the span to regenerate", float, required=True)
+REGENERATE = Option(
+    "regenerate", "--regenerate", "Regenerate", "which streams to regenerate in the span", default="both",
+    choices=("video", "audio", "both"),
+)  # fmt: skip
+
+SHARED_OPTIONS = (PROMPT, NEGATIVE_PROMPT, SEED, SCHEDULE, STEPS, MODALITY_SCALE)
+SIZE_OPTIONS = (NUM_FRAMES, FRAME_RATE, HEIGHT, WIDTH)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One direction the product generates in."""
+
+    name: str  # the command-line subcommand
+    api_name: str  # the API endpoint and the studio tab's id
+    title: str  # the tab's title
+    summary: str  # one line for help texts
+    pipeline: type[LTXAVPipelineBase]
+    options: tuple[Option, ...]  # in the order the pipeline and the page take them
+    takes_images: bool  # stills held at a frame (image to video, keyframes)
+    generates_audio: bool  # previews carry sound
+    two_stage: bool  # half size, upsample, full size; otherwise one stage at the input video's size
+
+    def stream_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The pipeline's keyword arguments from `values` (by keyword), each option's default where absent."""
+        return {option.keyword: values.get(option.keyword, option.default) for option in self.options}
+
+
+MODES: dict[str, Mode] = {
+    mode.name: mode
+    for mode in (
+        Mode(
+            "t2av",
+            "text_to_av",
+            "Text to audio+video",
+            "text to audio+video",
+            TI2VidTwoStagesPipeline,
+            (*SHARED_OPTIONS, *SIZE_OPTIONS),
+            takes_images=True,
+            generates_audio=True,
+            two_stage=True,
+        ),
+        Mode(
+            "a2v",
+            "audio_to_video",
+            "Audio to video",
+            "audio to video: the video follows the clip, which is kept unmodified",
+            A2VidPipelineTwoStage,
+            (AUDIO, AUDIO_START_TIME, PAD_AUDIO, *SHARED_OPTIONS, *SIZE_OPTIONS),
+            takes_images=True,
+            generates_audio=False,
+            two_stage=True,
+        ),
+        Mode(
+            "v2a",
+            "video_to_audio",
+            "Video to audio",
+            "video to audio: new sound for a video, whose frames are kept",
+            V2AudPipeline,
+            (VIDEO, VIDEO_FRAMES, FIT, *SHARED_OPTIONS),
+            takes_images=False,
+            generates_audio=True,
+            two_stage=False,
+        ),
+        Mode(
+            "retake",
+            "retake",
+            "Retake",
+            "retake: regenerate one time span of a clip's video, audio or both",
+            RetakePipeline,
+            (CLIP, START_TIME, END_TIME, REGENERATE, VIDEO_FRAMES, FIT, *SHARED_OPTIONS),
+            takes_images=False,
+            generates_audio=True,
+            two_stage=False,
+        ),
+    )
+}
+
+
+def mode_named(name: str) -> Mode:
+    """The mode of a subcommand or API name; an unknown one is an error listing the valid names."""
+    for mode in MODES.values():
+        if name in (mode.name, mode.api_name):
+            return mode
+    valid = ", ".join(f"{mode.name} ({mode.api_name})" for mode in MODES.values())
+    raise ValueError(f"Unknown mode {name!r}; the modes are {valid}.")
