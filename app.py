@@ -18,10 +18,8 @@ from pathlib import Path
 with contextlib.suppress(ImportError):
     import spaces  # noqa: F401 - on a ZeroGPU Space this must come before torch is imported; absent elsewhere
 
-from ltx_pipeline import parallel  # noqa: E402
-from ltx_pipeline.acceleration import MemoryMode, add_speed_arguments, speed_options_from_args  # noqa: E402
+from ltx_pipeline import assembly  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
-from ui.state import default_device  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
 
 # s: how long the other ranks of a multi-GPU studio wait for rank 0's next request (an idle page) before the
@@ -32,21 +30,7 @@ SERVING_TIMEOUT_S = 7 * 24 * 3600
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = StudioConfig()
     parser = argparse.ArgumentParser(description="LTX-2.3 audio+video studio (Gradio).")
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("LTX_MODEL", defaults.model),
-        help="'embedded' (default), a Hub id, a diffusers folder or a .safetensors file; env LTX_MODEL",
-    )
-    parser.add_argument("--spatial-upsampler", default=None, help="official upsampler file (single-file models)")
-    parser.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
-    parser.add_argument("--device", default=os.environ.get("LTX_DEVICE"), help="cuda, cuda:1, cpu (default: auto)")
-    parser.add_argument(
-        "--memory-mode",
-        choices=[mode.value for mode in MemoryMode],
-        default=os.environ.get("LTX_MEMORY_MODE"),
-        help="GPU memory layout (default: everything on --device); env LTX_MEMORY_MODE",
-    )
-    add_speed_arguments(parser)
+    assembly.add_model_arguments(parser, environment=True)
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -67,12 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="dev checkpoints: the official distilled LoRA, applied in stage 2 of every run (needs --concurrency 1)",
     )
-    parser.add_argument(
-        "--num-gpus",
-        type=int,
-        default=int(os.environ.get("LTX_NUM_GPUS", defaults.num_gpus)),
-        help="GPUs of this host each generation is split over (context parallelism via torchrun; env LTX_NUM_GPUS)",
-    )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="a public gradio.live link (needs the internet)")
@@ -81,31 +59,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> StudioConfig:
     """The studio's settings; raises ValueError naming the first bad option."""
+    settings = assembly.settings_from_args(args)
     return StudioConfig(
-        model=args.model,
-        spatial_upsampler=args.spatial_upsampler,
-        text_encoder=args.text_encoder,
-        device=args.device,
-        memory_mode=args.memory_mode,
-        speed=speed_options_from_args(args),
+        model=settings.model,
+        spatial_upsampler=settings.spatial_upsampler,
+        text_encoder=settings.text_encoder,
+        device=settings.device,
+        memory_mode=settings.memory_mode,
+        speed=settings.speed,
         concurrency_limit=args.concurrency,
         max_queue_size=args.max_queue,
         max_file_size=args.max_file_size,
         output_dir=args.output_dir.resolve(),
         lora_folder=args.lora_folder.expanduser().resolve(),
         distilled_lora=args.distilled_lora,
-        num_gpus=args.num_gpus,
+        num_gpus=settings.num_gpus,
     )
-
-
-def join_gpus(config: StudioConfig) -> parallel.DistributedContext:
-    """This process's place in a multi-GPU studio (a lone process for one GPU)."""
-    device = config.device or default_device()
-    if parallel.launched_by_torchrun():
-        # Joined here, before process_context() (which reuses the group), for the long serving timeout.
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        parallel.init_distributed(backend, timeout_s=SERVING_TIMEOUT_S)
-    return parallel.process_context(config.num_gpus, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,15 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    if config.num_gpus > 1 and not parallel.launched_by_torchrun():
+    if config.num_gpus > 1:
+        # Ctrl+C reaches torchrun and the ranks too; a launching process waits for them to shut down cleanly.
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
         # One process per GPU under torchrun, each running this file with the same options.
-        command = sys.argv[1:] if argv is None else list(argv)
-        # Ctrl+C reaches torchrun and the ranks too; this process waits for them to shut down cleanly.
-        signal.signal(signal.SIGINT, lambda signum, frame: None)
-        return parallel.launch(
-            command, config.num_gpus, config.device or default_device(), entry=[os.path.abspath(__file__)]
-        )
-    context = join_gpus(config)
+        exit_code = assembly.relaunch_on_gpus(config.settings, argv, entry=[os.path.abspath(__file__)])
+        if exit_code is not None:
+            return exit_code
+        signal.signal(signal.SIGINT, previous)
+    # Other ranks wait for rank 0's next request (an idle page) as long as the page is up.
+    context = assembly.join_gpus(config.settings, timeout_s=SERVING_TIMEOUT_S)
     state = StudioState(config, context)
     try:
         if not context.is_main:
@@ -140,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
     finally:
         state.close()
-        parallel.teardown(context)
+        assembly.teardown(context)
     return 0
 
 

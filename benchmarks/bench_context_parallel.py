@@ -114,7 +114,9 @@ def run_worker(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
         dist.barrier()
         start = time.perf_counter()
-        steps = denoise(pipe.transformer, plain, plain, video_latents, audio_latents, sigmas, geometry, text, None, bool)
+        steps = denoise(
+            pipe.transformer, plain, plain, video_latents, audio_latents, sigmas, geometry, text, None, bool
+        )
         for _ in steps:
             pass
         if on_gpu:

@@ -51,8 +51,9 @@ from diffusers.models.transformers.transformer_ltx2 import LTX2AudioVideoRotaryP
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import acceleration, forward_graphs, loading  # noqa: E402
-from ltx_pipeline.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary  # noqa: E402
+from ltx_pipeline import loading
+from ltx_pipeline.speed import acceleration, forward_graphs  # noqa: E402
+from ltx_pipeline.speed.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -980,7 +981,7 @@ def measure_fused_norms(bench: Bench, state: dict, section: str) -> None:
     """`measure_cuda_graphs` with every fp8 option and `fused_norms`, recording what the graph pass said (nothing
     where inductor's cache already held the compiled graphs, as on a machine that ran the section before: run 25)."""
     options = dataclasses.replace(fused_options(state), fp8=True, fp8_row_kernel=True, fused_norms=True)
-    messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.fused_norms")
+    messages, pass_logger = _Messages(), logging.getLogger("ltx_pipeline.speed.fused_norms")
     pass_logger.addHandler(messages)
     pass_logger.setLevel(logging.INFO)
     try:
@@ -1233,7 +1234,7 @@ def main() -> None:
         parser.error(f"--repeats must be 1 or more; got {args.repeats}.")
     bench = Bench(args)
     state: dict = {}
-    graph_messages, graph_logger = _Messages(), logging.getLogger("ltx_pipeline.forward_graphs")
+    graph_messages, graph_logger = _Messages(), logging.getLogger("ltx_pipeline.speed.forward_graphs")
     graph_logger.addHandler(graph_messages)  # why the whole-forward graphs record again, where they do
     graph_logger.setLevel(logging.INFO)
     for name in args.sections.split(","):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ltx_pipeline import fp8_kernels  # noqa: E402
+from ltx_pipeline.speed import fp8_kernels  # noqa: E402
 
 # (label, rows, features, bias and GELU)
 SHAPES = [

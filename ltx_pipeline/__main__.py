@@ -9,18 +9,17 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from . import constants, parallel
-from .acceleration import (
-    MemoryMode,
-    add_speed_arguments,
-    check_speed_for_memory_mode,
-    place_pipeline,
-    speed_options_from_args,
+from .assembly import (
+    ParallelRunner,
+    add_model_arguments,
+    assemble,
+    join_gpus,
+    relaunch_on_gpus,
+    settings_from_args,
+    teardown,
 )
 from .conditioning import ImageCondition
-from .lora import StageLoras, parse_lora_argument
+from .lora import parse_lora_argument
 from .media import save_output
 from .modes import MODES, Mode, Option
 from .types import Finished, StageDecoded, StepPreview
@@ -49,13 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
     """What every mode's subcommand takes besides its inputs: the model, LoRAs, device, speed and output."""
-    sub.add_argument(
-        "--model",
-        default=constants.EMBEDDED_MODEL_NAME,
-        help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file",
-    )
-    sub.add_argument("--spatial-upsampler", default=None, help="official spatial upsampler file (single-file models)")
-    sub.add_argument("--text-encoder", default=None, help="Gemma-3 Hub id or folder (single-file models)")
+    add_model_arguments(sub)
     if mode.takes_images:
         sub.add_argument(
             "--image",
@@ -79,20 +72,6 @@ def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
         help="the official distilled LoRA, applied in stage 2 only (the dev checkpoint's two-stage path)",
     )
     sub.add_argument("--fuse-loras", action="store_true", help="merge the LoRAs into the weights for speed")
-    sub.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    sub.add_argument(
-        "--memory-mode",
-        choices=[memory_mode.value for memory_mode in MemoryMode],
-        default=None,
-        help="GPU memory layout; default: everything on --device in the model's dtype",
-    )
-    add_speed_arguments(sub)
-    sub.add_argument(
-        "--num-gpus",
-        type=int,
-        default=1,
-        help="GPUs of this host to split each generation over (context parallelism, started through torchrun)",
-    )
     sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
 
 
@@ -115,28 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     mode = MODES[args.command]
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     context = None
     try:
-        if args.num_gpus > 1 and not parallel.launched_by_torchrun():
-            return parallel.launch(sys.argv[1:] if argv is None else list(argv), args.num_gpus, args.device)
-        context = parallel.process_context(args.num_gpus, args.device)
+        settings = settings_from_args(args)  # before minutes of loading, not after
+        exit_code = relaunch_on_gpus(settings, argv)
+        if exit_code is not None:
+            return exit_code
+        context = join_gpus(settings)
         images = [parse_image_argument(*values) for values in getattr(args, "image", [])]
         loras = [parse_lora_argument(*values) for values in args.lora]
         stage_2_loras = (
             [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
         )
-        speed = speed_options_from_args(args)
-        check_speed_for_memory_mode(speed, args.memory_mode)  # before minutes of loading, not after
-        pipe = mode.pipeline.from_model(
-            args.model, spatial_upsampler=args.spatial_upsampler, text_encoder=args.text_encoder, torch_dtype=dtype
-        )
-        if loras or stage_2_loras:
-            # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
-            pipe.stage_loras = StageLoras.load(pipe, loras, stage_2_loras=stage_2_loras, fuse=args.fuse_loras)
-        place_pipeline(pipe, context.device, args.memory_mode, speed)
-        parallel.enable_context_parallel(pipe, context)
-        runner = parallel.ParallelRunner(pipe, context)  # with one GPU, the plain stream
+        pipe = assemble(settings, mode.pipeline, context, loras, stage_2_loras, fuse_loras=args.fuse_loras)
+        runner = ParallelRunner(pipe, context)  # with one GPU, the plain stream
         if context.is_main:
             print(f"model: {pipe.model_label}", file=sys.stderr)
         kwargs = mode.stream_kwargs({option.keyword: getattr(args, _dest(option)) for option in mode.options})
@@ -158,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        parallel.teardown(context)
+        teardown(context)
     return 0
 
 

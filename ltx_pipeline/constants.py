@@ -127,6 +127,9 @@ FP8_MIN_AMAX = 1e-12
 # Whole-forward CUDA graphs (forward_graphs.py) kept per transformer: call signatures seen in turn, e.g. two stages x
 # (conditional, perturbed, isolated) passes x a few sizes; the oldest is dropped past this.
 FORWARD_GRAPHS_KEPT = 16
+# The attribute where a speed option installs its own runner of a transformer's forward (the engine looks it up,
+# so it never imports the speed package): an object with `loop_state(transformer)` and `(transformer, state, kwargs)`.
+FORWARD_RUNNER_ATTRIBUTE = "_ltx_forward_runner"
 # Linear layers kept in bf16 when the transformer runs fp8 products: the per-head attention gates (LTX-2.3
 # `to_gate_logits`, width = number of heads: negligible FLOPs, and they scale whole heads), and every layer whose
 # input is the audio stream (~126 tokens for 5 s), where quantizing the activations costs about what the fp8 product

@@ -1,4 +1,4 @@
-"""The speed and memory switches of ltx_pipeline.acceleration, on tiny real components on CPU."""
+"""The speed and memory switches of ltx_pipeline.speed.acceleration, on tiny real components on CPU."""
 
 import argparse
 import importlib.util
@@ -24,8 +24,9 @@ from diffusers.models.transformers.transformer_ltx2 import (
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants, fp8_kernels, rotary_kernels
-from ltx_pipeline.acceleration import (
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline.speed import fp8_kernels, rotary_kernels
+from ltx_pipeline.speed.acceleration import (
     FP8_DTYPE,
     ROTARY_EMBEDDINGS,
     Fp8GeluFeedForward,
@@ -49,13 +50,13 @@ from ltx_pipeline.acceleration import (
     speed_options_from_args,
     unfuse_feed_forward_gelu,
 )
-from ltx_pipeline.attention_processors import (
+from ltx_pipeline.speed.attention_processors import (
     HalfTableRotaryPosEmbed,
     OutOfPlaceRotaryAttnProcessor,
     use_diffusers_rotary,
 )
-from ltx_pipeline.fused_norms import fuse_modulated_norms
-from ltx_pipeline.rotary_kernels import apply_split_rotary_emb_out_of_place
+from ltx_pipeline.speed.fused_norms import fuse_modulated_norms
+from ltx_pipeline.speed.rotary_kernels import apply_split_rotary_emb_out_of_place
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs
 
 VIDEO_FRAMES, VIDEO_HEIGHT, VIDEO_WIDTH, AUDIO_FRAMES, TEXT_TOKENS = 2, 2, 3, 5, 8
@@ -243,7 +244,7 @@ def test_row_quantization_names_the_shapes_it_cannot_take():
 
 TRITON_INTERPRETER_CHECK = """
 import torch, torch.nn.functional as F
-from ltx_pipeline import fp8_kernels
+from ltx_pipeline.speed import fp8_kernels
 torch.manual_seed(0)
 for features, bias, gelu in [(4096, False, False), (16384, True, True), (100, True, False)]:
     rows = (torch.randn(4, features) * 3).to(torch.bfloat16)
@@ -370,7 +371,7 @@ def test_gated_heads_name_the_shapes_they_cannot_take():
 
 GATED_HEADS_INTERPRETER_CHECK = """
 import torch
-from ltx_pipeline import fp8_kernels
+from ltx_pipeline.speed import fp8_kernels
 torch.manual_seed(0)
 for heads, head_dim in [(32, 128), (3, 20)]:
     attention = torch.randn(2, heads, 5, head_dim).transpose(1, 2)  # cuDNN's layout seen as (B, T, H, D)
@@ -454,7 +455,7 @@ def test_modulated_norm_reference_computes_what_the_diffusers_block_does(dtype):
 # below checks the bf16 roundings.
 MODULATED_NORM_INTERPRETER_CHECK = """
 import torch
-from ltx_pipeline import fp8_kernels
+from ltx_pipeline.speed import fp8_kernels
 torch.manual_seed(0)
 for features, residual, per_token in [(4096, True, False), (100, False, True), (48, True, True)]:
     def draw(*shape):
@@ -513,11 +514,13 @@ def compiled_outputs(fused_norms: bool, fp8: bool = True) -> tuple[torch.Tensor,
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "bf16-products"])
 def test_fused_norms_replace_each_block_norm_and_keep_outputs(caplog, fp8):
     reference_video, reference_audio = compiled_outputs(fused_norms=False, fp8=fp8)
-    with caplog.at_level(logging.INFO, logger="ltx_pipeline.fused_norms"):
+    with caplog.at_level(logging.INFO, logger="ltx_pipeline.speed.fused_norms"):
         video, audio = compiled_outputs(fused_norms=True, fp8=fp8)
     # The blocks share one graph: in each stream norm1 (self-attention), norm2 (text), the cross-modal norm twice
     # (one modulation for its own queries, one for the other attention's keys and values) and norm3 (feed-forward).
-    fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
+    fused = [
+        record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.speed.fused_norms"
+    ]
     assert fused == ["10"]
     # float32 on the CPU: the same arithmetic as the compiled graph's
     assert relative_error(video, reference_video) < 1e-5
@@ -561,7 +564,7 @@ def test_fused_norms_on_gpu_replace_the_norms_in_the_graphed_blocks(caplog):
         transformer = build_tiny_components()["transformer"].to("cuda", torch.bfloat16)
         options = SpeedOptions(compile=True, cuda_graphs=True, fp8=True, fused_norms=fused_norms)
         apply_speed_options(transformer, options)
-        with caplog.at_level(logging.INFO, logger="ltx_pipeline.fused_norms"), torch.no_grad():
+        with caplog.at_level(logging.INFO, logger="ltx_pipeline.speed.fused_norms"), torch.no_grad():
             with torch._inductor.config.patch(fx_graph_cache=False):
                 inputs = {
                     name: value.to("cuda") if isinstance(value, torch.Tensor) else value
@@ -571,7 +574,9 @@ def test_fused_norms_on_gpu_replace_the_norms_in_the_graphed_blocks(caplog):
                     torch.compiler.cudagraph_mark_step_begin()  # the last pass's outputs are not read again
                     video, audio = transformer(**inputs)
         outputs.append((video.float(), audio.float()))
-    fused = [record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.fused_norms"]
+    fused = [
+        record.getMessage().split()[1] for record in caplog.records if record.name == "ltx_pipeline.speed.fused_norms"
+    ]
     assert fused == ["10"]
     (reference_video, reference_audio), (video, audio) = outputs
     assert relative_error(video, reference_video) < 5e-2  # fp8 values that round the other way, on a tiny model
@@ -767,7 +772,7 @@ def test_half_table_rotary_keeps_float32_tables_off_cuda_and_the_tables_diffuser
 
 NORM_ROTARY_INTERPRETER_CHECK = """
 import torch
-from ltx_pipeline import rotary_kernels
+from ltx_pipeline.speed import rotary_kernels
 torch.manual_seed(0)
 for heads, half, shared in [(4, 8, True), (3, 5, False)]:
     # the tables as diffusers' rotary module returns them: (B, T, H, D/2) seen as (B, H, T, D/2)
@@ -1160,7 +1165,7 @@ def test_tiled_decode_matches_untiled_where_one_tile_covers_the_frame():
 
 
 def test_place_pipeline_orders_fp8_products_and_the_24gb_mode_so_both_apply():
-    from ltx_pipeline.acceleration import Fp8Linear, place_pipeline
+    from ltx_pipeline.speed.acceleration import Fp8Linear, place_pipeline
 
     components = build_tiny_components()
     place_pipeline(components, "cpu", "24gb", SpeedOptions(fp8=True))

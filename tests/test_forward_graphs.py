@@ -1,4 +1,4 @@
-"""The whole transformer forward as CUDA graphs (ltx_pipeline.forward_graphs, SpeedOptions(forward_graph=True)).
+"""The whole transformer forward as CUDA graphs (ltx_pipeline.speed.forward_graphs, SpeedOptions(forward_graph=True)).
 
 On the CPU: the option's checks, the signature a graph is recorded under, and that the pipelines run as without it
 (no CUDA: no graphs). The recording and replays themselves need a GPU (`pytest -m gpu`).
@@ -12,8 +12,9 @@ import pytest
 import torch
 from diffusers.hooks import apply_layerwise_casting
 
-from ltx_pipeline import TI2VidTwoStagesPipeline, forward_graphs
-from ltx_pipeline.acceleration import (
+from ltx_pipeline import TI2VidTwoStagesPipeline
+from ltx_pipeline.speed import forward_graphs
+from ltx_pipeline.speed.acceleration import (
     SpeedOptions,
     add_speed_arguments,
     apply_speed_options,
@@ -158,7 +159,7 @@ def test_forward_graph_on_gpu_runs_a_hooked_transformer_as_usual(caplog):
     apply_layerwise_casting(transformer, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
     apply_speed_options(transformer, SpeedOptions(forward_graph=True))
     inputs = transformer_inputs("cuda")
-    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="ltx_pipeline.forward_graphs"):
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="ltx_pipeline.speed.forward_graphs"):
         reference = transformer(**inputs)
         outputs = [forward_graphs.forward(transformer, (), **inputs) for _ in range(2)]
     assert not forward_graphs.recorded(transformer).graphs

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
-from ltx_pipeline import TI2VidTwoStagesPipeline, constants, parallel
-from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, check_speed_for_memory_mode, place_pipeline
+from ltx_pipeline import TI2VidTwoStagesPipeline, constants
+from ltx_pipeline.assembly import (
+    DistributedContext,
+    ModelSettings,
+    ParallelRunner,
+    SpeedOptions,
+    assemble,
+    lone_process,
+)
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
 
 logger = logging.getLogger(__name__)
@@ -49,12 +54,22 @@ class StudioConfig:
     distilled_lora: str | None = None  # dev checkpoints: the official distilled LoRA, applied in stage 2 of every run
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
 
+    @property
+    def settings(self) -> ModelSettings:
+        """The model part of the configuration, as the command line assembles it."""
+        return ModelSettings(
+            model=self.model,
+            spatial_upsampler=self.spatial_upsampler,
+            text_encoder=self.text_encoder,
+            device=self.device,
+            memory_mode=self.memory_mode,
+            speed=self.speed,
+            num_gpus=self.num_gpus,
+        )
+
     def __post_init__(self) -> None:
-        if self.memory_mode is not None:
-            MemoryMode.from_name(self.memory_mode)
-        check_speed_for_memory_mode(self.speed, self.memory_mode)
-        parallel.check_num_gpus(self.num_gpus, self.device or default_device())
-        if self.num_gpus > 1 and self.concurrency_limit != 1:
+        settings = self.settings  # checked on creation
+        if settings.num_gpus > 1 and self.concurrency_limit != 1:
             raise ValueError(
                 f"`concurrency_limit` must be 1 with `num_gpus` > 1 (every GPU works on the same generation); "
                 f"got {self.concurrency_limit} with {self.num_gpus} GPUs."
@@ -81,10 +96,6 @@ class StudioConfig:
 def _lora_key(loras: tuple[LoraSpec, ...]) -> tuple:
     """A LoRA set by file, strength and file version: a file rewritten in place counts as another set."""
     return tuple((spec.path.resolve(), spec.strength, spec.path.stat().st_mtime_ns) for spec in loras)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -126,17 +137,15 @@ class StudioState:
     (`ltx_pipeline.parallel.ParallelRunner`); the other ranks call `serve()`.
     """
 
-    def __init__(self, config: StudioConfig, context: parallel.DistributedContext | None = None):
+    def __init__(self, config: StudioConfig, context: DistributedContext | None = None):
         self.config = config
         # A lone process on the configured device unless `app.py` joined a torchrun group.
-        self.context = context or parallel.DistributedContext(
-            rank=0, world_size=1, local_rank=0, device=torch.device(config.device or default_device()), backend="none"
-        )
+        self.context = context or lone_process(config.settings)
         if self.context.world_size != config.num_gpus:
             raise ValueError(
                 f"`num_gpus` is {config.num_gpus} but this process runs in a group of {self.context.world_size}."
             )
-        self._runner: parallel.ParallelRunner | None = None
+        self._runner: ParallelRunner | None = None
         self._stage_loras = StageLoras()
         self._lora_condition = threading.Condition()
         self._lora_key: tuple = ()  # `_lora_key()` of the user LoRA set active on the shared modules
@@ -173,7 +182,7 @@ class StudioState:
                     for pipeline in (pair.text_to_av, pair.audio_to_video):
                         pipeline.stage_loras = self._stage_loras
                     if self.context.world_size > 1:
-                        self._runner = parallel.ParallelRunner(
+                        self._runner = ParallelRunner(
                             {TEXT_TO_AV: pair.text_to_av, AUDIO_TO_VIDEO: pair.audio_to_video}, self.context
                         )
                         pair = PipelinePair(self._runner.pipeline(TEXT_TO_AV), self._runner.pipeline(AUDIO_TO_VIDEO))
@@ -185,21 +194,11 @@ class StudioState:
             logger.info("Loaded %s on %s (%d slot(s))", self.model_label, self.device, self.config.concurrency_limit)
 
     def _load_base(self) -> TI2VidTwoStagesPipeline:
-        """The model placed as the command line's `t2av` places it: bf16 on a GPU, float32 on the CPU."""
-        config, device = self.config, self.device
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        base = TI2VidTwoStagesPipeline.from_model(
-            config.model,
-            spatial_upsampler=config.spatial_upsampler,
-            text_encoder=config.text_encoder,
-            torch_dtype=dtype,
-        )
-        if config.distilled_lora is not None:
-            # Before the speed and memory options: fp8 layers and offloading must see the LoRA layers.
-            self._stage_loras = StageLoras.load(base, stage_2_loras=self._stage_2_loras)
-        # Memory modes and speed options act on the modules, so every pipeline made from `base` shares them.
-        place_pipeline(base, device, config.memory_mode, config.speed)
-        parallel.enable_context_parallel(base, self.context)  # a no-op on one GPU
+        """The model assembled as the command line assembles it: bf16 on a GPU, float32 on the CPU; memory mode and
+        speed options act on the modules, so every pipeline made from it shares them."""
+        base = assemble(self.config.settings, TI2VidTwoStagesPipeline, self.context, stage_2_loras=self._stage_2_loras)
+        if base.stage_loras is not None:
+            self._stage_loras = base.stage_loras
         return base
 
     def serve(self) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 
-from .. import forward_graphs
+from .. import constants
 from ..guiders import MultiModalGuider
-from ..lora import lora_fingerprint
 from .latents import LatentGeometry
 from .prompt import TextConditioning
 from .streams import StreamSpec
@@ -50,7 +49,8 @@ def transformer_velocity(
     As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma: it drives
     the stream's prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
     `*_timesteps`: (1, S) per token, a number for all tokens, None for the step's sigma; 0 where a token is held
-    clean. `graph_state` is the transformer's LoRA state for `forward_graphs` (SpeedOptions.forward_graph).
+    clean. Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
+    of `SpeedOptions.forward_graph`), the pass goes through it with `graph_state`, what its `loop_state` returned.
     """
     batch = video.shape[0]
     dtype = transformer.dtype
@@ -66,9 +66,7 @@ def transformer_velocity(
     # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
     # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
     torch.compiler.cudagraph_mark_step_begin()
-    video_velocity, audio_velocity = forward_graphs.forward(
-        transformer,
-        graph_state,
+    kwargs = dict(
         hidden_states=video.to(dtype),
         audio_hidden_states=audio.to(dtype),
         encoder_hidden_states=text.video.to(dtype),
@@ -89,7 +87,16 @@ def transformer_velocity(
         use_cross_timestep=bool(transformer.config.cross_attn_mod),
         return_dict=False,
     )
+    runner = forward_runner(transformer)
+    video_velocity, audio_velocity = (
+        transformer(**kwargs) if runner is None else runner(transformer, graph_state, kwargs)
+    )
     return video_velocity.float(), audio_velocity.float()
+
+
+def forward_runner(transformer: torch.nn.Module) -> Any:
+    """The runner of the forward a speed option installed on `transformer`, or None (see constants)."""
+    return getattr(transformer, constants.FORWARD_RUNNER_ATTRIBUTE, None)
 
 
 def euler_step(latents: torch.Tensor, estimate: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
@@ -141,7 +148,8 @@ def denoise(
     if needs_unconditional and negative is None:
         raise ValueError("CFG needs a negative prompt encoding; got none.")
     # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
-    graph_state = lora_fingerprint(transformer) if forward_graphs.enabled(transformer) else ()
+    runner = forward_runner(transformer)
+    graph_state = runner.loop_state(transformer) if runner is not None else ()
     if needs_unconditional:
         # One batched pass for the conditional and unconditional estimates.
         text_batch = TextConditioning(

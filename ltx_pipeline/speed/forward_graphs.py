@@ -28,11 +28,12 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from . import constants
+from .. import constants
+from ..lora import lora_fingerprint
 
 logger = logging.getLogger(__name__)
 
-_ATTRIBUTE = "_ltx_forward_graphs"  # where `enable` keeps a transformer's graphs
+_ATTRIBUTE = constants.FORWARD_RUNNER_ATTRIBUTE  # where `enable` keeps a transformer's graphs; the engine calls them
 _PLAIN_VALUES = (bool, int, float, str, type(None))
 
 
@@ -65,6 +66,11 @@ class ForwardGraphs:
         self.pool = None
         self.stream: torch.cuda.Stream | None = None
         self.last_replay: torch.cuda.Event | None = None
+
+    def loop_state(self, transformer: torch.nn.Module) -> tuple:
+        """What the recorded forwards depend on besides their inputs, fixed during a denoising loop and milliseconds
+        to find, so the engine asks once per loop: the LoRA fingerprint."""
+        return lora_fingerprint(transformer)
 
     def __call__(self, transformer: torch.nn.Module, state: tuple, kwargs: dict[str, Any]) -> Any:
         hidden_states = kwargs.get("hidden_states")

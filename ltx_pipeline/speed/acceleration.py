@@ -25,7 +25,8 @@ from diffusers.models.attention_dispatch import AttentionBackendName, _check_att
 from diffusers.models.transformers.transformer_ltx2 import LTX2Attention
 from torch import nn
 
-from . import constants, forward_graphs
+from .. import constants
+from . import forward_graphs
 from .attention_processors import OutOfPlaceRotaryAttnProcessor, use_out_of_place_rotary
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 from .fused_norms import FusedNormsPass

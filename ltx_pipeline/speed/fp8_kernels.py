@@ -12,7 +12,7 @@ with the fast math it uses on CUDA (the GPU's tanh instruction, the scale's inve
 import torch
 import torch.nn.functional as F
 
-from . import constants
+from .. import constants
 
 try:  # CUDA builds of torch ship Triton; elsewhere the PyTorch reference below runs
     import triton
