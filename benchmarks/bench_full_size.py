@@ -51,7 +51,10 @@ from diffusers.models.transformers.transformer_ltx2 import LTX2AudioVideoRotaryP
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import loading
+from ltx_pipeline import loading  # noqa: E402
+from ltx_pipeline.engine import transformer_velocity  # noqa: E402
+from ltx_pipeline.engine.latents import LatentGeometry  # noqa: E402
+from ltx_pipeline.engine.prompt import TextConditioning  # noqa: E402
 from ltx_pipeline.speed import acceleration, forward_graphs  # noqa: E402
 from ltx_pipeline.speed.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary  # noqa: E402
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
@@ -250,53 +253,48 @@ def free_memory() -> None:
 
 
 def transformer_inputs(bench: Bench, transformer, height: int, width: int, num_frames: int, seed: int = 0) -> dict:
-    """The keyword arguments the product's pipelines pass for one distilled pass (batch 1), random latents."""
+    """`transformer_velocity`'s arguments for one distilled pass of the product's pipelines (batch 1), random
+    latents and prompt."""
     config = transformer.config
-    latent_frames = (num_frames - 1) // 8 + 1
-    latent_height, latent_width = height // 32, width // 32
-    audio_frames = round(num_frames / FRAME_RATE * 25)
+    geometry = LatentGeometry(
+        frames=(num_frames - 1) // 8 + 1,
+        height=height // 32,
+        width=width // 32,
+        audio_frames=round(num_frames / FRAME_RATE * 25),
+        frame_rate=FRAME_RATE,
+    )
     generator = torch.Generator(device=bench.device).manual_seed(seed)
     dtype = torch.bfloat16
 
     def randn(*shape):
         return torch.randn(*shape, generator=generator, device=bench.device, dtype=torch.float32).to(dtype)
 
-    timestep = torch.full((1,), 0.725 * config.timestep_scale_multiplier, device=bench.device)
     return {
-        "hidden_states": randn(1, latent_frames * latent_height * latent_width, config.in_channels),
-        "audio_hidden_states": randn(1, audio_frames, config.audio_in_channels),
-        "encoder_hidden_states": randn(1, bench.text_tokens, config.cross_attention_dim),
-        "audio_encoder_hidden_states": randn(1, bench.text_tokens, config.audio_cross_attention_dim),
-        "timestep": timestep,
-        "audio_timestep": timestep,
-        "sigma": timestep,
-        "audio_sigma": timestep,
+        "video": randn(1, geometry.frames * geometry.tokens_per_frame, config.in_channels),
+        "audio": randn(1, geometry.audio_frames, config.audio_in_channels),
         # The connectors' mask is all ones (learnable registers replace the padding), so the pipelines pass none
-        # (TextConditioning.all_real; until run 28 this benchmark passed the all-ones masks: TEXT_MASKS).
-        "encoder_attention_mask": None,
-        "audio_encoder_attention_mask": None,
-        "num_frames": latent_frames,
-        "height": latent_height,
-        "width": latent_width,
-        "fps": FRAME_RATE,
-        "audio_num_frames": audio_frames,
-        "use_cross_timestep": True,
-        "return_dict": False,
+        # (TextConditioning.all_real; until run 28 this benchmark passed the all-ones masks: `with_text_masks`).
+        "text": TextConditioning(
+            video=randn(1, bench.text_tokens, config.cross_attention_dim),
+            audio=randn(1, bench.text_tokens, config.audio_cross_attention_dim),
+            mask=torch.ones(1, bench.text_tokens, device=bench.device, dtype=torch.int64),
+            all_real=True,
+        ),
+        "sigma": 0.725,
+        "geometry": geometry,
     }
 
 
-def text_masks(bench: Bench) -> dict:
-    """The all-ones prompt masks the pipelines passed until TextConditioning.all_real (and this benchmark until run
-    28), as `measure_transformer` input overrides."""
-    ones = torch.ones(1, bench.text_tokens, device=bench.device, dtype=torch.int64)
-    return {"encoder_attention_mask": ones, "audio_encoder_attention_mask": ones}
+def with_text_masks(inputs: dict) -> dict:
+    """The inputs with the all-ones prompt masks the pipelines passed until TextConditioning.all_real (and this
+    benchmark until run 28)."""
+    return inputs | {"text": dataclasses.replace(inputs["text"], all_real=False)}
 
 
 def forward(transformer, inputs: dict) -> tuple:
-    """One transformer pass as the pipelines' `_velocity` makes it: a new step for torch.compile's CUDA graphs, and
-    a replay where the whole forward is recorded (`forward_graph=True`; no LoRA here)."""
-    torch.compiler.cudagraph_mark_step_begin()
-    return forward_graphs.forward(transformer, (), **inputs)
+    """One transformer pass exactly as the pipelines make it (`engine.transformer_velocity`): a new step for
+    torch.compile's CUDA graphs, and a replay where the whole forward is recorded (no LoRA here)."""
+    return transformer_velocity(transformer, **inputs)
 
 
 def graph_counts(graphs: "forward_graphs.ForwardGraphs") -> dict:
@@ -313,8 +311,9 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
             bench.record(section, f"{label}.skipped", f"deadline ({bench.left_s():.0f} s left)")
             continue
         height, width, num_frames = bench.shapes[label]
-        inputs = transformer_inputs(bench, transformer, height, width, num_frames)
-        inputs.update(kw.get("input_overrides", {}))
+        inputs = kw.get("adapt_inputs", lambda inputs: inputs)(
+            transformer_inputs(bench, transformer, height, width, num_frames)
+        )
         repeats = 3 if label.startswith("1536") else bench.args.repeats
         bench.reset_peak()
         compile_start = time.perf_counter()
@@ -327,8 +326,8 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
             )
             last = forward(transformer, inputs)  # a replay where graphs are recorded: the first pass is not one
         flops = transformer_flops(
-            inputs["hidden_states"].shape[1],
-            inputs["audio_hidden_states"].shape[1],
+            inputs["video"].shape[1],
+            inputs["audio"].shape[1],
             bench.text_tokens,
             transformer.config,
         )
@@ -339,8 +338,8 @@ def measure_transformer(bench: Bench, section: str, transformer, references: dic
             "analytic_tflop": round(flops / 1e12, 2),
             "first_call_s": round(first_call_s, 2),
             "peak_gib": bench.peak_gib(),
-            "video_tokens": inputs["hidden_states"].shape[1],
-            "audio_tokens": inputs["audio_hidden_states"].shape[1],
+            "video_tokens": inputs["video"].shape[1],
+            "audio_tokens": inputs["audio"].shape[1],
         }
         if references is not None and label in references:
             entry["video_dev"] = deviation(last[0], references[label][0])
@@ -658,7 +657,7 @@ def section_eager(bench: Bench, state: dict) -> None:
         transformer,
         state["references"],
         shapes=[label],
-        input_overrides=text_masks(bench),
+        adapt_inputs=with_text_masks,
     )
 
 
@@ -1101,7 +1100,7 @@ def section_text_mask_experiment(bench: Bench, state: dict) -> None:
         state.get("references"),
         shapes=[label],
         min_left_s=bench.args.compile_reserve_s,
-        input_overrides=text_masks(bench),
+        adapt_inputs=with_text_masks,
     )
 
 
