@@ -10,6 +10,8 @@ Every clip goes through the product's own pipelines (`A2VidPipelineTwoStage.stre
   ("A2V median error"), and the share within 2 frames split by impact speed (`world.scene.IMPACT_SPEED_BANDS`: a
   slow impact starts a hop shorter than one latent frame).
 - T2AV sync: the caption goes in; % of visual impacts with an audio onset within 2 frames, and the reverse.
+- V2A sync: the world's frames go in as an mp4 without their sound, with the caption; % of known impacts with a
+  generated audio onset within 2 frames (`V2AudPipeline.stream`).
 - Prompt adherence (T2AV clips): ball colour from pixel hue, floor material and room from the sound.
 - Each at modality_scale 1.0 and 3.0 (distilled mode otherwise).
 - Speed: a 97-frame clip at the demo resolution on this CPU, end to end, and the time to the first preview.
@@ -19,6 +21,7 @@ import argparse
 import datetime
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ltx_pipeline import A2VidPipelineTwoStage, Audio, Finished, StepPreview, TI2VidTwoStagesPipeline  # noqa: E402
+from ltx_pipeline import (  # noqa: E402
+    A2VidPipelineTwoStage,
+    Audio,
+    Finished,
+    StepPreview,
+    TI2VidTwoStagesPipeline,
+    V2AudPipeline,
+)
+from ltx_pipeline.media import write_mp4  # noqa: E402
 from ltx_pipeline.tiny import build_tiny_components  # noqa: E402
 from world import (
     detectors,  # noqa: E402
@@ -49,6 +60,8 @@ class Scores:
     t2av_visual_total: int = 0
     t2av_audio_matched: int = 0
     t2av_audio_total: int = 0
+    v2a_heard: int = 0
+    v2a_total: int = 0
     colour_hits: int = 0
     material_hits: int = 0
     room_hits: int = 0
@@ -74,6 +87,7 @@ class Scores:
             ),
             "T2AV visual->audio within 2 fr": percent(self.t2av_visual_matched, self.t2av_visual_total),
             "T2AV audio->visual within 2 fr": percent(self.t2av_audio_matched, self.t2av_audio_total),
+            "V2A impacts heard within 2 fr": percent(self.v2a_heard, self.v2a_total),
             "colour": percent(self.colour_hits, self.clips),
             "material": percent(self.material_hits, self.clips),
             "room": percent(self.room_hits, self.clips),
@@ -116,18 +130,34 @@ def score_a2v(scores: Scores, clip, frames: np.ndarray, frame_rate: float) -> No
     scores.a2v_speeds.extend(impact.speed for impact in clip.impacts)
 
 
+def score_v2a(scores: Scores, clip, audio: np.ndarray, rate: int, frame_rate: float) -> None:
+    truth = np.array([impact.time for impact in clip.impacts])
+    scores.v2a_total += len(truth)
+    scores.v2a_heard += detectors.match_events(
+        truth, detectors.audio_onsets(audio, rate), TOLERANCE_FRAMES / frame_rate
+    )[1]
+
+
+def silent_mp4(clip, frame_rate: float, folder: Path) -> Path:
+    """The clip's frames as an mp4 whose sound track is silence (video to audio ignores it)."""
+    silence = Audio(torch.zeros(2, round(len(clip.frames) / frame_rate * 48000)), 48000)
+    return write_mp4(folder / "clip.mp4", clip.frames, silence, frame_rate)
+
+
 def world_scores(clips, frame_rate: float) -> Scores:
     """The detectors on the world's own clips: the ceiling every model row is judged against."""
     scores = Scores()
     for clip in clips:
         score_a2v(scores, clip, clip.frames, frame_rate)
         score_t2av(scores, clip, clip.frames, clip.audio, clip.sampling_rate, frame_rate)
+        score_v2a(scores, clip, clip.audio, clip.sampling_rate, frame_rate)
     return scores
 
 
 def model_scores(components: dict, clips, args: argparse.Namespace, modality_scale: float) -> Scores:
     t2av = TI2VidTwoStagesPipeline(**components)
     a2v = A2VidPipelineTwoStage(**components)
+    v2a = V2AudPipeline(**components)
     scores = Scores()
     geometry = {
         "height": args.height,
@@ -164,8 +194,19 @@ def model_scores(components: dict, clips, args: argparse.Namespace, modality_sca
         )
         waveform = generated.waveform.float().mean(dim=0).numpy()
         score_t2av(scores, clip, frames, waveform, generated.sampling_rate, args.frame_rate)
-        scores.seconds.extend([seconds_a2v, seconds])
-        print(f"  clip {index}: {clip.caption[:60]}... a2v {seconds_a2v:.1f} s, t2av {seconds:.1f} s", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            video = silent_mp4(clip, args.frame_rate, Path(folder))
+            stream = v2a.stream(
+                video=video, prompt=clip.caption, seed=seed, modality_scale=modality_scale, mode="distilled"
+            )
+            _, sound, seconds_v2a, _ = run_stream(stream)
+        score_v2a(scores, clip, sound.waveform.float().mean(dim=0).numpy(), sound.sampling_rate, args.frame_rate)
+        scores.seconds.extend([seconds_a2v, seconds, seconds_v2a])
+        print(
+            f"  clip {index}: {clip.caption[:60]}... a2v {seconds_a2v:.1f} s, t2av {seconds:.1f} s, "
+            f"v2a {seconds_v2a:.1f} s",
+            flush=True,
+        )
     return scores
 
 
@@ -287,6 +328,7 @@ def main() -> None:
         f"- Clips: {args.clips} held-out world scenes (seeds {HELD_OUT_SEED}+), {args.num_frames} frames at "
         f"{args.frame_rate:g} fps, {args.width}x{args.height} (stage 1 at half size), distilled mode (8 + 3 steps)",
         "- Targets: A2V median <= 40 ms and >= 90% within 2 frames; T2AV >= 80% both ways; adherence >= 90%;",
+        "  V2A >= 80% of impacts heard within 2 frames;",
         "  97 frames end to end < 20 s and first preview < 2 s on a 2-core CPU.",
         "",
         "## Sync and prompt adherence",
