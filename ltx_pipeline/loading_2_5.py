@@ -265,6 +265,16 @@ def load_official_files(
     )
 
 
+def load_transformer_file(path: Path, torch_dtype: torch.dtype = torch.float32) -> LTX2VideoTransformer3DModel:
+    """Only the transformer of an LTX-2.5 transformer file (for parity checks and benchmarks)."""
+    with loading._open_safetensors(path, "transformer") as handle:
+        config = loading._file_config(handle, path).get("transformer", {})
+        plan = _transformer_plan(handle, config, path)
+        module = loading._empty_module(plan.cls, plan.config)
+        loading.check_weights_fit(module, plan.mapping, plan.shapes, path, "transformer")
+        return _read_plan_weights(module, plan, torch_dtype)
+
+
 def load_diffusers_folder(
     folder: Path,
     name: str,

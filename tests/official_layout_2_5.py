@@ -28,6 +28,18 @@ FILES = {  # role -> path inside the folder, as `hf download Lightricks/LTX-2.5 
 }
 
 
+# Values the reference's LTXModelConfigurator insists on (`check_config_value`), which real headers carry.
+REFERENCE_CHECKED_VALUES = {
+    "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "double_self_attention": False,
+    "upcast_attention": False,
+    "share_ff": False,
+}
+
+
 def _tensors(named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: tensor.detach().clone().contiguous() for key, tensor in named.items()}
 
@@ -50,6 +62,7 @@ def write_transformer(path: Path, components: dict, model_version: str | None = 
     transformer_config = dict(components["transformer"].config)
     section = official_layout.transformer_section(transformer_config, dict(components["connectors"].config))
     section["use_keyframes_abs_pos_embedding"] = transformer_config["use_keyframes_abs_pos_embedding"]
+    section.update(REFERENCE_CHECKED_VALUES)
     metadata = {"config": json.dumps({"transformer": section})}
     metadata["gemma_source_checkpoint"] = json.dumps({"gemma_version": GEMMA_VERSION})
     if model_version is not None:
