@@ -193,6 +193,19 @@ def load_components(
     if name == constants.EMBEDDED_MODEL_NAME:
         return _load_embedded(spatial_upsampler, text_encoder, options)
     path = Path(name).expanduser()
+    if not path.exists():  # a Hub file or repo: download it, then load the local copy like any other
+        hub_file = _parse_hub_file(name) or _official_2_5_hub_file(name)
+        if hub_file is not None:
+            path = _download_hub_file(*hub_file, argument="model", options=options)
+        elif _is_hub_repo_id(name):
+            path = _download_hub_repo(name, options)
+        else:
+            raise CheckpointNotFoundError(
+                f"`model` {name!r} was not found: it is not 'embedded', an existing folder or file, a Hub repo id "
+                f"('owner/name') or a Hub file ('owner/name/file.safetensors')."
+            )
+        if hub_file is not None and path.is_file():
+            _fetch_ltx_2_5_hub_files(path, hub_file[0], options)
     ltx_2_5 = _ltx_2_5_loader(path, text_encoder)
     if ltx_2_5 is not None:
         return ltx_2_5(
@@ -204,19 +217,22 @@ def load_components(
         )
     if path.is_dir():
         return _load_diffusers_folder(path, name, spatial_upsampler, text_encoder, options)
-    if path.is_file():
-        return _load_single_file(path, name, spatial_upsampler, text_encoder, options)
-    hub_file = _parse_hub_file(name)
-    if hub_file is not None:
-        local = _download_hub_file(*hub_file, argument="model", options=options)
-        return _load_single_file(local, name, spatial_upsampler, text_encoder, options)
-    if _is_hub_repo_id(name):
-        folder = _download_hub_repo(name, options)
-        return _load_diffusers_folder(folder, name, spatial_upsampler, text_encoder, options)
-    raise CheckpointNotFoundError(
-        f"`model` {name!r} was not found: it is not 'embedded', an existing folder or file, a Hub repo id "
-        f"('owner/name') or a Hub file ('owner/name/file.safetensors')."
-    )
+    return _load_single_file(path, name, spatial_upsampler, text_encoder, options)
+
+
+def _official_2_5_hub_file(name: str) -> tuple[str, str] | None:
+    """`Lightricks/LTX-2.5` (a per-component repo, no diffusers folder) means its distilled transformer file."""
+    from ltx_pipeline import versions
+
+    return (name, versions.OFFICIAL_FILES_2_5["transformer"]) if name == versions.HUB_OFFICIAL_REPO_2_5 else None
+
+
+def _fetch_ltx_2_5_hub_files(transformer_file: Path, repo_id: str, options: "_Options") -> None:
+    """A downloaded LTX-2.5 transformer file needs its sibling files: fetch them into the same snapshot folder."""
+    from ltx_pipeline import loading_2_5
+
+    if loading_2_5.is_ltx_2_5_transformer_file(transformer_file):
+        loading_2_5.download_official_siblings(repo_id, options)
 
 
 def _ltx_2_5_loader(path: Path, text_encoder: str | os.PathLike | None) -> Callable[..., LoadedModel] | None:
@@ -398,7 +414,9 @@ def _download_hub_repo(repo_id: str, options: _Options) -> Path:
     from huggingface_hub import snapshot_download
 
     # Only the diffusers subfolders: Lightricks/LTX-2 also holds tens of GB of single files.
-    patterns = ["model_index.json"] + [f"{sub}/*" for sub in (*DIFFUSERS_SUBFOLDERS, "latent_upsampler")]
+    patterns = ["model_index.json"] + [
+        f"{sub}/*" for sub in (*DIFFUSERS_SUBFOLDERS, "latent_upsampler", "duration_head")
+    ]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=options.local_files_only))
     except Exception as error:

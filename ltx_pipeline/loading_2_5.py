@@ -193,6 +193,20 @@ def find_component_files(model: Path) -> ComponentFiles:
     return ComponentFiles(**files)
 
 
+def download_official_siblings(repo_id: str, options: Any) -> None:
+    """Download the official LTX-2.5 component files a model needs besides its transformer, from `repo_id`, into the
+    local Hub cache (the snapshot folder mirrors the repo, so `find_component_files` then finds them). The duration
+    head is optional: without it the model loads without "length from the prompt"."""
+    for role in ("text_encoder", "video_vae", "audio_vae", "spatial_upsampler"):
+        loading._download_hub_file(repo_id, versions.OFFICIAL_FILES_2_5[role], argument="model", options=options)
+    try:
+        loading._download_hub_file(
+            repo_id, versions.OFFICIAL_FILES_2_5["duration_head"], argument="model", options=options
+        )
+    except CheckpointNotFoundError as error:
+        logger.warning("No duration head: length from the prompt is unavailable (%s)", error)
+
+
 # --- Entry points -------------------------------------------------------------------------------------------------
 
 

@@ -282,3 +282,38 @@ def test_full_size_2_5_configs_build_the_released_architecture() -> None:
     assert connectors.video_text_proj_in.in_features == 3840 * 49
     assert head.video_input_proj.in_features == 4096 and head.audio_input_proj.in_features == 2048
     assert sum(parameter.numel() for parameter in decoder.parameters()) > 0
+
+
+# --- The Hub (from a local Hub cache: no network in tests) ----------------------------------------------------
+
+
+@pytest.fixture
+def hub_cache(official_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Hugging Face cache holding a snapshot of `Lightricks/LTX-2.5` with the tiny files, as `hf download` leaves
+    it (`snapshots/<revision>/<repo paths>`, `refs/main` naming the revision)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--Lightricks--LTX-2.5"
+    shutil.copytree(official_folder, repo / "snapshots" / "0123456789abcdef")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return repo / "snapshots" / "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["Lightricks/LTX-2.5", "Lightricks/LTX-2.5/diffusion_models/ltx-2.5-22b-distilled-transformer-bf16.safetensors"],
+)
+def test_hub_repo_or_transformer_file_loads_every_component(tiny_2_5: dict, hub_cache: Path, model: str) -> None:
+    loaded = load_components(model, torch_dtype=torch.float32, local_files_only=True)
+    assert (loaded.version, loaded.name) == ("2.5", model)
+    assert_same_weights(tiny_2_5["components"]["vae"], loaded.components["vae"])
+    assert_same_weights(tiny_2_5["duration_head"], loaded.duration_head)
+
+
+def test_hub_file_missing_from_the_cache_is_named(hub_cache: Path) -> None:
+    (hub_cache / official_layout_2_5.FILES["audio_vae"]).unlink()
+    with pytest.raises(CheckpointNotFoundError, match=r"`model`: Download of file 'vae/ltx-2.5-audio-vae-bf16"):
+        load_components("Lightricks/LTX-2.5", torch_dtype=torch.float32, local_files_only=True)
