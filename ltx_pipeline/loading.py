@@ -144,6 +144,7 @@ class LoadedModel:
     label: str  # human label for the UI and the recipe
     is_random: bool  # True only for the random tiny fallback
     duration_head: Any = None  # LTX-2.5's LTX2DurationHead ("length from the prompt") when it was loaded
+    diffusion_decoder: Any = None  # LTX-2.5's LTX2VideoDiffusionDecoderModel when its VAE file was there too
 
 
 # --- Entry point ----------------------------------------------------------------------------------------------------

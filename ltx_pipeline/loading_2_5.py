@@ -34,6 +34,7 @@ from diffusers import (
     LTX2VideoTransformer3DModel,
 )
 from diffusers.loaders.single_file_utils import convert_ltx2_audio_vae_to_diffusers, convert_ltx2_vae_to_diffusers
+from diffusers.models.autoencoders.ltx2_diffusion_decoder import LTX2VideoDiffusionDecoderModel
 from diffusers.pipelines.ltx2 import LTX2DurationHead, LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE
 from tokenizers import Tokenizer
 from transformers import (
@@ -71,7 +72,7 @@ TOKENIZER_CONFIG_SKIP = frozenset(
 )
 # The per-component files a loaded model needs, by role; the optional ones may be absent.
 REQUIRED_ROLES: tuple[str, ...] = ("transformer", "text_encoder", "video_vae", "audio_vae")
-OPTIONAL_ROLES: tuple[str, ...] = ("spatial_upsampler", "duration_head")
+OPTIONAL_ROLES: tuple[str, ...] = ("spatial_upsampler", "duration_head", "video_vae_diffusion")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class ComponentFiles:
     audio_vae: Path
     spatial_upsampler: Path | None = None
     duration_head: Path | None = None
+    diffusion_vae: Path | None = None  # the video VAE file with the diffusion decoder, loaded beside the conv VAE
 
 
 # --- Telling the files apart ------------------------------------------------------------------------------------
@@ -176,13 +178,14 @@ def find_component_files(model: Path) -> ComponentFiles:
                 f"`model` folder {folder.name!r} holds several {role.replace('_', ' ')} files "
                 f"({', '.join(path.name for path in paths)}); keep one."
             )
-        files[role] = paths[0] if paths else None
+        files["diffusion_vae" if role == "video_vae_diffusion" else role] = paths[0] if paths else None
     missing = [role for role in REQUIRED_ROLES if files[role] is None]
-    if "video_vae" in missing and found.get("video_vae_diffusion"):
+    if "video_vae" in missing and files["diffusion_vae"] is not None:
         raise CheckpointError(
             f"`model` folder {folder.name!r} has only the diffusion-decoder video VAE "
-            f"({found['video_vae_diffusion'][0].name}); this product decodes with the convolutional VAE: download "
-            f"{versions.OFFICIAL_FILES_2_5['video_vae']!r} from {versions.HUB_OFFICIAL_REPO_2_5!r} next to it."
+            f"({files['diffusion_vae'].name}); this product's pipelines encode and decode with the convolutional VAE: "
+            f"download {versions.OFFICIAL_FILES_2_5['video_vae']!r} from {versions.HUB_OFFICIAL_REPO_2_5!r} next to "
+            "it (the diffusion decoder is then loaded too)."
         )
     if missing:
         expected = ", ".join(versions.OFFICIAL_FILES_2_5[role] for role in missing)
@@ -255,6 +258,9 @@ def load_official_files(
         for role, plan in plans.items():
             loading.check_weights_fit(modules[role], plan.mapping, plan.shapes, plan.path, role)
         duration_head = _load_duration_head(files.duration_head, torch_dtype) if files.duration_head else None
+        diffusion_decoder = None
+        if files.diffusion_vae is not None:
+            diffusion_decoder = load_diffusion_decoder_file(files.diffusion_vae, torch_dtype)
         upsampler_source = spatial_upsampler or files.spatial_upsampler
         if upsampler_source is None:
             upsampler_source = f"{versions.HUB_OFFICIAL_REPO_2_5}/{versions.OFFICIAL_FILES_2_5['spatial_upsampler']}"
@@ -276,6 +282,7 @@ def load_official_files(
         label=f"LTX-2.5 {variant} ({files.transformer.name})",
         is_random=False,
         duration_head=duration_head,
+        diffusion_decoder=diffusion_decoder,
     )
 
 
@@ -326,9 +333,13 @@ def load_diffusers_folder(
     )
     for sub, cls in loading.DIFFUSERS_CLASSES.items():
         components[sub] = cls.from_pretrained(folder, subfolder=sub, **kwargs)
-    duration_head = None
+    duration_head = diffusion_decoder = None
     if (folder / "duration_head").is_dir():
         duration_head = LTX2DurationHead.from_pretrained(folder, subfolder="duration_head", **kwargs).eval()
+    if (folder / "diffusion_decoder").is_dir():  # the subfolder diffusers' conversion script writes
+        diffusion_decoder = LTX2VideoDiffusionDecoderModel.from_pretrained(
+            folder, subfolder="diffusion_decoder", **kwargs
+        ).eval()
     for component in components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
@@ -341,6 +352,7 @@ def load_diffusers_folder(
         label=f"LTX-2.5 {variant} ({name})",
         is_random=False,
         duration_head=duration_head,
+        diffusion_decoder=diffusion_decoder,
     )
 
 
@@ -543,6 +555,125 @@ def _tokenizer_from_file(handle: Any, path: Path) -> PreTrainedTokenizerFast:
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.to(torch.uint8).numpy().tobytes()
+
+
+# --- Diffusion video decoder ----------------------------------------------------------------------------------
+
+# Reference names -> diffusers' (diffusers' scripts/convert_ltx2_to_diffusers.py LTX_2_5_DIFFUSION_DECODER_RENAME_DICT).
+DIFFUSION_DECODER_RENAMES: tuple[tuple[str, str], ...] = (
+    ("t_embedder.mlp.0.", "t_embedder.timestep_embedder.linear_1."),
+    ("t_embedder.mlp.2.", "t_embedder.timestep_embedder.linear_2."),
+    (".attn.proj.", ".attn.to_out.0."),
+    (".attn.q_norm.", ".attn.norm_q."),
+    (".attn.k_norm.", ".attn.norm_k."),
+)
+# Static AdaLN gates of distilled checkpoints, folded into the Linear they scale (W <- g W, b <- g b): parameter
+# suffix (diffusers' name) -> the sibling gate's suffix (reference `_GATE_FOLD_TARGETS`).
+DIFFUSION_DECODER_GATES: dict[str, str] = {
+    ".attn.to_out.0.weight": ".gate_msa",
+    ".attn.to_out.0.bias": ".gate_msa",
+    ".mlp.w_down.weight": ".gate_mlp",
+    ".mlp.w_down.bias": ".gate_mlp",
+    ".context_proj.weight": ".gate_ctx",
+    ".context_proj.bias": ".gate_ctx",
+}
+GATE_SUFFIXES = (".gate_msa", ".gate_mlp", ".gate_ctx")
+
+
+def diffusion_decoder_kwargs(config: dict, path: Path) -> dict[str, Any]:
+    """LTX2VideoDiffusionDecoderModel kwargs from a `CausalDiffusionVAE` `vae` section (reference
+    `_build_diffusion_video_decoder`: hyper-parameters under `vae.decoder`, `model_output_type` beside it). Absent
+    fields take the released decoder's values (diffusers' conversion script), not the reference class defaults."""
+    decoder = config.get("decoder", config)
+    released = FULL_SIZE_2_5["diffusion_decoder"]
+    stage_channels = tuple(decoder.get("stage_channels", released["decoder_stage_channels"]))
+    if decoder.get("stage5_channels", stage_channels[-1]) != stage_channels[-1] or decoder.get("rope_dim_split"):
+        raise CheckpointError(
+            f"`model` {path.name!r}: diffusion decoder stage5_channels={decoder.get('stage5_channels')!r}, "
+            f"rope_dim_split={decoder.get('rope_dim_split')!r} cannot be expressed by diffusers' "
+            f"LTX2VideoDiffusionDecoderModel (its stage 5 has stage_channels[-1] = {stage_channels[-1]} channels)."
+        )
+    upsamples = decoder.get("upsamples")
+    strides = tuple(tuple(stride) for stride, _ in upsamples) if upsamples else released["decoder_upsample_strides"]
+    reductions = (
+        tuple(reduction for _, reduction in upsamples)
+        if upsamples
+        else released["decoder_upsample_channel_reductions"]
+    )
+    kernels = decoder.get("stage_kernels", released["decoder_stage_kernels"])
+    return {
+        **released,
+        "out_channels": decoder.get("out_channels", 3),
+        "latent_channels": decoder.get("in_channels", config.get("latent_channels", released["latent_channels"])),
+        "patch_size": decoder.get("patch_size", released["patch_size"]),
+        "decoder_head_dim": decoder.get("head_dim", decoder.get("na_head_dim", released["decoder_head_dim"])),
+        "decoder_stage_channels": stage_channels,
+        "decoder_stage_depths": tuple(decoder.get("stage_depths", released["decoder_stage_depths"])),
+        "decoder_stage_kernels": tuple(tuple(kernel) for kernel in kernels),
+        "decoder_upsample_strides": strides,
+        "decoder_upsample_channel_reductions": reductions,
+        "decoder_stage5_kernel": tuple(decoder.get("stage5_kernel", released["decoder_stage5_kernel"])),
+        "decoder_t_emb_dim": decoder.get("t_emb_dim", released["decoder_t_emb_dim"]),
+        "decoder_timestep_scale_multiplier": decoder.get(
+            "timestep_scale_multiplier", released["decoder_timestep_scale_multiplier"]
+        ),
+        "decoder_model_output_type": config.get("model_output_type", released["decoder_model_output_type"]),
+        "decoder_num_inference_steps": decoder.get(
+            "default_num_inference_steps", released["decoder_num_inference_steps"]
+        ),
+    }
+
+
+def _diffusion_decoder_state_dict(handle: Any) -> dict[str, torch.Tensor]:
+    """The decoder's tensors under diffusers' names: renamed, q/k/v split, gates folded, `coarse_*` dropped."""
+    decoder_keys = {}
+    for key in handle.keys():
+        prefix = next((prefix for prefix in ("vae.decoder.", "decoder.") if key.startswith(prefix)), None)
+        if prefix is not None:
+            decoder_keys[key.removeprefix(prefix)] = key
+    gates = {name: key for name, key in decoder_keys.items() if name.endswith(GATE_SUFFIXES)}
+    state_dict: dict[str, torch.Tensor] = {}
+    for name, key in decoder_keys.items():
+        if name in gates or name.startswith("coarse_") or ".coarse_" in name:
+            continue
+        for old, new in DIFFUSION_DECODER_RENAMES:
+            name = name.replace(old, new)
+        value = handle.get_tensor(key)
+        suffix = next((leaf for leaf in DIFFUSION_DECODER_GATES if name.endswith(leaf)), None)
+        gate_key = None if suffix is None else gates.get(name[: -len(suffix)] + DIFFUSION_DECODER_GATES[suffix])
+        if gate_key is not None:
+            gate = handle.get_tensor(gate_key).float()
+            value = ((gate.unsqueeze(1) if value.ndim == 2 else gate) * value.float()).to(value.dtype)
+        if name.endswith((".qkv.weight", ".qkv.bias")):  # one Linear(dim, 3 dim) -> to_q, to_k, to_v
+            leaf = name.rsplit(".", 1)[1]
+            block = name[: -len(f"qkv.{leaf}")]
+            for projection, part in zip(("to_q", "to_k", "to_v"), value.chunk(3), strict=True):
+                state_dict[f"decoder.{block}{projection}.{leaf}"] = part
+            continue
+        state_dict[f"decoder.{name}"] = value
+    keys = set(handle.keys())
+    for statistic, buffer in (("mean-of-means", "latents_mean"), ("std-of-means", "latents_std")):
+        for prefix in ("vae.", ""):
+            if f"{prefix}per_channel_statistics.{statistic}" in keys:
+                state_dict[buffer] = handle.get_tensor(f"{prefix}per_channel_statistics.{statistic}")
+    return state_dict
+
+
+def load_diffusion_decoder_file(
+    path: Path, torch_dtype: torch.dtype = torch.float32
+) -> LTX2VideoDiffusionDecoderModel:
+    """The diffusion decoder of an LTX-2.5 video VAE file (`vae/ltx-2.5-video-vae-bf16.safetensors`), converted as
+    diffusers' `convert_ltx2_diffusion_video_vae` and the reference's `_build_diffusion_vae_decoder_sd_ops` do.
+    Encoding stays with the conv VAE; the file's encoder is not read."""
+    with loading._open_safetensors(path, "video_vae") as handle:
+        config = loading._file_config(handle, path).get("vae", {})
+        kwargs = diffusion_decoder_kwargs(config, path) if config else dict(FULL_SIZE_2_5["diffusion_decoder"])
+        state_dict = _diffusion_decoder_state_dict(handle)
+    module = loading._empty_module(LTX2VideoDiffusionDecoderModel, kwargs)
+    shapes = {key: tuple(tensor.shape) for key, tensor in state_dict.items()}
+    loading.check_weights_fit(module, {key: key for key in state_dict}, shapes, path, "diffusion decoder")
+    module.load_state_dict({key: t.to(torch_dtype) for key, t in state_dict.items()}, strict=True, assign=True)
+    return module.eval()
 
 
 # --- Duration head ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     LTX2VideoTransformer3DModel,
 )
+from diffusers.models.autoencoders.ltx2_diffusion_decoder import LTX2VideoDiffusionDecoderModel
 from diffusers.pipelines.ltx2 import (
     LTX2DurationHead,
     LTX2LatentUpsamplerModel,
@@ -198,6 +199,17 @@ def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:
         "latent_upsampler": {"in_channels": 8, "mid_channels": 32, "num_blocks_per_stage": 1},
     }
     if is_2_5:
+        # The diffusion decoder (LTX2VideoDiffusionDecoderModel). Neighbourhood-attention kernels of 1 so a 2 x 2
+        # latent (64 px) decodes; the real ones are 3 x 7 x 7 down to 3 x 5 x 5 and 11 x 11 x 11.
+        kwargs["diffusion_decoder"] = {
+            "latent_channels": 8,
+            "decoder_head_dim": 8,
+            "decoder_stage_channels": (64, 32, 16, 16, 8),
+            "decoder_stage_depths": (1, 1, 1, 1, 1),
+            "decoder_stage_kernels": ((1, 1, 1),) * 4,
+            "decoder_stage5_kernel": (1, 1, 1),
+            "decoder_t_emb_dim": 16,
+        }
         # Widths of the connectors' outputs, as in the real head (4096 / 2048 there).
         kwargs["duration_head"] = {
             "video_cross_attention_dim": video_dim,
@@ -257,3 +269,10 @@ def build_tiny_duration_head(seed: int = 0) -> LTX2DurationHead:
     """A randomly initialised tiny LTX-2.5 duration head, seeded, sized for `build_tiny_components("2.5")`."""
     torch.manual_seed(seed)
     return LTX2DurationHead(**tiny_component_kwargs("2.5")["duration_head"]).eval()
+
+
+def build_tiny_diffusion_decoder(seed: int = 0) -> LTX2VideoDiffusionDecoderModel:
+    """A randomly initialised tiny LTX-2.5 diffusion video decoder, seeded, for the latents of
+    `build_tiny_components("2.5")` (8 channels)."""
+    torch.manual_seed(seed)
+    return LTX2VideoDiffusionDecoderModel(**tiny_component_kwargs("2.5")["diffusion_decoder"]).eval()

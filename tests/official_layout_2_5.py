@@ -25,6 +25,7 @@ FILES = {  # role -> path inside the folder, as `hf download Lightricks/LTX-2.5 
     "audio_vae": "vae/ltx-2.5-audio-vae-bf16.safetensors",
     "spatial_upsampler": "latent_upscale_models/ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors",
     "duration_head": "model_patches/ltx-2.5-duration-head-bf16.safetensors",
+    "video_vae_diffusion": "vae/ltx-2.5-video-vae-bf16.safetensors",
 }
 
 
@@ -143,7 +144,12 @@ def write_duration_head(path: Path, head: torch.nn.Module) -> Path:
     return path
 
 
-def write_official_folder(folder: Path, components: dict, duration_head: torch.nn.Module | None = None) -> Path:
+def write_official_folder(
+    folder: Path,
+    components: dict,
+    duration_head: torch.nn.Module | None = None,
+    diffusion_decoder: torch.nn.Module | None = None,
+) -> Path:
     """Every component file of a tiny LTX-2.5 model under `folder`, in the Hub repo's subfolders."""
     write_transformer(folder / FILES["transformer"], components)
     write_text_encoder(folder / FILES["text_encoder"], components)
@@ -153,4 +159,107 @@ def write_official_folder(folder: Path, components: dict, duration_head: torch.n
     official_layout.write_spatial_upsampler(folder / FILES["spatial_upsampler"], components["latent_upsampler"])
     if duration_head is not None:
         write_duration_head(folder / FILES["duration_head"], duration_head)
+    if diffusion_decoder is not None:
+        write_diffusion_vae(folder / FILES["video_vae_diffusion"], diffusion_decoder, components["vae"])
     return folder
+
+
+DIFFUSION_DECODER_NAMES = (  # (diffusers, reference), diffusers' LTX_2_5_DIFFUSION_DECODER_RENAME_DICT reversed
+    ("t_embedder.timestep_embedder.linear_1.", "t_embedder.mlp.0."),
+    ("t_embedder.timestep_embedder.linear_2.", "t_embedder.mlp.2."),
+    (".attn.to_out.0.", ".attn.proj."),
+    (".attn.norm_q.", ".attn.q_norm."),
+    (".attn.norm_k.", ".attn.k_norm."),
+)
+GATED = {".attn.to_out.0.": ".gate_msa", ".mlp.w_down.": ".gate_mlp", ".context_proj.": ".gate_ctx"}
+
+
+def diffusion_decoder_tensors(decoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The decoder as a gated distilled file stores it: `decoder.*` reference names, q/k/v fused, every gated Linear
+    divided by a static power-of-two gate stored beside it (so folding it back is exact), and a `coarse_*` preview
+    head the loader must drop."""
+    state = {
+        key.removeprefix("decoder."): value
+        for key, value in decoder.state_dict().items()
+        if key.startswith("decoder.")
+    }
+    tensors: dict[str, torch.Tensor] = {}
+    generator = torch.Generator().manual_seed(7)
+    gates: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for part, gate_suffix in GATED.items():
+            if part in key:
+                gate_key = key.split(part)[0] + gate_suffix
+                if gate_key not in gates:
+                    exponents = torch.randint(-1, 2, (value.shape[0],), generator=generator)
+                    gates[gate_key] = 2.0 ** exponents.float()
+                gate = gates[gate_key]
+                value = value / (gate.unsqueeze(1) if value.ndim == 2 else gate)
+        for projection in ("to_q", "to_k", "to_v"):
+            if f".attn.{projection}." in key:
+                break
+        else:
+            tensors[_replace_all(key, DIFFUSION_DECODER_NAMES)] = value
+    for key in [key for key in state if ".attn.to_q." in key]:
+        leaf = key.rsplit(".", 1)[1]
+        block = key[: -len(f"to_q.{leaf}")]
+        fused = torch.cat([state[f"{block}{projection}.{leaf}"] for projection in ("to_q", "to_k", "to_v")])
+        tensors[_replace_all(f"{block}qkv.{leaf}", DIFFUSION_DECODER_NAMES)] = fused
+    tensors.update(gates)
+    tensors["coarse_head.weight"] = torch.randn(4, 8, generator=generator)
+    return {f"decoder.{key}": value for key, value in tensors.items()}
+
+
+def _replace_all(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    for new, old in pairs:
+        key = key.replace(new, old)
+    return key
+
+
+def diffusion_vae_section(config: dict) -> dict:
+    """`CausalDiffusionVAE` metadata: decoder hyper-parameters under `decoder` (reference
+    `_build_diffusion_video_decoder`), `model_output_type` beside it."""
+    return {
+        "_class_name": "CausalDiffusionVAE",
+        "model_output_type": config["decoder_model_output_type"],
+        "decoder": {
+            "in_channels": config["latent_channels"],
+            "out_channels": config["out_channels"],
+            "patch_size": config["patch_size"],
+            "head_dim": config["decoder_head_dim"],
+            "stage_channels": list(config["decoder_stage_channels"]),
+            "stage_depths": list(config["decoder_stage_depths"]),
+            "stage_kernels": [list(kernel) for kernel in config["decoder_stage_kernels"]],
+            "upsamples": [
+                [list(stride), reduction]
+                for stride, reduction in zip(
+                    config["decoder_upsample_strides"], config["decoder_upsample_channel_reductions"], strict=True
+                )
+            ],
+            "stage5_kernel": list(config["decoder_stage5_kernel"]),
+            "t_emb_dim": config["decoder_t_emb_dim"],
+            "timestep_scale_multiplier": config["decoder_timestep_scale_multiplier"],
+            "default_num_inference_steps": config["decoder_num_inference_steps"],
+        },
+    }
+
+
+def write_diffusion_vae(path: Path, decoder: torch.nn.Module, vae: torch.nn.Module) -> Path:
+    """`vae/ltx-2.5-video-vae-bf16.safetensors`: the conv encoder (bare `encoder.*`), the diffusion decoder, the
+    latent statistics."""
+    num_down_blocks = len(vae.config.block_out_channels)
+    tensors = {
+        official_layout.video_vae_key(k, num_down_blocks).removeprefix("vae."): v
+        for k, v in vae.state_dict().items()
+        if k.startswith("encoder.")
+    }
+    tensors.update(diffusion_decoder_tensors(decoder))
+    tensors["per_channel_statistics.mean-of-means"] = decoder.latents_mean
+    tensors["per_channel_statistics.std-of-means"] = decoder.latents_std
+    metadata = {
+        "config": json.dumps({"vae": diffusion_vae_section(dict(decoder.config))}),
+        "model_version": MODEL_VERSION,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_tensors(tensors), str(path), metadata=metadata)
+    return path

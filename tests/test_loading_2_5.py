@@ -30,13 +30,23 @@ def assert_same_weights(original: torch.nn.Module, loaded: torch.nn.Module) -> N
 
 @pytest.fixture(scope="module")
 def tiny_2_5() -> dict:
-    return {"components": tiny.build_tiny_components("2.5"), "duration_head": tiny.build_tiny_duration_head()}
+    decoder = tiny.build_tiny_diffusion_decoder()
+    with torch.no_grad():  # statistics other than the defaults, so reading them is checked
+        decoder.latents_mean.normal_(generator=torch.Generator().manual_seed(3))
+        decoder.latents_std.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(4))
+    return {
+        "components": tiny.build_tiny_components("2.5"),
+        "duration_head": tiny.build_tiny_duration_head(),
+        "diffusion_decoder": decoder,
+    }
 
 
 @pytest.fixture(scope="module")
 def official_folder(tiny_2_5: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("official") / "ltx-2.5"
-    return official_layout_2_5.write_official_folder(folder, tiny_2_5["components"], tiny_2_5["duration_head"])
+    return official_layout_2_5.write_official_folder(
+        folder, tiny_2_5["components"], tiny_2_5["duration_head"], tiny_2_5["diffusion_decoder"]
+    )
 
 
 def copy_folder(folder: Path, destination: Path, drop: tuple[str, ...] = ()) -> Path:
@@ -54,6 +64,13 @@ def test_official_folder_loads_back_bit_exact(tiny_2_5: dict, official_folder: P
     for name in WEIGHTED_COMPONENTS:
         assert_same_weights(tiny_2_5["components"][name], loaded.components[name])
     assert_same_weights(tiny_2_5["duration_head"], loaded.duration_head)
+    # Gates folded back, q/k/v split, the coarse preview head dropped, statistics read: the very same decoder.
+    assert_same_weights(tiny_2_5["diffusion_decoder"], loaded.diffusion_decoder)
+    loaded_config, config = (
+        {key: value for key, value in module.config.items() if not key.startswith("_")}
+        for module in (loaded.diffusion_decoder, tiny_2_5["diffusion_decoder"])
+    )
+    assert loaded_config == config
     assert (loaded.version, loaded.variant) == ("2.5", "distilled")
     assert loaded.label == "LTX-2.5 distilled (ltx-2.5-22b-distilled-transformer-bf16.safetensors)"
     transformer = loaded.components["transformer"]
@@ -90,7 +107,8 @@ def test_flat_folder_of_renamed_files_is_recognised_by_content(official_folder: 
     for index, role in enumerate(official_layout_2_5.FILES):
         shutil.copy(official_folder / official_layout_2_5.FILES[role], flat / f"part-{index}-ltx-2.5-dev.safetensors")
     files = loading_2_5.find_component_files(flat)
-    roles = {role: getattr(files, role).name for role in (*loading_2_5.REQUIRED_ROLES, *loading_2_5.OPTIONAL_ROLES)}
+    attributes = {"video_vae_diffusion": "diffusion_vae"}
+    roles = {role: getattr(files, attributes.get(role, role)).name for role in official_layout_2_5.FILES}
     assert roles == {role: f"part-{index}-ltx-2.5-dev.safetensors" for index, role in enumerate(roles)}
     assert load_components(flat, torch_dtype=torch.float32).variant == "dev"
 
@@ -125,20 +143,13 @@ def test_missing_component_file_names_the_file_to_download(
 
 def test_diffusion_decoder_vae_alone_asks_for_the_conv_vae(official_folder: Path, tmp_path: Path) -> None:
     folder = copy_folder(official_folder, tmp_path / "diffusion-vae", drop=("video_vae",))
-    conv_file = official_folder / official_layout_2_5.FILES["video_vae"]
-    diffusion_file = folder / "vae" / "ltx-2.5-video-vae-bf16.safetensors"
-    shutil.copy(conv_file, diffusion_file)
-    with loading._open_safetensors(diffusion_file, "model") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        metadata = handle.metadata()
-    config = json.loads(metadata["config"])
-    config["vae"]["_class_name"] = "CausalDiffusionVAE"
-    from safetensors.torch import save_file
-
-    save_file(tensors, str(diffusion_file), metadata={**metadata, "config": json.dumps(config)})
-    assert loading_2_5.file_role(diffusion_file) == "video_vae_diffusion"
-    with pytest.raises(CheckpointError, match="ltx-2.5-video-vae-conv-bf16.safetensors"):
+    with pytest.raises(CheckpointError, match="only the diffusion-decoder video VAE.*ltx-2.5-video-vae-conv-bf16"):
         load_components(folder, torch_dtype=torch.float32)
+
+
+def test_diffusion_decoder_is_optional(official_folder: Path, tmp_path: Path) -> None:
+    folder = copy_folder(official_folder, tmp_path / "conv-only", drop=("video_vae_diffusion",))
+    assert load_components(folder, torch_dtype=torch.float32).diffusion_decoder is None
 
 
 def test_two_transformers_in_one_folder_ask_which(official_folder: Path, tmp_path: Path) -> None:
@@ -183,7 +194,11 @@ def test_ltx_2_3_single_file_is_not_taken_for_2_5(tmp_path: Path) -> None:
 
 
 def test_diffusers_folder_round_trip(tiny_2_5: dict, tmp_path: Path) -> None:
-    components = dict(tiny_2_5["components"], duration_head=tiny_2_5["duration_head"])
+    components = dict(
+        tiny_2_5["components"],
+        duration_head=tiny_2_5["duration_head"],
+        diffusion_decoder=tiny_2_5["diffusion_decoder"],
+    )
     folder = tmp_path / "LTX-2.5-Distilled-Diffusers"
     model_index = {"_class_name": "LTX2Pipeline"}
     for name, component in components.items():
@@ -195,6 +210,7 @@ def test_diffusers_folder_round_trip(tiny_2_5: dict, tmp_path: Path) -> None:
     for name in WEIGHTED_COMPONENTS:
         assert_same_weights(components[name], loaded.components[name])
     assert_same_weights(components["duration_head"], loaded.duration_head)
+    assert_same_weights(components["diffusion_decoder"], loaded.diffusion_decoder)
     assert (loaded.version, loaded.variant) == ("2.5", "distilled")
     assert type(loaded.components["text_encoder"]).__name__ == "Gemma4UnifiedForConditionalGeneration"
 
