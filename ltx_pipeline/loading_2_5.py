@@ -93,7 +93,7 @@ class ComponentFiles:
 
 def file_role(path: Path) -> str | None:
     """What an LTX-2.5 component file holds, from its header alone: one of REQUIRED_ROLES / OPTIONAL_ROLES,
-    "video_vae_diffusion", "temporal_upsampler", "lora", or None for anything else."""
+    "temporal_upsampler", "lora", "combined" (an LTX-2.3 / 2.0 single file), or None for anything else."""
     with loading._open_safetensors(path, "model") as handle:
         keys = list(handle.keys())
         metadata = handle.metadata() or {}
@@ -102,7 +102,8 @@ def file_role(path: Path) -> str | None:
         if any(marker in key for key in keys for marker in loading.LORA_KEY_MARKERS):
             return "lora"
         if any(key.startswith(loading.TRANSFORMER_PREFIX) for key in keys):
-            return "transformer"
+            # LTX-2.3 / 2.0 files hold every component; LTX-2.5's transformer file holds no VAE.
+            return "combined" if any(key.startswith(loading.VAE_PREFIX) for key in keys) else "transformer"
         if any(key.startswith(DURATION_HEAD_PREFIX) for key in keys):
             return "duration_head"
         if any(key.startswith(loading.AUDIO_VAE_PREFIX) for key in keys):

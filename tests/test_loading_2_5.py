@@ -188,6 +188,10 @@ def test_ltx_2_3_single_file_is_not_taken_for_2_5(tmp_path: Path) -> None:
         tmp_path / "ltx-2.3-22b-distilled.safetensors", tiny.build_tiny_components("2.3"), "2.3"
     )
     assert not loading_2_5.is_ltx_2_5_transformer_file(file)
+    assert loading_2_5.file_role(file) == "combined"
+    # A folder holding it is not taken for an LTX-2.5 download either: the general loader's message stands.
+    with pytest.raises(CheckpointError, match=r"has no model_index\.json.*or pass a single \.safetensors file"):
+        load_components(tmp_path)
 
 
 # --- Diffusers-format folders ------------------------------------------------------------------------------------
