@@ -139,10 +139,12 @@ class LoadedModel:
 
     components: dict[str, Any]  # keys: COMPONENT_NAMES
     name: str  # what the user pointed at: "embedded", a folder, a Hub id or a file name
-    version: str  # "2.3" or "2.0"
+    version: str  # "2.5", "2.3" or "2.0"
     variant: str  # "distilled" or "dev"
     label: str  # human label for the UI and the recipe
     is_random: bool  # True only for the random tiny fallback
+    duration_head: Any = None  # LTX-2.5's LTX2DurationHead ("length from the prompt") when it was loaded
+    diffusion_decoder: Any = None  # LTX-2.5's LTX2VideoDiffusionDecoderModel when its VAE file was there too
 
 
 # --- Entry point ----------------------------------------------------------------------------------------------------
@@ -161,6 +163,8 @@ def load_components(
     Args:
         model: "embedded", a diffusers-format folder, a Hub repo id of one (`diffusers/LTX-2.3-Diffusers`), an
             official single `.safetensors` file, or a Hub file (`Lightricks/LTX-2.3/ltx-2.3-22b-distilled.safetensors`).
+            LTX-2.5 (`loading_2_5`): a folder of its per-component files, its transformer file (the other files
+            found beside it), or a diffusers-format folder with a Gemma 4 text encoder.
         spatial_upsampler: the latent upsampler: an official upsampler `.safetensors` file (local or Hub file), or a
             diffusers folder / Hub repo holding `LTX2LatentUpsamplerModel`. By default the folder's own
             `latent_upsampler`, else the official x2 upsampler of the model's version from the Hub.
@@ -190,21 +194,66 @@ def load_components(
     if name == constants.EMBEDDED_MODEL_NAME:
         return _load_embedded(spatial_upsampler, text_encoder, options)
     path = Path(name).expanduser()
+    if not path.exists():  # a Hub file or repo: download it, then load the local copy like any other
+        hub_file = _parse_hub_file(name) or _official_2_5_hub_file(name)
+        if hub_file is not None:
+            path = _download_hub_file(*hub_file, argument="model", options=options)
+        elif _is_hub_repo_id(name):
+            path = _download_hub_repo(name, options)
+        else:
+            raise CheckpointNotFoundError(
+                f"`model` {name!r} was not found: it is not 'embedded', an existing folder or file, a Hub repo id "
+                f"('owner/name') or a Hub file ('owner/name/file.safetensors')."
+            )
+        if hub_file is not None and path.is_file():
+            _fetch_ltx_2_5_hub_files(path, hub_file[0], options)
+    ltx_2_5 = _ltx_2_5_loader(path, text_encoder)
+    if ltx_2_5 is not None:
+        return ltx_2_5(
+            path,
+            name,
+            spatial_upsampler=spatial_upsampler,
+            torch_dtype=options.torch_dtype,
+            local_files_only=options.local_files_only,
+        )
     if path.is_dir():
         return _load_diffusers_folder(path, name, spatial_upsampler, text_encoder, options)
-    if path.is_file():
-        return _load_single_file(path, name, spatial_upsampler, text_encoder, options)
-    hub_file = _parse_hub_file(name)
-    if hub_file is not None:
-        local = _download_hub_file(*hub_file, argument="model", options=options)
-        return _load_single_file(local, name, spatial_upsampler, text_encoder, options)
-    if _is_hub_repo_id(name):
-        folder = _download_hub_repo(name, options)
-        return _load_diffusers_folder(folder, name, spatial_upsampler, text_encoder, options)
-    raise CheckpointNotFoundError(
-        f"`model` {name!r} was not found: it is not 'embedded', an existing folder or file, a Hub repo id "
-        f"('owner/name') or a Hub file ('owner/name/file.safetensors')."
+    return _load_single_file(path, name, spatial_upsampler, text_encoder, options)
+
+
+def _official_2_5_hub_file(name: str) -> tuple[str, str] | None:
+    """`Lightricks/LTX-2.5` (a per-component repo, no diffusers folder) means its distilled transformer file."""
+    from ltx_pipeline import versions
+
+    return (name, versions.OFFICIAL_FILES_2_5["transformer"]) if name == versions.HUB_OFFICIAL_REPO_2_5 else None
+
+
+def _fetch_ltx_2_5_hub_files(transformer_file: Path, repo_id: str, options: "_Options") -> None:
+    """A downloaded LTX-2.5 transformer file needs its sibling files: fetch them into the same snapshot folder."""
+    from ltx_pipeline import loading_2_5
+
+    if loading_2_5.is_ltx_2_5_transformer_file(transformer_file):
+        loading_2_5.download_official_siblings(repo_id, options)
+
+
+def _ltx_2_5_loader(path: Path, text_encoder: str | os.PathLike | None) -> Callable[..., LoadedModel] | None:
+    """The LTX-2.5 loader for `path` when it is LTX-2.5 (per-component files or a diffusers folder), else None."""
+    from ltx_pipeline import loading_2_5, versions  # loading_2_5 builds on this module
+
+    is_diffusers_2_5 = path.is_dir() and loading_2_5.is_diffusers_2_5_folder(path)
+    is_official_2_5 = (path.is_dir() and loading_2_5.is_official_2_5_folder(path)) or (
+        path.is_file() and path.suffix in (".safetensors", ".sft") and loading_2_5.is_ltx_2_5_transformer_file(path)
     )
+    if (is_diffusers_2_5 or is_official_2_5) and text_encoder is not None:
+        raise ValueError(
+            "`text_encoder` cannot be given for an LTX-2.5 model: its fine-tuned Gemma 4 ships with it (the "
+            f"{versions.OFFICIAL_FILES_2_5['text_encoder']!r} file or the folder's text_encoder); got {text_encoder!r}."
+        )
+    if is_diffusers_2_5:
+        return loading_2_5.load_diffusers_folder
+    if is_official_2_5:
+        return loading_2_5.load_official_path
+    return None
 
 
 @dataclass(frozen=True)
@@ -366,7 +415,9 @@ def _download_hub_repo(repo_id: str, options: _Options) -> Path:
     from huggingface_hub import snapshot_download
 
     # Only the diffusers subfolders: Lightricks/LTX-2 also holds tens of GB of single files.
-    patterns = ["model_index.json"] + [f"{sub}/*" for sub in (*DIFFUSERS_SUBFOLDERS, "latent_upsampler")]
+    patterns = ["model_index.json"] + [
+        f"{sub}/*" for sub in (*DIFFUSERS_SUBFOLDERS, "latent_upsampler", "duration_head")
+    ]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=options.local_files_only))
     except Exception as error:
@@ -598,7 +649,8 @@ def _file_version(path: Path, metadata: dict[str, str], keys: list[str]) -> str:
         if major_minor not in SUPPORTED_VERSIONS:
             raise CheckpointError(
                 f"{str(path)!r} declares model_version {model_version!r}; this product supports LTX-2.3 and "
-                "LTX-2.0 checkpoints."
+                "LTX-2.0 single files, and LTX-2.5 as Lightricks ships it: one file per component (pass the folder "
+                "or the transformer file)."
             )
         return major_minor
     # No version stamp: LTX-2.3 is the one with per-modality text projections and prompt AdaLN.

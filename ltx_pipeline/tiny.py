@@ -15,8 +15,21 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     LTX2VideoTransformer3DModel,
 )
-from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
-from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizer
+from diffusers.models.autoencoders.ltx2_diffusion_decoder import LTX2VideoDiffusionDecoderModel
+from diffusers.pipelines.ltx2 import (
+    LTX2DurationHead,
+    LTX2LatentUpsamplerModel,
+    LTX2TextConnectors,
+    LTX2Vocoder,
+    LTX2VocoderWithBWE,
+)
+from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma4UnifiedConfig,
+    Gemma4UnifiedForConditionalGeneration,
+    GemmaTokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +64,24 @@ def build_word_tokenizer(words: list[str] | tuple[str, ...] = TINY_VOCABULARY) -
     return GemmaTokenizer(vocab=vocab, merges=merges, known_words=list(words))
 
 
+TINY_VERSIONS: tuple[str, ...] = ("2.5", "2.3", "2.0")
+
+
 def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:
-    """Constructor arguments for each tiny component, in the LTX-2.3 or LTX-2.0 layout."""
-    if version not in ("2.3", "2.0"):
-        raise ValueError(f"`version` must be '2.3' or '2.0'; got {version!r}.")
-    is_2_3 = version == "2.3"
+    """Constructor arguments for each tiny component, in the LTX-2.5, LTX-2.3 or LTX-2.0 layout.
+
+    LTX-2.5 is LTX-2.3 with a Gemma 4 text encoder, a video feed-forward without biases, a keyframe position
+    embedding and a duration head (docs/LTX-2.5.md)."""
+    if version not in TINY_VERSIONS:
+        raise ValueError(f"`version` must be one of {', '.join(TINY_VERSIONS)}; got {version!r}.")
+    is_2_5 = version == "2.5"
+    is_2_3 = version in ("2.3", "2.5")  # 2.5 keeps 2.3's transformer, connectors, VAEs and vocoder
     text_width, text_layers = 32, 2
     video_dim, audio_dim = 32, 16  # transformer widths: heads x head_dim
-    return {
-        "text_encoder": {
+    kwargs: dict[str, dict] = {
+        "text_encoder": _tiny_gemma4_kwargs(text_width, text_layers)
+        if is_2_5
+        else {
             "text_config": {
                 "hidden_size": text_width,
                 "intermediate_size": 64,
@@ -122,6 +144,8 @@ def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:
             "cross_attn_mod": is_2_3,
             "audio_cross_attn_mod": is_2_3,
             "use_prompt_embeddings": not is_2_3,
+            "ff_bias": not is_2_5,
+            "use_keyframes_abs_pos_embedding": is_2_5,
         },
         "vae": {
             "latent_channels": 8,
@@ -174,14 +198,60 @@ def tiny_component_kwargs(version: str = "2.3") -> dict[str, dict]:
         ),
         "latent_upsampler": {"in_channels": 8, "mid_channels": 32, "num_blocks_per_stage": 1},
     }
+    if is_2_5:
+        # The diffusion decoder (LTX2VideoDiffusionDecoderModel). Neighbourhood-attention kernels of 1 so a 2 x 2
+        # latent (64 px) decodes; the real ones are 3 x 7 x 7 down to 3 x 5 x 5 and 11 x 11 x 11.
+        kwargs["diffusion_decoder"] = {
+            "latent_channels": 8,
+            "decoder_head_dim": 8,
+            "decoder_stage_channels": (64, 32, 16, 16, 8),
+            "decoder_stage_depths": (1, 1, 1, 1, 1),
+            "decoder_stage_kernels": ((1, 1, 1),) * 4,
+            "decoder_stage5_kernel": (1, 1, 1),
+            "decoder_t_emb_dim": 16,
+        }
+        # Widths of the connectors' outputs, as in the real head (4096 / 2048 there).
+        kwargs["duration_head"] = {
+            "video_cross_attention_dim": video_dim,
+            "audio_cross_attention_dim": audio_dim,
+            "pooler_hidden_dim": 16,
+            "num_pooler_heads": 4,
+            "mlp_hidden_dim": 16,
+        }
+    return kwargs
+
+
+def _tiny_gemma4_kwargs(text_width: int, text_layers: int) -> dict:
+    """Gemma4UnifiedConfig arguments: text only (the LTX-2.5 encoder's vision and audio towers are optional)."""
+    return {
+        "text_config": {
+            "hidden_size": text_width,
+            "intermediate_size": 64,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "vocab_size": 512,
+            "max_position_embeddings": 1024,
+            "sliding_window": 64,
+            "layer_types": ["sliding_attention"] * (text_layers - 1) + ["full_attention"],
+        },
+        "vision_config": None,
+        "audio_config": None,
+    }
 
 
 def build_tiny_components(version: str = "2.3", seed: int = 0) -> dict[str, object]:
-    """Randomly initialised tiny components, seeded, ready for `TI2VidTwoStagesPipeline(**components)`."""
+    """Randomly initialised tiny components, seeded, ready for `TI2VidTwoStagesPipeline(**components)`.
+
+    LTX-2.5's optional duration head is not among them: `build_tiny_duration_head` makes one."""
     kwargs = tiny_component_kwargs(version)
     torch.manual_seed(seed)
-    text_encoder = Gemma3ForConditionalGeneration(Gemma3Config(**kwargs["text_encoder"])).eval()
-    vocoder_class = LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder
+    if version == "2.5":
+        text_encoder = Gemma4UnifiedForConditionalGeneration(Gemma4UnifiedConfig(**kwargs["text_encoder"])).eval()
+    else:
+        text_encoder = Gemma3ForConditionalGeneration(Gemma3Config(**kwargs["text_encoder"])).eval()
+    vocoder_class = LTX2Vocoder if version == "2.0" else LTX2VocoderWithBWE
     return {
         "tokenizer": build_word_tokenizer(),
         "text_encoder": text_encoder,
@@ -193,3 +263,16 @@ def build_tiny_components(version: str = "2.3", seed: int = 0) -> dict[str, obje
         "latent_upsampler": LTX2LatentUpsamplerModel(**kwargs["latent_upsampler"]).eval(),
         "scheduler": FlowMatchEulerDiscreteScheduler(),
     }
+
+
+def build_tiny_duration_head(seed: int = 0) -> LTX2DurationHead:
+    """A randomly initialised tiny LTX-2.5 duration head, seeded, sized for `build_tiny_components("2.5")`."""
+    torch.manual_seed(seed)
+    return LTX2DurationHead(**tiny_component_kwargs("2.5")["duration_head"]).eval()
+
+
+def build_tiny_diffusion_decoder(seed: int = 0) -> LTX2VideoDiffusionDecoderModel:
+    """A randomly initialised tiny LTX-2.5 diffusion video decoder, seeded, for the latents of
+    `build_tiny_components("2.5")` (8 channels)."""
+    torch.manual_seed(seed)
+    return LTX2VideoDiffusionDecoderModel(**tiny_component_kwargs("2.5")["diffusion_decoder"]).eval()
