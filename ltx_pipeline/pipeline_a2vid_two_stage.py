@@ -13,7 +13,7 @@ from .conditioning import ImageCondition
 from .engine import Stage, StageResult, frozen_stream, run_stages
 from .engine.stages import RunContext
 from .engine.streams import NoiseSource
-from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
@@ -61,18 +61,19 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
         )
         recipe, conditions, opened_images = self.prepare_request(
-            prompt,
-            negative_prompt,
-            height,
-            width,
-            num_frames,
-            frame_rate,
-            seed,
-            mode,
-            num_inference_steps,
-            video_guidance,
-            None,
-            images,
+            RunRequest(
+                prompt,
+                negative_prompt,
+                height,
+                width,
+                num_frames,
+                frame_rate,
+                seed,
+                mode,
+                num_inference_steps,
+                video_guidance=video_guidance,
+                images=images,
+            )
         )
         validation.check_audio_start_time(audio_start_time)
         if not isinstance(pad_audio, bool):

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,24 @@ def dev_sigmas(num_inference_steps: int) -> list[float]:
     one_minus = 1.0 - sigmas[nonzero]
     sigmas[nonzero] = 1.0 - one_minus / (one_minus[-1] / (1.0 - constants.DEV_TERMINAL_SIGMA))
     return [float(sigma) for sigma in sigmas]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What every mode's run shares; `LTXAVPipelineBase.prepare_request` checks it before any work."""
+
+    prompt: str
+    negative_prompt: str | None  # None: the reference negative prompt, where CFG needs one
+    height: int  # px
+    width: int  # px
+    num_frames: int  # 8k + 1
+    frame_rate: float  # frames per second
+    seed: int
+    mode: str  # "distilled" or "dev"
+    num_inference_steps: int | None = None  # dev mode's stage-1 steps; None: the default
+    video_guidance: GuidanceParams | None = None  # None: the video is not generated (held clean)
+    audio_guidance: GuidanceParams | None = None  # None: the audio is not generated (held clean)
+    images: list[ImageCondition] | None = None  # stills held at frames of the clip
 
 
 class LTXAVPipelineBase(DiffusionPipeline):
@@ -182,22 +201,14 @@ class LTXAVPipelineBase(DiffusionPipeline):
         return tuple(block if block < num_layers else num_layers - 1 for block in blocks)
 
     def prepare_request(
-        self,
-        prompt: str,
-        negative_prompt: str | None,
-        height: int,
-        width: int,
-        num_frames: int,
-        frame_rate: float,
-        seed: int,
-        mode: str,
-        num_inference_steps: int | None,
-        video_guidance: GuidanceParams | None,
-        audio_guidance: GuidanceParams | None,
-        images: list[ImageCondition] | None,
+        self, request: "RunRequest"
     ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
-        """Checks the inputs both pipelines share, before any work, and opens the images; returns the recipe's shared
+        """Checks the inputs every mode shares, before any work, and opens the images; returns the recipe's shared
         part with them."""
+        prompt, negative_prompt, height, width = request.prompt, request.negative_prompt, request.height, request.width
+        num_frames, frame_rate, seed, mode = request.num_frames, request.frame_rate, request.seed, request.mode
+        num_inference_steps = request.num_inference_steps
+        video_guidance, audio_guidance = request.video_guidance, request.audio_guidance
         validation.check_prompt(prompt)
         if negative_prompt is not None:
             validation.check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
@@ -234,7 +245,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 raise ValueError(
                     f"`{name}` must fit in {self.max_sequence_length} text-encoder tokens; got {num_tokens} tokens."
                 )
-        conditions, opened_images, image_entries = self.read_image_conditions(images, num_frames, height, width)
+        conditions, opened_images, image_entries = self.read_image_conditions(
+            request.images, num_frames, height, width
+        )
         recipe = {
             "pipeline": type(self).__name__,
             "model": self.model_label,

@@ -22,7 +22,7 @@ from .conditioning import latent_frame_of
 from .engine import Stage, StreamSpec, TimeSpan, run_stages, span_mask
 from .engine.stages import RunContext
 from .engine.streams import NoiseSource, audio_frame_seconds, video_frame_seconds
-from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Audio, Finished, LTXAVOutput, PipelineEvent
 from .video_input import frames_to_pixels, read_video
 
@@ -71,18 +71,19 @@ class RetakePipeline(LTXAVPipelineBase):
         duration_s = clip.num_frames / float(clip.frame_rate)
         span = check_span(start_time, end_time, duration_s)
         recipe, _, _ = self.prepare_request(
-            prompt,
-            negative_prompt,
-            clip.height,
-            clip.width,
-            clip.num_frames,
-            float(clip.frame_rate),
-            seed,
-            mode,
-            num_inference_steps,
-            video_guidance if regenerate != "audio" else None,
-            audio_guidance if regenerate != "video" else None,
-            None,
+            RunRequest(
+                prompt,
+                negative_prompt,
+                clip.height,
+                clip.width,
+                clip.num_frames,
+                float(clip.frame_rate),
+                seed,
+                mode,
+                num_inference_steps,
+                video_guidance=video_guidance if regenerate != "audio" else None,
+                audio_guidance=audio_guidance if regenerate != "video" else None,
+            )
         )
         sound = load_audio(video, duration=duration_s)
         if sound.num_samples < seconds_to_samples(duration_s, sound.sampling_rate):

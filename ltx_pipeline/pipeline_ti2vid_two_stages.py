@@ -11,7 +11,7 @@ from .conditioning import ImageCondition
 from .engine import Stage, StageResult, StreamSpec, run_stages
 from .engine.stages import RunContext
 from .engine.streams import NoiseSource
-from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
 logger = logging.getLogger(__name__)
@@ -71,18 +71,20 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             modality_scale if audio_modality_scale is None else audio_modality_scale,
         )
         recipe, conditions, opened_images = self.prepare_request(
-            prompt,
-            negative_prompt,
-            height,
-            width,
-            num_frames,
-            frame_rate,
-            seed,
-            mode,
-            num_inference_steps,
-            video_guidance,
-            audio_guidance,
-            images,
+            RunRequest(
+                prompt,
+                negative_prompt,
+                height,
+                width,
+                num_frames,
+                frame_rate,
+                seed,
+                mode,
+                num_inference_steps,
+                video_guidance=video_guidance,
+                audio_guidance=audio_guidance,
+                images=images,
+            )
         )
         return self.run_with_cleanup(
             self._generate(

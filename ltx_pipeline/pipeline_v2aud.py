@@ -18,7 +18,7 @@ from . import constants
 from .engine import Stage, StreamSpec, frozen_stream, run_stages
 from .engine.stages import RunContext
 from .engine.streams import NoiseSource
-from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Finished, LTXAVOutput, PipelineEvent
 from .video_input import VideoClip, frames_to_pixels, read_video
 
@@ -58,18 +58,18 @@ class V2AudPipeline(LTXAVPipelineBase):
         )
         clip = read_video(video, num_frames=num_frames, fit=fit)
         recipe, _, _ = self.prepare_request(
-            prompt,
-            negative_prompt,
-            clip.height,
-            clip.width,
-            clip.num_frames,
-            float(clip.frame_rate),
-            seed,
-            mode,
-            num_inference_steps,
-            None,
-            audio_guidance,
-            None,
+            RunRequest(
+                prompt,
+                negative_prompt,
+                clip.height,
+                clip.width,
+                clip.num_frames,
+                float(clip.frame_rate),
+                seed,
+                mode,
+                num_inference_steps,
+                audio_guidance=audio_guidance,
+            )
         )
         recipe |= {
             "video": os.path.basename(str(video)),
