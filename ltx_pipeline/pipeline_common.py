@@ -454,6 +454,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 stochastic_sampling=False,
             )
             scheduler.set_timesteps(sigmas=sigmas[:-1], device=device)
+            # set_timesteps appends a terminal 0; a schedule that stops short of 0 (one dev step, a partial stage) must
+            # end at its own last sigma, as the reference's Euler step over `sigmas` does.
+            scheduler.sigmas[-1] = sigmas[-1]
             scheduler.set_begin_index(0)
             schedulers.append(scheduler)
         return schedulers[0], schedulers[1]
@@ -547,10 +550,13 @@ class LTXAVPipelineBase(DiffusionPipeline):
         if needs_unconditional and negative is None:
             raise ValueError("CFG needs a negative prompt encoding; got none.")
         if needs_unconditional:
-            # One batched pass for the conditional and unconditional estimates.
+            # One batched pass for the conditional and unconditional estimates. As in the reference
+            # (`multi_modal_guider_denoising_func`), a stream whose guider has no CFG keeps its positive prompt in the
+            # unconditional pass: A2V's held audio sees its prompt there while the video sees the negative one.
+            audio_cfg = audio_guider.needs_unconditional and not freeze_audio
             text_batch = TextConditioning(
-                video=torch.cat([positive.video, negative.video]),
-                audio=torch.cat([positive.audio, negative.audio]),
+                video=torch.cat([positive.video, negative.video if video_guider.needs_unconditional else positive.video]),
+                audio=torch.cat([positive.audio, negative.audio if audio_cfg else positive.audio]),
                 mask=torch.cat([positive.mask, negative.mask]),
                 all_real=positive.all_real and negative.all_real,
             )
