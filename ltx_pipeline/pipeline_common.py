@@ -555,7 +555,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
             # unconditional pass: A2V's held audio sees its prompt there while the video sees the negative one.
             audio_cfg = audio_guider.needs_unconditional and not freeze_audio
             text_batch = TextConditioning(
-                video=torch.cat([positive.video, negative.video if video_guider.needs_unconditional else positive.video]),
+                video=torch.cat(
+                    [positive.video, negative.video if video_guider.needs_unconditional else positive.video]
+                ),
                 audio=torch.cat([positive.audio, negative.audio if audio_cfg else positive.audio]),
                 mask=torch.cat([positive.mask, negative.mask]),
                 all_real=positive.all_real and negative.all_real,
