@@ -145,6 +145,16 @@ def randomize(module: "object", seed: int) -> None:
         del name
 
 
+def round_to_bfloat16(module: "object") -> None:
+    """Every weight and buffer made a bfloat16 value, so the file stores it in half the bytes and both loaders, which
+    read it into float32, get exactly the tensors the reference was built and run with."""
+    import torch
+
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.is_floating_point():
+            tensor.data.copy_(tensor.data.to(torch.bfloat16).float())
+
+
 def build_official_files(config: dict, upsampler_config: dict, checkpoint: Path, upsampler_file: Path) -> dict:
     """Each component from the reference's configurator, written under the official key names; returns them."""
     import torch
@@ -167,6 +177,7 @@ def build_official_files(config: dict, upsampler_config: dict, checkpoint: Path,
     }
     for index, module in enumerate(components.values()):
         randomize(module, seed=100 + index)
+        round_to_bfloat16(module)
     # One set of latent statistics per VAE, shared by its encoder and decoder as in the real files.
     generator = torch.Generator().manual_seed(7)
     statistics = {}
@@ -175,8 +186,8 @@ def build_official_files(config: dict, upsampler_config: dict, checkpoint: Path,
         ("audio_vae", components["audio_encoder"], components["audio_decoder"]),
     ):
         channels = encoder.per_channel_statistics.get_buffer("mean-of-means").shape[0]
-        means = 0.2 * torch.randn(channels, generator=generator)
-        stds = 0.5 + torch.rand(channels, generator=generator)
+        means = (0.2 * torch.randn(channels, generator=generator)).bfloat16().float()
+        stds = (0.5 + torch.rand(channels, generator=generator)).bfloat16().float()
         for module in (encoder, decoder):
             module.per_channel_statistics.get_buffer("mean-of-means").copy_(means)
             module.per_channel_statistics.get_buffer("std-of-means").copy_(stds)
@@ -193,7 +204,7 @@ def build_official_files(config: dict, upsampler_config: dict, checkpoint: Path,
                     break
             else:
                 key = prefix + key
-            tensors.setdefault(key, value.float().contiguous())
+            tensors.setdefault(key, value.to(torch.bfloat16).contiguous())  # exact: see round_to_bfloat16
 
     add("model.diffusion_model.", components["transformer"])
     add(
@@ -215,8 +226,9 @@ def build_official_files(config: dict, upsampler_config: dict, checkpoint: Path,
 
     upsampler = LatentUpsamplerConfigurator.from_config(upsampler_config)
     randomize(upsampler, seed=200)
+    round_to_bfloat16(upsampler)
     components["spatial_upsampler"] = upsampler
-    upsampler_tensors = {key: value.float().contiguous() for key, value in upsampler.state_dict().items()}
+    upsampler_tensors = {key: value.to(torch.bfloat16).contiguous() for key, value in upsampler.state_dict().items()}
     save_file(upsampler_tensors, str(upsampler_file), metadata={"config": json.dumps(upsampler_config)})
     return components
 
@@ -277,10 +289,10 @@ def record_components(ledger: "object", outputs: dict, facts: dict) -> None:
 
     # Video VAE: encode a clip, decode latents (float frames and the reference's uint8 frames).
     encoder, decoder = ledger.video_encoder(), ledger.video_decoder()
-    clip = torch.rand(1, 3, NUM_FRAMES, HEIGHT // 2, WIDTH // 2, generator=generator) * 2 - 1
+    clip = torch.rand(1, 3, 9, HEIGHT // 2, WIDTH // 2, generator=generator) * 2 - 1
     outputs["video_vae.clip"] = clip
     outputs["video_vae.encoded"] = encoder(clip)
-    latent = torch.randn(1, 8, 3, 2, 2, generator=generator)
+    latent = torch.randn(1, 8, 2, 2, 2, generator=generator)
     outputs["video_vae.latent"] = latent
     outputs["video_vae.decoded"] = decoder(latent)
     outputs["video_vae.decoded_uint8"] = next(iter(decode_video(latent, decoder)))
