@@ -45,6 +45,7 @@ from .conditioning import (
 )
 from .guiders import MultiModalGuider
 from .lora import StageLoras, lora_fingerprint
+from .perturbations import perturb_only
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -544,6 +545,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
         needs_perturbed = any(guider.needs_perturbed for guider in guiders)
         needs_isolated = any(guider.needs_isolated for guider in guiders)
         stg_blocks = video_guider.params.stg_blocks or audio_guider.params.stg_blocks
+        # As in the reference, STG skips the self-attention of the streams whose guider does STG only.
+        perturbed_streams = {stream for stream, guider in zip(("video", "audio"), guiders) if guider.needs_perturbed}
         # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
         graph_state = lora_fingerprint(self.transformer) if forward_graphs.enabled(self.transformer) else ()
         velocity = functools.partial(self._velocity, graph_state=graph_state)
@@ -592,11 +595,12 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 uncond_video = uncond_audio = None
             perturbed_video = perturbed_audio = isolated_video = isolated_audio = None
             if needs_perturbed:
-                perturbed_video, perturbed_audio = velocity_to_x0(
-                    current,
-                    velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
-                    noise_levels,
-                )
+                with perturb_only(self.transformer, stg_blocks, perturbed_streams):
+                    perturbed_video, perturbed_audio = velocity_to_x0(
+                        current,
+                        velocity(video_latents, audio_latents, positive, *step_inputs, stg_blocks=stg_blocks),
+                        noise_levels,
+                    )
             if needs_isolated:
                 isolated_video, isolated_audio = velocity_to_x0(
                     current,
