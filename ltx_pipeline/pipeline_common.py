@@ -546,7 +546,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         needs_isolated = any(guider.needs_isolated for guider in guiders)
         stg_blocks = video_guider.params.stg_blocks or audio_guider.params.stg_blocks
         # As in the reference, STG skips the self-attention of the streams whose guider does STG only.
-        perturbed_streams = {stream for stream, guider in zip(("video", "audio"), guiders) if guider.needs_perturbed}
+        perturbed_streams = {"video"} if video_guider.needs_perturbed else set()
+        if audio_guider.needs_perturbed and not freeze_audio:
+            perturbed_streams.add("audio")
         # What the recorded forwards depend on besides their inputs: fixed during the loop, and milliseconds to find.
         graph_state = lora_fingerprint(self.transformer) if forward_graphs.enabled(self.transformer) else ()
         velocity = functools.partial(self._velocity, graph_state=graph_state)
