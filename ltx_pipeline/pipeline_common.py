@@ -46,6 +46,7 @@ from .conditioning import (
 from .guiders import MultiModalGuider
 from .lora import StageLoras, lora_fingerprint
 from .perturbations import perturb_only
+from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -150,6 +151,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
             vocoder=vocoder,
             latent_upsampler=latent_upsampler,
         )
+        # Video positions rounded to the transformer's dtype in bf16 runs, as the reference (see `positions`).
+        use_reference_position_precision(transformer)
         self._cancel_event = threading.Event()
         self._rgb_projection: LatentRGBProjection | None = None
         self._prompt_cache: dict[tuple, TextConditioning] = {}

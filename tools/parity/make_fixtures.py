@@ -127,6 +127,7 @@ def record(out: Path) -> None:  # noqa: PLR0915 (one linear recording script)
     record_components(ledger, outputs, facts)
     record_pipelines(ledger, outputs, facts)
     record_conventions(config, outputs, facts)
+    record_bfloat16_stage_1(checkpoint, outputs)
     tensors = {key: value.detach().contiguous().clone() for key, value in outputs.items()}
     save_file(tensors, str(out / "reference_outputs.safetensors"), metadata={"facts": json.dumps(facts)})
     sizes = {path.name: path.stat().st_size for path in sorted(out.glob("*.safetensors"))}
@@ -521,6 +522,43 @@ def record_pipelines(ledger: "object", outputs: dict, facts: dict) -> None:  # n
     keyframe = VideoConditionByKeyframeIndex(keyframes=image_latent, frame_idx=8, strength=1.0)
     run("keyframe", stage_1, DISTILLED_SIGMA_VALUES, simple, noiser, conditionings=[keyframe])
     facts["keyframe_frame_index"] = 8
+
+
+def record_bfloat16_stage_1(checkpoint: Path, outputs: dict) -> None:
+    """Distilled T2AV stage 1 as the reference runs it for real: weights, latents and video positions in bfloat16."""
+    import torch
+    from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.tools import AudioLatentTools
+    from ltx_core.types import AudioLatentShape, VideoPixelShape
+    from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES
+    from ltx_pipelines.utils.helpers import create_noised_state, noise_video_state, simple_denoising_func
+    from ltx_pipelines.utils.model_ledger import ModelLedger
+    from ltx_pipelines.utils.samplers import euler_denoising_loop
+    from ltx_pipelines.utils.types import PipelineComponents
+
+    device, dtype = torch.device("cpu"), torch.bfloat16
+    ledger = ModelLedger(dtype=dtype, device=device, checkpoint_path=str(checkpoint))
+    components = PipelineComponents(dtype=dtype, device=device)
+    components.video_latent_channels = 8
+    context = [outputs[f"text.positive.{stream}"].to(dtype) for stream in ("video", "audio")]
+    shape = VideoPixelShape(batch=1, frames=NUM_FRAMES, width=WIDTH // 2, height=HEIGHT // 2, fps=FPS)
+    noiser = GaussianNoiser(torch.Generator().manual_seed(SEED + 7))
+    video_state, _ = noise_video_state(shape, noiser, [], components, dtype, device)
+    audio_shape = AudioLatentShape.from_video_pixel_shape(shape, channels=2, mel_bins=16)
+    audio_state = create_noised_state(
+        AudioLatentTools(components.audio_patchifier, audio_shape), [], noiser, dtype, device
+    )
+    outputs["bf16.stage1.context_video"], outputs["bf16.stage1.context_audio"] = context
+    outputs["bf16.stage1.initial_video"] = video_state.latent
+    outputs["bf16.stage1.initial_audio"] = audio_state.latent
+    outputs["bf16.stage1.video_positions"] = video_state.positions
+    sigmas = torch.tensor(DISTILLED_SIGMA_VALUES)
+    denoise = simple_denoising_func(*context, ledger.transformer())
+    video_state, audio_state = euler_denoising_loop(
+        sigmas, video_state, audio_state, Recorder(outputs, "bf16.stage1"), denoise
+    )
+    outputs["bf16.stage1.final_video"] = video_state.latent
+    outputs["bf16.stage1.final_audio"] = audio_state.latent
 
 
 def record_conventions(config: dict, outputs: dict, facts: dict) -> None:
