@@ -18,6 +18,7 @@ Fixture keys (normalised, token-packed latents unless said otherwise; (1, S, C) 
 - Runs `t2av.stage1`, `t2av.stage2`, `dev`, `a2v.stage1`, `a2v.stage2`, `i2v`, `keyframe`, each with
   `.initial_video`, `.initial_audio`, `.video_denoise_mask`, `.step{n}.{video,audio}` (after step n) and
   `.step{n}.{video,audio}_denoised` (the guided clean estimate), `.final_video`, `.final_audio` (unpacked);
+  `dev.{cond,uncond,perturbed,isolated}.{video,audio}`: the dev step's four transformer passes (clean estimates);
   `t2av.stage2.upsampled`, `a2v.stage2.upsampled`, `t2av.decoded_uint8`, `dev.sigmas_30`, `a2v.stage1.sigmas`,
   `a2v.audio_latent`, `i2v.image`, `i2v.image_latent`.
 - `retake.video_denoise_mask` (1, 7 * 2 * 2, 1) and `retake.audio_denoise_mask` (1, 51, 1): the reference
@@ -348,6 +349,8 @@ def guidance(stream: str) -> GuidanceParams:
 
 
 def test_dev_guided_step(pipe):
+    """One step from sigma 1 to the dev schedule's second sigma: CFG, STG, modality guidance and rescale on both
+    streams. Its schedule does not end at 0, which diffusers' scheduler (handed `sigmas[:-1]`) ran to 0 before."""
     video, audio = guidance("video"), guidance("audio")
     steps = run_denoise(pipe, "dev", REF["dev.sigmas_30"][:2].tolist(), 1, video, audio)
     assert_steps(steps, "dev", 1)
