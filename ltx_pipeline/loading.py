@@ -989,14 +989,17 @@ def video_vae_kwargs(config: dict, path: Path) -> dict[str, Any]:
         "upsample_type": tuple(upsample_type),
         "upsample_residual": tuple(params.get("residual", False) for _, params in upsamplers),
         "upsample_factor": tuple(params.get("multiplier", 1) for _, params in upsamplers),
-        "timestep_conditioning": config.get("timestep_conditioning", False),
+        # ltx-core's VideoDecoderConfigurator builds a timestep-conditioned decoder when the header omits the key.
+        "timestep_conditioning": config.get("timestep_conditioning", True),
         "patch_size": patch_size,
         "patch_size_t": 1,
         "resnet_norm_eps": 1e-6,
         "encoder_causal": True,
         "decoder_causal": config.get("causal_decoder", False),
-        "encoder_spatial_padding_mode": config.get("encoder_spatial_padding_mode", "zeros"),
-        # ltx-core reads "spatial_padding_mode"; some configs spell it "decoder_spatial_padding_mode".
+        # ltx-core's VideoEncoderConfigurator pads the encoder by "spatial_padding_mode" (default zeros) and reads no
+        # encoder-specific key; its decoder reads the same key with default reflect. Some configs spell the decoder's
+        # "decoder_spatial_padding_mode".
+        "encoder_spatial_padding_mode": config.get("spatial_padding_mode", "zeros"),
         "decoder_spatial_padding_mode": config.get(
             "spatial_padding_mode", config.get("decoder_spatial_padding_mode", "reflect")
         ),

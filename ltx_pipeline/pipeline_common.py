@@ -44,6 +44,7 @@ from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
 from .engine.streams import NoiseSource, StreamSpec, image_tokens
 from .lora import StageLoras, lora_fingerprint
+from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -120,6 +121,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
             vocoder=vocoder,
             latent_upsampler=latent_upsampler,
         )
+        # Video positions rounded to the transformer's dtype in bf16 runs, as the reference (see `positions`).
+        use_reference_position_precision(transformer)
         self._cancel_event = threading.Event()
         self._rgb_projection: LatentRGBProjection | None = None
         self._prompt_cache: dict[tuple, TextConditioning] = {}

@@ -14,6 +14,7 @@ import torch
 
 from .. import constants
 from ..guiders import MultiModalGuider
+from ..perturbations import perturb_only
 from .latents import LatentGeometry
 from .prompt import TextConditioning
 from .streams import StreamSpec
@@ -151,13 +152,22 @@ def denoise(
     runner = forward_runner(transformer)
     graph_state = runner.loop_state(transformer) if runner is not None else ()
     if needs_unconditional:
-        # One batched pass for the conditional and unconditional estimates.
+        # One batched pass for the conditional and unconditional estimates. As in the reference
+        # (`multi_modal_guider_denoising_func`), a stream without CFG keeps its positive prompt in the unconditional
+        # pass: A2V's held audio sees its prompt there while the video sees the negative one.
+        video_cfg, audio_cfg = (not spec.frozen and guiders[id(spec)].needs_unconditional for spec in (video, audio))
         text_batch = TextConditioning(
-            video=torch.cat([positive.video, negative.video]),
-            audio=torch.cat([positive.audio, negative.audio]),
+            video=torch.cat([positive.video, negative.video if video_cfg else positive.video]),
+            audio=torch.cat([positive.audio, negative.audio if audio_cfg else positive.audio]),
             mask=torch.cat([positive.mask, negative.mask]),
             all_real=positive.all_real and negative.all_real,
         )
+    # As in the reference, STG skips the self-attention of the streams whose guider does STG only.
+    perturbed_streams = {
+        name
+        for name, spec in (("video", video), ("audio", audio))
+        if spec in streams and guiders[id(spec)].needs_perturbed
+    }
     total_steps = len(sigmas) - 1
 
     for index in range(total_steps):
@@ -186,9 +196,9 @@ def denoise(
             estimates["cond"] = _to_x0(current, velocity(video_latents, audio_latents, positive), levels)
             estimates["uncond"] = (None, None)
         if needs_perturbed:
-            estimates["perturbed"] = _to_x0(
-                current, velocity(video_latents, audio_latents, positive, stg_blocks=stg_blocks), levels
-            )
+            with perturb_only(transformer, stg_blocks, perturbed_streams):
+                perturbed = velocity(video_latents, audio_latents, positive, stg_blocks=stg_blocks)
+            estimates["perturbed"] = _to_x0(current, perturbed, levels)
         if needs_isolated:
             estimates["isolated"] = _to_x0(
                 current, velocity(video_latents, audio_latents, positive, isolate_modalities=True), levels

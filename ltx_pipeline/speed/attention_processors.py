@@ -19,6 +19,7 @@ from diffusers.models.transformers.transformer_ltx2 import (
 from torch import nn
 
 from .fp8_kernels import quantize_gated_heads
+from .positions import ReferencePrecisionRotaryPosEmbed
 from .rotary_kernels import norm_and_rotate
 
 
@@ -113,8 +114,9 @@ class OutOfPlaceRotaryAttnProcessor(LTX2PerturbedAttnProcessor):
         return attn.to_out[1](hidden_states)
 
 
-class HalfTableRotaryPosEmbed(LTX2AudioVideoRotaryPosEmbed):
-    """diffusers' rotary-embedding module whose split cos and sin tables come out in float16 on CUDA.
+class HalfTableRotaryPosEmbed(ReferencePrecisionRotaryPosEmbed):
+    """diffusers' rotary-embedding module whose split cos and sin tables come out in float16 on CUDA (video modules
+    also keep the reference's position precision, `positions.ReferencePrecisionRotaryPosEmbed`).
 
     The norm + rotary kernel (`rotary_kernels`) reads a video token's tables once per attention: in float32 they were
     a third of its traffic. The tables are made once per forward and read by each of the 48 blocks, so one cast per
@@ -141,7 +143,7 @@ def use_out_of_place_rotary(model: nn.Module) -> int:
         if isinstance(module, LTX2Attention) and not isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
             _swap_processor(module, OutOfPlaceRotaryAttnProcessor())
             changed += 1
-        elif type(module) is LTX2AudioVideoRotaryPosEmbed:
+        elif type(module) in (LTX2AudioVideoRotaryPosEmbed, ReferencePrecisionRotaryPosEmbed):
             module.__class__ = HalfTableRotaryPosEmbed
     return changed
 
@@ -158,7 +160,9 @@ def use_diffusers_rotary(model: nn.Module) -> int:
                 changed += 1
     for module in model.modules():
         if type(module) is HalfTableRotaryPosEmbed:
-            module.__class__ = LTX2AudioVideoRotaryPosEmbed
+            # Back to the class it had: video modules keep the reference's position precision (`positions`).
+            marked = hasattr(module, "_ltx_transformer")
+            module.__class__ = ReferencePrecisionRotaryPosEmbed if marked else LTX2AudioVideoRotaryPosEmbed
     return changed
 
 
