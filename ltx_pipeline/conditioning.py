@@ -2,8 +2,9 @@
 
 Each image is resized to cover the stage's frame and centre-cropped, re-compressed with H.264 so a photo looks
 like a video frame to the model, encoded by the video VAE, and written into the latent frame that holds its
-pixel frame. During denoising those tokens see a lowered noise level (`sigma * (1 - strength)`) and their clean
-estimate is pulled back to the image's latents by `strength` after every step.
+pixel frame: their denoise mask is `1 - strength` (`engine.streams.image_tokens`), so during denoising they see a
+lowered noise level (`sigma * (1 - strength)`) and their clean estimate is pulled back to the image's latents by
+`strength` after every step.
 """
 
 import logging
@@ -29,14 +30,6 @@ class ImageCondition:
     image: str | os.PathLike | PIL.Image.Image | np.ndarray
     frame_index: int = 0
     strength: float = 1.0
-
-
-@dataclass(frozen=True)
-class VideoConditioning:
-    """Conditioned tokens of one stage, packed like the video latents."""
-
-    mask: torch.Tensor  # (1, S, 1) strength per token, 0 where nothing is conditioned
-    clean: torch.Tensor  # (1, S, C) normalised latents to hold those tokens at
 
 
 def load_image(image: str | os.PathLike | PIL.Image.Image | np.ndarray, name: str = "image") -> PIL.Image.Image:
