@@ -1,10 +1,11 @@
 """Image conditioning: stills placed at a frame of the clip with a strength, as the reference pipelines do.
 
 Each image is resized to cover the stage's frame and centre-cropped, re-compressed with H.264 so a photo looks
-like a video frame to the model, encoded by the video VAE, and written into the latent frame that holds its
-pixel frame: their denoise mask is `1 - strength` (`engine.streams.image_tokens`), so during denoising they see a
-lowered noise level (`sigma * (1 - strength)`) and their clean estimate is pulled back to the image's latents by
-`strength` after every step.
+like a video frame to the model, and encoded by the video VAE. As in the reference's two-stage pipelines
+(`combined_image_conditionings`), a still at frame 0 is written over the first latent frame's tokens, and a still at
+a later frame becomes tokens of its own appended to the clip at that frame's time (`VideoConditionByKeyframeIndex`),
+dropped again after each stage. Their denoise mask is `1 - strength` (`engine.streams`): they see a lowered noise
+level (`sigma * (1 - strength)`) and their clean estimate is pulled back to the image's latents by `strength`.
 """
 
 import logging

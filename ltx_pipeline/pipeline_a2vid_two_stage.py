@@ -163,7 +163,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
 
         # 2. Stage 1: video from noise at half resolution, guided on video alone; the audio stays clean
         held_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)
-        stage_1 = Stage(1, geometry_1, stage_1_sigmas, self.video_spec(held_1, video_guidance), audio)
+        stage_1 = Stage(1, geometry_1, stage_1_sigmas, self.video_spec(held_1, geometry_1, video_guidance), audio)
 
         # 3. Stage 2: the video upsampled 2x, re-noised to the first stage-2 sigma and refined at full resolution
         #    (reference: no guidance), the audio still clean
@@ -171,7 +171,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             geometry_2 = self.latent_geometry(height, width, num_frames, frame_rate)
             upsampled = self.pack_video(self.upsample_video(result.video_latents, geometry_1))
             held_2 = self.encode_image_conditions(conditions, images, geometry_2, height, width, device)
-            video = self.video_spec(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0])
+            video = self.video_spec(held_2, geometry_2, GuidanceParams(), upsampled, stage_2_sigmas[0])
             return Stage(2, geometry_2, stage_2_sigmas, video, audio)
 
         result = yield from run_stages(self, run, stage_1, stage_2)

@@ -36,13 +36,12 @@ from .conditioning import (
     ImageCondition,
     aspect_notice,
     check_image_conditions,
-    latent_frame_of,
     load_image,
     prepare_image,
 )
 from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
-from .engine.streams import NoiseSource, StreamSpec, image_tokens
+from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, with_images
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
@@ -430,37 +429,67 @@ class LTXAVPipelineBase(DiffusionPipeline):
         height: int,
         width: int,
         device: torch.device,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Each still encoded at this stage's size into the tokens of its latent frame (strength 0: not at all).
-
-        Returns the stream's (clean latents, denoise mask) with the stills held, or None without any.
-        """
-        held = []
+    ) -> HeldImages | None:
+        """Each still encoded at this stage's size (strength 0: not at all), as the reference's two-stage pipelines
+        hold them (`combined_image_conditionings`): at frame 0 over the first latent frame's tokens, at a later frame
+        as tokens of its own appended to the clip, at that frame's time. None without any."""
+        grid, appended = [], []
         for condition, image in zip(conditions, images, strict=True):
             if condition.strength <= 0:
                 continue
             pixels = prepare_image(image, height, width).to(device, self.vae.dtype)
-            latents = self.vae.encode(pixels).latent_dist.mode()  # (1, C, 1, h, w), un-normalised
-            frame = latent_frame_of(condition.frame_index, self.vae.config.temporal_compression_ratio)
-            tokens = slice(frame * geometry.tokens_per_frame, (frame + 1) * geometry.tokens_per_frame)
-            held.append((tokens, self.pack_video(latents), condition.strength))
-        num_tokens = geometry.frames * geometry.tokens_per_frame
-        return image_tokens(num_tokens, held, self.transformer.config.in_channels, device)
+            latents = self.pack_video(self.vae.encode(pixels).latent_dist.mode())  # (1, h*w, C)
+            if condition.frame_index == 0:
+                grid.append((slice(0, geometry.tokens_per_frame), latents, condition.strength))
+            else:
+                positions = self.keyframe_positions(geometry, condition.frame_index, device)
+                appended.append((latents, condition.strength, positions))
+        if not grid and not appended:
+            return None
+        held = image_tokens(geometry.frames * geometry.tokens_per_frame, grid, latents.shape[-1], device)
+        clean, mask = held if held is not None else (None, None)
+        return HeldImages(
+            clean=clean,
+            mask=mask,
+            appended=torch.cat([tokens for tokens, _, _ in appended] or [latents[:, :0]], dim=1),
+            appended_mask=torch.cat(
+                [torch.full((1, tokens.shape[1], 1), 1 - strength, device=device) for tokens, strength, _ in appended]
+                or [torch.ones(1, 0, 1, device=device)],
+                dim=1,
+            ),
+            appended_positions=torch.cat(
+                [positions for _, _, positions in appended] or [torch.zeros(1, 3, 0, 2, device=device)], dim=2
+            ),
+        )
+
+    def grid_positions(self, geometry: LatentGeometry, device: torch.device) -> torch.Tensor:
+        """The video grid's [start, end) positions (1, 3, S, 2), as the transformer makes them (time in seconds)."""
+        return self.transformer.rope.prepare_video_coords(
+            1, geometry.frames, geometry.height, geometry.width, device, fps=geometry.frame_rate
+        )
+
+    def keyframe_positions(self, geometry: LatentGeometry, frame_index: int, device: torch.device) -> torch.Tensor:
+        """A keyframe's tokens at pixel frame `frame_index` (1, 3, h*w, 2): its one latent frame spans
+        [frame_index, frame_index + 8) pixel frames, without the first frame's causal shift, in seconds (reference
+        `VideoConditionByKeyframeIndex`); rows and columns as the grid's."""
+        positions = self.transformer.rope.prepare_video_coords(1, 1, geometry.height, geometry.width, device, fps=1.0)
+        temporal_scale = self.vae.config.temporal_compression_ratio
+        positions[:, 0, :, 0] = frame_index / geometry.frame_rate
+        positions[:, 0, :, 1] = (frame_index + temporal_scale) / geometry.frame_rate
+        return positions
 
     def video_spec(
         self,
-        held: tuple[torch.Tensor, torch.Tensor] | None,
+        held: HeldImages | None,
+        geometry: LatentGeometry,
         guidance: GuidanceParams,
         start: torch.Tensor | None = None,
         noise_scale: float = 1.0,
     ) -> StreamSpec:
         """A generated video stream: from noise or from `start` (packed) noised to `noise_scale`, with `held` stills."""
-        if held is None:
-            return StreamSpec(clean=start, noise_scale=noise_scale, guidance=guidance)
-        clean, mask = held
-        if start is not None:
-            clean = torch.where(mask < 1, clean, start)
-        return StreamSpec(clean=clean, denoise_mask=mask, noise_scale=noise_scale, guidance=guidance)
+        device = start.device if start is not None else self._execution_device
+        grid = self.grid_positions(geometry, device) if held is not None else None
+        return with_images(held, grid, guidance, start, noise_scale)
 
     # ---- decoding -------------------------------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             number=1,
             geometry=geometry_1,
             sigmas=stage_1_sigmas,
-            video=self.video_spec(held_1, video_guidance),
+            video=self.video_spec(held_1, geometry_1, video_guidance),
             audio=StreamSpec(guidance=audio_guidance),
         )
 
@@ -140,7 +140,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
                 number=2,
                 geometry=geometry_2,
                 sigmas=stage_2_sigmas,
-                video=self.video_spec(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0]),
+                video=self.video_spec(held_2, geometry_2, GuidanceParams(), upsampled, stage_2_sigmas[0]),
                 audio=StreamSpec(clean=result.audio_latents, noise_scale=stage_2_sigmas[0]),
             )
 

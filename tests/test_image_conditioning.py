@@ -45,29 +45,35 @@ def test_first_frame_follows_the_image(pipe):
     ]
 
 
-def test_keyframe_lands_at_its_index(pipe):
-    """Pixel frame 9 lives in latent frame 2 (frames 9-16): at every step of both stages that latent frame's tokens
-    are the image's latents, seen as clean (timestep 0), while the other frames are denoised."""
+def test_keyframe_is_held_as_tokens_of_its_own_at_its_frames_time(pipe):
+    """A still at pixel frame 9 is appended to the clip's tokens at that frame's time (the reference's
+    `VideoConditionByKeyframeIndex`): at every step of both stages the appended tokens are the image's latents, seen
+    as clean (timestep 0) at positions 9/24 s to 17/24 s, while the clip's own tokens are all denoised; the output
+    has the clip's frames only."""
     image = two_colour_image()
     seen = []
     handle = pipe.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append((kwargs["hidden_states"].clone(), kwargs["timestep"].clone())),
+        lambda module, args, kwargs: seen.append(
+            (kwargs["hidden_states"].clone(), kwargs["timestep"].clone(), kwargs["video_coords"].clone())
+        ),
         with_kwargs=True,
     )
     try:
-        pipe(**SMALL, images=[ImageCondition(image, frame_index=9, strength=1.0)])
+        output = pipe(**SMALL, images=[ImageCondition(image, frame_index=9, strength=1.0)], frame_rate=24.0)
     finally:
         handle.remove()
-    assert len(seen) == 11
-    for index, (hidden_states, timestep) in enumerate(seen):
+    assert len(seen) == 11 and output.frames.shape[0] == 17
+    for index, (hidden_states, timestep, coords) in enumerate(seen):
         size = 32 if index < 8 else 64  # stage 1 at half size
         tokens_per_frame = (size // pipe.vae.config.spatial_compression_ratio) ** 2
-        keyframe = slice(2 * tokens_per_frame, 3 * tokens_per_frame)
+        clip_tokens = 3 * tokens_per_frame
+        assert hidden_states.shape[1] == clip_tokens + tokens_per_frame
         with torch.no_grad():
             latents = pipe.vae.encode(prepare_image(image, size, size)).latent_dist.mode()
-        torch.testing.assert_close(hidden_states[:, keyframe], pipe.pack_video(latents), rtol=0, atol=1e-6)
-        assert float(timestep[:, keyframe].abs().max()) == 0.0
-        assert float(timestep[:, :tokens_per_frame].min()) > 0
+        torch.testing.assert_close(hidden_states[:, clip_tokens:], pipe.pack_video(latents), rtol=0, atol=1e-6)
+        assert float(timestep[:, clip_tokens:].abs().max()) == 0.0
+        assert float(timestep[:, :clip_tokens].min()) > 0
+        torch.testing.assert_close(coords[0, 0, clip_tokens:], torch.tensor([[9 / 24, 17 / 24]] * tokens_per_frame))
 
 
 def test_strength_zero_leaves_the_clip_unchanged(pipe):

@@ -41,7 +41,7 @@ from ltx_pipeline.audio import log_mel_spectrogram, resample
 from ltx_pipeline.engine import StreamSpec, TimeSpan, denoise, frozen_stream, span_mask
 from ltx_pipeline.engine.latents import LatentGeometry
 from ltx_pipeline.engine.prompt import TextConditioning
-from ltx_pipeline.engine.streams import audio_frame_seconds, video_frame_seconds
+from ltx_pipeline.engine.streams import HeldImages, audio_frame_seconds, video_frame_seconds
 from ltx_pipeline.loading import load_components, video_vae_kwargs
 from ltx_pipeline.pipeline_common import dev_sigmas
 from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
@@ -93,6 +93,7 @@ def run_denoise(
     freeze_audio: bool = False,
     conditioning: tuple[torch.Tensor, torch.Tensor] | None = None,
     initial_video: torch.Tensor | None = None,
+    video_spec: StreamSpec | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The project's denoising loop from the reference run's initial latents (or `initial_video`); returns each
     step's (video latents, audio latents, video estimate, audio estimate), packed and normalised. `conditioning` is
@@ -107,7 +108,7 @@ def run_denoise(
     video_start = REF[f"{prefix}.initial_video"].float() if initial_video is None else initial_video
     audio_start = REF[f"{prefix}.initial_audio"].float()
     clean, mask = conditioning if conditioning is not None else (None, None)
-    video = StreamSpec(clean=clean, denoise_mask=mask, guidance=video_guidance or GuidanceParams())
+    video = video_spec or StreamSpec(clean=clean, denoise_mask=mask, guidance=video_guidance or GuidanceParams())
     audio = frozen_stream(audio_start) if freeze_audio else StreamSpec(guidance=audio_guidance or GuidanceParams())
     geometry = stage_geometry(pipe, stage)
     steps = denoise(
@@ -388,23 +389,26 @@ def test_image_to_video_first_frame(pipe):
     assert_steps(steps, "i2v", len(sigmas) - 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reference appends a later keyframe as extra tokens at its own time position "
-    "(VideoConditionByKeyframeIndex); the project replaces the tokens of the keyframe's latent frame",
-)
 def test_keyframe_at_a_later_frame(pipe):
+    """A still at frame 8 becomes tokens of its own appended to the clip at that frame's time, held clean (the
+    reference's `VideoConditionByKeyframeIndex`), through the project's `encode_image_conditions` layout."""
     clip_tokens, frame_tokens = 3 * 2 * 2, 2 * 2
-    assert REF["keyframe.initial_video"].shape[1] == clip_tokens + frame_tokens  # the reference's appended tokens
-    # The project's way: the keyframe's latent frame (frame 8 -> latent frame 1) held at the image.
-    clean, mask = image_conditioning(REF["i2v.image_latent"], 1.0, clip_tokens)
-    conditioning = (clean.roll(frame_tokens, dims=1), mask.roll(frame_tokens, dims=1))
-    initial = REF["keyframe.initial_video"][:, :clip_tokens].clone()
-    initial[:, frame_tokens : 2 * frame_tokens] = conditioning[0][:, frame_tokens : 2 * frame_tokens]
+    assert REF["keyframe.initial_video"].shape[1] == clip_tokens + frame_tokens
+    geometry = stage_geometry(pipe, 1)
+    held = HeldImages(
+        clean=None,
+        mask=None,
+        appended=LTX2Pipeline._pack_latents(REF["i2v.image_latent"], 1, 1),
+        appended_mask=torch.zeros(1, frame_tokens, 1),
+        appended_positions=pipe.keyframe_positions(geometry, FACTS["keyframe_frame_index"], torch.device("cpu")),
+    )
+    spec = pipe.video_spec(held, geometry, GuidanceParams())
+    assert torch.equal(spec.denoise_mask, REF["keyframe.video_denoise_mask"].float())
     sigmas = FACTS["distilled_stage_1_sigmas"]
-    steps = run_denoise(pipe, "keyframe", sigmas, 1, conditioning=conditioning, initial_video=initial)
-    # Measured: 0.56 rel. L2 from the reference's clip.
-    assert rel_l2(steps[-1][0], REF["keyframe.final_video"].flatten(2).transpose(1, 2)) <= TOLERANCE
+    steps = run_denoise(pipe, "keyframe", sigmas, 1, video_spec=spec)
+    assert_steps(steps, "keyframe", len(sigmas) - 1)
+    final = LTX2Pipeline._pack_latents(REF["keyframe.final_video"], 1, 1)
+    assert rel_l2(steps[-1][0][:, :clip_tokens], final) <= TOLERANCE
 
 
 # --- Conventions ---------------------------------------------------------------------------------------------------

@@ -44,13 +44,15 @@ def transformer_velocity(
     isolate_modalities: bool = False,
     stg_blocks: tuple[int, ...] | None = None,
     graph_state: tuple = (),
+    video_positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One transformer pass at the step's `sigma` (on the [0, 1] scale); returns float32 (video, audio) velocities.
 
     As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma: it drives
     the stream's prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
     `*_timesteps`: (1, S) per token, a number for all tokens, None for the step's sigma; 0 where a token is held
-    clean. Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
+    clean. `video_positions` (1, 3, S, 2) are the video tokens' positions where the grid's own do not cover them
+    (appended keyframe tokens). Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
     of `SpeedOptions.forward_graph`), the pass goes through it with `graph_state`, what its `loop_state` returned.
     """
     batch = video.shape[0]
@@ -88,6 +90,8 @@ def transformer_velocity(
         use_cross_timestep=bool(transformer.config.cross_attn_mod),
         return_dict=False,
     )
+    if video_positions is not None:
+        kwargs["video_coords"] = video_positions.expand(batch, -1, -1, -1)
     runner = forward_runner(transformer)
     video_velocity, audio_velocity = (
         transformer(**kwargs) if runner is None else runner(transformer, graph_state, kwargs)
@@ -166,7 +170,7 @@ def denoise(
     perturbed_streams = {
         name
         for name, spec in (("video", video), ("audio", audio))
-        if spec in streams and guiders[id(spec)].needs_perturbed
+        if not spec.frozen and guiders[id(spec)].needs_perturbed
     }
     total_steps = len(sigmas) - 1
 
@@ -183,6 +187,7 @@ def denoise(
             video_timesteps=video_levels,
             audio_timesteps=audio_levels,
             graph_state=graph_state,
+            video_positions=video.positions,
         )
         current = (video_latents, audio_latents)
         levels = (_as_column(video_levels), _as_column(audio_levels))

@@ -96,6 +96,7 @@ def _run_stage(
         lambda: pipe.interrupt,
     ):
         video_latents, audio_latents = state.video_latents, state.audio_latents
+        video_estimate = _grid_tokens(state.video_estimate, stage.video)
         audio_preview = None
         if run.preview_audio and not stage.audio.frozen:
             audio_preview = pipe.decode_audio(
@@ -106,13 +107,19 @@ def _run_stage(
             step=state.step,
             total_steps=state.total_steps,
             elapsed_s=run.elapsed(),
-            video=pipe.preview_video(state.video_estimate, geometry),
+            video=pipe.preview_video(video_estimate, geometry),
             audio=audio_preview,
         )
     if pipe.interrupt:
         return None
     run.timings[f"stage_{stage.number}"] = run.elapsed() - stage_start
+    video_latents = _grid_tokens(video_latents, stage.video)
     return StageResult(stage=stage, video_latents=video_latents, audio_latents=audio_latents)
+
+
+def _grid_tokens(latents: torch.Tensor, spec: StreamSpec) -> torch.Tensor:
+    """The stream's own grid, without appended tokens (the reference's `clear_conditioning`)."""
+    return latents[:, : latents.shape[1] - spec.appended] if spec.appended else latents
 
 
 def _decoded(pipe: "StagePipeline", run: RunContext, result: StageResult) -> StageDecoded:

@@ -14,7 +14,7 @@ import torch
 from ..types import GuidanceParams
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StreamSpec:
     """One stream (video or audio) of one stage; latents are packed and normalised, (1, S, C)."""
 
@@ -25,6 +25,12 @@ class StreamSpec:
     denoise_mask: torch.Tensor | None = None
     noise_scale: float = 1.0  # the noise level the stream starts from (stage 2 starts at its first sigma)
     guidance: GuidanceParams = field(default_factory=GuidanceParams)
+    # Tokens appended after the stream's own grid (a keyframe at a later frame, as the reference's
+    # `VideoConditionByKeyframeIndex`): how many; they are dropped from the stage's result.
+    appended: int = 0
+    # Every token's [start, end) positions (1, 3, S, 2), time in seconds, where the grid's own do not cover them
+    # (appended tokens); None: the transformer's grid.
+    positions: torch.Tensor | None = None
 
     @property
     def frozen(self) -> bool:
@@ -48,6 +54,8 @@ def start_latents(spec: StreamSpec, fresh_noise: Callable[[], torch.Tensor], noi
         return spec.clean
     if spec.noise_scale == 1.0:
         drawn = fresh_noise()
+        if spec.appended:
+            drawn = torch.cat([drawn, noise((1, spec.appended, drawn.shape[-1]))], dim=1)
         if spec.clean is None:
             return drawn
     else:
@@ -70,13 +78,24 @@ class NoiseSource:
         return randn_tensor(shape, generator=self.generator, device=self.device, dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class HeldImages:
+    """Stills held in a video stream: written over the tokens of the first latent frame, or appended as tokens of
+    their own at their frame's time (the reference's `VideoConditionByLatentIndex` and
+    `VideoConditionByKeyframeIndex`)."""
+
+    clean: torch.Tensor | None  # (1, S, C) over the grid, None where no still replaces grid tokens
+    mask: torch.Tensor | None  # (1, S, 1) denoise mask over the grid (1 - strength where held)
+    appended: torch.Tensor  # (1, N, C) appended tokens' latents
+    appended_mask: torch.Tensor  # (1, N, 1)
+    appended_positions: torch.Tensor  # (1, 3, N, 2)
+
+
 def image_tokens(
     num_tokens: int, images: list[tuple[slice, torch.Tensor, float]], num_channels: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Held image latents and the denoise mask they make: `images` holds (token slice, packed latents, strength).
-
-    Returns (clean, mask) for the whole stream, or None without images.
-    """
+    """Held image latents over the grid and the denoise mask they make: `images` holds (token slice, packed
+    latents, strength). Returns (clean, mask) for the whole grid, or None without images."""
     if not images:
         return None
     clean = torch.zeros(1, num_tokens, num_channels, device=device)
@@ -85,6 +104,35 @@ def image_tokens(
         clean[:, tokens] = latents
         mask[:, tokens] = 1 - strength
     return clean, mask
+
+
+def with_images(
+    held: HeldImages | None,
+    grid_positions: torch.Tensor,
+    guidance: GuidanceParams,
+    start: torch.Tensor | None = None,
+    noise_scale: float = 1.0,
+) -> StreamSpec:
+    """A generated video stream, from noise or from `start` (packed, noised to `noise_scale`), holding `held`."""
+    if held is None:
+        return StreamSpec(clean=start, noise_scale=noise_scale, guidance=guidance)
+    num_tokens, num_channels = grid_positions.shape[2], held.appended.shape[-1]
+    device = held.appended.device
+    clean = start if start is not None else torch.zeros(1, num_tokens, num_channels, device=device)
+    mask = torch.ones(1, num_tokens, 1, device=device)
+    if held.mask is not None:
+        clean = torch.where(held.mask < 1, held.clean, clean)
+        mask = held.mask
+    appended = held.appended.shape[1]
+    positions = torch.cat([grid_positions, held.appended_positions], dim=2) if appended else None
+    return StreamSpec(
+        clean=torch.cat([clean, held.appended], dim=1),
+        denoise_mask=torch.cat([mask, held.appended_mask], dim=1),
+        noise_scale=noise_scale,
+        guidance=guidance,
+        appended=appended,
+        positions=positions,
+    )
 
 
 @dataclass(frozen=True)
