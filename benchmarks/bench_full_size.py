@@ -47,16 +47,27 @@ from diffusers import (  # noqa: E402
     FlowMatchEulerDiscreteScheduler,
     LTX2VideoTransformer3DModel,
 )
-from diffusers.models.transformers.transformer_ltx2 import LTX2AudioVideoRotaryPosEmbed  # noqa: E402
+from diffusers.models.activations import GELU  # noqa: E402
+from diffusers.models.transformers.transformer_ltx2 import (  # noqa: E402
+    LTX2Attention,
+    LTX2AudioVideoAttnProcessor,
+    LTX2AudioVideoRotaryPosEmbed,
+    LTX2PerturbedAttnProcessor,
+)
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE  # noqa: E402
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration  # noqa: E402
 
-from ltx_pipeline import loading  # noqa: E402
+from ltx_pipeline import constants, loading  # noqa: E402
 from ltx_pipeline.engine import transformer_velocity  # noqa: E402
 from ltx_pipeline.engine.latents import LatentGeometry  # noqa: E402
 from ltx_pipeline.engine.prompt import TextConditioning  # noqa: E402
+from ltx_pipeline.positions import ReferencePrecisionRotaryPosEmbed  # noqa: E402
 from ltx_pipeline.speed import acceleration, forward_graphs  # noqa: E402
-from ltx_pipeline.speed.attention_processors import OutOfPlaceRotaryAttnProcessor, use_diffusers_rotary  # noqa: E402
+from ltx_pipeline.speed.attention_processors import (  # noqa: E402
+    HalfTableRotaryPosEmbed,
+    OutOfPlaceRotaryAttnProcessor,
+    swap_processor,
+)
 from ltx_pipeline.tiny import build_word_tokenizer, tiny_component_kwargs  # noqa: E402
 
 # --- Full-size LTX-2.3 configs: the loader's presets, checked against the real checkpoint header in tests/test_loading.py
@@ -361,13 +372,49 @@ def compiled_shapes(bench: Bench) -> list[str]:
     return shapes[:2] if bench.args.no_compile_large else shapes
 
 
+# --- Undoing speed options between sections, so that one process measures each variant on the same weights ------
+
+
 def uncompile_blocks(transformer) -> None:
-    """Undo `apply_speed_options`' compilation (the blocks and rotary embeddings run eagerly again) and drop dynamo's
-    caches."""
+    """Undo `apply_speed_options`' compilation (the blocks and rotary embeddings run eagerly again), drop the recorded
+    whole-forward graphs and dynamo's caches."""
     for module in [*transformer.transformer_blocks, *acceleration.rotary_embeddings(transformer)]:
         module._compiled_call_impl = None
-    forward_graphs.disable(transformer)
+    if forward_graphs.enabled(transformer):
+        delattr(transformer, constants.FORWARD_RUNNER_ATTRIBUTE)  # where `forward_graphs.enable` keeps them
     torch._dynamo.reset()
+
+
+def unfuse_feed_forward_gelu(transformer: torch.nn.Module) -> int:
+    """Undo `acceleration.fuse_feed_forward_gelu`: each `LinearTanhGelu` becomes a diffusers `GELU` around the same
+    `proj` (an fp8 or LoRA layer swapped in since stays). Returns the number of modules restored."""
+    targets = [name for name, module in transformer.named_modules() if isinstance(module, acceleration.LinearTanhGelu)]
+    for name in targets:
+        proj = transformer.get_submodule(name).proj
+        with torch.device("meta"):  # GELU builds a Linear of its own, replaced at once: allocate nothing for it
+            gelu = GELU(proj.in_features, proj.out_features, approximate="tanh")
+        gelu.proj = proj
+        transformer.set_submodule(name, gelu)
+    return len(targets)
+
+
+def use_diffusers_rotary(transformer: torch.nn.Module) -> int:
+    """Undo `attention_processors.use_out_of_place_rotary`: each attention gets back the processor class its block
+    builds (`LTX2PerturbedAttnProcessor` where the block has perturbed attention), same backend, and each rotary
+    embedding the class it had (video ones keep the reference's position precision, `ltx_pipeline.positions`).
+    Returns how many attentions changed."""
+    changed = 0
+    for block in transformer.transformer_blocks:
+        cls = LTX2PerturbedAttnProcessor if block.perturbed_attn else LTX2AudioVideoAttnProcessor
+        for module in block.modules():
+            if isinstance(module, LTX2Attention) and isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
+                swap_processor(module, cls())
+                changed += 1
+    for module in transformer.modules():
+        if type(module) is HalfTableRotaryPosEmbed:
+            marked = hasattr(module, "_ltx_transformer")  # by `positions.use_reference_position_precision`
+            module.__class__ = ReferencePrecisionRotaryPosEmbed if marked else LTX2AudioVideoRotaryPosEmbed
+    return changed
 
 
 # --- Sections -----------------------------------------------------------------------------------------------------
@@ -905,7 +952,7 @@ def section_fp8(bench: Bench, state: dict) -> None:
     transformer = state["components"]["transformer"]
     uncompile_blocks(transformer)
     # fp8 alone, on diffusers' own layers and processors (fp8_graphs_fused adds the fused rotary embedding).
-    acceleration.unfuse_feed_forward_gelu(transformer)
+    unfuse_feed_forward_gelu(transformer)
     use_diffusers_rotary(transformer)
     attention = state.get("best_attention", {})
     begin = time.perf_counter()

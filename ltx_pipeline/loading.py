@@ -5,9 +5,9 @@
 local or `Lightricks/LTX-2.3/<file>`). Single files are converted key by key into diffusers' names and loaded with
 strict key and shape checks into modules built on the meta device (no random initialisation). Tensors come from
 safetensors' memory map: when `torch_dtype` is the file's dtype the weights stay file-backed (copy-on-write) until
-used, so a 43 GiB LTX-2.3 file loads with ~1 GiB of process memory and is read from disk once, when the weights move
-to the GPU (measured on an H100 machine: 18 s to load, 23 s to move, 44 GiB read in all). Do not rewrite the file in
-place while a model loaded from it is in use.
+used, so loading a 43 GiB LTX-2.3 file takes little process memory and the file is read from disk once, when the
+weights move to the GPU (measured in benchmarks/RESULTS.md). Do not rewrite the file in place while a model loaded
+from it is in use.
 
 Official single-file layout (reference: Lightricks ltx-core `model_configurator.py` files and diffusers'
 `scripts/convert_ltx2_to_diffusers.py`):

@@ -24,6 +24,7 @@ from diffusers.models.transformers.transformer_ltx2 import (
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from benchmarks.bench_full_size import unfuse_feed_forward_gelu, use_diffusers_rotary  # the benchmark's undo steps
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.speed import fp8_kernels, rotary_kernels
 from ltx_pipeline.speed.acceleration import (
@@ -48,13 +49,8 @@ from ltx_pipeline.speed.acceleration import (
     quantize_to_fp8,
     rotary_embeddings,
     speed_options_from_args,
-    unfuse_feed_forward_gelu,
 )
-from ltx_pipeline.speed.attention_processors import (
-    HalfTableRotaryPosEmbed,
-    OutOfPlaceRotaryAttnProcessor,
-    use_diffusers_rotary,
-)
+from ltx_pipeline.speed.attention_processors import HalfTableRotaryPosEmbed, OutOfPlaceRotaryAttnProcessor
 from ltx_pipeline.speed.fused_norms import fuse_modulated_norms
 from ltx_pipeline.speed.rotary_kernels import apply_split_rotary_emb_out_of_place
 from ltx_pipeline.tiny import build_tiny_components, tiny_component_kwargs

@@ -106,42 +106,36 @@ class SpeedOptions:
         normalisation, rotation and bf16 cast are one kernel instead of a float32 round trip through memory. On CUDA
         the norm and rotation of each attention's queries and keys run as one pass of a Triton kernel
         (`rotary_kernels`), which reads the projections and the rotary tables once, where inductor made a reduction
-        and a second pass (249.5 -> 246.6 ms a 768x512x121 fp8 forward on an H200, benchmarks/RESULTS.md, run 26),
-        and the rotary-embedding modules return float16 tables there (`HalfTableRotaryPosEmbed`; 330.0 against
-        334.2 ms, 328.2 against 330.0 ms a bf16 forward, runs 29-30), which round each rotated value by an eighth of
-        its bf16 rounding at most. Otherwise the same arithmetic; it matters only compiled.
-    compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one;
-        ~30 s each at the first decode of that size on an H200). Its final decode at 768x512x121 took 212 ms
-        against 271 ms eager there (benchmarks/RESULTS.md, run 12), outputs within bf16 rounding of eager. Not with
-        the "24gb" memory mode, whose VAE streams its weights layer by layer and decodes in tiles.
+        and a second pass, and the rotary-embedding modules return float16 tables there (`HalfTableRotaryPosEmbed`),
+        which halves what the kernel reads of them and rounds each rotated value by an eighth of its bf16 rounding at
+        most. Otherwise the same arithmetic; it matters only compiled.
+    compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one,
+        compiled at the first decode of that size), outputs within bf16 rounding of eager. Not with the "24gb" memory
+        mode, whose VAE streams its weights layer by layer and decodes in tiles.
     fp8_row_kernel: with `fp8` (row-wise), each video feed-forward's first-product bias, GELU and the second
         product's fp8 input scales in one pass of a Triton kernel (`Fp8GeluFeedForward`, `fp8_kernels`; on CUDA with
         the GPU's tanh instruction and the scale's inverse, at the memory's rate) instead of inductor's kernel,
-        which ran at a fifth of it; elsewhere than CUDA the same float32 arithmetic in PyTorch. Outputs within bf16
-        rounding of `fp8` alone (the GELU is applied before, not after, rounding to bf16; 0.11 % of the fp8 values
-        move to a neighbouring one). On an H200 at 768x512x121 it took the forward with every other option from
-        268.6 to 258.9 ms (benchmarks/RESULTS.md, run 20; 276.2 to 263.5 ms in run 19). With `fused_rotary` (this
-        project's attention processor) it also does each gated video attention's output gating and its
-        out-projection's fp8 scales in one pass (`fuse_fp8_gated_outputs`), where compiled the attention output took
-        a transposing copy and two more reads: 258.3 -> 254.1 ms with every other option (runs 24-25), deviation
-        unchanged.
+        which loops over each long row once per reduction and runs well below that rate; elsewhere than CUDA the same
+        float32 arithmetic in PyTorch. Outputs within bf16 rounding of `fp8` alone (the GELU is applied before, not
+        after, rounding to bf16, and the fast math moves a few fp8 values to a neighbouring one). With `fused_rotary`
+        (this project's attention processor) it also does each gated video attention's output gating and its
+        out-projection's fp8 scales in one pass (`fuse_fp8_gated_outputs`), reading the attention output once where
+        compiled it took a transposing copy and two more reads.
     fused_norms: with `compile`, each RMS norm of the blocks is computed with its modulation, the residual add before
         it and, where its rows feed row-wise fp8 products, their input scales, in one pass of a Triton kernel
         (`fused_norms.FusedNormsPass`, a custom pass over each compiled block's graph), where inductor loops over
         each row of 4,096 values once per dependent reduction. Outputs within bf16 rounding of the unfused ones (on
-        CUDA the scale's inverse, as for `fp8_row_kernel`). On an H200 at 768x512x121: 262.9 -> 258.4 ms with every
-        fp8 option, deviation from eager bf16 unchanged (benchmarks/RESULTS.md, runs 22-23); on bf16 products within
-        the runs' spread (333.9 -> 335.7 ms in run 26, 328.2 -> 327.3 and 326.6 -> 326.2 ms over 20 forwards in runs
-        30-31), the deviation from eager lower (1.06 % against 1.69 %).
+        CUDA the scale's inverse, as for `fp8_row_kernel`). It pays with fp8 products; on bf16 products the forward
+        takes about as long, and its deviation from eager is lower (one rounding to bf16 where inductor rounds twice).
     forward_graph: on CUDA, the transformer's whole forward recorded as one CUDA graph per call signature (shapes,
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
         is recorded; the graphs hold one more copy of the forward's activations. Not with `cuda_graphs` (a graph
         cannot hold torch.compile's own), nor with the "fp8-storage" and "24gb" memory modes (their hooks move and
-        cast weights during the forward). Elsewhere than CUDA the forward runs as usual. On an H200 with every fp8
-        option: 251.7 -> 246.6 ms at 768x512x121, 75.5 -> 66.7 ms at 384x256x121, outputs unchanged; bf16 334.7 ->
-        333.9 ms; A2V end to end 2.95 s against 6.78 s eager (benchmarks/RESULTS.md, runs 26 and 28). With the
-        prompt masks dropped and float16 rotary tables (runs 29-31): fp8 239.6 ms, bf16 326.6 ms, A2V 2.80 s.
+        cast weights during the forward). Elsewhere than CUDA the forward runs as usual. Outputs unchanged; it pays
+        most at small sizes (stage 1), where launches and copies weigh most.
+
+    What each option gains, and its deviation from eager bf16, is measured in benchmarks/RESULTS.md.
     """
 
     compile: bool = False
@@ -209,13 +203,13 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile-vae",
         action="store_true",
-        help="torch.compile the video VAE's decoder (a compile of ~30 s at each new size; not with --memory-mode 24gb)",
+        help="torch.compile the video VAE's decoder (compiled at each new size; not with --memory-mode 24gb)",
     )
     parser.add_argument(
         "--fp8-row-kernel",
         action="store_true",
-        help="with --fp8: each feed-forward's bias, GELU and fp8 scales in one pass (a Triton kernel on CUDA, ~10 ms "
-        "less a 768x512 forward on an H200); with --fused-rotary also each gated attention output's (~4 ms)",
+        help="with --fp8: each feed-forward's bias, GELU and fp8 scales in one pass (a Triton kernel on CUDA); "
+        "with --fused-rotary also each gated attention output's gating and fp8 scales",
     )
     parser.add_argument(
         "--fused-norms",
@@ -357,10 +351,9 @@ class LinearTanhGelu(nn.Module):
     """A diffusers `GELU(approximate="tanh")` activation module (a feed-forward's `net[0]`) as one cuBLASLt call.
 
     diffusers computes `gelu(proj(x))` in two passes over the 4x-wide product: the matrix product writes it, then a
-    separate kernel (a Triton one when compiled: 6.5 ms of a 768x512x121 forward, benchmarks/RESULTS.md run 7)
-    reads and rewrites it. On CUDA, `torch._addmm_activation(..., use_gelu=True)` applies the tanh-approximate GELU
-    in cuBLASLt's epilogue (CUBLASLT_EPILOGUE_GELU_BIAS), and inductor keeps that op as an extern call, so the
-    fusion survives `torch.compile`.
+    separate kernel (a Triton one when compiled) reads and rewrites it. On CUDA, `torch._addmm_activation(...,
+    use_gelu=True)` applies the tanh-approximate GELU in cuBLASLt's epilogue (CUBLASLT_EPILOGUE_GELU_BIAS), and
+    inductor keeps that op as an extern call, so the fusion survives `torch.compile`.
 
     The module holds the GELU's own `proj` Linear under the same name, so state dicts, LoRA loading, offloading and
     layerwise-casting hooks find it where they did.
@@ -423,31 +416,15 @@ def fuse_feed_forward_gelu(model: nn.Module) -> int:
     return len(targets)
 
 
-def unfuse_feed_forward_gelu(model: nn.Module) -> int:
-    """Undo `fuse_feed_forward_gelu`: each `LinearTanhGelu` becomes a diffusers `GELU` around the same `proj`.
-
-    `proj` is kept as it is now (an fp8 or LoRA layer swapped in since stays). Returns the number of modules restored.
-    """
-    targets = [name for name, module in model.named_modules() if isinstance(module, LinearTanhGelu)]
-    for name in targets:
-        proj = model.get_submodule(name).proj
-        with torch.device("meta"):  # GELU builds a Linear of its own, replaced at once: allocate nothing for it
-            gelu = GELU(proj.in_features, proj.out_features, approximate="tanh")
-        gelu.proj = proj
-        _replace_submodule(model, name, gelu)
-    logger.info("Restored the separate GELU of %d feed-forwards.", len(targets))
-    return len(targets)
-
-
 class Fp8GeluFeedForward(nn.Module):
     """A diffusers `FeedForward` (tanh GELU) whose two products are `Fp8Linear`s, with the first product's bias, the
     GELU and the second product's input scales in one pass over the 4x-wide hidden state.
 
     Unfused, the first product's output goes through memory three times before the second product reads it: the
-    bias add and GELU (bf16), then, compiled, inductor's looped row reduction for the scales and the fp8 cast, which
-    at 768x512x121 took 17.1 ms of a 268 ms fp8 forward (benchmarks/RESULTS.md, run 14). Here the first product
-    writes its bf16 output once and `fp8_kernels.quantize_rows` reads it once, adding the bias and applying the
-    GELU in float32 (no bf16 rounding between them, so outputs differ from the unfused ones within that rounding).
+    bias add and GELU (bf16), then, compiled, inductor's row reduction for the scales and the fp8 cast, which loops
+    over each row of the hidden state once per reduction. Here the first product writes its bf16 output once and
+    `fp8_kernels.quantize_rows` reads it once, adding the bias and applying the GELU in float32 (no bf16 rounding
+    between them, so outputs differ from the unfused ones within that rounding).
 
     The module holds the feed-forward's `net` under the same name (`net.0.proj`, `net.2`), so state dicts and hooks
     find the layers where they were.

@@ -2,24 +2,23 @@
 
 diffusers rotates the queries and keys in place (`apply_split_rotary_emb` in transformer_ltx2.py: `addcmul_` on two
 halves of one float32 tensor). Under `torch.compile` that in-place update makes inductor write the rotated queries and
-keys to memory in float32 and convert them to bf16 in a second kernel: at 768x512x121, 18 ms of each forward went to
-those kernels (benchmarks/RESULTS.md, run 8). Rotated out of place, normalisation, rotation and the bf16 cast fuse
-into one pass (run 9: 352 -> 342 ms a forward). The arithmetic is the same float32 arithmetic.
+keys to memory in float32 and read them back to convert them to bf16 in a second kernel. Rotated out of place,
+normalisation, rotation and the bf16 cast fuse into one pass. The arithmetic is the same float32 arithmetic. What it
+gains is measured in benchmarks/RESULTS.md.
 """
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_ltx2 import (
     LTX2Attention,
-    LTX2AudioVideoAttnProcessor,
     LTX2AudioVideoRotaryPosEmbed,
     LTX2PerturbedAttnProcessor,
     apply_interleaved_rotary_emb,
 )
 from torch import nn
 
+from ..positions import ReferencePrecisionRotaryPosEmbed
 from .fp8_kernels import quantize_gated_heads
-from .positions import ReferencePrecisionRotaryPosEmbed
 from .rotary_kernels import norm_and_rotate
 
 
@@ -118,10 +117,10 @@ class HalfTableRotaryPosEmbed(ReferencePrecisionRotaryPosEmbed):
     """diffusers' rotary-embedding module whose split cos and sin tables come out in float16 on CUDA (video modules
     also keep the reference's position precision, `positions.ReferencePrecisionRotaryPosEmbed`).
 
-    The norm + rotary kernel (`rotary_kernels`) reads a video token's tables once per attention: in float32 they were
-    a third of its traffic. The tables are made once per forward and read by each of the 48 blocks, so one cast per
-    forward halves what every block reads of them. float16 rounds a value in [-1, 1] by 2^-12 at most, an eighth of the rounding of the bf16
-    values it rotates. Interleaved tables, and tables off CUDA, stay float32.
+    The norm + rotary kernel (`rotary_kernels`) reads a video token's tables once per attention: in float32 they are
+    a third of what it moves. The tables are made once per forward and read by each of the 48 blocks, so one cast per
+    forward halves what every block reads of them. float16 rounds a value in [-1, 1] by 2^-12 at most, an eighth of
+    the rounding of the bf16 values it rotates. Interleaved tables, and tables off CUDA, stay float32.
     """
 
     def forward(
@@ -141,33 +140,16 @@ def use_out_of_place_rotary(model: nn.Module) -> int:
     changed = 0
     for module in model.modules():
         if isinstance(module, LTX2Attention) and not isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
-            _swap_processor(module, OutOfPlaceRotaryAttnProcessor())
+            swap_processor(module, OutOfPlaceRotaryAttnProcessor())
             changed += 1
         elif type(module) in (LTX2AudioVideoRotaryPosEmbed, ReferencePrecisionRotaryPosEmbed):
             module.__class__ = HalfTableRotaryPosEmbed
     return changed
 
 
-def use_diffusers_rotary(model: nn.Module) -> int:
-    """Undo `use_out_of_place_rotary` on a transformer: each attention gets back the processor class its block builds
-    (`LTX2PerturbedAttnProcessor` where the block has perturbed attention), same backend. Returns how many changed."""
-    changed = 0
-    for block in model.transformer_blocks:
-        cls = LTX2PerturbedAttnProcessor if block.perturbed_attn else LTX2AudioVideoAttnProcessor
-        for module in block.modules():
-            if isinstance(module, LTX2Attention) and isinstance(module.processor, OutOfPlaceRotaryAttnProcessor):
-                _swap_processor(module, cls())
-                changed += 1
-    for module in model.modules():
-        if type(module) is HalfTableRotaryPosEmbed:
-            # Back to the class it had: video modules keep the reference's position precision (`positions`).
-            marked = hasattr(module, "_ltx_transformer")
-            module.__class__ = ReferencePrecisionRotaryPosEmbed if marked else LTX2AudioVideoRotaryPosEmbed
-    return changed
-
-
-def _swap_processor(attention: LTX2Attention, processor: object) -> None:
-    # diffusers keeps the attention backend and the context-parallel configuration on the processor instance.
+def swap_processor(attention: LTX2Attention, processor: object) -> None:
+    """Give `attention` `processor`, keeping its attention backend and context-parallel configuration (diffusers
+    keeps both on the processor instance)."""
     processor._attention_backend = attention.processor._attention_backend
     processor._parallel_config = attention.processor._parallel_config
     attention.set_processor(processor)

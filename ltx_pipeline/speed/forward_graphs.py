@@ -2,9 +2,8 @@
 
 `cuda_graphs=True` lets torch.compile record a graph per block, and each replay copies the block's inputs into its
 graph's buffers; between the 48 blocks the CPU still launches, checks dynamo's guards and copies. Here the whole
-forward is one graph per call signature, replayed after one copy of the inputs. On an H200 with every fp8 option it
-took the 768x512x121 forward from 251.7 to 246.6 ms and stage 1's 384x256x121 one from 75.5 to 66.7 ms, outputs
-unchanged (benchmarks/RESULTS.md, run 26).
+forward is one graph per call signature, replayed after one copy of the inputs, with the same outputs; it gains most
+at stage 1's small size, where those launches and copies weigh most (measured in benchmarks/RESULTS.md).
 
 A replay skips everything Python would check, so a graph is reused only for the same signature: the shapes, dtypes
 and devices of the tensor arguments, the values of the others, where the weights are, grad mode, and a `state` the
@@ -190,12 +189,6 @@ def add_rotary_coordinates(transformer: torch.nn.Module, static: dict[str, Any])
 def enable(transformer: torch.nn.Module) -> None:
     """Records and replays `transformer`'s forward as CUDA graphs wherever `forward` is called with it."""
     setattr(transformer, _ATTRIBUTE, ForwardGraphs())
-
-
-def disable(transformer: torch.nn.Module) -> None:
-    """Drops `transformer`'s recorded graphs and runs its forward as usual again."""
-    if hasattr(transformer, _ATTRIBUTE):
-        delattr(transformer, _ATTRIBUTE)
 
 
 def recorded(transformer: torch.nn.Module) -> ForwardGraphs | None:

@@ -2,11 +2,11 @@
 
 Each fp8 product's input needs a scale per row (token): its largest magnitude over the row. Compiled, inductor fuses
 that into the kernel making the activation. For the feed-forward's hidden state (rows of 16,384 values: bias, tanh
-GELU, then the scale and the cast) that kernel took 17-18 ms of a 262-279 ms fp8 forward at 768x512x121, 0.33-0.37 ms
-a call for 300 MB of traffic (benchmarks/RESULTS.md, runs 14 and 18); inductor keeping each row in registers
-(persistent reductions) took as long (326 us alone, benchmarks/bench_row_kernel.py). This kernel holds the row in
-registers too: 161 us with exact arithmetic (a correctly rounded division per value), 95 us, the card's memory rate,
-with the fast math it uses on CUDA (the GPU's tanh instruction, the scale's inverse).
+GELU, then the scale and the cast) that kernel loops over each row once per dependent reduction and runs far below the
+memory's rate, and inductor keeping each row in registers (persistent reductions) is no faster. This kernel holds the
+row in registers and reads it once; with exact arithmetic (a correctly rounded division per value) it is bound by
+that arithmetic, with the fast math it uses on CUDA (the GPU's tanh instruction, the scale's inverse) it runs at the
+memory's rate. Measured in benchmarks/RESULTS.md (`benchmarks/bench_row_kernel.py` times the kernels alone).
 """
 
 import torch
@@ -112,9 +112,8 @@ def launch_quantize_rows(
     `values_dtype=torch.float32` returns the scaled, clamped values before their cast to fp8 (Triton's interpreter
     rounds that cast wrongly where it carries into the exponent: 127.4 -> 64 rather than 128).
     fast_math (CUDA only; the interpreter has no PTX): the GPU's tanh instruction for the GELU and a product with the
-    scale's inverse instead of a correctly rounded division. Exact, the kernel is bound by that arithmetic (1.9 TB/s
-    on an H200 at 6,144 x 16,384 with the GELU); with fast math it runs at 3.2 TB/s, the memory's rate, and 0.11 % of
-    the fp8 values move to a neighbouring one (benchmarks/bench_row_kernel.py)."""
+    scale's inverse instead of a correctly rounded division. Exact, the kernel is bound by that arithmetic; with fast
+    math it runs at the memory's rate, and a few fp8 values move to a neighbouring one."""
     count, features = rows.shape
     values = torch.empty((count, features), dtype=values_dtype, device=rows.device)
     scales = torch.empty((count, 1), dtype=torch.float32, device=rows.device)

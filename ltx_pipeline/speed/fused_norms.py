@@ -4,16 +4,14 @@ Each LTX-2 block normalises its video stream four times (before the self-attenti
 audio-to-video cross-attention and the feed-forward), modulates it (x * (1 + scale) + shift) and hands it to fp8
 products, which need each row's largest magnitude. Compiled, inductor fuses the residual add before a norm, the norm,
 the modulation and the fp8 cast into one kernel, but over rows of 4,096 values it loops over each row once per
-dependent reduction (mean square, then largest magnitude, then the cast): those four kernels took 17 ms of a 259 ms
-fp8 forward at 768x512x121 on an H200 (benchmarks/RESULTS.md, run 20), at a third of the memory's rate.
+dependent reduction (mean square, then largest magnitude, then the cast), running well below the memory's rate.
 
 `FusedNormsPass`, given to inductor as its post-grad custom pass, finds those computations in a block's graph (the
 same aten ops whatever diffusers' Python looks like: they come from `diffusers.models.normalization.RMSNorm`, the
 block's modulation and `acceleration.Fp8Linear`'s quantization) and replaces each with one call of
 `modulated_rms_norm`, a custom op running `fp8_kernels.launch_modulated_rms_norm` on CUDA, which holds the row in
-registers and reads it once. The diffusers block's code is not changed or copied; a graph the pass does not
-recognise is left as it is. On an H200 at 768x512x121 it took the fp8 forward with every other option from 262.9 to
-258.4 ms and from 263.4 to 259.2 ms (runs 22-23), its kernel at the memory's rate for what it moves.
+registers and reads it once, at the memory's rate for what it moves. The diffusers block's code is not changed or
+copied; a graph the pass does not recognise is left as it is. What it gains is measured in benchmarks/RESULTS.md.
 """
 
 import logging

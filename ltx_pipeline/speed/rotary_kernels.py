@@ -3,15 +3,13 @@
 
 Each LTX-2 attention normalises its queries and keys over a token's H*D values (`rms_norm_across_heads`), then rotates
 each head's two halves with float32 cos and sin tables. Compiled, inductor makes that in two kernels, a reduction for
-the norm and a pass reading the projection again with the tables: ~9 ms of a 259 ms fp8 forward at 768x512x121 on an
-H200, for the video-sized rotations of each block (the self-attention's queries and keys, the audio-to-video
-queries, the video-to-audio keys; benchmarks/RESULTS.md, run 24). This kernel, a program a token, holds the row in
-registers and reads the projection and the tables once, for the queries and keys together where they share a table
-(the self-attention). The arithmetic is torch's: the norm in float32 rounded to the projection's dtype, as
-`torch.nn.RMSNorm` returns it, then the rotation in float32. On an H200 it took the fp8 forward with every other
-option from 249.5 to 246.6 ms (run 26); its 288 calls a forward take 6.9 ms (run 28). It takes the tables in any float
-dtype: `fused_rotary` makes them float16 on CUDA (`attention_processors.HalfTableRotaryPosEmbed`), which takes the
-calls to 5.3 ms (run 30).
+the norm and a pass reading the projection again with the tables, for the video-sized rotations of each block (the
+self-attention's queries and keys, the audio-to-video queries, the video-to-audio keys). This kernel, a program a
+token, holds the row in registers and reads the projection and the tables once, for the queries and keys together
+where they share a table (the self-attention). The arithmetic is torch's: the norm in float32 rounded to the
+projection's dtype, as `torch.nn.RMSNorm` returns it, then the rotation in float32. It takes the tables in any float
+dtype: `fused_rotary` makes them float16 on CUDA (`attention_processors.HalfTableRotaryPosEmbed`), which halves what
+it reads of them. What it gains is measured in benchmarks/RESULTS.md.
 """
 
 import torch
