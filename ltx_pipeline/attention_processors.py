@@ -161,7 +161,7 @@ def use_diffusers_rotary(model: nn.Module) -> int:
     for module in model.modules():
         if type(module) is HalfTableRotaryPosEmbed:
             # Back to the class it had: video modules keep the reference's position precision (`positions`).
-            marked = hasattr(module, "_ltx_transformer")
+            marked = "_ltx_transformer" in module.__dict__
             module.__class__ = ReferencePrecisionRotaryPosEmbed if marked else LTX2AudioVideoRotaryPosEmbed
     return changed
 
