@@ -412,7 +412,7 @@ def use_diffusers_rotary(transformer: torch.nn.Module) -> int:
                 changed += 1
     for module in transformer.modules():
         if type(module) is HalfTableRotaryPosEmbed:
-            marked = hasattr(module, "_ltx_transformer")  # by `positions.use_reference_position_precision`
+            marked = "_ltx_transformer" in module.__dict__  # by `positions.use_reference_position_precision`
             module.__class__ = ReferencePrecisionRotaryPosEmbed if marked else LTX2AudioVideoRotaryPosEmbed
     return changed
 

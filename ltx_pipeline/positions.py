@@ -11,8 +11,6 @@ latents 2.2e-2 rel. L2 from the reference's with float32 positions, 3.5e-3 with 
 remains is bf16 arithmetic in other places: the reference also keeps its latents in bf16 between steps).
 """
 
-import weakref
-
 import torch
 from diffusers import LTX2VideoTransformer3DModel
 from diffusers.models.transformers.transformer_ltx2 import LTX2AudioVideoRotaryPosEmbed
@@ -28,8 +26,7 @@ class ReferencePrecisionRotaryPosEmbed(LTX2AudioVideoRotaryPosEmbed):
     def forward(
         self, coords: torch.Tensor, device: str | torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        owner = getattr(self, "_ltx_transformer", None)
-        transformer = owner() if owner is not None else None
+        transformer = self.__dict__.get("_ltx_transformer")
         if transformer is not None and coords.ndim == 4 and transformer.dtype in (torch.bfloat16, torch.float16):
             coords = reference_grid(coords, self, transformer.dtype)
         return super().forward(coords, device=device)
@@ -43,7 +40,9 @@ def use_reference_position_precision(transformer: LTX2VideoTransformer3DModel) -
         module = getattr(transformer, name, None)
         if module is None:
             continue
-        module._ltx_transformer = weakref.ref(transformer)
+        # A plain attribute, not a registered submodule (that would make the module tree a cycle); copies and pickles
+        # of the transformer carry it along and point it at the copy.
+        object.__setattr__(module, "_ltx_transformer", transformer)
         if type(module) is LTX2AudioVideoRotaryPosEmbed:
             module.__class__ = ReferencePrecisionRotaryPosEmbed
 
