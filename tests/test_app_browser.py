@@ -168,7 +168,7 @@ def generate_and_check(page, prefix: str, download_dir: Path) -> Path:
     download_info.value.save_as(path)
     info = probe_mp4(path)
     assert (info.width, info.height, info.num_frames) == (64, 64, NUM_FRAMES)
-    assert info.audio_codec == "aac" and info.audio_channels == 2
+    assert info.audio_codec == "flac" and info.audio_channels == 2
     assert info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
     assert info.video_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
     return path

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -64,10 +65,14 @@ def client(server: tuple[str, StudioState]) -> Client:
     return Client(server[0], verbose=False, download_files=True)
 
 
-def write_clip(path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1) -> Path:
+def write_clip(
+    path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1, distinct: bool = False
+) -> Path:
+    """A 16-bit wav of a tone; with `distinct`, each channel at its own pitch (so a swap or a mix shows)."""
     time = np.arange(int(seconds * sampling_rate)) / sampling_rate
-    tone = 0.3 * np.sin(2 * np.pi * 330.0 * time)
-    sf.write(path, np.repeat(tone[:, None], channels, axis=1).astype(np.float32), sampling_rate, subtype="PCM_16")
+    pitches = [330.0 * (1 + channel if distinct else 1) for channel in range(channels)]
+    tones = np.stack([0.3 * np.sin(2 * np.pi * pitch * time) for pitch in pitches], axis=1)
+    sf.write(path, tones.astype(np.float32), sampling_rate, subtype="PCM_16")
     return path
 
 
@@ -79,7 +84,7 @@ def audio_to_video(client: Client, audio: Path, **overrides: object) -> tuple:
 def assert_clip(path: str, width: int = 64) -> None:
     info = probe_mp4(path)
     assert (info.width, info.num_frames) == (width, NUM_FRAMES)
-    assert info.audio_codec == "aac" and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert info.audio_codec == "flac" and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
 
 
 def test_text_to_av_endpoint(client: Client) -> None:
@@ -159,14 +164,29 @@ def test_an_upload_over_the_size_limit_is_refused(
     assert response.status_code == 413, response.text
 
 
+def decoded_mp4_audio(path: str) -> tuple[np.ndarray, int]:
+    """The mp4's audio as (samples, channels) int16, and its rate, decoded by FFmpeg."""
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        channels, rate = stream.codec_context.layout.nb_channels, stream.codec_context.sample_rate
+        packed = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], axis=-1)
+    assert packed.dtype == np.int16
+    return packed.reshape(-1, channels), rate  # packed s16: (1, S * C) -> (S, C)
+
+
 def test_odd_but_valid_clips_still_generate(client: Client, tmp_path: Path) -> None:
-    """A 10-minute clip (only the cut is read) and 8-channel 96 kHz audio (downmixed for the mp4) both work."""
+    """A 10-minute clip (only the cut is read) and 8-channel 96 kHz audio both work; the mp4 keeps the clip's
+    samples, rate and channels exactly."""
     long_clip = write_clip(tmp_path / "ten_minutes.wav", 600.0, sampling_rate=8_000)
     assert_clip(audio_to_video(client, long_clip, audio_start_time=420.0)[2])
-    surround = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
+    surround = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8, distinct=True)
     final_video = audio_to_video(client, surround)[2]
     assert_clip(final_video)
-    assert probe_mp4(final_video).audio_channels == 2
+    decoded, rate = decoded_mp4_audio(final_video)
+    original, original_rate = sf.read(surround, dtype="int16", always_2d=True)
+    assert (rate, decoded.shape[1]) == (original_rate, 8)
+    assert np.array_equal(decoded, original[: len(decoded)])  # sample for sample, every channel in its place
+    assert len(decoded) == round(NUM_FRAMES / FRAME_RATE * rate)
 
 
 def test_cancelling_a_job_frees_the_studio_within_a_step(server: tuple[str, StudioState], client: Client) -> None:
