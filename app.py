@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generations at once (default 1; env LTX_CONCURRENCY)",
     )
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue_size, help="jobs allowed to wait")
+    parser.add_argument(
+        "--max-pixel-frames",
+        type=int,
+        default=None,
+        help="refuse jobs above height x width x frames (default: 128x128x257 on a CPU, 1920x1088x257 on a GPU); "
+        "env LTX_MAX_PIXEL_FRAMES",
+    )
     parser.add_argument("--max-file-size", default=defaults.max_file_size, help="upload limit, e.g. 50mb")
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="where mp4s are written")
     parser.add_argument(
@@ -95,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         lora_folder=args.lora_folder.expanduser().resolve(),
         distilled_lora=args.distilled_lora,
         num_gpus=args.num_gpus,
+        max_pixel_frames=args.max_pixel_frames,
     )
 
 

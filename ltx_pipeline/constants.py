@@ -36,6 +36,13 @@ DEFAULT_WIDTH = 768
 DEFAULT_SEED = 10  # reference default
 MAX_FRAME_RATE = 60.0
 MIN_FRAME_RATE = 1.0
+MIN_NUM_FRAMES = 1 + VIDEO_TEMPORAL_COMPRESSION  # the shortest clip (one latent frame after the first)
+# --- Work per job (limits.py): height x width x num_frames, refused above these before any work -------------------
+MIN_PIXEL_FRAMES = TWO_STAGE_SIZE_MULTIPLE * TWO_STAGE_SIZE_MULTIPLE * MIN_NUM_FRAMES  # the smallest clip
+# The embedded model on a 2-core CPU: 128 x 128 x 97 in ~5 s; 256 x 256 x 121 took over 26 s for half of stage 1
+# alone (measured here, shared cores), so one such job would hold a CPU server for minutes.
+CPU_MAX_PIXEL_FRAMES = 128 * 128 * 257
+GPU_MAX_PIXEL_FRAMES = 1920 * 1088 * 257  # the reference's largest clip (1080p, 257 frames)
 
 # --- Audio front end (reference AudioProcessor) ----------------------------------------------------------------
 AUDIO_SAMPLE_RATE = 16_000  # Hz, what the audio VAE consumes

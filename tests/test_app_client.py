@@ -146,6 +146,16 @@ def test_invalid_settings_get_the_pipelines_message(client: Client, overrides: d
         client.predict(**{**SETTINGS, **overrides}, api_name="/text_to_av")
 
 
+def test_a_job_over_the_work_limit_is_refused_at_once_naming_the_limit(client: Client) -> None:
+    """6400 x 6400 held a 2-core server for minutes; now it is refused before any work."""
+    started = time.monotonic()
+    with pytest.raises(AppError, match=r"must be at most 4,210,688 pixel-frames per job on this server") as error:
+        client.predict(**{**SETTINGS, "resolution": "6400x6400"}, api_name="/text_to_av")
+    assert "got 6400 x 6400 x 9 = 368,640,000" in str(error.value)
+    assert time.monotonic() - started < 10
+    assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # the next job is not stuck behind it
+
+
 def test_a_clip_too_short_for_the_video_names_the_fix(client: Client, tmp_path: Path) -> None:
     with pytest.raises(AppError, match="shorter than the 0.36 s") as error:
         audio_to_video(client, write_clip(tmp_path / "blip.wav", 0.1))

@@ -301,6 +301,8 @@ class StudioHandlers:
 
     def _generate(self, job: GenerationRequest, session: str, progress: Callable) -> Iterator["_Update"]:
         progress = progress or _no_progress
+        with user_errors():
+            self.state.work_limit.check(job.height, job.width, job.num_frames)  # before the model is touched
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         try:

@@ -18,6 +18,7 @@ import torch
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants, parallel
 from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, check_speed_for_memory_mode, place_pipeline
+from ltx_pipeline.limits import WorkLimit, default_work_limit
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,11 @@ class StudioConfig:
     lora_folder: Path = REPO_ROOT / "loras"  # the LoRA picker lists the .safetensors files here; absent: no picker
     distilled_lora: str | None = None  # dev checkpoints: the official distilled LoRA, applied in stage 2 of every run
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
+    max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
 
     def __post_init__(self) -> None:
+        if self.max_pixel_frames is not None:
+            WorkLimit(self.max_pixel_frames)
         if self.memory_mode is not None:
             MemoryMode.from_name(self.memory_mode)
         check_speed_for_memory_mode(self.speed, self.memory_mode)
@@ -172,6 +176,7 @@ class StudioState:
                     pair = PipelinePair(TI2VidTwoStagesPipeline.from_pipe(base), audio_to_video_class.from_pipe(base))
                     for pipeline in (pair.text_to_av, pair.audio_to_video):
                         pipeline.stage_loras = self._stage_loras
+                        pipeline.work_limit = self.work_limit
                     if self.context.world_size > 1:
                         self._runner = parallel.ParallelRunner(
                             {TEXT_TO_AV: pair.text_to_av, AUDIO_TO_VIDEO: pair.audio_to_video}, self.context
@@ -239,6 +244,13 @@ class StudioState:
     @property
     def is_loaded(self) -> bool:
         return self._loaded.is_set()
+
+    @property
+    def work_limit(self) -> WorkLimit:
+        """The most pixel-frames one job may ask for on this studio."""
+        if self.config.max_pixel_frames is not None:
+            return WorkLimit(self.config.max_pixel_frames, source="set by the studio's --max-pixel-frames")
+        return default_work_limit(self.device)
 
     @property
     def is_embedded(self) -> bool:
