@@ -110,7 +110,7 @@ def test_many_channel_high_rate_audio_is_accepted(handlers: StudioHandlers, tmp_
     clip = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
     final_video = list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}))[-1][2]
     info = probe_mp4(final_video)
-    assert info.audio_channels == 2 and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert info.audio_channels == 8 and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
 
 
 def test_ten_minute_clip_uses_only_the_cut_from_the_start_time(handlers: StudioHandlers, tmp_path: Path) -> None:
@@ -357,8 +357,16 @@ def test_audio_help_offers_the_frame_count_matching_the_clip(handlers: StudioHan
     assert "leaves no audio" in message and suggested is None
 
 
-def test_prompt_without_sound_words_gets_a_hint(handlers: StudioHandlers) -> None:
-    assert "source" in handlers.prompt_hint("A red ball in a bright room, close-up, window light")
+def test_prompt_without_sound_words_gets_a_hint_in_the_models_words(handlers: StudioHandlers) -> None:
+    from world import WORLD_VOCABULARY
+
+    hint = handlers.prompt_hint("a red ball in a bright room")
+    assert "does not describe any sound" in hint and "voice" not in hint and "rain" not in hint
+    # Every suggestion (quoted in italics, or in parentheses) uses words the embedded model knows.
+    phrases = re.findall(r'\*"([^"]+)"\*|\(([^)]+)\)', hint.split("It knows")[0])
+    words = {word for phrase in phrases for part in phrase for word in re.findall(r"[a-z]+", part)}
+    assert words and words <= set(WORLD_VOCABULARY), words
+    assert "source" in studio_help.sound_hint("A red ball in a bright room, close-up, window light")
     assert handlers.prompt_hint("a red ball bounces on the floor with echoes") == ""  # known to both embedded models
     assert handlers.prompt_hint("") == ""
 
@@ -607,3 +615,29 @@ def test_the_distilled_lora_runs_in_stage_2_of_every_run(lora_handlers: StudioHa
     state = StudioState(StudioConfig(output_dir=tmp_path, distilled_lora=str(distilled), lora_folder=tmp_path))
     recipe = list(StudioHandlers(state).text_to_av(**T2AV_WIDGETS))[-1][5]
     assert recipe["loras"] == [{"file": str(distilled.resolve()), "strength": 1.0, "stages": [2]}]
+
+
+@pytest.mark.parametrize(
+    ("clip", "start", "expected"),
+    [
+        ("drum_pattern_120bpm.wav", 0.0, 89),  # 4.00 s: 97 frames (4.04 s) would need 0.04 s more
+        ("ball_world_metal_hall.wav", 0.0, 97),  # 4.04 s: exactly the embedded model's length
+        ("speech_espeak.wav", 0.0, 97),  # 4.70 s: capped at the longest the embedded model makes
+        ("drum_pattern_120bpm.wav", 2.5, 33),
+    ],
+)
+def test_a_new_clip_sets_the_longest_length_it_covers_with_a_notice(
+    handlers: StudioHandlers, clip: str, start: float, expected: int
+) -> None:
+    update, notice = handlers.fit_length_to_clip(str(EXAMPLES_DIR / "audio" / clip), start, 24.0)
+    assert update["value"] == expected
+    assert f"Length set to **{expected} frames - {expected / 24:.2f} s at 24 fps**" in notice
+
+
+def test_no_clip_or_a_clip_shorter_than_any_video_leaves_the_length(handlers: StudioHandlers, tmp_path: Path) -> None:
+    update, notice = handlers.fit_length_to_clip(None, 0.0, 24.0)
+    assert is_skip(update) and notice == ""
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, np.zeros(800, np.float32), 16_000)  # 0.05 s: shorter than 9 frames
+    update, notice = handlers.fit_length_to_clip(str(blip), 0.0, 24.0)
+    assert is_skip(update) and notice == ""

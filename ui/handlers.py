@@ -23,6 +23,7 @@ from ltx_pipeline.audio import probe_audio_duration
 from ltx_pipeline.conditioning import ImageCondition, aspect_notice, check_image_conditions, load_image
 from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
+from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 
 from . import help as studio_help
@@ -423,7 +424,7 @@ class StudioHandlers:
         vocabulary = self.state.prompt_vocabulary
         known = sorted(vocabulary) if vocabulary is not None and len(vocabulary) <= MAX_LISTED_WORDS else None
         hints = [
-            studio_help.sound_hint(prompt),
+            studio_help.sound_hint(prompt, small_vocabulary=vocabulary is not None),
             studio_help.unknown_words_hint(self.state.unknown_words(prompt), known),
         ]
         return "\n\n".join(hint for hint in hints if hint)
@@ -462,6 +463,25 @@ class StudioHandlers:
         if suggested is None:
             return message, hidden, None
         return message, gr.update(visible=True, value=f"Use {suggested} frames"), suggested
+
+    def fit_length_to_clip(self, audio: str | None, audio_start_time: float, frame_rate: float) -> tuple[Any, str]:
+        """(Length update, notice) for a new clip: the longest valid length it covers from the start time, up to the
+        model's longest; no change (and no notice) without a clip or with inputs the audio help already flags."""
+        if not audio:
+            return gr.skip(), ""
+        try:
+            available = probe_audio_duration(audio) - studio_help.real_number("audio_start_time", audio_start_time)
+            rate = studio_help.real_number("frame_rate", frame_rate)
+            validation.check_frame_rate(rate)
+        except ValueError:
+            return gr.skip(), ""
+        longest = defaults_for_model(self.state.config.model).max_num_frames
+        count = longest_frames_within(available, rate, longest)
+        if count is None:
+            return gr.skip(), ""
+        reason = "the longest this model makes" if count == longest else "the longest the clip covers"
+        notice = f"Length set to **{studio_help.format_frame_count(count, rate)}** for this clip ({reason})."
+        return gr.update(value=count), notice
 
     def use_suggested_frames(self, suggested: int | None) -> dict:
         return gr.update(value=suggested) if suggested else gr.skip()

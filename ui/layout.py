@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ltx_pipeline import constants
+from ltx_pipeline.model_defaults import defaults_for_model
 
 from . import help as studio_help
 from .handlers import AUTO_MODE, LORA_SLOTS, NO_LORA, StudioHandlers, lora_menu
@@ -33,6 +34,7 @@ class Defaults:
     frame_rate: float = constants.DEFAULT_FRAME_RATE
     seed: int = constants.DEFAULT_SEED
     modality_scale: float = constants.MODALITY_SCALE
+    sizes: tuple[str, ...] | None = None  # "WxH" sizes the model was trained at; None: any
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,15 @@ class SharedControls:
 
 
 def defaults_for(state: StudioState) -> Defaults:
-    if state.is_embedded:
-        return Defaults(
-            studio_help.EMBEDDED_DEFAULT_RESOLUTION,
-            studio_help.EMBEDDED_DEFAULT_NUM_FRAMES,
-            modality_scale=studio_help.EMBEDDED_DEFAULT_MODALITY_SCALE,
-        )
-    return Defaults(studio_help.DEFAULT_RESOLUTION, constants.DEFAULT_NUM_FRAMES)
+    """The page's (and so the API's) defaults: the loaded model's own (`ltx_pipeline.model_defaults`)."""
+    model = defaults_for_model(state.config.model)
+    return Defaults(
+        model.resolution,
+        model.num_frames,
+        frame_rate=model.frame_rate,
+        modality_scale=constants.MODALITY_SCALE if model.modality_scale is None else model.modality_scale,
+        sizes=model.sizes,
+    )
 
 
 def load_example_prompts() -> dict[str, Any]:
@@ -88,9 +92,9 @@ def load_example_prompts() -> dict[str, Any]:
 
 
 def examples_for(state: StudioState, examples: dict[str, Any], job: str) -> list:
-    """The embedded model's own examples first (it knows a small vocabulary), then the general ones."""
-    own = examples[f"embedded_{job}"] if state.is_embedded else []
-    return own + examples[job]
+    """The embedded model's own examples (it knows a small vocabulary and ignores other words), else the general
+    ones."""
+    return examples[f"embedded_{job}"] if state.is_embedded else examples[job]
 
 
 def build_demo(state: StudioState) -> gr.Blocks:
@@ -174,6 +178,7 @@ def _audio_to_video_tab(
                     elem_id=f"{prefix}-start",
                 )
                 pad_audio = gr.Checkbox(value=False, label="Pad a short clip with silence", elem_id=f"{prefix}-pad")
+            length_notice = gr.Markdown(elem_id=f"{prefix}-length-notice")
             audio_help = gr.Markdown(elem_id=f"{prefix}-audio-help")
             use_frames = gr.Button("Use the matching frame count", visible=False, size="sm", elem_id=f"{prefix}-fit")
             suggested_frames = gr.State(None)
@@ -205,6 +210,14 @@ def _audio_to_video_tab(
     use_frames.click(
         handlers.use_suggested_frames, suggested_frames, controls.num_frames, queue=False, api_visibility="private"
     )
+    # A new clip sets the length to the longest it covers (up to the model's longest), with a notice.
+    audio.change(
+        handlers.fit_length_to_clip,
+        [audio, audio_start_time, controls.frame_rate],
+        [controls.num_frames, length_notice],
+        queue=False,
+        api_visibility="private",
+    )
     gr.Examples(
         examples=[[str(EXAMPLES_DIR / path), prompt] for path, prompt in examples],
         inputs=[audio, controls.prompt],
@@ -234,7 +247,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         )
         frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
     resolution = gr.Dropdown(
-        choices=list(studio_help.RESOLUTION_PRESETS),
+        choices=studio_help.resolution_choices(defaults.sizes),
         value=defaults.resolution,
         label="Resolution (width x height)",
         allow_custom_value=True,
