@@ -31,18 +31,20 @@ CLI_FLAGS = {
     "path": "--output",
 }
 
-_BACKTICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
+_BACKTICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_.\[\]]*)`")
 _SETTING = re.compile(r"\b([a-z_]+)=(True|False|[-\w.]+)")
 # An absolute path (or a quoted one): a slash-separated run with at least two parts.
 _PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"`/,;()]+/)+([^\s'\"`/,;()]+)")
 
 
-def in_user_terms(message: str, names: Mapping[str, str], hide_paths: bool = False) -> str:
-    """`message` with each named argument written as `names` spells it, and, with `hide_paths`, every absolute
-    path cut to its file name."""
+def in_user_terms(message: str, names: Mapping[str, str], hide_paths: bool = False, quote: str = "`{}`") -> str:
+    """`message` with each named argument written as `names` spells it (inside `quote`), and, with `hide_paths`,
+    every absolute path cut to its file name."""
 
     def name(match: re.Match) -> str:
-        return f"`{names.get(match[1], match[1])}`"
+        # `images[0].frame_index` is the argument `frame_index` to whoever gave one image
+        argument = match[1] if match[1] in names else match[1].rsplit(".", 1)[-1]
+        return quote.format(names[argument]) if argument in names else match[0]
 
     def setting(match: re.Match) -> str:
         argument, value = match[1], match[2]
@@ -51,7 +53,9 @@ def in_user_terms(message: str, names: Mapping[str, str], hide_paths: bool = Fal
         spelled = names[argument]
         if spelled.startswith("--"):  # flags: `--pad-audio`, `--num-frames 97`
             return spelled if value == "True" else f"{spelled} {value}"
-        return f"{spelled} = {value}"
+        if value in ("True", "False"):  # page checkboxes: "Pad a short clip with silence" on
+            return f"{quote.format(spelled)} {'on' if value == 'True' else 'off'}"
+        return f"{quote.format(spelled)} = {value}"
 
     message = _BACKTICKED.sub(name, message)
     message = _SETTING.sub(setting, message)

@@ -137,7 +137,7 @@ def test_unreadable_audio_gets_a_clear_message(client: Client, tmp_path: Path, k
     [
         ({"num_frames": 100}, "`num_frames` must be 8k+1"),
         ({"prompt": "x" * 5_000}, "`prompt` must be at most 4000 characters; got 5000 characters."),
-        ({"resolution": "65x64"}, "`width` must be a positive multiple of 64"),
+        ({"resolution": "65x64"}, "`resolution (width)` must be a positive multiple of 64"),
         ({"frame_rate": 500}, "`frame_rate` must be a number from 1 to 60"),
     ],
 )

@@ -25,6 +25,7 @@ from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
+from ltx_pipeline.user_terms import in_user_terms
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
@@ -236,7 +237,8 @@ class StudioHandlers:
         """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        with user_errors():
+        terms = _terms(request)
+        with user_errors(terms):
             job = build_request(
                 TEXT_TO_AV,
                 *arguments,
@@ -247,7 +249,7 @@ class StudioHandlers:
                 image_frame_index=image_frame_index,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress):
+        for update in self._generate(job, _session(request), progress, terms):
             yield update.for_text_to_av()
 
     def audio_to_video(
@@ -280,7 +282,8 @@ class StudioHandlers:
         """Yields (step preview image, stage-1 mp4, final mp4, status, recipe); the clip's audio is kept as is."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        with user_errors():
+        terms = _terms(request)
+        with user_errors(terms):
             job = build_request(
                 AUDIO_TO_VIDEO,
                 *arguments,
@@ -294,23 +297,27 @@ class StudioHandlers:
                 pad_audio=pad_audio,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress):
+        for update in self._generate(job, _session(request), progress, terms):
             yield update.for_audio_to_video()
 
     def _pick_loras(self, rows: list[tuple[str | None, float]]) -> tuple[LoraSpec, ...]:
         return pick_loras(rows, self.state.lora_files(), self.state.lora_picker_off_reason)
 
-    def _generate(self, job: GenerationRequest, session: str, progress: Callable) -> Iterator["_Update"]:
+    def _generate(
+        self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms | None" = None
+    ) -> Iterator["_Update"]:
         progress = progress or _no_progress
-        with user_errors():
+        terms = terms or UserTerms()
+        with user_errors(terms):
             self.state.work_limit.check(job.height, job.width, job.num_frames)  # before the model is touched
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         try:
             self.state.load()
         except Exception as error:
-            raise gr.Error(f"The model `{self.state.config.model}` could not be loaded: {error}") from error
-        with user_errors(), self.state.run(session, job.job, job.loras) as run:
+            message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
+            raise gr.Error(message) from error
+        with user_errors(terms), self.state.run(session, job.job, job.loras) as run:
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
                 yield _Update(status=_status("Stopped before the start. Ready for the next run."))
                 return
@@ -458,7 +465,7 @@ class StudioHandlers:
             rate = studio_help.real_number("frame_rate", frame_rate)
             validation.check_frame_rate(rate)
         except ValueError as error:
-            return f"**Cannot use this input:** {error}", hidden, None
+            return f"**Cannot use this input:** {UserTerms().say(str(error))}", hidden, None
         message, suggested = studio_help.audio_duration_advice(clip_seconds, start, count, rate)
         if suggested is None:
             return message, hidden, None
@@ -495,7 +502,7 @@ class StudioHandlers:
             validation.check_size(height, width)
             opened = load_image(image, "image")
         except (ValueError, FileNotFoundError) as error:
-            return f"**Cannot use this input:** {error}"
+            return f"**Cannot use this input:** {UserTerms().say(str(error))}"
         return aspect_notice(opened, height, width) or ""
 
     def frame_index_range(self, num_frames: int, frame_index: int) -> dict:
@@ -539,17 +546,41 @@ def _status(message: str) -> str:
     return f"**{message}**"
 
 
+@dataclass(frozen=True)
+class UserTerms:
+    """Whose words an error is written in: the page's labels, or the API's parameter names; never a server path."""
+
+    names: Mapping[str, str] = field(default_factory=lambda: studio_help.PAGE_LABELS)
+    quote: str = '"{}"'
+
+    def say(self, message: str) -> str:
+        return in_user_terms(message, self.names, hide_paths=True, quote=self.quote)
+
+
+API_TERMS = UserTerms(studio_help.API_NAMES, "`{}`")
+
+
+def _terms(request: gr.Request | None) -> UserTerms:
+    """gradio_client marks its calls (`x-gradio-user: api`); the page's own calls get the page's labels."""
+    headers = getattr(request, "headers", None) or {}
+    return API_TERMS if headers.get("x-gradio-user") == "api" else UserTerms()
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turns a ValueError (a bad input) into gr.Error with the same message; other failures get a clear one too."""
+def user_errors(terms: UserTerms | None = None) -> Iterator[None]:
+    """Turns a ValueError (a bad input) into gr.Error with the same message in the user's terms, logged as one line;
+    other failures get a clear message too (and their traceback in the log)."""
+    terms = terms or UserTerms()
     try:
         yield
     except gr.Error:
         raise
     except (ValueError, FileNotFoundError) as error:
-        raise gr.Error(str(error), title="Please check the inputs") from error
+        message = terms.say(str(error))
+        logger.info("Refused an input: %s", message)
+        raise gr.Error(message, title="Please check the inputs", print_exception=False) from None
     except torch.OutOfMemoryError as error:
         raise gr.Error("The GPU ran out of memory. Try fewer frames or a smaller resolution.") from error
     except Exception as error:
         logger.exception("Generation failed")
-        raise gr.Error(f"Generation failed: {type(error).__name__}: {error}") from error
+        raise gr.Error(terms.say(f"Generation failed: {type(error).__name__}: {error}")) from error

@@ -23,7 +23,40 @@ RESOLUTION_PRESETS: tuple[tuple[str, str], ...] = (
     ("128 x 128 - tiny draft", "128x128"),
     ("64 x 64 - smoke test", "64x64"),
 )
-REAL_WEIGHTS_ONLY = " - real weights only"  # marks the sizes a small model was never trained at
+REAL_WEIGHTS_ONLY = " - real weights only"
+# What the page calls each argument the checks name, for messages in the page's words.
+PAGE_LABELS = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "num_frames": "Length",
+    "frame_rate": "Frame rate (fps)",
+    "resolution": "Resolution",
+    "height": "Resolution (height)",
+    "width": "Resolution (width)",
+    "seed": "Seed",
+    "mode": "Mode",
+    "num_inference_steps": "Steps",
+    "modality_scale": "Modality scale",
+    "image": "Image",
+    "images": "Image",
+    "image_strength": "Image strength",
+    "strength": "Image strength",
+    "image_frame_index": "Frame index",
+    "frame_index": "Frame index",
+    "audio": "Your audio",
+    "audio_start_time": "Start at (s)",
+    "pad_audio": "Pad a short clip with silence",
+    **{f"lora_{slot}": f"LoRA {slot}" for slot in (1, 2, 3)},
+    **{f"lora_{slot}_strength": f"LoRA {slot} strength" for slot in (1, 2, 3)},
+}
+# The API's parameter names, where a check names an argument the endpoints do not have.
+API_NAMES = {
+    "height": "resolution (height)",
+    "width": "resolution (width)",
+    "images": "image",
+    "frame_index": "image_frame_index",
+    "strength": "image_strength",
+}  # marks the sizes a small model was never trained at
 
 # Words that show a prompt describes sound; a prompt with none of them gets a hint.
 SOUND_WORDS = (
