@@ -62,3 +62,14 @@ def in_user_terms(message: str, names: Mapping[str, str], hide_paths: bool = Fal
     if hide_paths:
         message = _PATH.sub(lambda match: match[1], message)
     return message
+
+
+def without_paths(value: object) -> object:
+    """A recipe (or any JSON-like value) with every absolute path inside its strings cut to the file name."""
+    if isinstance(value, str):
+        return _PATH.sub(lambda match: match[1], value)
+    if isinstance(value, dict):
+        return {key: without_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(item) for item in value]
+    return value

@@ -358,3 +358,51 @@ def test_the_embedded_models_own_defaults_reach_both_endpoints(client: Client) -
         # distilled, one pass a step: the embedded model's sync is no better with modality guidance
         assert defaults["modality_scale"] == 1.0
         assert (defaults["resolution"], defaults["num_frames"]) == ("128x128", 97)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": "abc"}, "`seed` must be a number; got 'abc'."),
+        ({"image": "notes.txt"}, "`image` must be an image file (PNG, JPEG, WebP, ...); got the file 'notes.txt'."),
+        # The frame index is checked against the length, not against a slider's 96: any length's last frame is valid.
+        ({"image": "still.png", "image_frame_index": 100}, "`image_frame_index` must be a frame of the clip, 0 to 8"),
+    ],
+)
+def test_a_malformed_api_value_gets_an_error_naming_the_parameter(
+    client: Client, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    from PIL import Image
+
+    (tmp_path / "notes.txt").write_text("not a picture")
+    Image.new("RGB", (64, 64), (90, 160, 40)).save(tmp_path / "still.png")
+    if "image" in overrides:
+        overrides = {**overrides, "image": handle_file(str(tmp_path / overrides["image"]))}
+    with pytest.raises(AppError) as error:
+        client.predict(**{**SETTINGS, **overrides}, api_name="/text_to_av")
+    assert message in str(error.value)
+    assert "upstream" not in str(error.value) and str(tmp_path) not in str(error.value)
+
+
+def test_the_api_shows_no_server_paths(server: tuple[str, StudioState], client: Client, tmp_path: Path) -> None:
+    url, state = server
+    config_text = httpx.get(f"{url}config").text
+    assert str(REPO_ROOT) not in config_text
+    clip = write_clip(tmp_path / "my clip.wav", 1.0)
+    final_video, _, recipe = audio_to_video(client, clip)[2:]
+    assert recipe["audio"] == "my clip.wav"  # the file's name, not the server's upload folder
+    written = next(state.config.output_dir.rglob(recipe["recipe_file"])).read_text()
+    assert "/tmp/" not in written and str(REPO_ROOT) not in written
+
+
+def test_a_truncated_clip_is_called_damaged_even_with_padding(client: Client, tmp_path: Path) -> None:
+    """Half of a 1 s wav (an interrupted upload) used to pass as a 0.5 s clip and, with pad_audio, be padded."""
+    whole = write_clip(tmp_path / "whole.wav", 1.0).read_bytes()
+    truncated = tmp_path / "cut.wav"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    for pad_audio in (False, True):
+        with pytest.raises(AppError) as error:
+            audio_to_video(client, truncated, pad_audio=pad_audio)
+        message = str(error.value)
+        assert "'cut.wav' is damaged: its header declares 1.00 s of audio but the file ends after 0.50 s" in message
+        assert "shorter" not in message

@@ -25,7 +25,7 @@ from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
-from ltx_pipeline.user_terms import in_user_terms
+from ltx_pipeline.user_terms import in_user_terms, without_paths
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
@@ -367,10 +367,10 @@ class StudioHandlers:
 
     def _on_finished(self, event: Finished, job: GenerationRequest) -> "_Update":
         path = self.state.new_output_path(job.job)
-        path, recipe_path = save_output(event.output, path)
-        recipe = dict(
-            json.loads(recipe_to_json(event.output.recipe)), output_file=path.name, recipe_file=recipe_path.name
-        )
+        # The recipe names the user's files by name: where the server keeps uploads is none of a client's business.
+        output = replace(event.output, recipe=without_paths(event.output.recipe))
+        path, recipe_path = save_output(output, path)
+        recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]
         return _Update(final_video=str(path), status="\n\n".join([message, *notices]), recipe=recipe)

@@ -4,6 +4,7 @@ Layout only: every event calls a method of `StudioHandlers`. Generation shares o
 cheap updates skip it (`queue=False`), and the two generation events are the named API endpoints.
 """
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from ltx_pipeline import constants
 from ltx_pipeline.model_defaults import defaults_for_model
 
 from . import help as studio_help
+from .api_inputs import name_input_errors
 from .handlers import AUTO_MODE, LORA_SLOTS, NO_LORA, StudioHandlers, lora_menu
 from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
@@ -207,6 +209,7 @@ def _audio_to_video_tab(
             queue=False,
             api_visibility="private",
         )
+    name_input_errors({"audio": audio, "audio_start_time": audio_start_time, "pad_audio": pad_audio})
     use_frames.click(
         handlers.use_suggested_frames, suggested_frames, controls.num_frames, queue=False, api_visibility="private"
     )
@@ -323,7 +326,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     for trigger in (image.change, resolution.change):
         trigger(handlers.image_notice, [image, resolution], image_notice, **private)
     num_frames.change(handlers.frame_index_range, [num_frames, image_frame_index], image_frame_index, **private)
-    return SharedControls(
+    controls = SharedControls(
         prompt,
         negative_prompt,
         num_frames,
@@ -339,6 +342,13 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         image_frame_index,
         loras,
     )
+    # A value gradio cannot read names its API parameter; the frame index is checked against the length.
+    named = {
+        field.name: getattr(controls, field.name) for field in dataclasses.fields(controls) if field.name != "loras"
+    }
+    named |= {f"lora_{slot}_strength": strength for slot, (_, strength) in enumerate(loras, start=1)}
+    name_input_errors(named, unbounded=("image_frame_index",))
+    return controls
 
 
 def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdown, gr.Slider], ...]:
@@ -346,7 +356,9 @@ def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdo
     files = handlers.state.lora_files()
     rows = []
     with gr.Accordion("LoRAs (optional)", open=False, visible=bool(files), elem_id=f"{prefix}-loras"):
-        gr.Markdown(f"Files in `{handlers.state.config.lora_folder}`, applied in both stages.")
+        gr.Markdown(
+            f"Files in the studio's LoRA folder (`{handlers.state.config.lora_folder.name}/`), applied in both stages."
+        )
         for slot in range(1, LORA_SLOTS + 1):
             with gr.Row():
                 lora = gr.Dropdown(
