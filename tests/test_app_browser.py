@@ -140,7 +140,7 @@ def choose(page, elem_id: str, option: str) -> None:
 
 
 def set_small_run(page, prefix: str) -> None:
-    choose(page, f"{prefix}-resolution", "64 x 64 - smoke test")
+    choose(page, f"{prefix}-resolution", "64 x 64 - smoke test - real weights only")  # the embedded model's is 128
     choose(page, f"{prefix}-frames", format_frame_count(NUM_FRAMES, FRAME_RATE))
 
 

@@ -4,6 +4,7 @@ import logging
 import math
 import re
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -41,6 +42,16 @@ A2V_WIDGETS = {"audio": str(CLICK_TRACK), "audio_start_time": 0.0, "pad_audio": 
 
 def is_skip(value: object) -> bool:
     return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+
+
+def without_heartbeats(updates) -> list:
+    """A run's updates less the no-change heartbeats it yields while a step computes (`ui.pump`)."""
+    return [update for update in updates if not all(is_skip(value) for value in update)]
+
+
+def next_update(run) -> tuple:
+    """The run's next update that changes something (heartbeats skipped)."""
+    return next(update for update in run if not all(is_skip(value) for value in update))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +157,8 @@ def test_an_image_at_a_later_frame_reaches_the_pipeline_as_a_keyframe(
     Image.new("RGB", (64, 64), (20, 40, 220)).save(image)
     widgets = {**A2V_WIDGETS, "image": str(image), "image_strength": 1.0, "image_frame_index": NUM_FRAMES - 1}
     recipe = list(handlers.audio_to_video(**widgets))[-1][4]
-    assert recipe["images"] == [{"image": str(image), "frame_index": NUM_FRAMES - 1, "strength": 1.0, "notice": None}]
+    # The recipe names the image by its file name, not by where the server keeps it.
+    assert recipe["images"] == [{"image": "blue.png", "frame_index": NUM_FRAMES - 1, "strength": 1.0, "notice": None}]
 
 
 def test_a_wide_image_is_announced_before_the_run_and_after_it(handlers: StudioHandlers, tmp_path: Path) -> None:
@@ -207,8 +219,8 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     handlers: StudioHandlers, state: StudioState
 ) -> None:
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)  # the clearing yield
-    first_step = next(run)
+    next_update(run)  # the clearing yield
+    first_step = next_update(run)
     assert "Stage 1/2 - step 1/8" in first_step[4]
     assert state.is_running("local", TEXT_TO_AV)
     # Another session's Stop must not end this run.
@@ -216,26 +228,29 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     assert "Stopped" not in handlers.stop_audio_to_video(None)
     assert state.is_running("local", TEXT_TO_AV)
     assert "Stopped" in handlers.stop_text_to_av(None)
-    rest = list(run)
+    rest = without_heartbeats(run)
     assert len(rest) == 1, "the run must end at the next step"
     assert "Stopped at stage 1, step 1" in rest[0][4] and is_skip(rest[0][3])
     assert not state.is_running("local", TEXT_TO_AV) and state.idle_slots == state.config.concurrency_limit
     assert "Stopped" not in handlers.stop_text_to_av(None)
     # Ready for the next run: it streams from its first step again.
     next_run = handlers.audio_to_video(**A2V_WIDGETS)
-    next(next_run)
-    assert "Stage 1/2 - step 1/8" in next(next_run)[3]
-    next_run.close()
-    assert state.idle_slots == state.config.concurrency_limit
+    next_update(next_run)
+    assert "Stage 1/2 - step 1/8" in next_update(next_run)[3]
+    next_run.close()  # returns at once; the run lets go of its pipeline in its own thread, within a step
+    deadline = time.monotonic() + 30
+    while state.idle_slots < state.config.concurrency_limit:
+        assert time.monotonic() < deadline, "the closed run still holds the pipeline"
+        time.sleep(0.05)
 
 
 def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, state: StudioState) -> None:
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)
-    next(run)
+    next_update(run)
+    next_update(run)
     stopper = threading.Timer(0.01, handlers.stop_text_to_av, args=(None,))
     stopper.start()
-    rest = list(run)  # the pipeline's own cancel flag ends the step loop
+    rest = without_heartbeats(run)  # the pipeline's own cancel flag ends the step loop
     stopper.join()
     assert all(not isinstance(update[3], str) for update in rest)  # no final video
     assert "Stopped at" in rest[-1][4]
@@ -243,11 +258,9 @@ def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, st
 
 
 def test_the_page_says_ready_after_stop_only_once_the_run_let_go(handlers: StudioHandlers, state: StudioState) -> None:
-    import time
-
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)
-    next(run)
+    next_update(run)
+    next_update(run)
     assert "Ready" not in handlers.stop_text_to_av(None)
     finisher = threading.Timer(0.5, lambda: list(run))  # the stopped run ends its step a moment later
     finisher.start()
@@ -551,7 +564,7 @@ def test_a_lora_reaches_the_pipeline_strength_0_keeps_the_output_and_1_changes_i
 
     base, base_recipe = generate()
     assert base_recipe["loras"] == []
-    crayon = str((lora_handlers.state.config.lora_folder / "style" / "crayon.safetensors").resolve())
+    crayon = "crayon.safetensors"  # by name: the recipe shows no server path
     off, off_recipe = generate(lora_1="style/crayon.safetensors", lora_1_strength=0.0)
     assert off_recipe["loras"] == [{"file": crayon, "strength": 0.0, "stages": [1, 2]}]
     np.testing.assert_array_equal(off, base)
@@ -616,7 +629,7 @@ def test_the_distilled_lora_runs_in_stage_2_of_every_run(lora_handlers: StudioHa
         StudioConfig(output_dir=tmp_path, distilled_lora=str(tmp_path / "missing.safetensors"))
     state = StudioState(StudioConfig(output_dir=tmp_path, distilled_lora=str(distilled), lora_folder=tmp_path))
     recipe = list(StudioHandlers(state).text_to_av(**T2AV_WIDGETS))[-1][5]
-    assert recipe["loras"] == [{"file": str(distilled.resolve()), "strength": 1.0, "stages": [2]}]
+    assert recipe["loras"] == [{"file": distilled.name, "strength": 1.0, "stages": [2]}]  # no server path
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from ltx_pipeline.user_terms import in_user_terms, without_paths
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
+from .pump import pumped
 from .state import AUDIO_TO_VIDEO, TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
@@ -207,6 +208,9 @@ class StudioHandlers:
 
     def __init__(self, state: StudioState):
         self.state = state
+        # (session, job) -> when its Stop was clicked: a cancelled event then "fails", and the page must say it
+        # stopped, not that it ended with an error.
+        self._stop_clicks: dict[tuple[str, str], float] = {}
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class StudioHandlers:
                 image_frame_index=image_frame_index,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress, terms):
+        for update in self._pumped(job, _session(request), progress, terms):
             yield update.for_text_to_av()
 
     def audio_to_video(
@@ -297,11 +301,18 @@ class StudioHandlers:
                 pad_audio=pad_audio,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress, terms):
+        for update in self._pumped(job, _session(request), progress, terms):
             yield update.for_audio_to_video()
 
     def _pick_loras(self, rows: list[tuple[str | None, float]]) -> tuple[LoraSpec, ...]:
         return pick_loras(rows, self.state.lora_files(), self.state.lora_picker_off_reason)
+
+    def _pumped(
+        self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms"
+    ) -> Iterator["_Update"]:
+        """`_generate` in a worker thread (`ui.pump`): a cancel lands within a heartbeat, not after the step."""
+        updates = self._generate(job, session, progress, terms)
+        return pumped(updates, heartbeat=_Update, stop=lambda: self.state.stop(session, job.job))
 
     def _generate(
         self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms | None" = None
@@ -382,6 +393,7 @@ class StudioHandlers:
         return self._stop(AUDIO_TO_VIDEO, request)
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
+        self._stop_clicks[(_session(request), job)] = time.monotonic()
         if self.state.stop(_session(request), job):
             return _status("Stopped; the step in progress finishes first...")
         return _status("Ready for the next run.")
@@ -402,8 +414,18 @@ class StudioHandlers:
             time.sleep(STOP_POLL_S)
         return _status("Stopped. Ready for the next run.")
 
-    def after_failure(self) -> str:
-        """The status line after a run ended in an error (the error itself shows as a message on the page)."""
+    def after_failure_text_to_av(self, request: gr.Request = None) -> str:
+        return self.after_failure(TEXT_TO_AV, request)
+
+    def after_failure_audio_to_video(self, request: gr.Request = None) -> str:
+        return self.after_failure(AUDIO_TO_VIDEO, request)
+
+    def after_failure(self, job: str = TEXT_TO_AV, request: gr.Request | None = None) -> str:
+        """The status line after a run's event failed: stopped by the user (Stop cancels the event), or an error
+        (which shows as a message on the page)."""
+        clicked = self._stop_clicks.pop((_session(request), job), None)
+        if clicked is not None and time.monotonic() - clicked < STOP_WAIT_S:
+            return _status("Stopped. Ready for the next run.")
         return _status("The last run ended with an error (see the message). Ready for the next run.")
 
     # ---- cheap updates (queue=False) ------------------------------------------------------------------------------

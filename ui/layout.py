@@ -450,7 +450,10 @@ def _wire_generation(
         show_progress="full",
         show_progress_on=[shown.status],
     )
-    generation.failure(handlers.after_failure, None, shown.status, queue=False, api_visibility="private")
+    after_failure = (
+        handlers.after_failure_text_to_av if api_name == TEXT_TO_AV else handlers.after_failure_audio_to_video
+    )
+    generation.failure(after_failure, None, shown.status, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
     # The page says "ready" once the stopped run has let go of its pipeline (a step can take seconds).
