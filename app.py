@@ -21,6 +21,7 @@ with contextlib.suppress(ImportError):
 from ltx_pipeline import parallel  # noqa: E402
 from ltx_pipeline.acceleration import MemoryMode, add_speed_arguments, speed_options_from_args  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
+from ui.retention import RetentionPolicy, parse_size  # noqa: E402
 from ui.state import default_device  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
 
@@ -60,6 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="refuse jobs above height x width x frames (default: 128x128x257 on a CPU, 1920x1088x257 on a GPU); "
         "env LTX_MAX_PIXEL_FRAMES",
+    )
+    parser.add_argument(
+        "--keep-outputs-days", type=float, default=7.0, help="outputs older than this are removed (default 7)"
+    )
+    parser.add_argument(
+        "--max-outputs-size", default="5gb", help="the oldest outputs are removed beyond this total (default 5gb)"
+    )
+    parser.add_argument(
+        "--keep-stage-files", action="store_true", help="keep each run's stage-1 clip (default: removed after an hour)"
     )
     parser.add_argument("--max-file-size", default=defaults.max_file_size, help="upload limit, e.g. 50mb")
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="where mp4s are written")
@@ -103,6 +113,11 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         distilled_lora=args.distilled_lora,
         num_gpus=args.num_gpus,
         max_pixel_frames=args.max_pixel_frames,
+        retention=RetentionPolicy(
+            max_age_s=args.keep_outputs_days * 86400.0,
+            max_total_bytes=parse_size(args.max_outputs_size),
+            keep_stage_files=args.keep_stage_files,
+        ),
     )
 
 

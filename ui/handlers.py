@@ -370,7 +370,7 @@ class StudioHandlers:
         )
 
     def _on_stage(self, event: StageDecoded, job: GenerationRequest) -> "_Update":
-        path = self.state.new_output_path(f"{job.job}-stage{event.stage}")
+        path = self.state.new_output_path(f"{job.job}-stage{event.stage}", stage=True)
         write_mp4(path, event.frames, event.audio, event.frame_rate)
         height, width = event.frames.shape[1:3]
         message = f"Stage {event.stage} decoded ({width} x {height}) at {event.elapsed_s:.1f} s; refining..."
@@ -381,6 +381,7 @@ class StudioHandlers:
         # The recipe names the user's files by name: where the server keeps uploads is none of a client's business.
         output = replace(event.output, recipe=without_paths(event.output.recipe))
         path, recipe_path = save_output(output, path)
+        self.state.prune_outputs()
         recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]

@@ -25,8 +25,8 @@ GENERATION_QUEUE = "generation"  # the one concurrency group every generation jo
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
-CACHE_LIFETIME_S = (3600, 86400)
-MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads  # gradio's cache: check hourly, delete previews older than a day
+CACHE_LIFETIME_S = (600, 3600)  # gradio's cache (uploads): checked every 10 min, files older than an hour removed
+MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads
 
 
 @dataclass(frozen=True)

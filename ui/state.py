@@ -21,6 +21,8 @@ from ltx_pipeline.acceleration import MemoryMode, SpeedOptions, check_speed_for_
 from ltx_pipeline.limits import WorkLimit, default_work_limit
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
 
+from .retention import STAGE_FOLDER, RetentionPolicy, prune
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,7 @@ class StudioConfig:
     lora_folder: Path = REPO_ROOT / "loras"  # the LoRA picker lists the .safetensors files here; absent: no picker
     distilled_lora: str | None = None  # dev checkpoints: the official distilled LoRA, applied in stage 2 of every run
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
+    retention: RetentionPolicy = RetentionPolicy()  # how long outputs stay (age, total size, stage-1 clips)
     max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
 
     def __post_init__(self) -> None:
@@ -371,8 +374,16 @@ class StudioState:
 
     # ---- files ----------------------------------------------------------------------------------------------------
 
-    def new_output_path(self, stem: str, suffix: str = ".mp4") -> Path:
-        """A fresh file under today's output folder, e.g. outputs/2026-11-24/text_to_av-1a2b3c4d.mp4."""
-        folder = self.config.output_dir / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    def new_output_path(self, stem: str, suffix: str = ".mp4", stage: bool = False) -> Path:
+        """A fresh file under today's output folder, e.g. outputs/2026-11-24/text_to_av-1a2b3c4d.mp4; a stage-1
+        clip goes to outputs/stage1/ (removed after a while) unless the studio keeps stage files."""
+        root = self.config.output_dir
+        if stage and not self.config.retention.keep_stage_files:
+            root = root / STAGE_FOLDER
+        folder = root / datetime.now(timezone.utc).strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{stem}-{uuid.uuid4().hex[:8]}{suffix}"
+
+    def prune_outputs(self) -> list[Path]:
+        """Applies the retention policy to the output folder (after each run); returns what was removed."""
+        return prune(self.config.output_dir, self.config.retention)
