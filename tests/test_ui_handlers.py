@@ -656,3 +656,13 @@ def test_no_clip_or_a_clip_shorter_than_any_video_leaves_the_length(handlers: St
     sf.write(blip, np.zeros(800, np.float32), 16_000)  # 0.05 s: shorter than 9 frames
     update, notice = handlers.fit_length_to_clip(str(blip), 0.0, 24.0)
     assert is_skip(update) and notice == ""
+
+
+def test_the_step_preview_is_a_small_smooth_strip_of_three_frames() -> None:
+    from ui.previews import preview_grid
+
+    latent_frames = np.random.default_rng(0).integers(0, 256, (13, 4, 4, 3), dtype=np.uint8)  # the embedded stage 1
+    strip = preview_grid(latent_frames)
+    assert strip.shape == (128, 3 * 128 + 2 * 4, 3)  # start, middle and end, as 128 px thumbnails
+    assert len(np.unique(strip[64, :128, 0])) > 16  # scaled smoothly: not 4 flat blocks per row
+    assert strip.dtype == np.uint8

@@ -311,11 +311,22 @@ class StudioHandlers:
         self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms"
     ) -> Iterator["_Update"]:
         """`_generate` in a worker thread (`ui.pump`): a cancel lands within a heartbeat, not after the step."""
-        updates = self._generate(job, session, progress, terms)
-        return pumped(updates, heartbeat=_Update, stop=lambda: self.state.stop(session, job.job))
+        started: list = []  # the run `_generate` starts: a late close must not stop this session's next run
+        updates = self._generate(job, session, progress, terms, started)
+
+        def stop() -> None:
+            for run in started:
+                self.state.stop_run(run)
+
+        return pumped(updates, heartbeat=_Update, stop=stop)
 
     def _generate(
-        self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms | None" = None
+        self,
+        job: GenerationRequest,
+        session: str,
+        progress: Callable,
+        terms: "UserTerms | None" = None,
+        started: list | None = None,
     ) -> Iterator["_Update"]:
         progress = progress or _no_progress
         terms = terms or UserTerms()
@@ -329,6 +340,8 @@ class StudioHandlers:
             message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
             raise gr.Error(message) from error
         with user_errors(terms), self.state.run(session, job.job, job.loras) as run:
+            if started is not None:
+                started.append(run)
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
                 yield _Update(status=_status("Stopped before the start. Ready for the next run."))
                 return

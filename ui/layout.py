@@ -406,7 +406,7 @@ class OutputWidgets:
 def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
     status = gr.Markdown("**Ready.**", label="Status", show_label=False, elem_id=f"{prefix}-status")
     preview_image = gr.Image(
-        label="Step preview",
+        label="Step preview: start, middle and end, rough colours (not the final video)",
         type="numpy",
         format="png",
         interactive=False,
@@ -448,12 +448,16 @@ def _wire_generation(
         concurrency_id=GENERATION_QUEUE,
         concurrency_limit=config.concurrency_limit,
         show_progress="full",
-        show_progress_on=[shown.status],
+        # The final video's box is large enough for gradio's queue place and time estimate ("queue: 2/3 | 4.1/9.5s")
+        # while a job waits behind another; the status line alone showed a greyed "Ready.".
+        show_progress_on=[shown.status, shown.final_video],
     )
     after_failure = (
         handlers.after_failure_text_to_av if api_name == TEXT_TO_AV else handlers.after_failure_audio_to_video
     )
     generation.failure(after_failure, None, shown.status, queue=False, api_visibility="private")
+    # The rough step preview goes once the run is over (an API caller still gets the last one in the result).
+    generation.then(lambda: None, None, shown.preview_image, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
     # The page says "ready" once the stopped run has let go of its pipeline (a step can take seconds).

@@ -364,6 +364,14 @@ class StudioState:
         run.pipeline.cancel()
         return True
 
+    def stop_run(self, run: Run) -> None:
+        """Stops `run` if it is still in flight; a no-op once it has finished (its pipeline may serve a newer run)."""
+        with self._runs_lock:
+            if self._runs.get((run.session, run.mode)) is not run:
+                return
+            run.stop_requested.set()
+            run.pipeline.cancel()
+
     def is_running(self, session: str, mode: str) -> bool:
         with self._runs_lock:
             return (session, mode) in self._runs
