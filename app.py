@@ -20,6 +20,7 @@ with contextlib.suppress(ImportError):
 
 from ltx_pipeline import assembly  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
+from ui.retention import RetentionPolicy, parse_size  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
 
 # s: how long the other ranks of a multi-GPU studio wait for rank 0's next request (an idle page) before the
@@ -38,6 +39,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generations at once (default 1; env LTX_CONCURRENCY)",
     )
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue_size, help="jobs allowed to wait")
+    parser.add_argument(
+        "--max-pixel-frames",
+        type=int,
+        default=None,
+        help="refuse jobs above height x width x frames (default: 128x128x257 on a CPU, 1920x1088x257 on a GPU); "
+        "env LTX_MAX_PIXEL_FRAMES",
+    )
+    parser.add_argument(
+        "--keep-outputs-days", type=float, default=7.0, help="outputs older than this are removed (default 7)"
+    )
+    parser.add_argument(
+        "--max-outputs-size", default="5gb", help="the oldest outputs are removed beyond this total (default 5gb)"
+    )
+    parser.add_argument(
+        "--keep-stage-files", action="store_true", help="keep each run's stage-1 clip (default: removed after an hour)"
+    )
     parser.add_argument("--max-file-size", default=defaults.max_file_size, help="upload limit, e.g. 50mb")
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="where mp4s are written")
     parser.add_argument(
@@ -74,6 +91,12 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         lora_folder=args.lora_folder.expanduser().resolve(),
         distilled_lora=args.distilled_lora,
         num_gpus=settings.num_gpus,
+        max_pixel_frames=args.max_pixel_frames,
+        retention=RetentionPolicy(
+            max_age_s=args.keep_outputs_days * 86400.0,
+            max_total_bytes=parse_size(args.max_outputs_size),
+            keep_stage_files=args.keep_stage_files,
+        ),
     )
 
 

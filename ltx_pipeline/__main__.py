@@ -1,7 +1,8 @@
 """Command line: one subcommand per mode.
 
 `python -m ltx_pipeline t2av --prompt ...`, `a2v --audio CLIP ...`, `v2a --video CLIP ...` and
-`retake --video CLIP --start-time S --end-time E ...`; every subcommand's `--help` lists its inputs.
+`retake --video CLIP --start-time S --end-time E ...`; every subcommand's `--help` lists its inputs. Size, length and
+rate default to the loaded model's own; every input error is one line naming the flag, with exit code 2.
 """
 
 import argparse
@@ -9,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import validation
 from .assembly import (
     ParallelRunner,
     add_model_arguments,
@@ -18,16 +20,31 @@ from .assembly import (
     settings_from_args,
     teardown,
 )
+from .audio import probe_audio_duration
 from .conditioning import ImageCondition
+from .limits import WorkLimit, default_work_limit
 from .lora import parse_lora_argument
 from .media import save_output
+from .model_defaults import ModelDefaults, defaults_for_model, longest_frames_within
 from .modes import MODES, Mode, Option
 from .types import Finished, StageDecoded, StepPreview
+from .user_terms import CLI_FLAGS, in_user_terms
+
+# Every argument the checks may name, as the command line spells it: the modes' flags, then the others.
+FLAGS = {option.keyword: option.flag for mode in MODES.values() for option in mode.options} | CLI_FLAGS
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (no usage block) and exit code 2, as every input
+    error of this command is."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ltx_pipeline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineErrorParser(prog="python -m ltx_pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     for mode in MODES.values():
         sub = commands.add_parser(mode.name, help=mode.summary, description=mode.summary)
         for option in mode.options:
@@ -47,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
-    """What every mode's subcommand takes besides its inputs: the model, LoRAs, device, speed and output."""
+    """What every mode's subcommand takes besides its inputs: the model, LoRAs, device, speed, limits and output."""
     add_model_arguments(sub)
     if mode.takes_images:
         sub.add_argument(
@@ -72,6 +89,12 @@ def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
         help="the official distilled LoRA, applied in stage 2 only (the dev checkpoint's two-stage path)",
     )
     sub.add_argument("--fuse-loras", action="store_true", help="merge the LoRAs into the weights for speed")
+    sub.add_argument(
+        "--max-pixel-frames",
+        type=int,
+        default=None,
+        help="refuse jobs above height x width x frames (default: LTX_MAX_PIXEL_FRAMES, else the device's limit)",
+    )
     sub.add_argument("--output", type=Path, default=Path("outputs/clip.mp4"))
 
 
@@ -90,13 +113,57 @@ def _dest(option: Option) -> str:
     return option.flag.removeprefix("--").replace("-", "_")
 
 
+def resolve_defaults(args: argparse.Namespace, defaults: ModelDefaults) -> None:
+    """Fills the size, length, rate and guidance the user left out with the model's own; an a2v clip shorter than
+    the default length gets the longest length it covers, said on stderr. Modes that take a video keep its own."""
+    if args.modality_scale is None:
+        args.modality_scale = defaults.modality_scale
+    if not hasattr(args, "height"):
+        return
+    args.height = defaults.height if args.height is None else args.height
+    args.width = defaults.width if args.width is None else args.width
+    args.frame_rate = defaults.frame_rate if args.frame_rate is None else args.frame_rate
+    if args.num_frames is not None:
+        return
+    args.num_frames = defaults.num_frames
+    if args.command == "a2v" and not args.pad_audio:
+        available = probe_audio_duration(args.audio) - args.audio_start_time
+        covered = longest_frames_within(available, args.frame_rate, defaults.num_frames)
+        if covered is not None and covered != args.num_frames:
+            args.num_frames = covered
+            print(
+                f"note: the clip has {available:.2f} s of audio from {args.audio_start_time:g} s; using "
+                f"--num-frames {covered} ({covered / args.frame_rate:.2f} s at {args.frame_rate:g} fps).",
+                file=sys.stderr,
+            )
+
+
+def work_limit(args: argparse.Namespace, device: str) -> WorkLimit:
+    if args.max_pixel_frames is not None:
+        return WorkLimit(args.max_pixel_frames, source="set by --max-pixel-frames")
+    return default_work_limit(device)
+
+
+def one_line(error: BaseException) -> str:
+    """An input error in the command line's words (flags, not Python arguments), on one line."""
+    return " ".join(in_user_terms(str(error), FLAGS).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     mode = MODES[args.command]
     context = None
+    error_line = None  # printed last, after the process group's goodbye, so the error ends the output
     try:
         settings = settings_from_args(args)  # before minutes of loading, not after
+        resolve_defaults(args, defaults_for_model(args.model))
+        limit = work_limit(args, settings.resolved_device)
+        if hasattr(args, "height"):  # the size, the length and the work they make together, before loading
+            validation.check_size(args.height, args.width)
+            validation.check_num_frames(args.num_frames)
+            validation.check_frame_rate(args.frame_rate)
+            limit.check(args.height, args.width, args.num_frames)
         exit_code = relaunch_on_gpus(settings, argv)
         if exit_code is not None:
             return exit_code
@@ -107,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
         )
         pipe = assemble(settings, mode.pipeline, context, loras, stage_2_loras, fuse_loras=args.fuse_loras)
+        pipe.work_limit = limit
         runner = ParallelRunner(pipe, context)  # with one GPU, the plain stream
         if context.is_main:
             print(f"model: {pipe.model_label}", file=sys.stderr)
@@ -125,11 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 video_path, recipe_path = save_output(event.output, args.output)
                 print(f"done in {event.elapsed_s:.2f} s: {video_path} (+ {recipe_path.name})", file=sys.stderr)
     except (ValueError, FileNotFoundError) as error:
-        if context is None or context.is_main:
-            print(f"error: {error}", file=sys.stderr)
+        error_line = f"error: {one_line(error)}"
         return 2
     finally:
         teardown(context)
+        if error_line is not None and (context is None or context.is_main):
+            print(error_line, file=sys.stderr)
     return 0
 
 

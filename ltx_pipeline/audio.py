@@ -118,7 +118,37 @@ def _soundfile_info(audio_path: Path) -> soundfile._SoundFileInfo | None:
     # offset came back shifted); FFmpeg decodes MP3 gaplessly and the same way every time.
     if info.format == "MP3":
         return None
+    if info.format == "WAV":
+        _check_wav_not_truncated(audio_path, info)
     return info
+
+
+WAV_UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)  # what streaming writers put in the header before they know the length
+
+
+def _check_wav_not_truncated(audio_path: Path, info: soundfile._SoundFileInfo) -> None:
+    """A WAV whose data chunk declares more bytes than the file holds was cut short (an interrupted copy or
+    upload): libsndfile reads the part that is there, which would pass for a short clip. Call it damaged."""
+    with open(audio_path, "rb") as file:
+        header = file.read(4096)
+    position = 12  # after "RIFF", the size and "WAVE"
+    while position + 8 <= len(header):
+        chunk_id, chunk_size = (
+            header[position : position + 4],
+            int.from_bytes(header[position + 4 : position + 8], "little"),
+        )
+        if chunk_id == b"data":
+            available = audio_path.stat().st_size - (position + 8)
+            if chunk_size not in WAV_UNKNOWN_DATA_SIZES and chunk_size > available:
+                bytes_per_frame = max(1, available // max(1, info.frames)) if info.frames else 1
+                declared_s = chunk_size / bytes_per_frame / info.samplerate
+                raise ValueError(
+                    f"`audio` file {audio_path.name!r} is damaged: its header declares {declared_s:.2f} s of audio "
+                    f"but the file ends after {info.frames / info.samplerate:.2f} s (cut short while copying or "
+                    "uploading?). Upload the whole file."
+                )
+            return
+        position += 8 + chunk_size + (chunk_size % 2)
 
 
 def _is_real_number(value: object) -> bool:

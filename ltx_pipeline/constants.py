@@ -36,6 +36,13 @@ DEFAULT_WIDTH = 768
 DEFAULT_SEED = 10  # reference default
 MAX_FRAME_RATE = 60.0
 MIN_FRAME_RATE = 1.0
+MIN_NUM_FRAMES = 1 + VIDEO_TEMPORAL_COMPRESSION  # the shortest clip (one latent frame after the first)
+# --- Work per job (limits.py): height x width x num_frames, refused above these before any work -------------------
+MIN_PIXEL_FRAMES = TWO_STAGE_SIZE_MULTIPLE * TWO_STAGE_SIZE_MULTIPLE * MIN_NUM_FRAMES  # the smallest clip
+# The embedded model on a 2-core CPU: 128 x 128 x 97 in ~5 s; 256 x 256 x 121 took over 26 s for half of stage 1
+# alone (measured here, shared cores), so one such job would hold a CPU server for minutes.
+CPU_MAX_PIXEL_FRAMES = 128 * 128 * 257
+GPU_MAX_PIXEL_FRAMES = 1920 * 1088 * 257  # the reference's largest clip (1080p, 257 frames)
 
 # --- Audio front end (reference AudioProcessor) ----------------------------------------------------------------
 AUDIO_SAMPLE_RATE = 16_000  # Hz, what the audio VAE consumes
@@ -72,8 +79,14 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 
 # --- Output -----------------------------------------------------------------------------------------------------
-MP4_VIDEO_CODEC = "libx264"  # reference output: H.264 yuv420p + AAC
-MP4_AUDIO_CODEC = "aac"
+MP4_VIDEO_CODEC = "libx264"  # reference output: H.264 yuv420p
+# Lossless audio in the mp4 (Chromium, Firefox and FFmpeg play FLAC in MP4): the user's clip is kept sample for sample,
+# at its own rate and channel count (AAC decoded to correlation 0.89-0.9999 with the input and mixed 8 channels to 2).
+MP4_AUDIO_CODEC = "flac"
+# FLAC's channel layouts by channel count (FFmpeg's defaults); more channels than this are mixed to stereo.
+MP4_AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+MP4_AUDIO_INT16_SCALE = 32768  # float [-1, 1) <-> 16-bit PCM, as libsndfile and FFmpeg convert
+MP4_AUDIO_INT24_SCALE = 2**31  # float <-> FLAC's 24-bit samples, carried in the top 24 bits of int32
 MP4_CRF = 18  # x264 constant rate factor for final outputs
 # x264 speed preset. "veryfast" encodes 2-4x faster than x264's default "medium" at the same CRF, for files of about
 # the same size: 121 frames of 768x512 took 0.95 s vs 1.83 s (smooth motion) and 3.9 s vs 14.6 s (noise) on 2 CPU
@@ -108,14 +121,6 @@ AUDIO_VAE_MIN_SAMPLES = MEL_N_FFT // 2 + 1  # samples at AUDIO_SAMPLE_RATE (abou
 # this many samples of an integer as that integer before flooring.
 SAMPLE_COUNT_TOLERANCE = 1e-6  # samples
 
-# --- MP4 output (media.py) -------------------------------------------------------------------------------------------
-MP4_AUDIO_BITRATE = 192_000  # bits per second, stereo AAC; transparent for generated 48 kHz speech and music
-# FFmpeg's AAC encoder distorts the first ~20 ms of audio that is loud from its first sample (errors up to 0.5 of full
-# scale on stereo tones, measured). One AAC frame of faded, mirrored pre-roll placed before time 0 (cut by the mp4
-# edit list, so the file still starts at the first real sample) takes the distortion: max error 0.55 -> 0.10.
-MP4_AUDIO_PREROLL_SAMPLES = 1024  # samples, one AAC frame
-# Audio at a rate AAC cannot carry (not in the MPEG-4 table of 7.35-96 kHz, e.g. 37.8 or 192 kHz) is resampled to this.
-MP4_FALLBACK_AUDIO_SAMPLE_RATE = 48_000  # Hz
 # Frame rates become exact fractions for the container: 24.0 -> 24/1, 23.976 -> 2997/125, 30000/1001 stays itself.
 FRAME_RATE_MAX_DENOMINATOR = 1_000_000
 

@@ -1,4 +1,4 @@
-"""Writing results: H.264 + AAC mp4 files with exactly matching stream durations, and the JSON recipe beside them."""
+"""Writing results: H.264 + FLAC mp4 files with exactly matching stream durations, and the JSON recipe beside them."""
 
 import collections
 import dataclasses
@@ -18,15 +18,15 @@ import av
 import numpy as np
 import torch
 
-from ltx_pipeline.audio import resample, to_stereo, validate_audio
+from ltx_pipeline.audio import to_stereo, validate_audio
 from ltx_pipeline.constants import (
     FRAME_RATE_MAX_DENOMINATOR,
-    MP4_AUDIO_BITRATE,
     MP4_AUDIO_CODEC,
-    MP4_AUDIO_PREROLL_SAMPLES,
+    MP4_AUDIO_INT16_SCALE,
+    MP4_AUDIO_INT24_SCALE,
+    MP4_AUDIO_LAYOUTS,
     MP4_CONVERSION_THREADS_MAX,
     MP4_CRF,
-    MP4_FALLBACK_AUDIO_SAMPLE_RATE,
     MP4_PRESET,
     MP4_VIDEO_CODEC,
 )
@@ -48,7 +48,7 @@ class Mp4Info:
     audio_sample_rate: int | None  # Hz
     audio_channels: int | None
     video_codec: str  # FFmpeg decoder name, e.g. "h264"
-    audio_codec: str | None  # e.g. "aac"
+    audio_codec: str | None  # e.g. "flac"
 
 
 # --- Frames -----------------------------------------------------------------------------------------------------------
@@ -160,27 +160,28 @@ def _fit_audio_to_video(
 
 
 def _encodable_audio(audio: Audio) -> Audio:
-    """Stereo float32 at a rate AAC can carry (resampled to 48 kHz otherwise, with a warning)."""
-    stereo = Audio(
-        waveform=to_stereo(audio.waveform.detach().to("cpu", torch.float32)), sampling_rate=int(audio.sampling_rate)
-    )
-    if stereo.sampling_rate in av.codec.Codec(MP4_AUDIO_CODEC, "w").audio_rates:
-        return stereo
-    logger.warning(
-        "AAC cannot carry %d Hz audio; resampling it to %d Hz for the mp4.",
-        stereo.sampling_rate,
-        MP4_FALLBACK_AUDIO_SAMPLE_RATE,
-    )
-    return resample(stereo, MP4_FALLBACK_AUDIO_SAMPLE_RATE)
+    """The audio as FLAC can carry it: its own rate and channels (up to 8; more are mixed to stereo, with a warning)."""
+    waveform = audio.waveform.detach().to("cpu", torch.float32)
+    if waveform.shape[0] not in MP4_AUDIO_LAYOUTS:
+        logger.warning("The mp4 carries at most %d audio channels; mixing %d to stereo.", 8, waveform.shape[0])
+        waveform = to_stereo(waveform)
+    return Audio(waveform=waveform, sampling_rate=int(audio.sampling_rate))
 
 
-def _audio_preroll(waveform: torch.Tensor) -> torch.Tensor:
-    """(2, MP4_AUDIO_PREROLL_SAMPLES): the audio's opening mirrored before time 0, faded in from silence."""
-    mirrored_samples = min(MP4_AUDIO_PREROLL_SAMPLES, waveform.shape[-1] - 1)
-    preroll = torch.zeros(waveform.shape[0], MP4_AUDIO_PREROLL_SAMPLES, dtype=waveform.dtype)
-    if mirrored_samples > 0:
-        preroll[:, -mirrored_samples:] = waveform[:, 1 : mirrored_samples + 1].flip(-1)
-    return preroll * torch.linspace(0.0, 1.0, MP4_AUDIO_PREROLL_SAMPLES, dtype=waveform.dtype)
+def _pcm_samples(waveform: torch.Tensor) -> tuple[np.ndarray, str]:
+    """(1, samples * channels) interleaved PCM and its PyAV format: 16-bit where that holds every sample exactly (any
+    16-bit source, so the file decodes to the input sample for sample), 24-bit in int32 otherwise."""
+    scaled_16 = waveform.double() * MP4_AUDIO_INT16_SCALE
+    in_range = bool((scaled_16 >= -MP4_AUDIO_INT16_SCALE).all()) and bool((scaled_16 < MP4_AUDIO_INT16_SCALE).all())
+    if in_range and bool((scaled_16 == scaled_16.round()).all()):
+        samples, sample_format = scaled_16.to(torch.int16), "s16"
+    else:
+        scaled_24 = (waveform.double() * MP4_AUDIO_INT24_SCALE / 256).round().clamp(-(2**23), 2**23 - 1)
+        if bool((waveform.abs() > 1).any()):
+            logger.warning("Audio samples beyond [-1, 1] are clipped to full scale in the mp4.")
+        samples, sample_format = (scaled_24 * 256).to(torch.int32), "s32"
+    # (C, S) -> (1, S * C): packed formats interleave the channels sample by sample
+    return samples.T.contiguous().reshape(1, -1).numpy(), sample_format
 
 
 def _conversion_threads(threads: int | None) -> int:
@@ -217,7 +218,7 @@ def _video_frames(frames: np.ndarray, threads: int) -> Iterator[av.VideoFrame]:
 
 def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fraction, threads: int) -> None:
     # A movie timescale of one tick per audio sample lets the mp4 edit list state the audio's length exactly
-    # (the default of 1000 rounds it to milliseconds); AAC's priming and padding are then trimmed by players.
+    # (the default of 1000 rounds it to milliseconds).
     options = {"movie_timescale": str(audio.sampling_rate), "movflags": "+faststart"}
     with av.open(str(path), mode="w", format="mp4", options=options) as container:
         video_stream = container.add_stream(
@@ -229,21 +230,57 @@ def _encode_mp4(path: Path, frames: np.ndarray, audio: Audio, frame_rate: Fracti
         video_stream.codec_context.time_base = 1 / frame_rate
         # x264 threads on whole frames rather than on slices of each (PyAV's default): more throughput per core.
         video_stream.codec_context.thread_type = "FRAME"
-        audio_stream = container.add_stream(MP4_AUDIO_CODEC, rate=audio.sampling_rate)
-        audio_stream.layout = "stereo"
-        audio_stream.bit_rate = MP4_AUDIO_BITRATE
+        audio_stream, audio_frame = _audio_stream(container, audio)
         for index, video_frame in enumerate(_video_frames(frames, threads)):
             video_frame.pts = index
             container.mux(video_stream.encode(video_frame))
         container.mux(video_stream.encode())
-        # PyAV cuts this one frame into the encoder's 1024-sample frames; the rate is unchanged, so no resampling.
-        # The pre-roll sits at negative times: the muxer's edit list hides it and playback starts at sample 0.
-        with_preroll = torch.cat([_audio_preroll(audio.waveform), audio.waveform], dim=-1)
-        audio_frame = av.AudioFrame.from_ndarray(with_preroll.numpy(), format="fltp", layout="stereo")
-        audio_frame.sample_rate = audio.sampling_rate
-        audio_frame.pts = -MP4_AUDIO_PREROLL_SAMPLES
         container.mux(audio_stream.encode(audio_frame))
         container.mux(audio_stream.encode())
+
+
+def _audio_stream(container: av.container.OutputContainer, audio: Audio) -> tuple[av.audio.stream.AudioStream, Any]:
+    """The lossless audio stream for `audio`, and the whole clip as one frame for it (PyAV cuts it into the
+    encoder's frames; the rate is unchanged, so nothing is resampled)."""
+    layout = MP4_AUDIO_LAYOUTS[audio.num_channels]
+    samples, sample_format = _pcm_samples(audio.waveform)
+    stream = container.add_stream(MP4_AUDIO_CODEC, rate=audio.sampling_rate)
+    stream.layout = layout
+    stream.format = sample_format
+    frame = av.AudioFrame.from_ndarray(samples, format=sample_format, layout=layout)
+    frame.sample_rate = audio.sampling_rate
+    frame.pts = 0
+    return stream, frame
+
+
+def write_with_audio(source: Path, path: str | os.PathLike, num_frames: int, audio: Audio) -> Path:
+    """An mp4 holding `source`'s first video stream as it is (its packets copied, no re-encode) and `audio`,
+    lasting `num_frames` frames, atomically (video to audio, retake of the sound alone)."""
+    mp4_path = _check_mp4_path(path)
+    validate_audio(audio)
+    encodable = _encodable_audio(audio)
+
+    def write(temporary_path: Path) -> None:
+        with av.open(str(source)) as reader:
+            video_in = reader.streams.video[0]
+            rate = Fraction(video_in.average_rate)
+            fitted = _fit_audio_to_video(encodable.waveform, encodable.sampling_rate, num_frames, rate)
+            fitted_audio = Audio(waveform=fitted.contiguous(), sampling_rate=encodable.sampling_rate)
+            options = {"movie_timescale": str(encodable.sampling_rate), "movflags": "+faststart"}
+            with av.open(str(temporary_path), mode="w", format="mp4", options=options) as writer:
+                video_out = writer.add_stream_from_template(video_in)
+                audio_stream, audio_frame = _audio_stream(writer, fitted_audio)
+                for packet in reader.demux(video_in):
+                    if packet.dts is None:  # the demuxer's flush packet
+                        continue
+                    packet.stream = video_out
+                    writer.mux(packet)
+                writer.mux(audio_stream.encode(audio_frame))
+                writer.mux(audio_stream.encode())
+
+    _write_atomically(mp4_path, write)
+    logger.info("Wrote %s (the video's own frames, copied, with new audio).", mp4_path)
+    return mp4_path
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
@@ -262,11 +299,12 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
 def write_mp4(
     path: str | os.PathLike, frames: np.ndarray, audio: Audio, frame_rate: float, threads: int | None = None
 ) -> Path:
-    """Write frames and audio as an H.264 (yuv420p) + stereo AAC mp4, atomically.
+    """Write frames and audio as an H.264 (yuv420p) + FLAC mp4, atomically.
 
-    frames: (F, H, W, 3) uint8 RGB with even H and W. audio: any channel count (mono is duplicated, more than two
-    channels are averaged, see `audio.to_stereo`); it must last F / frame_rate seconds to within one frame and is
-    padded with silence or trimmed to exactly that. Rates AAC cannot carry are resampled to 48 kHz.
+    frames: (F, H, W, 3) uint8 RGB with even H and W. audio: 1 to 8 channels kept as they are, at its own rate, in
+    16-bit samples where that is exact (every 16-bit source) and 24-bit otherwise; more than 8 channels are mixed to
+    stereo. It must last F / frame_rate seconds to within one frame and is padded with silence or trimmed to exactly
+    that.
     threads: threads converting the frames to yuv420p ahead of the encoder (None: one per CPU core, at most
     `MP4_CONVERSION_THREADS_MAX`; 0: on the encoding thread). The file is the same whatever the number.
     """
@@ -283,11 +321,12 @@ def write_mp4(
         lambda temporary_path: _encode_mp4(temporary_path, frames, fitted_audio, exact_rate, conversion_threads),
     )
     logger.info(
-        "Wrote %s (%d frames at %g fps, %d Hz audio).",
+        "Wrote %s (%d frames at %g fps, %d Hz %d-channel audio).",
         mp4_path,
         frames.shape[0],
         float(exact_rate),
         fitted_audio.sampling_rate,
+        fitted_audio.num_channels,
     )
     return mp4_path
 
@@ -383,9 +422,7 @@ def save_output(output: LTXAVOutput, path: str | os.PathLike) -> tuple[Path, Pat
         raise ValueError(f"`output` must be an LTXAVOutput; got {type(output).__name__}.")
     recipe_to_json(output.recipe)  # fail on an unstorable recipe before spending time on the video
     if output.video_source is not None:
-        from .video_input import write_with_audio  # it builds on this module's writer
-
-        mp4_path = write_with_audio(output.video_source, _check_mp4_path(path), len(output.frames), output.audio)
+        mp4_path = write_with_audio(output.video_source, path, len(output.frames), output.audio)
         return mp4_path, write_recipe(mp4_path, output.recipe)
     mp4_path = write_mp4(path, output.frames, output.audio, output.frame_rate)
     return mp4_path, write_recipe(mp4_path, output.recipe)

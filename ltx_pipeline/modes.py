@@ -43,11 +43,17 @@ MODALITY_SCALE = Option(
     "modality_scale", "--modality-scale", "Modality scale", ">1 tightens audio-video sync", type=float
 )
 NUM_FRAMES = Option(
-    "num_frames", "--num-frames", "Length", "8k+1, e.g. 97 or 121", type=int, default=constants.DEFAULT_NUM_FRAMES
+    "num_frames", "--num-frames", "Length",
+    "8k+1, e.g. 97 or 121; default: the model's own (embedded: 97; real weights: 121), for a2v at most the clip's length",
+    type=int,
+)  # fmt: skip
+FRAME_RATE = Option("frame_rate", "--frame-rate", "Frame rate (fps)", "default: the model's own (24)", type=float)
+HEIGHT = Option(
+    "height", "--height", "Resolution", "multiple of 64; default: the model's own (embedded: 128; 512)", type=int
 )
-FRAME_RATE = Option("frame_rate", "--frame-rate", "Frame rate (fps)", type=float, default=constants.DEFAULT_FRAME_RATE)
-HEIGHT = Option("height", "--height", "Resolution", "multiple of 64", type=int, default=constants.DEFAULT_HEIGHT)
-WIDTH = Option("width", "--width", "Resolution", "multiple of 64", type=int, default=constants.DEFAULT_WIDTH)
+WIDTH = Option(
+    "width", "--width", "Resolution", "multiple of 64; default: the model's own (embedded: 128; 768)", type=int
+)
 AUDIO = Option(
     "audio", "--audio", "Your audio", "audio file (wav, flac, ogg, mp3) or a video with a sound track", required=True
 )
@@ -93,8 +99,10 @@ class Mode:
     two_stage: bool  # half size, upsample, full size; otherwise one stage at the input video's size
 
     def stream_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The pipeline's keyword arguments from `values` (by keyword), each option's default where absent."""
-        return {option.keyword: values.get(option.keyword, option.default) for option in self.options}
+        """The pipeline's keyword arguments from `values` (by keyword), each option's default where absent; an
+        option left at None is left to the pipeline's own default."""
+        kwargs = {option.keyword: values.get(option.keyword, option.default) for option in self.options}
+        return {keyword: value for keyword, value in kwargs.items() if value is not None}
 
 
 MODES: dict[str, Mode] = {

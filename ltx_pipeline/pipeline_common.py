@@ -30,7 +30,7 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
-from . import constants, validation
+from . import constants, limits, validation
 from .audio import prepare_audio_vae_input, seconds_to_samples
 from .conditioning import (
     ImageCondition,
@@ -95,6 +95,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
     # Per-stage LoRA sets (`ltx_pipeline.lora.StageLoras`): the user's LoRAs in both stages, the dev checkpoint's
     # distilled LoRA in stage 2 only, as the reference two-stage pipelines apply them. None: no LoRAs.
     stage_loras: StageLoras | None = None
+    # The most pixel-frames one run may ask for (`ltx_pipeline.limits`); None: the default for the device it runs on.
+    work_limit: limits.WorkLimit | None = None
 
     def __init__(
         self,
@@ -222,6 +224,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 if value < minimum:
                     raise ValueError(f"`{name}` must be at least {minimum} pixels for this model; got {value}.")
         validation.check_num_frames(num_frames)
+        (self.work_limit or limits.default_work_limit(self._execution_device)).check(height, width, num_frames)
         validation.check_frame_rate(frame_rate)
         validation.check_seed(seed)
         validation.check_mode(mode)

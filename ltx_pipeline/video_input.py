@@ -17,8 +17,6 @@ import PIL.Image
 import torch
 
 from . import constants, validation
-from .media import _audio_preroll, _encodable_audio, _fit_audio_to_video, _write_atomically
-from .types import Audio
 
 logger = logging.getLogger(__name__)
 
@@ -184,36 +182,3 @@ def _fit_frame(pixels: np.ndarray, height: int, width: int, fit: str) -> np.ndar
 def frames_to_pixels(frames: np.ndarray) -> torch.Tensor:
     """(F, H, W, 3) uint8 -> (1, 3, F, H, W) in [-1, 1], as the video VAE takes them."""
     return (torch.from_numpy(frames).float() / 127.5 - 1).permute(3, 0, 1, 2)[None]
-
-
-def write_with_audio(source: Path, path: str | os.PathLike, num_frames: int, audio: Audio) -> Path:
-    """An mp4 holding `source`'s first video stream as it is (packets copied) and `audio` as AAC, atomically."""
-    mp4_path = Path(path)
-    encodable = _encodable_audio(audio)
-
-    def write(temporary_path: Path) -> None:
-        with av.open(str(source)) as reader:
-            video_in = reader.streams.video[0]
-            rate = Fraction(video_in.average_rate)
-            fitted = _fit_audio_to_video(encodable.waveform, encodable.sampling_rate, num_frames, rate)
-            options = {"movie_timescale": str(encodable.sampling_rate), "movflags": "+faststart"}
-            with av.open(str(temporary_path), mode="w", format="mp4", options=options) as writer:
-                video_out = writer.add_stream_from_template(video_in)
-                audio_out = writer.add_stream(constants.MP4_AUDIO_CODEC, rate=encodable.sampling_rate)
-                audio_out.layout = "stereo"
-                audio_out.bit_rate = constants.MP4_AUDIO_BITRATE
-                for packet in reader.demux(video_in):
-                    if packet.dts is None:  # the demuxer's flush packet
-                        continue
-                    packet.stream = video_out
-                    writer.mux(packet)
-                with_preroll = torch.cat([_audio_preroll(fitted), fitted], dim=-1)
-                frame = av.AudioFrame.from_ndarray(with_preroll.numpy(), format="fltp", layout="stereo")
-                frame.sample_rate = encodable.sampling_rate
-                frame.pts = -constants.MP4_AUDIO_PREROLL_SAMPLES
-                writer.mux(audio_out.encode(frame))
-                writer.mux(audio_out.encode())
-
-    _write_atomically(mp4_path, write)
-    logger.info("Wrote %s (the video's own frames, copied, with new audio).", mp4_path)
-    return mp4_path

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -64,10 +65,14 @@ def client(server: tuple[str, StudioState]) -> Client:
     return Client(server[0], verbose=False, download_files=True)
 
 
-def write_clip(path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1) -> Path:
+def write_clip(
+    path: Path, seconds: float, sampling_rate: int = 16_000, channels: int = 1, distinct: bool = False
+) -> Path:
+    """A 16-bit wav of a tone; with `distinct`, each channel at its own pitch (so a swap or a mix shows)."""
     time = np.arange(int(seconds * sampling_rate)) / sampling_rate
-    tone = 0.3 * np.sin(2 * np.pi * 330.0 * time)
-    sf.write(path, np.repeat(tone[:, None], channels, axis=1).astype(np.float32), sampling_rate, subtype="PCM_16")
+    pitches = [330.0 * (1 + channel if distinct else 1) for channel in range(channels)]
+    tones = np.stack([0.3 * np.sin(2 * np.pi * pitch * time) for pitch in pitches], axis=1)
+    sf.write(path, tones.astype(np.float32), sampling_rate, subtype="PCM_16")
     return path
 
 
@@ -79,7 +84,7 @@ def audio_to_video(client: Client, audio: Path, **overrides: object) -> tuple:
 def assert_clip(path: str, width: int = 64) -> None:
     info = probe_mp4(path)
     assert (info.width, info.num_frames) == (width, NUM_FRAMES)
-    assert info.audio_codec == "aac" and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert info.audio_codec == "flac" and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
 
 
 def test_text_to_av_endpoint(client: Client) -> None:
@@ -132,13 +137,23 @@ def test_unreadable_audio_gets_a_clear_message(client: Client, tmp_path: Path, k
     [
         ({"num_frames": 100}, "`num_frames` must be 8k+1"),
         ({"prompt": "x" * 5_000}, "`prompt` must be at most 4000 characters; got 5000 characters."),
-        ({"resolution": "65x64"}, "`width` must be a positive multiple of 64"),
+        ({"resolution": "65x64"}, "`resolution (width)` must be a positive multiple of 64"),
         ({"frame_rate": 500}, "`frame_rate` must be a number from 1 to 60"),
     ],
 )
 def test_invalid_settings_get_the_pipelines_message(client: Client, overrides: dict, message: str) -> None:
     with pytest.raises(AppError, match=re.escape(message)):
         client.predict(**{**SETTINGS, **overrides}, api_name="/text_to_av")
+
+
+def test_a_job_over_the_work_limit_is_refused_at_once_naming_the_limit(client: Client) -> None:
+    """6400 x 6400 held a 2-core server for minutes; now it is refused before any work."""
+    started = time.monotonic()
+    with pytest.raises(AppError, match=r"must be at most 4,210,688 pixel-frames per job on this server") as error:
+        client.predict(**{**SETTINGS, "resolution": "6400x6400"}, api_name="/text_to_av")
+    assert "got 6400 x 6400 x 9 = 368,640,000" in str(error.value)
+    assert time.monotonic() - started < 10
+    assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # the next job is not stuck behind it
 
 
 def test_a_clip_too_short_for_the_video_names_the_fix(client: Client, tmp_path: Path) -> None:
@@ -159,14 +174,29 @@ def test_an_upload_over_the_size_limit_is_refused(
     assert response.status_code == 413, response.text
 
 
+def decoded_mp4_audio(path: str) -> tuple[np.ndarray, int]:
+    """The mp4's audio as (samples, channels) int16, and its rate, decoded by FFmpeg."""
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        channels, rate = stream.codec_context.layout.nb_channels, stream.codec_context.sample_rate
+        packed = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], axis=-1)
+    assert packed.dtype == np.int16
+    return packed.reshape(-1, channels), rate  # packed s16: (1, S * C) -> (S, C)
+
+
 def test_odd_but_valid_clips_still_generate(client: Client, tmp_path: Path) -> None:
-    """A 10-minute clip (only the cut is read) and 8-channel 96 kHz audio (downmixed for the mp4) both work."""
+    """A 10-minute clip (only the cut is read) and 8-channel 96 kHz audio both work; the mp4 keeps the clip's
+    samples, rate and channels exactly."""
     long_clip = write_clip(tmp_path / "ten_minutes.wav", 600.0, sampling_rate=8_000)
     assert_clip(audio_to_video(client, long_clip, audio_start_time=420.0)[2])
-    surround = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
+    surround = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8, distinct=True)
     final_video = audio_to_video(client, surround)[2]
     assert_clip(final_video)
-    assert probe_mp4(final_video).audio_channels == 2
+    decoded, rate = decoded_mp4_audio(final_video)
+    original, original_rate = sf.read(surround, dtype="int16", always_2d=True)
+    assert (rate, decoded.shape[1]) == (original_rate, 8)
+    assert np.array_equal(decoded, original[: len(decoded)])  # sample for sample, every channel in its place
+    assert len(decoded) == round(NUM_FRAMES / FRAME_RATE * rate)
 
 
 def test_cancelling_a_job_frees_the_studio_within_a_step(server: tuple[str, StudioState], client: Client) -> None:
@@ -328,3 +358,51 @@ def test_the_embedded_models_own_defaults_reach_both_endpoints(client: Client) -
         # distilled, one pass a step: the embedded model's sync is no better with modality guidance
         assert defaults["modality_scale"] == 1.0
         assert (defaults["resolution"], defaults["num_frames"]) == ("128x128", 97)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": "abc"}, "`seed` must be a number; got 'abc'."),
+        ({"image": "notes.txt"}, "`image` must be an image file (PNG, JPEG, WebP, ...); got the file 'notes.txt'."),
+        # The frame index is checked against the length, not against a slider's 96: any length's last frame is valid.
+        ({"image": "still.png", "image_frame_index": 100}, "`image_frame_index` must be a frame of the clip, 0 to 8"),
+    ],
+)
+def test_a_malformed_api_value_gets_an_error_naming_the_parameter(
+    client: Client, tmp_path: Path, overrides: dict, message: str
+) -> None:
+    from PIL import Image
+
+    (tmp_path / "notes.txt").write_text("not a picture")
+    Image.new("RGB", (64, 64), (90, 160, 40)).save(tmp_path / "still.png")
+    if "image" in overrides:
+        overrides = {**overrides, "image": handle_file(str(tmp_path / overrides["image"]))}
+    with pytest.raises(AppError) as error:
+        client.predict(**{**SETTINGS, **overrides}, api_name="/text_to_av")
+    assert message in str(error.value)
+    assert "upstream" not in str(error.value) and str(tmp_path) not in str(error.value)
+
+
+def test_the_api_shows_no_server_paths(server: tuple[str, StudioState], client: Client, tmp_path: Path) -> None:
+    url, state = server
+    config_text = httpx.get(f"{url}config").text
+    assert str(REPO_ROOT) not in config_text
+    clip = write_clip(tmp_path / "my clip.wav", 1.0)
+    final_video, _, recipe = audio_to_video(client, clip)[2:]
+    assert recipe["audio"] == "my clip.wav"  # the file's name, not the server's upload folder
+    written = next(state.config.output_dir.rglob(recipe["recipe_file"])).read_text()
+    assert "/tmp/" not in written and str(REPO_ROOT) not in written
+
+
+def test_a_truncated_clip_is_called_damaged_even_with_padding(client: Client, tmp_path: Path) -> None:
+    """Half of a 1 s wav (an interrupted upload) used to pass as a 0.5 s clip and, with pad_audio, be padded."""
+    whole = write_clip(tmp_path / "whole.wav", 1.0).read_bytes()
+    truncated = tmp_path / "cut.wav"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    for pad_audio in (False, True):
+        with pytest.raises(AppError) as error:
+            audio_to_video(client, truncated, pad_audio=pad_audio)
+        message = str(error.value)
+        assert "'cut.wav' is damaged: its header declares 1.00 s of audio but the file ends after 0.50 s" in message
+        assert "shorter" not in message

@@ -37,7 +37,7 @@ def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, capsys):
     args = ["t2av", "--prompt", "a ball", *SMALL, "--output", str(tmp_path / "x.mp4")]
     args[args.index("--num-frames") + 1] = "20"
     assert main(args) == 2
-    assert "`num_frames` must be 8k+1" in capsys.readouterr().err
+    assert "`--num-frames` must be 8k+1" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
 
 

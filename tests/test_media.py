@@ -43,7 +43,7 @@ def test_mp4_round_trip(tmp_path):
 
     assert path == tmp_path / "clip.mp4"
     assert (info.width, info.height, info.num_frames, info.frame_rate) == (96, 64, 17, 24.0)
-    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.video_codec, info.audio_codec) == ("h264", "flac")
     assert (info.audio_sample_rate, info.audio_channels) == (48000, 2)
     assert info.video_duration_s == pytest.approx(17 / 24, abs=1e-9)
     assert info.audio_duration_s == pytest.approx(info.video_duration_s, abs=1e-9)
@@ -52,9 +52,30 @@ def test_mp4_round_trip(tmp_path):
     assert np.abs(decoded.astype(int) - frames).mean() < 3  # H.264 at crf 18, RGB order kept
     decoded_audio = load_audio(path)
     assert decoded_audio.waveform.shape == (2, 34000)
-    # AAC is lossy but sample-aligned, and the first AAC frame is free of the encoder's start-up distortion.
-    assert (decoded_audio.waveform - audio.waveform)[:, :2048].abs().max() < 0.05
-    assert (decoded_audio.waveform - audio.waveform).abs().max() < 0.1
+    # Float tones are stored as 24-bit FLAC: within half a 24-bit step of the input, sample-aligned.
+    assert (decoded_audio.waveform - audio.waveform).abs().max() <= 2**-24
+
+
+def _int16_noise(sampling_rate: int, num_samples: int, num_channels: int) -> Audio:
+    """What a 16-bit file reads as: int16 / 32768, full scale, every value distinct from its neighbours."""
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randint(-32768, 32768, (num_channels, num_samples), generator=generator)
+    return Audio(samples.float() / 32768, sampling_rate)
+
+
+@pytest.mark.parametrize(("sampling_rate", "num_channels"), [(16000, 1), (44100, 2), (48000, 6), (37800, 8)])
+def test_16_bit_audio_is_kept_sample_for_sample_with_its_channels(tmp_path, sampling_rate, num_channels):
+    audio = _int16_noise(sampling_rate, round(9 / 24 * sampling_rate), num_channels)
+    path = write_mp4(tmp_path / "clip.mp4", _gradient_frames(9, 32, 32), audio, 24.0)
+
+    info = probe_mp4(path)
+    assert (info.audio_codec, info.audio_sample_rate, info.audio_channels) == ("flac", sampling_rate, num_channels)
+    with av.open(str(path)) as container:
+        decoded = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=-1)
+    assert decoded.dtype == np.int16
+    # packed s16: (1, S * C) -> (C, S)
+    decoded = torch.from_numpy(decoded.reshape(-1, num_channels).T.copy())
+    assert torch.equal(decoded, (audio.waveform * 32768).to(torch.int16))
 
 
 @pytest.mark.parametrize(
@@ -63,7 +84,7 @@ def test_mp4_round_trip(tmp_path):
         (44100, 1, 25.0, 44100),
         (16000, 8, 30000 / 1001, 16000),
         (96000, 2, 60.0, 96000),
-        (37800, 2, 24.0, 48000),  # AAC has no 37.8 kHz: resampled to 48 kHz
+        (37800, 2, 24.0, 37800),  # FLAC carries any rate: never resampled
     ],
 )
 def test_mp4_audio_rates_channels_and_frame_rates(tmp_path, sampling_rate, num_channels, frame_rate, written_rate):
@@ -72,18 +93,18 @@ def test_mp4_audio_rates_channels_and_frame_rates(tmp_path, sampling_rate, num_c
 
     info = probe_mp4(write_mp4(tmp_path / "clip.mp4", frames, audio, frame_rate))
 
-    assert (info.audio_sample_rate, info.audio_channels) == (written_rate, 2)
+    assert (info.audio_sample_rate, info.audio_channels) == (written_rate, num_channels)
     assert info.frame_rate == pytest.approx(frame_rate, rel=1e-12)
     assert info.num_frames == 9
     assert info.video_duration_s == pytest.approx(9 / frame_rate, abs=1e-9)
     assert abs(info.audio_duration_s - info.video_duration_s) <= 1 / written_rate
 
 
-def test_mono_is_written_as_identical_stereo(tmp_path):
-    path = write_mp4(tmp_path / "mono.mp4", _gradient_frames(9, 32, 32), _tones(48000, 18000, 1), 24.0)
-    decoded = load_audio(path).waveform
-    assert decoded.shape[0] == 2
-    torch.testing.assert_close(decoded[0], decoded[1], rtol=0, atol=1e-3)
+def test_more_than_eight_channels_are_mixed_to_stereo(tmp_path, caplog):
+    audio = _tones(48000, 18000, 10)
+    path = write_mp4(tmp_path / "many.mp4", _gradient_frames(9, 32, 32), audio, 24.0)
+    assert probe_mp4(path).audio_channels == 2
+    assert "mixing 10 to stereo" in caplog.text
 
 
 def test_audio_within_one_frame_is_fitted_to_the_video(tmp_path):

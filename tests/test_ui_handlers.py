@@ -1,8 +1,10 @@
 """The studio's handlers as plain functions, over the embedded tiny model on CPU (64 x 64 px, 9 frames)."""
 
+import logging
 import math
 import re
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -40,6 +42,16 @@ A2V_WIDGETS = {"audio": str(CLICK_TRACK), "audio_start_time": 0.0, "pad_audio": 
 
 def is_skip(value: object) -> bool:
     return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+
+
+def without_heartbeats(updates) -> list:
+    """A run's updates less the no-change heartbeats it yields while a step computes (`ui.pump`)."""
+    return [update for update in updates if not all(is_skip(value) for value in update)]
+
+
+def next_update(run) -> tuple:
+    """The run's next update that changes something (heartbeats skipped)."""
+    return next(update for update in run if not all(is_skip(value) for value in update))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +122,7 @@ def test_many_channel_high_rate_audio_is_accepted(handlers: StudioHandlers, tmp_
     clip = write_clip(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8)
     final_video = list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}))[-1][2]
     info = probe_mp4(final_video)
-    assert info.audio_channels == 2 and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
+    assert info.audio_channels == 8 and info.audio_duration_s == pytest.approx(NUM_FRAMES / FRAME_RATE, abs=0.03)
 
 
 def test_ten_minute_clip_uses_only_the_cut_from_the_start_time(handlers: StudioHandlers, tmp_path: Path) -> None:
@@ -145,7 +157,8 @@ def test_an_image_at_a_later_frame_reaches_the_pipeline_as_a_keyframe(
     Image.new("RGB", (64, 64), (20, 40, 220)).save(image)
     widgets = {**A2V_WIDGETS, "image": str(image), "image_strength": 1.0, "image_frame_index": NUM_FRAMES - 1}
     recipe = list(handlers.audio_to_video(**widgets))[-1][4]
-    assert recipe["images"] == [{"image": str(image), "frame_index": NUM_FRAMES - 1, "strength": 1.0, "notice": None}]
+    # The recipe names the image by its file name, not by where the server keeps it.
+    assert recipe["images"] == [{"image": "blue.png", "frame_index": NUM_FRAMES - 1, "strength": 1.0, "notice": None}]
 
 
 def test_a_wide_image_is_announced_before_the_run_and_after_it(handlers: StudioHandlers, tmp_path: Path) -> None:
@@ -172,12 +185,12 @@ def test_a_wide_image_is_announced_before_the_run_and_after_it(handlers: StudioH
     [
         (
             {"image_frame_index": NUM_FRAMES},
-            f"`images[0].frame_index` must be a frame of the clip, 0 to {NUM_FRAMES - 1}; got {NUM_FRAMES}.",
+            f'"Frame index" must be a frame of the clip, 0 to {NUM_FRAMES - 1}; got {NUM_FRAMES}.',
         ),
-        ({"image_frame_index": 2.5}, "`image_frame_index` must be a whole number; got 2.5."),
-        ({"image_strength": 1.5}, "`images[0].strength` must be a number from 0 to 1; got 1.5."),
-        ({"image_strength": -0.1}, "`images[0].strength` must be a number from 0 to 1; got -0.1."),
-        ({"image": "missing.png"}, "`image` file not found: missing.png"),
+        ({"image_frame_index": 2.5}, '"Frame index" must be a whole number; got 2.5.'),
+        ({"image_strength": 1.5}, '"Image strength" must be a number from 0 to 1; got 1.5.'),
+        ({"image_strength": -0.1}, '"Image strength" must be a number from 0 to 1; got -0.1.'),
+        ({"image": "missing.png"}, '"Image" file not found: missing.png'),
     ],
 )
 def test_bad_image_settings_give_the_pipelines_message_before_loading(
@@ -206,8 +219,8 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     handlers: StudioHandlers, state: StudioState
 ) -> None:
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)  # the clearing yield
-    first_step = next(run)
+    next_update(run)  # the clearing yield
+    first_step = next_update(run)
     assert "Stage 1/2 - step 1/8" in first_step[4]
     assert state.is_running("local", TEXT_TO_AV)
     # Another session's Stop must not end this run.
@@ -215,26 +228,29 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     assert "Stopped" not in handlers.stop_audio_to_video(None)
     assert state.is_running("local", TEXT_TO_AV)
     assert "Stopped" in handlers.stop_text_to_av(None)
-    rest = list(run)
+    rest = without_heartbeats(run)
     assert len(rest) == 1, "the run must end at the next step"
     assert "Stopped at stage 1, step 1" in rest[0][4] and is_skip(rest[0][3])
     assert not state.is_running("local", TEXT_TO_AV) and state.idle_slots == state.config.concurrency_limit
     assert "Stopped" not in handlers.stop_text_to_av(None)
     # Ready for the next run: it streams from its first step again.
     next_run = handlers.audio_to_video(**A2V_WIDGETS)
-    next(next_run)
-    assert "Stage 1/2 - step 1/8" in next(next_run)[3]
-    next_run.close()
-    assert state.idle_slots == state.config.concurrency_limit
+    next_update(next_run)
+    assert "Stage 1/2 - step 1/8" in next_update(next_run)[3]
+    next_run.close()  # returns at once; the run lets go of its pipeline in its own thread, within a step
+    deadline = time.monotonic() + 30
+    while state.idle_slots < state.config.concurrency_limit:
+        assert time.monotonic() < deadline, "the closed run still holds the pipeline"
+        time.sleep(0.05)
 
 
 def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, state: StudioState) -> None:
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)
-    next(run)
+    next_update(run)
+    next_update(run)
     stopper = threading.Timer(0.01, handlers.stop_text_to_av, args=(None,))
     stopper.start()
-    rest = list(run)  # the pipeline's own cancel flag ends the step loop
+    rest = without_heartbeats(run)  # the pipeline's own cancel flag ends the step loop
     stopper.join()
     assert all(not isinstance(update[3], str) for update in rest)  # no final video
     assert "Stopped at" in rest[-1][4]
@@ -242,11 +258,9 @@ def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, st
 
 
 def test_the_page_says_ready_after_stop_only_once_the_run_let_go(handlers: StudioHandlers, state: StudioState) -> None:
-    import time
-
     run = handlers.text_to_av(**T2AV_WIDGETS)
-    next(run)
-    next(run)
+    next_update(run)
+    next_update(run)
     assert "Ready" not in handlers.stop_text_to_av(None)
     finisher = threading.Timer(0.5, lambda: list(run))  # the stopped run ends its step a moment later
     finisher.start()
@@ -260,32 +274,31 @@ def test_the_page_says_ready_after_stop_only_once_the_run_let_go(handlers: Studi
 # ---- errors ---------------------------------------------------------------------------------------------------------
 
 
-def expected_message(check, *args) -> str:
-    with pytest.raises(ValueError) as error:
-        check(*args)
-    return str(error.value)
-
-
 @pytest.mark.parametrize(
     ("widget", "value", "message"),
     [
-        ("num_frames", 100, expected_message(validation.check_num_frames, 100)),
-        ("num_frames", "97.5", "`num_frames` must be a whole number; got '97.5'."),
-        ("prompt", "x" * 5_000, expected_message(validation.check_prompt, "x" * 5_000)),
-        ("prompt", "   ", expected_message(validation.check_prompt, "   ")),
-        ("resolution", "big", "`resolution` must be WIDTHxHEIGHT"),
-        ("resolution", "100x64", expected_message(validation.check_size, 64, 100)),
-        ("frame_rate", 0, expected_message(validation.check_frame_rate, 0.0)),
-        ("seed", -1, expected_message(validation.check_seed, -1)),
-        ("mode", "fast", "`mode` must be one of 'auto', 'distilled', 'dev'; got 'fast'."),
+        ("num_frames", 100, '"Length" must be 8k+1 and at least 9 (nearest: 97 or 105); got 100.'),
+        ("num_frames", "97.5", "\"Length\" must be a whole number; got '97.5'."),
+        ("prompt", "x" * 5_000, '"Prompt" must be at most 4000 characters; got 5000 characters.'),
+        ("prompt", "   ", '"Prompt" must describe the clip; got an empty prompt.'),
+        ("resolution", "big", '"Resolution" must be WIDTHxHEIGHT'),
+        ("resolution", "100x64", '"Resolution (width)" must be a positive multiple of 64 pixels'),
+        ("frame_rate", 0, '"Frame rate (fps)" must be a number from 1 to 60 frames per second; got 0.0.'),
+        ("seed", -1, '"Seed" must be an integer from 0 to 2**63 - 1; got -1.'),
+        ("mode", "fast", "\"Mode\" must be one of 'auto', 'distilled', 'dev'; got 'fast'."),
     ],
 )
-def test_bad_widget_values_become_gr_error_with_the_same_message(
-    handlers: StudioHandlers, widget: str, value: object, message: str
+def test_bad_widget_values_become_gr_error_in_the_pages_words(
+    handlers: StudioHandlers, widget: str, value: object, message: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ui.handlers")
     with pytest.raises(gr.Error) as error:
         next(handlers.text_to_av(**{**T2AV_WIDGETS, widget: value}))
     assert message in error.value.message
+    assert "`" not in error.value.message  # no Python argument names
+    assert error.value.print_exception is False  # gradio prints no traceback for an input error
+    refusals = [record for record in caplog.records if "Refused an input" in record.getMessage()]
+    assert len(refusals) == 1 and refusals[0].exc_info is None  # one line in the log
 
 
 def bad_clip(kind: str, folder: Path) -> Path:
@@ -321,7 +334,9 @@ def test_a_clip_shorter_than_the_video_names_the_frame_count_or_padding(
     clip = write_clip(tmp_path / "blip.wav", 0.1)
     with pytest.raises(gr.Error) as error:
         list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}))
-    assert "0.10 s" in error.value.message and "pad_audio" in error.value.message
+    message = error.value.message
+    assert "0.10 s" in message and '"Pad a short clip with silence" on' in message and "pad_audio" not in message
+    assert str(tmp_path) not in message  # nothing of where the server keeps uploads
     padded = list(handlers.audio_to_video(**{**A2V_WIDGETS, "audio": str(clip), "pad_audio": True}))
     assert padded[-1][4]["audio_padded_with_silence_s"] == pytest.approx(NUM_FRAMES / FRAME_RATE - 0.1, abs=1e-3)
 
@@ -357,8 +372,16 @@ def test_audio_help_offers_the_frame_count_matching_the_clip(handlers: StudioHan
     assert "leaves no audio" in message and suggested is None
 
 
-def test_prompt_without_sound_words_gets_a_hint(handlers: StudioHandlers) -> None:
-    assert "source" in handlers.prompt_hint("A red ball in a bright room, close-up, window light")
+def test_prompt_without_sound_words_gets_a_hint_in_the_models_words(handlers: StudioHandlers) -> None:
+    from world import WORLD_VOCABULARY
+
+    hint = handlers.prompt_hint("a red ball in a bright room")
+    assert "does not describe any sound" in hint and "voice" not in hint and "rain" not in hint
+    # Every suggestion (quoted in italics, or in parentheses) uses words the embedded model knows.
+    phrases = re.findall(r'\*"([^"]+)"\*|\(([^)]+)\)', hint.split("It knows")[0])
+    words = {word for phrase in phrases for part in phrase for word in re.findall(r"[a-z]+", part)}
+    assert words and words <= set(WORLD_VOCABULARY), words
+    assert "source" in studio_help.sound_hint("A red ball in a bright room, close-up, window light")
     assert handlers.prompt_hint("a red ball bounces on the floor with echoes") == ""  # known to both embedded models
     assert handlers.prompt_hint("") == ""
 
@@ -541,7 +564,7 @@ def test_a_lora_reaches_the_pipeline_strength_0_keeps_the_output_and_1_changes_i
 
     base, base_recipe = generate()
     assert base_recipe["loras"] == []
-    crayon = str((lora_handlers.state.config.lora_folder / "style" / "crayon.safetensors").resolve())
+    crayon = "crayon.safetensors"  # by name: the recipe shows no server path
     off, off_recipe = generate(lora_1="style/crayon.safetensors", lora_1_strength=0.0)
     assert off_recipe["loras"] == [{"file": crayon, "strength": 0.0, "stages": [1, 2]}]
     np.testing.assert_array_equal(off, base)
@@ -583,8 +606,8 @@ def test_runs_with_different_loras_take_turns_and_each_matches_a_run_alone(lora_
     ("loras", "message"),
     [
         ({"lora_1": "too-wide.safetensors"}, r"LoRA file '.*too-wide\.safetensors' does not fit this model: "),
-        ({"lora_3": "../secrets.safetensors"}, "`lora_3` must be a file of the studio's LoRA folder: "),
-        ({"lora_1": "style/crayon.safetensors", "lora_1_strength": 2.5}, "`lora_1` strength must be between 0.0"),
+        ({"lora_3": "../secrets.safetensors"}, '"LoRA 3" must be a file of the studio'),
+        ({"lora_1": "style/crayon.safetensors", "lora_1_strength": 2.5}, '"LoRA 1" strength must be between 0.0'),
         ({"lora_1": "style/crayon.safetensors", "lora_2": "style/crayon.safetensors"}, "is listed twice"),
     ],
 )
@@ -606,4 +629,40 @@ def test_the_distilled_lora_runs_in_stage_2_of_every_run(lora_handlers: StudioHa
         StudioConfig(output_dir=tmp_path, distilled_lora=str(tmp_path / "missing.safetensors"))
     state = StudioState(StudioConfig(output_dir=tmp_path, distilled_lora=str(distilled), lora_folder=tmp_path))
     recipe = list(StudioHandlers(state).text_to_av(**T2AV_WIDGETS))[-1][5]
-    assert recipe["loras"] == [{"file": str(distilled.resolve()), "strength": 1.0, "stages": [2]}]
+    assert recipe["loras"] == [{"file": distilled.name, "strength": 1.0, "stages": [2]}]  # no server path
+
+
+@pytest.mark.parametrize(
+    ("clip", "start", "expected"),
+    [
+        ("drum_pattern_120bpm.wav", 0.0, 89),  # 4.00 s: 97 frames (4.04 s) would need 0.04 s more
+        ("ball_world_metal_hall.wav", 0.0, 97),  # 4.04 s: exactly the embedded model's length
+        ("speech_espeak.wav", 0.0, 97),  # 4.70 s: capped at the longest the embedded model makes
+        ("drum_pattern_120bpm.wav", 2.5, 33),
+    ],
+)
+def test_a_new_clip_sets_the_longest_length_it_covers_with_a_notice(
+    handlers: StudioHandlers, clip: str, start: float, expected: int
+) -> None:
+    update, notice = handlers.fit_length_to_clip(str(EXAMPLES_DIR / "audio" / clip), start, 24.0)
+    assert update["value"] == expected
+    assert f"Length set to **{expected} frames - {expected / 24:.2f} s at 24 fps**" in notice
+
+
+def test_no_clip_or_a_clip_shorter_than_any_video_leaves_the_length(handlers: StudioHandlers, tmp_path: Path) -> None:
+    update, notice = handlers.fit_length_to_clip(None, 0.0, 24.0)
+    assert is_skip(update) and notice == ""
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, np.zeros(800, np.float32), 16_000)  # 0.05 s: shorter than 9 frames
+    update, notice = handlers.fit_length_to_clip(str(blip), 0.0, 24.0)
+    assert is_skip(update) and notice == ""
+
+
+def test_the_step_preview_is_a_small_smooth_strip_of_three_frames() -> None:
+    from ui.previews import preview_grid
+
+    latent_frames = np.random.default_rng(0).integers(0, 256, (13, 4, 4, 3), dtype=np.uint8)  # the embedded stage 1
+    strip = preview_grid(latent_frames)
+    assert strip.shape == (128, 3 * 128 + 2 * 4, 3)  # start, middle and end, as 128 px thumbnails
+    assert len(np.unique(strip[64, :128, 0])) > 16  # scaled smoothly: not 4 flat blocks per row
+    assert strip.dtype == np.uint8

@@ -23,10 +23,13 @@ from ltx_pipeline.audio import probe_audio_duration
 from ltx_pipeline.conditioning import ImageCondition, aspect_notice, check_image_conditions, load_image
 from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
+from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
+from ltx_pipeline.user_terms import in_user_terms, without_paths
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
+from .pump import pumped
 from .state import AUDIO_TO_VIDEO, TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
@@ -205,6 +208,9 @@ class StudioHandlers:
 
     def __init__(self, state: StudioState):
         self.state = state
+        # (session, job) -> when its Stop was clicked: a cancelled event then "fails", and the page must say it
+        # stopped, not that it ended with an error.
+        self._stop_clicks: dict[tuple[str, str], float] = {}
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
@@ -235,7 +241,8 @@ class StudioHandlers:
         """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        with user_errors():
+        terms = _terms(request)
+        with user_errors(terms):
             job = build_request(
                 TEXT_TO_AV,
                 *arguments,
@@ -246,7 +253,7 @@ class StudioHandlers:
                 image_frame_index=image_frame_index,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress):
+        for update in self._pumped(job, _session(request), progress, terms):
             yield update.for_text_to_av()
 
     def audio_to_video(
@@ -279,7 +286,8 @@ class StudioHandlers:
         """Yields (step preview image, stage-1 mp4, final mp4, status, recipe); the clip's audio is kept as is."""
         arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
         lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        with user_errors():
+        terms = _terms(request)
+        with user_errors(terms):
             job = build_request(
                 AUDIO_TO_VIDEO,
                 *arguments,
@@ -293,21 +301,47 @@ class StudioHandlers:
                 pad_audio=pad_audio,
                 loras=self._pick_loras(lora_rows),
             )
-        for update in self._generate(job, _session(request), progress):
+        for update in self._pumped(job, _session(request), progress, terms):
             yield update.for_audio_to_video()
 
     def _pick_loras(self, rows: list[tuple[str | None, float]]) -> tuple[LoraSpec, ...]:
         return pick_loras(rows, self.state.lora_files(), self.state.lora_picker_off_reason)
 
-    def _generate(self, job: GenerationRequest, session: str, progress: Callable) -> Iterator["_Update"]:
+    def _pumped(
+        self, job: GenerationRequest, session: str, progress: Callable, terms: "UserTerms"
+    ) -> Iterator["_Update"]:
+        """`_generate` in a worker thread (`ui.pump`): a cancel lands within a heartbeat, not after the step."""
+        started: list = []  # the run `_generate` starts: a late close must not stop this session's next run
+        updates = self._generate(job, session, progress, terms, started)
+
+        def stop() -> None:
+            for run in started:
+                self.state.stop_run(run)
+
+        return pumped(updates, heartbeat=_Update, stop=stop)
+
+    def _generate(
+        self,
+        job: GenerationRequest,
+        session: str,
+        progress: Callable,
+        terms: "UserTerms | None" = None,
+        started: list | None = None,
+    ) -> Iterator["_Update"]:
         progress = progress or _no_progress
+        terms = terms or UserTerms()
+        with user_errors(terms):
+            self.state.work_limit.check(job.height, job.width, job.num_frames)  # before the model is touched
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         try:
             self.state.load()
         except Exception as error:
-            raise gr.Error(f"The model `{self.state.config.model}` could not be loaded: {error}") from error
-        with user_errors(), self.state.run(session, job.job, job.loras) as run:
+            message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
+            raise gr.Error(message) from error
+        with user_errors(terms), self.state.run(session, job.job, job.loras) as run:
+            if started is not None:
+                started.append(run)
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
                 yield _Update(status=_status("Stopped before the start. Ready for the next run."))
                 return
@@ -349,7 +383,7 @@ class StudioHandlers:
         )
 
     def _on_stage(self, event: StageDecoded, job: GenerationRequest) -> "_Update":
-        path = self.state.new_output_path(f"{job.job}-stage{event.stage}")
+        path = self.state.new_output_path(f"{job.job}-stage{event.stage}", stage=True)
         write_mp4(path, event.frames, event.audio, event.frame_rate)
         height, width = event.frames.shape[1:3]
         message = f"Stage {event.stage} decoded ({width} x {height}) at {event.elapsed_s:.1f} s; refining..."
@@ -357,10 +391,11 @@ class StudioHandlers:
 
     def _on_finished(self, event: Finished, job: GenerationRequest) -> "_Update":
         path = self.state.new_output_path(job.job)
-        path, recipe_path = save_output(event.output, path)
-        recipe = dict(
-            json.loads(recipe_to_json(event.output.recipe)), output_file=path.name, recipe_file=recipe_path.name
-        )
+        # The recipe names the user's files by name: where the server keeps uploads is none of a client's business.
+        output = replace(event.output, recipe=without_paths(event.output.recipe))
+        path, recipe_path = save_output(output, path)
+        self.state.prune_outputs()
+        recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]
         return _Update(final_video=str(path), status="\n\n".join([message, *notices]), recipe=recipe)
@@ -372,6 +407,7 @@ class StudioHandlers:
         return self._stop(AUDIO_TO_VIDEO, request)
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
+        self._stop_clicks[(_session(request), job)] = time.monotonic()
         if self.state.stop(_session(request), job):
             return _status("Stopped; the step in progress finishes first...")
         return _status("Ready for the next run.")
@@ -392,8 +428,18 @@ class StudioHandlers:
             time.sleep(STOP_POLL_S)
         return _status("Stopped. Ready for the next run.")
 
-    def after_failure(self) -> str:
-        """The status line after a run ended in an error (the error itself shows as a message on the page)."""
+    def after_failure_text_to_av(self, request: gr.Request = None) -> str:
+        return self.after_failure(TEXT_TO_AV, request)
+
+    def after_failure_audio_to_video(self, request: gr.Request = None) -> str:
+        return self.after_failure(AUDIO_TO_VIDEO, request)
+
+    def after_failure(self, job: str = TEXT_TO_AV, request: gr.Request | None = None) -> str:
+        """The status line after a run's event failed: stopped by the user (Stop cancels the event), or an error
+        (which shows as a message on the page)."""
+        clicked = self._stop_clicks.pop((_session(request), job), None)
+        if clicked is not None and time.monotonic() - clicked < STOP_WAIT_S:
+            return _status("Stopped. Ready for the next run.")
         return _status("The last run ended with an error (see the message). Ready for the next run.")
 
     # ---- cheap updates (queue=False) ------------------------------------------------------------------------------
@@ -421,7 +467,7 @@ class StudioHandlers:
         vocabulary = self.state.prompt_vocabulary
         known = sorted(vocabulary) if vocabulary is not None and len(vocabulary) <= MAX_LISTED_WORDS else None
         hints = [
-            studio_help.sound_hint(prompt),
+            studio_help.sound_hint(prompt, small_vocabulary=vocabulary is not None),
             studio_help.unknown_words_hint(self.state.unknown_words(prompt), known),
         ]
         return "\n\n".join(hint for hint in hints if hint)
@@ -455,11 +501,30 @@ class StudioHandlers:
             rate = studio_help.real_number("frame_rate", frame_rate)
             validation.check_frame_rate(rate)
         except ValueError as error:
-            return f"**Cannot use this input:** {error}", hidden, None
+            return f"**Cannot use this input:** {UserTerms().say(str(error))}", hidden, None
         message, suggested = studio_help.audio_duration_advice(clip_seconds, start, count, rate)
         if suggested is None:
             return message, hidden, None
         return message, gr.update(visible=True, value=f"Use {suggested} frames"), suggested
+
+    def fit_length_to_clip(self, audio: str | None, audio_start_time: float, frame_rate: float) -> tuple[Any, str]:
+        """(Length update, notice) for a new clip: the longest valid length it covers from the start time, up to the
+        model's longest; no change (and no notice) without a clip or with inputs the audio help already flags."""
+        if not audio:
+            return gr.skip(), ""
+        try:
+            available = probe_audio_duration(audio) - studio_help.real_number("audio_start_time", audio_start_time)
+            rate = studio_help.real_number("frame_rate", frame_rate)
+            validation.check_frame_rate(rate)
+        except ValueError:
+            return gr.skip(), ""
+        longest = defaults_for_model(self.state.config.model).max_num_frames
+        count = longest_frames_within(available, rate, longest)
+        if count is None:
+            return gr.skip(), ""
+        reason = "the longest this model makes" if count == longest else "the longest the clip covers"
+        notice = f"Length set to **{studio_help.format_frame_count(count, rate)}** for this clip ({reason})."
+        return gr.update(value=count), notice
 
     def use_suggested_frames(self, suggested: int | None) -> dict:
         return gr.update(value=suggested) if suggested else gr.skip()
@@ -473,7 +538,7 @@ class StudioHandlers:
             validation.check_size(height, width)
             opened = load_image(image, "image")
         except (ValueError, FileNotFoundError) as error:
-            return f"**Cannot use this input:** {error}"
+            return f"**Cannot use this input:** {UserTerms().say(str(error))}"
         return aspect_notice(opened, height, width) or ""
 
     def frame_index_range(self, num_frames: int, frame_index: int) -> dict:
@@ -517,17 +582,41 @@ def _status(message: str) -> str:
     return f"**{message}**"
 
 
+@dataclass(frozen=True)
+class UserTerms:
+    """Whose words an error is written in: the page's labels, or the API's parameter names; never a server path."""
+
+    names: Mapping[str, str] = field(default_factory=lambda: studio_help.PAGE_LABELS)
+    quote: str = '"{}"'
+
+    def say(self, message: str) -> str:
+        return in_user_terms(message, self.names, hide_paths=True, quote=self.quote)
+
+
+API_TERMS = UserTerms(studio_help.API_NAMES, "`{}`")
+
+
+def _terms(request: gr.Request | None) -> UserTerms:
+    """gradio_client marks its calls (`x-gradio-user: api`); the page's own calls get the page's labels."""
+    headers = getattr(request, "headers", None) or {}
+    return API_TERMS if headers.get("x-gradio-user") == "api" else UserTerms()
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turns a ValueError (a bad input) into gr.Error with the same message; other failures get a clear one too."""
+def user_errors(terms: UserTerms | None = None) -> Iterator[None]:
+    """Turns a ValueError (a bad input) into gr.Error with the same message in the user's terms, logged as one line;
+    other failures get a clear message too (and their traceback in the log)."""
+    terms = terms or UserTerms()
     try:
         yield
     except gr.Error:
         raise
     except (ValueError, FileNotFoundError) as error:
-        raise gr.Error(str(error), title="Please check the inputs") from error
+        message = terms.say(str(error))
+        logger.info("Refused an input: %s", message)
+        raise gr.Error(message, title="Please check the inputs", print_exception=False) from None
     except torch.OutOfMemoryError as error:
         raise gr.Error("The GPU ran out of memory. Try fewer frames or a smaller resolution.") from error
     except Exception as error:
         logger.exception("Generation failed")
-        raise gr.Error(f"Generation failed: {type(error).__name__}: {error}") from error
+        raise gr.Error(terms.say(f"Generation failed: {type(error).__name__}: {error}")) from error

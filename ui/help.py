@@ -6,7 +6,7 @@ Nothing here touches gradio or a model, so each piece is tested as a plain funct
 import math
 import re
 
-from ltx_pipeline import constants, validation
+from ltx_pipeline import validation
 
 MAX_MENU_FRAMES = 257  # longest clip the frame-count menu offers (10.7 s at 24 fps); the API accepts any 8k+1
 
@@ -23,13 +23,40 @@ RESOLUTION_PRESETS: tuple[tuple[str, str], ...] = (
     ("128 x 128 - tiny draft", "128x128"),
     ("64 x 64 - smoke test", "64x64"),
 )
-DEFAULT_RESOLUTION = f"{constants.DEFAULT_WIDTH}x{constants.DEFAULT_HEIGHT}"
-# The embedded model learned from 128 x 128, 97-frame, 24 fps clips of the bouncing-ball world (training/, world/).
-EMBEDDED_DEFAULT_RESOLUTION = "128x128"
-EMBEDDED_DEFAULT_NUM_FRAMES = 97
-# It runs the distilled schedule, one pass a step as the reference runs distilled checkpoints; a second pass a step
-# for modality guidance made its sync and material no better (benchmarks/RESULTS_EMBEDDED.md, 2026-12-02).
-EMBEDDED_DEFAULT_MODALITY_SCALE = 1.0
+REAL_WEIGHTS_ONLY = " - real weights only"
+# What the page calls each argument the checks name, for messages in the page's words.
+PAGE_LABELS = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "num_frames": "Length",
+    "frame_rate": "Frame rate (fps)",
+    "resolution": "Resolution",
+    "height": "Resolution (height)",
+    "width": "Resolution (width)",
+    "seed": "Seed",
+    "mode": "Mode",
+    "num_inference_steps": "Steps",
+    "modality_scale": "Modality scale",
+    "image": "Image",
+    "images": "Image",
+    "image_strength": "Image strength",
+    "strength": "Image strength",
+    "image_frame_index": "Frame index",
+    "frame_index": "Frame index",
+    "audio": "Your audio",
+    "audio_start_time": "Start at (s)",
+    "pad_audio": "Pad a short clip with silence",
+    **{f"lora_{slot}": f"LoRA {slot}" for slot in (1, 2, 3)},
+    **{f"lora_{slot}_strength": f"LoRA {slot} strength" for slot in (1, 2, 3)},
+}
+# The API's parameter names, where a check names an argument the endpoints do not have.
+API_NAMES = {
+    "height": "resolution (height)",
+    "width": "resolution (width)",
+    "images": "image",
+    "frame_index": "image_frame_index",
+    "strength": "image_strength",
+}  # marks the sizes a small model was never trained at
 
 # Words that show a prompt describes sound; a prompt with none of them gets a hint.
 SOUND_WORDS = (
@@ -65,11 +92,29 @@ def frame_count_choices(frame_rate: float, limit: int = MAX_MENU_FRAMES) -> list
     return [(format_frame_count(count, frame_rate), count) for count in validation.valid_frame_counts(limit)]
 
 
-def sound_hint(prompt: str) -> str:
-    """A gentle hint when a non-empty prompt has no sound words; '' otherwise."""
+# The same advice in the embedded model's own words (the bouncing-ball world's captions).
+SMALL_MODEL_SOUND_HINT = (
+    "Your prompt does not describe any sound yet. This model makes the audio from the same prompt: name the "
+    "**floor** the ball hits (wood, metal, glass) and the **room** it sounds in (a small bright room, a large dark "
+    'hall), and the sound, e.g. *"ringing clanks with long echoes"* or *"hollow knocks with short echoes"*.'
+)
+
+
+def sound_hint(prompt: str, small_vocabulary: bool = False) -> str:
+    """A gentle hint when a non-empty prompt has no sound words ('' otherwise), in the words the model knows."""
     if not prompt or not prompt.strip() or SOUND_WORD_PATTERN.search(prompt):
         return ""
-    return SOUND_HINT
+    return SMALL_MODEL_SOUND_HINT if small_vocabulary else SOUND_HINT
+
+
+def resolution_choices(model_sizes: tuple[str, ...] | None) -> list[tuple[str, str]]:
+    """The resolution menu: the model's own sizes first; the others marked "real weights only" where the model
+    was trained at a few sizes (they run, but it never learned them)."""
+    if model_sizes is None:
+        return list(RESOLUTION_PRESETS)
+    own = [(label, value) for label, value in RESOLUTION_PRESETS if value in model_sizes]
+    others = [(label + REAL_WEIGHTS_ONLY, value) for label, value in RESOLUTION_PRESETS if value not in model_sizes]
+    return own + others
 
 
 def unknown_words_hint(unknown_words: list[str], known_words: list[str] | None = None) -> str:

@@ -4,6 +4,7 @@ Layout only: every event calls a method of `StudioHandlers`. Generation shares o
 cheap updates skip it (`queue=False`), and the two generation events are the named API endpoints.
 """
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from typing import Any
 import gradio as gr
 
 from ltx_pipeline import constants
+from ltx_pipeline.model_defaults import defaults_for_model
 
 from . import help as studio_help
+from .api_inputs import name_input_errors
 from .handlers import AUTO_MODE, LORA_SLOTS, NO_LORA, StudioHandlers, lora_menu
 from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
@@ -22,8 +25,8 @@ GENERATION_QUEUE = "generation"  # the one concurrency group every generation jo
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
-CACHE_LIFETIME_S = (3600, 86400)
-MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads  # gradio's cache: check hourly, delete previews older than a day
+CACHE_LIFETIME_S = (600, 3600)  # gradio's cache (uploads): checked every 10 min, files older than an hour removed
+MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Defaults:
     frame_rate: float = constants.DEFAULT_FRAME_RATE
     seed: int = constants.DEFAULT_SEED
     modality_scale: float = constants.MODALITY_SCALE
+    sizes: tuple[str, ...] | None = None  # "WxH" sizes the model was trained at; None: any
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,15 @@ class SharedControls:
 
 
 def defaults_for(state: StudioState) -> Defaults:
-    if state.is_embedded:
-        return Defaults(
-            studio_help.EMBEDDED_DEFAULT_RESOLUTION,
-            studio_help.EMBEDDED_DEFAULT_NUM_FRAMES,
-            modality_scale=studio_help.EMBEDDED_DEFAULT_MODALITY_SCALE,
-        )
-    return Defaults(studio_help.DEFAULT_RESOLUTION, constants.DEFAULT_NUM_FRAMES)
+    """The page's (and so the API's) defaults: the loaded model's own (`ltx_pipeline.model_defaults`)."""
+    model = defaults_for_model(state.config.model)
+    return Defaults(
+        model.resolution,
+        model.num_frames,
+        frame_rate=model.frame_rate,
+        modality_scale=constants.MODALITY_SCALE if model.modality_scale is None else model.modality_scale,
+        sizes=model.sizes,
+    )
 
 
 def load_example_prompts() -> dict[str, Any]:
@@ -88,9 +94,9 @@ def load_example_prompts() -> dict[str, Any]:
 
 
 def examples_for(state: StudioState, examples: dict[str, Any], job: str) -> list:
-    """The embedded model's own examples first (it knows a small vocabulary), then the general ones."""
-    own = examples[f"embedded_{job}"] if state.is_embedded else []
-    return own + examples[job]
+    """The embedded model's own examples (it knows a small vocabulary and ignores other words), else the general
+    ones."""
+    return examples[f"embedded_{job}"] if state.is_embedded else examples[job]
 
 
 def build_demo(state: StudioState) -> gr.Blocks:
@@ -174,6 +180,7 @@ def _audio_to_video_tab(
                     elem_id=f"{prefix}-start",
                 )
                 pad_audio = gr.Checkbox(value=False, label="Pad a short clip with silence", elem_id=f"{prefix}-pad")
+            length_notice = gr.Markdown(elem_id=f"{prefix}-length-notice")
             audio_help = gr.Markdown(elem_id=f"{prefix}-audio-help")
             use_frames = gr.Button("Use the matching frame count", visible=False, size="sm", elem_id=f"{prefix}-fit")
             suggested_frames = gr.State(None)
@@ -202,8 +209,17 @@ def _audio_to_video_tab(
             queue=False,
             api_visibility="private",
         )
+    name_input_errors({"audio": audio, "audio_start_time": audio_start_time, "pad_audio": pad_audio})
     use_frames.click(
         handlers.use_suggested_frames, suggested_frames, controls.num_frames, queue=False, api_visibility="private"
+    )
+    # A new clip sets the length to the longest it covers (up to the model's longest), with a notice.
+    audio.change(
+        handlers.fit_length_to_clip,
+        [audio, audio_start_time, controls.frame_rate],
+        [controls.num_frames, length_notice],
+        queue=False,
+        api_visibility="private",
     )
     gr.Examples(
         examples=[[str(EXAMPLES_DIR / path), prompt] for path, prompt in examples],
@@ -234,7 +250,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         )
         frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
     resolution = gr.Dropdown(
-        choices=list(studio_help.RESOLUTION_PRESETS),
+        choices=studio_help.resolution_choices(defaults.sizes),
         value=defaults.resolution,
         label="Resolution (width x height)",
         allow_custom_value=True,
@@ -310,7 +326,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     for trigger in (image.change, resolution.change):
         trigger(handlers.image_notice, [image, resolution], image_notice, **private)
     num_frames.change(handlers.frame_index_range, [num_frames, image_frame_index], image_frame_index, **private)
-    return SharedControls(
+    controls = SharedControls(
         prompt,
         negative_prompt,
         num_frames,
@@ -326,6 +342,13 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         image_frame_index,
         loras,
     )
+    # A value gradio cannot read names its API parameter; the frame index is checked against the length.
+    named = {
+        field.name: getattr(controls, field.name) for field in dataclasses.fields(controls) if field.name != "loras"
+    }
+    named |= {f"lora_{slot}_strength": strength for slot, (_, strength) in enumerate(loras, start=1)}
+    name_input_errors(named, unbounded=("image_frame_index",))
+    return controls
 
 
 def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdown, gr.Slider], ...]:
@@ -333,7 +356,9 @@ def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdo
     files = handlers.state.lora_files()
     rows = []
     with gr.Accordion("LoRAs (optional)", open=False, visible=bool(files), elem_id=f"{prefix}-loras"):
-        gr.Markdown(f"Files in `{handlers.state.config.lora_folder}`, applied in both stages.")
+        gr.Markdown(
+            f"Files in the studio's LoRA folder (`{handlers.state.config.lora_folder.name}/`), applied in both stages."
+        )
         for slot in range(1, LORA_SLOTS + 1):
             with gr.Row():
                 lora = gr.Dropdown(
@@ -381,7 +406,7 @@ class OutputWidgets:
 def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
     status = gr.Markdown("**Ready.**", label="Status", show_label=False, elem_id=f"{prefix}-status")
     preview_image = gr.Image(
-        label="Step preview",
+        label="Step preview: start, middle and end, rough colours (not the final video)",
         type="numpy",
         format="png",
         interactive=False,
@@ -423,9 +448,16 @@ def _wire_generation(
         concurrency_id=GENERATION_QUEUE,
         concurrency_limit=config.concurrency_limit,
         show_progress="full",
-        show_progress_on=[shown.status],
+        # The final video's box is large enough for gradio's queue place and time estimate ("queue: 2/3 | 4.1/9.5s")
+        # while a job waits behind another; the status line alone showed a greyed "Ready.".
+        show_progress_on=[shown.status, shown.final_video],
     )
-    generation.failure(handlers.after_failure, None, shown.status, queue=False, api_visibility="private")
+    after_failure = (
+        handlers.after_failure_text_to_av if api_name == TEXT_TO_AV else handlers.after_failure_audio_to_video
+    )
+    generation.failure(after_failure, None, shown.status, queue=False, api_visibility="private")
+    # The rough step preview goes once the run is over (an API caller still gets the last one in the result).
+    generation.then(lambda: None, None, shown.preview_image, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
     # The page says "ready" once the stopped run has let go of its pipeline (a step can take seconds).

@@ -23,7 +23,10 @@ from ltx_pipeline.assembly import (
     assemble,
     lone_process,
 )
+from ltx_pipeline.limits import WorkLimit, default_work_limit
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
+
+from .retention import STAGE_FOLDER, RetentionPolicy, prune
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class StudioConfig:
     lora_folder: Path = REPO_ROOT / "loras"  # the LoRA picker lists the .safetensors files here; absent: no picker
     distilled_lora: str | None = None  # dev checkpoints: the official distilled LoRA, applied in stage 2 of every run
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
+    retention: RetentionPolicy = RetentionPolicy()  # how long outputs stay (age, total size, stage-1 clips)
+    max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
 
     @property
     def settings(self) -> ModelSettings:
@@ -68,6 +73,8 @@ class StudioConfig:
         )
 
     def __post_init__(self) -> None:
+        if self.max_pixel_frames is not None:
+            WorkLimit(self.max_pixel_frames)
         settings = self.settings  # checked on creation
         if settings.num_gpus > 1 and self.concurrency_limit != 1:
             raise ValueError(
@@ -181,6 +188,7 @@ class StudioState:
                     pair = PipelinePair(TI2VidTwoStagesPipeline.from_pipe(base), audio_to_video_class.from_pipe(base))
                     for pipeline in (pair.text_to_av, pair.audio_to_video):
                         pipeline.stage_loras = self._stage_loras
+                        pipeline.work_limit = self.work_limit
                     if self.context.world_size > 1:
                         self._runner = ParallelRunner(
                             {TEXT_TO_AV: pair.text_to_av, AUDIO_TO_VIDEO: pair.audio_to_video}, self.context
@@ -238,6 +246,13 @@ class StudioState:
     @property
     def is_loaded(self) -> bool:
         return self._loaded.is_set()
+
+    @property
+    def work_limit(self) -> WorkLimit:
+        """The most pixel-frames one job may ask for on this studio."""
+        if self.config.max_pixel_frames is not None:
+            return WorkLimit(self.config.max_pixel_frames, source="set by the studio's --max-pixel-frames")
+        return default_work_limit(self.device)
 
     @property
     def is_embedded(self) -> bool:
@@ -348,6 +363,14 @@ class StudioState:
         run.pipeline.cancel()
         return True
 
+    def stop_run(self, run: Run) -> None:
+        """Stops `run` if it is still in flight; a no-op once it has finished (its pipeline may serve a newer run)."""
+        with self._runs_lock:
+            if self._runs.get((run.session, run.mode)) is not run:
+                return
+            run.stop_requested.set()
+            run.pipeline.cancel()
+
     def is_running(self, session: str, mode: str) -> bool:
         with self._runs_lock:
             return (session, mode) in self._runs
@@ -358,8 +381,16 @@ class StudioState:
 
     # ---- files ----------------------------------------------------------------------------------------------------
 
-    def new_output_path(self, stem: str, suffix: str = ".mp4") -> Path:
-        """A fresh file under today's output folder, e.g. outputs/2026-11-24/text_to_av-1a2b3c4d.mp4."""
-        folder = self.config.output_dir / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    def new_output_path(self, stem: str, suffix: str = ".mp4", stage: bool = False) -> Path:
+        """A fresh file under today's output folder, e.g. outputs/2026-11-24/text_to_av-1a2b3c4d.mp4; a stage-1
+        clip goes to outputs/stage1/ (removed after a while) unless the studio keeps stage files."""
+        root = self.config.output_dir
+        if stage and not self.config.retention.keep_stage_files:
+            root = root / STAGE_FOLDER
+        folder = root / datetime.now(timezone.utc).strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{stem}-{uuid.uuid4().hex[:8]}{suffix}"
+
+    def prune_outputs(self) -> list[Path]:
+        """Applies the retention policy to the output folder (after each run); returns what was removed."""
+        return prune(self.config.output_dir, self.config.retention)

@@ -1,0 +1,78 @@
+"""How long the studio keeps what it writes: outputs by age and total size, stage-1 clips only while a run needs them.
+
+Each run writes an mp4 and its recipe (and a stage-1 mp4 shown during the run); nothing removed them, so a public
+studio filled its disk. `prune` removes the oldest outputs first until both limits hold; it runs after every
+finished run, so the folder never holds more than one run beyond the limits.
+"""
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+STAGE_FOLDER = "stage1"  # under the output folder: stage-1 clips, removed after STAGE_LIFETIME_S unless kept
+STAGE_LIFETIME_S = 3600.0  # s: long enough for the page to play a run's stage-1 clip, short enough not to pile up
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Outputs older than `max_age_s` go, then the oldest until the folder holds at most `max_total_bytes`."""
+
+    max_age_s: float = 7 * 86400.0  # a week
+    max_total_bytes: int = 5 * 10**9  # 5 GB
+    keep_stage_files: bool = False  # keep stage-1 clips like outputs (else removed after STAGE_LIFETIME_S)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_age_s, (int, float)) or not self.max_age_s > 0:
+            raise ValueError(f"`max_age_s` (--keep-outputs-days) must be a positive number; got {self.max_age_s!r}.")
+        if isinstance(self.max_total_bytes, bool) or not isinstance(self.max_total_bytes, int):
+            raise ValueError(f"`max_total_bytes` must be a whole number of bytes; got {self.max_total_bytes!r}.")
+        if self.max_total_bytes <= 0:
+            raise ValueError(f"`max_total_bytes` (--max-outputs-size) must be positive; got {self.max_total_bytes}.")
+
+
+def parse_size(text: str) -> int:
+    """'5gb', '500mb', '1024' (bytes) -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?b)?\s*", str(text).lower())
+    if match is None:
+        raise ValueError(f"`--max-outputs-size` must be a size such as 5gb or 500mb; got {text!r}.")
+    return int(float(match[1]) * SIZE_UNITS[match[2] or "b"])
+
+
+def _run_files(folder: Path) -> list[list[Path]]:
+    """The output folder's runs, each as its files (an mp4 and its recipe share a stem), oldest first."""
+    runs: dict[Path, list[Path]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            runs.setdefault(path.with_suffix(""), []).append(path)
+    return sorted(runs.values(), key=lambda files: max(path.stat().st_mtime for path in files))
+
+
+def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> list[Path]:
+    """Removes what `policy` no longer keeps under `folder`; returns the removed files."""
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    stage_folder = folder / STAGE_FOLDER
+    runs = _run_files(folder)
+    total = sum(path.stat().st_size for files in runs for path in files)
+    for files in runs:
+        newest = max(path.stat().st_mtime for path in files)
+        is_stage = stage_folder in files[0].parents
+        expired = now - newest > (STAGE_LIFETIME_S if is_stage and not policy.keep_stage_files else policy.max_age_s)
+        if expired or total > policy.max_total_bytes:
+            for path in files:
+                total -= path.stat().st_size
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    for directory in sorted((path for path in folder.rglob("*") if path.is_dir()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    if removed:
+        logger.info("Retention: removed %d file(s) from %s", len(removed), folder)
+    return removed
