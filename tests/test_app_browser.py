@@ -335,3 +335,49 @@ def test_bad_audio_and_settings_through_the_page(page, tmp_path: Path) -> None:
     choose(page, "a2v-frames", format_frame_count(NUM_FRAMES, FRAME_RATE))
     help_text.get_by_text("The clip has 1.00 s of audio").wait_for(timeout=30_000)
     generate_and_check(page, "a2v", tmp_path, audio_channels=8)  # the app kept serving; all 8 channels kept (FLAC)
+
+
+def download_final(page, prefix: str, path: Path) -> Path:
+    """Waits for the tab's final video and status, then saves the mp4 as the page's Download gives it."""
+    page.wait_for_selector(f"#{prefix}-final video[src]", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        f"document.querySelector('#{prefix}-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
+    )
+    with page.expect_download() as download_info:
+        page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
+            page.locator(f"#{prefix}-final").get_by_role("button", name="Download")
+        ).first.click()
+    download_info.value.save_as(path)
+    return path
+
+
+def test_video_to_audio_and_retake_in_the_browser(page, tmp_path: Path) -> None:
+    from tests.test_pipeline_v2a import video_packets, write_video
+
+    # Video to audio: a 20-frame video is described on upload, its usable 17 frames filled in and said so.
+    page.get_by_role("tab", name="Video to audio").click()
+    page.wait_for_selector("#v2a-prompt textarea")
+    page.locator("#v2a-video input[type=file]").set_input_files(str(write_video(tmp_path / "ball.mp4", num_frames=20)))
+    notice = page.locator("#v2a-video-notice")
+    notice.get_by_text("20 frames at 24 fps").wait_for(timeout=30_000)
+    notice.get_by_text("set to 17").wait_for(timeout=30_000)
+    page.locator("#v2a-prompt textarea").fill("A red ball drops on a wooden floor with a sharp thud that echoes")
+    page.locator("#v2a-generate").click()
+    info = probe_mp4(download_final(page, "v2a", tmp_path / "v2a.mp4"))
+    assert (info.width, info.height, info.num_frames) == (64, 64, 17)
+    assert info.audio_codec == "flac" and info.audio_duration_s == pytest.approx(17 / 24, abs=0.03)
+    assert "re-encoded" in page.locator("#v2a-status").inner_text()  # trimmed: the page says so
+
+    # Retake of a 17-frame clip's sound between 0.2 and 0.5 s: the picture is the clip's own, copied.
+    page.get_by_role("tab", name="Retake").click()
+    page.wait_for_selector("#retake-prompt textarea")
+    clip = write_video(tmp_path / "clip.mp4")
+    page.locator("#retake-video input[type=file]").set_input_files(str(clip))
+    page.locator("#retake-video-notice").get_by_text("17 frames at 24 fps").wait_for(timeout=30_000)
+    page.locator("#retake-start-time input").fill("0.2")
+    page.locator("#retake-end-time input").fill("0.5")
+    page.locator("#retake-regenerate").get_by_text("audio", exact=True).click()
+    page.locator("#retake-prompt textarea").fill("A red ball drops on a metal floor with a loud clank")
+    page.locator("#retake-generate").click()
+    retaken = download_final(page, "retake", tmp_path / "retake.mp4")
+    assert video_packets(retaken) == video_packets(clip)

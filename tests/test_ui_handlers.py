@@ -14,6 +14,7 @@ import soundfile as sf
 
 from ltx_pipeline import validation
 from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.modes import MODES
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ui import help as studio_help
 from ui.handlers import StudioHandlers, build_request
@@ -224,15 +225,15 @@ def test_stop_ends_the_run_within_one_step_and_leaves_the_app_ready(
     assert "Stage 1/2 - step 1/8" in first_step[4]
     assert state.is_running("local", TEXT_TO_AV)
     # Another session's Stop must not end this run.
-    assert "Stopped" not in handlers.stop_text_to_av(gr.Request(session_hash="someone-else"))
-    assert "Stopped" not in handlers.stop_audio_to_video(None)
+    assert "Stopped" not in handlers.stop("text_to_av", gr.Request(session_hash="someone-else"))
+    assert "Stopped" not in handlers.stop("audio_to_video", None)
     assert state.is_running("local", TEXT_TO_AV)
-    assert "Stopped" in handlers.stop_text_to_av(None)
+    assert "Stopped" in handlers.stop("text_to_av", None)
     rest = without_heartbeats(run)
     assert len(rest) == 1, "the run must end at the next step"
     assert "Stopped at stage 1, step 1" in rest[0][4] and is_skip(rest[0][3])
     assert not state.is_running("local", TEXT_TO_AV) and state.idle_slots == state.config.concurrency_limit
-    assert "Stopped" not in handlers.stop_text_to_av(None)
+    assert "Stopped" not in handlers.stop("text_to_av", None)
     # Ready for the next run: it streams from its first step again.
     next_run = handlers.audio_to_video(**A2V_WIDGETS)
     next_update(next_run)
@@ -248,7 +249,7 @@ def test_stop_from_another_thread_while_a_step_runs(handlers: StudioHandlers, st
     run = handlers.text_to_av(**T2AV_WIDGETS)
     next_update(run)
     next_update(run)
-    stopper = threading.Timer(0.01, handlers.stop_text_to_av, args=(None,))
+    stopper = threading.Timer(0.01, handlers.stop, args=("text_to_av", None))
     stopper.start()
     rest = without_heartbeats(run)  # the pipeline's own cancel flag ends the step loop
     stopper.join()
@@ -261,14 +262,14 @@ def test_the_page_says_ready_after_stop_only_once_the_run_let_go(handlers: Studi
     run = handlers.text_to_av(**T2AV_WIDGETS)
     next_update(run)
     next_update(run)
-    assert "Ready" not in handlers.stop_text_to_av(None)
+    assert "Ready" not in handlers.stop("text_to_av", None)
     finisher = threading.Timer(0.5, lambda: list(run))  # the stopped run ends its step a moment later
     finisher.start()
     started = time.monotonic()
-    assert "Stopped. Ready for the next run." in handlers.stopped_text_to_av(None)
+    assert "Stopped. Ready for the next run." in handlers.stopped("text_to_av", None)
     assert time.monotonic() - started >= 0.4 and not state.is_running("local", TEXT_TO_AV)
     finisher.join()
-    assert "Ready for the next run." in handlers.stopped_audio_to_video(None)  # nothing was running there
+    assert "Ready for the next run." in handlers.stopped("audio_to_video", None)  # nothing was running there
 
 
 # ---- errors ---------------------------------------------------------------------------------------------------------
@@ -429,10 +430,10 @@ def test_steps_slider_is_live_in_dev_mode_only(handlers: StudioHandlers) -> None
 
 def test_request_takes_steps_in_dev_mode_and_draws_a_seed_when_asked() -> None:
     widgets = {**T2AV_WIDGETS, "num_inference_steps": 12.0}
-    assert build_request(TEXT_TO_AV, **widgets).num_inference_steps is None  # distilled: fixed schedule
-    assert build_request(TEXT_TO_AV, **{**widgets, "mode": "dev"}).num_inference_steps == 12
-    assert build_request(TEXT_TO_AV, **{**widgets, "mode": "auto"}).mode is None  # the checkpoint's own schedule
-    seeds = {build_request(TEXT_TO_AV, **{**widgets, "randomize_seed": True}).seed for _ in range(4)}
+    assert build_request(TEXT_TO_AV, widgets).num_inference_steps is None  # distilled: fixed schedule
+    assert build_request(TEXT_TO_AV, {**widgets, "mode": "dev"}).num_inference_steps == 12
+    assert build_request(TEXT_TO_AV, {**widgets, "mode": "auto"}).mode is None  # the checkpoint's own schedule
+    seeds = {build_request(TEXT_TO_AV, {**widgets, "randomize_seed": True}).seed for _ in range(4)}
     assert len(seeds) > 1 and 7 not in seeds
 
 
@@ -466,11 +467,13 @@ def test_generation_shares_one_bounded_queue_and_cheap_updates_skip_it(tmp_path:
     demo = build_demo(StudioState(config))  # wiring only: nothing is loaded
     assert demo._queue.max_size == 5
     functions = {function.api_name: function for function in demo.fns.values()}
-    for endpoint in (TEXT_TO_AV, AUDIO_TO_VIDEO):
+    endpoints = [mode.api_name for mode in MODES.values()]  # one tab and endpoint per mode of the registry
+    assert endpoints == ["text_to_av", "audio_to_video", "video_to_audio", "retake"]
+    for endpoint in endpoints:
         generation = functions[endpoint]
         assert generation.queue and generation.api_visibility == "public"
         assert (generation.concurrency_id, generation.concurrency_limit) == ("generation", 2)
-    others = [function for name, function in functions.items() if name not in (TEXT_TO_AV, AUDIO_TO_VIDEO)]
+    others = [function for name, function in functions.items() if name not in endpoints]
     assert others and all(not function.queue for function in others)
     assert all(function.api_visibility != "public" for function in others)
 
@@ -666,3 +669,70 @@ def test_the_step_preview_is_a_small_smooth_strip_of_three_frames() -> None:
     assert strip.shape == (128, 3 * 128 + 2 * 4, 3)  # start, middle and end, as 128 px thumbnails
     assert len(np.unique(strip[64, :128, 0])) > 16  # scaled smoothly: not 4 flat blocks per row
     assert strip.dtype == np.uint8
+
+
+# ---- video to audio and retake ---------------------------------------------------------------------------------------
+
+VIDEO_WIDGETS = {
+    "prompt": "a red ball drops on a wooden floor with a loud thud",
+    "negative_prompt": "",
+    "seed": 7,
+    "randomize_seed": False,
+    "mode": "distilled",
+    "num_inference_steps": 30,
+    "modality_scale": 1.0,
+}
+
+
+def test_the_video_to_audio_tab_gives_the_video_new_sound_and_keeps_its_frames(
+    handlers: StudioHandlers, tmp_path: Path
+) -> None:
+    from tests.test_pipeline_v2a import video_packets, write_video
+
+    video = write_video(tmp_path / "in.mp4")
+    updates = without_heartbeats(handlers.video_to_audio(video=str(video), num_frames=None, fit="", **VIDEO_WIDGETS))
+    preview_image, preview_audio, final_video, status, recipe = updates[-1]  # no stage-1 clip: one stage
+    assert final_video and "Done" in status
+    assert video_packets(final_video) == video_packets(video)  # the frames as they were, copied
+    assert probe_mp4(final_video).audio_duration_s == pytest.approx(17 / 24, abs=0.01)
+    assert recipe["video"] == "in.mp4" and recipe["video_copied"] is True
+
+
+def test_the_retake_tab_regenerates_the_span(handlers: StudioHandlers, tmp_path: Path) -> None:
+    from tests.test_pipeline_v2a import write_video
+
+    video = write_video(tmp_path / "in.mp4")
+    span = {"start_time": 0.4, "end_time": 0.6, "regenerate": "both"}
+    updates = without_heartbeats(handlers.retake(video=str(video), num_frames=None, fit="", **span, **VIDEO_WIDGETS))
+    *_, final_video, status, recipe = updates[-1]
+    assert probe_mp4(final_video).num_frames == 17
+    assert (recipe["start_time"], recipe["end_time"], recipe["regenerate"]) == (0.4, 0.6, "both")
+
+
+def test_a_video_that_does_not_fit_is_refused_in_the_tabs_words(handlers: StudioHandlers, tmp_path: Path) -> None:
+    from tests.test_pipeline_v2a import write_video
+
+    video = write_video(tmp_path / "long.mp4", num_frames=20)
+    with pytest.raises(gr.Error, match=r'"Your video" has 20 frames.*"Use the first frames" = 17'):
+        next_update(handlers.video_to_audio(video=str(video), num_frames=None, fit="", **VIDEO_WIDGETS))
+    span = {"start_time": 0.5, "end_time": 0.5, "regenerate": "both"}
+    with pytest.raises(gr.Error, match=r'"From \(s\)" and "To \(s\)" must satisfy 0 <= start < end'):
+        next_update(handlers.retake(video=str(write_video(tmp_path / "ok.mp4")), num_frames=None, fit="", **span,
+                                    **VIDEO_WIDGETS))  # fmt: skip
+
+
+def test_a_new_video_is_described_and_its_usable_length_filled_in(handlers: StudioHandlers, tmp_path: Path) -> None:
+    from tests.test_pipeline_v2a import write_video
+
+    notice, frames = handlers.video_help(str(write_video(tmp_path / "odd.mp4", num_frames=20, height=80)))
+    assert "20 frames at 24 fps" in notice and "64 x 80" in notice
+    assert "set to 17" in notice and frames["value"] == 17
+    assert "Fit to the model's size" in notice
+    notice, frames = handlers.video_help(str(write_video(tmp_path / "fits.mp4")))
+    assert "17 frames" in notice and frames["value"] is None and "Fit" not in notice
+
+
+def test_a_mode_the_registry_does_not_know_is_an_error(state: StudioState) -> None:
+    with pytest.raises(ValueError, match="Unknown mode 'foley'"), state.run("someone", "foley"):
+        pass
+    assert state.idle_slots == state.config.concurrency_limit  # the slot went back

@@ -23,6 +23,7 @@ EXPECTED = {
     gr.Image: "an image file (PNG, JPEG, WebP, ...)",
     gr.Audio: "an audio file (wav, flac, ogg, mp3, ...) or a video with a sound track",
     gr.Checkbox: "true or false",
+    gr.Video: "a video file (mp4, webm, mov)",
 }
 
 

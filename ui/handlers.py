@@ -5,6 +5,7 @@ generation handlers are generators: they yield every step's preview, the decoded
 mp4. A `ValueError` from the request or the pipeline becomes a `gr.Error` with the same message.
 """
 
+import inspect
 import json
 import logging
 import random
@@ -24,20 +25,24 @@ from ltx_pipeline.conditioning import ImageCondition, aspect_notice, check_image
 from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
+from ltx_pipeline.modes import MODES, SHARED_OPTIONS, SIZE_OPTIONS, Mode, Option, mode_named
+from ltx_pipeline.pipeline_retake import STREAMS as RETAKE_STREAMS
+from ltx_pipeline.pipeline_retake import check_span
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ltx_pipeline.user_terms import in_user_terms, without_paths
+from ltx_pipeline.video_input import check_video, probe_video
 
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
-from .state import AUDIO_TO_VIDEO, TEXT_TO_AV, StudioState
+from .state import TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
 
 MAX_RANDOM_SEED = 2**31 - 1  # random seeds stay in a range every client and JSON parser reads exactly
 LOCAL_SESSION = "local"  # the session of a handler called without a gradio request (tests, scripts)
 AUTO_MODE = "auto"  # the checkpoint's own schedule: distilled for a distilled file, dev otherwise
-MODES = (AUTO_MODE, "distilled", "dev")
+SCHEDULES = (AUTO_MODE, "distilled", "dev")
 MAX_LISTED_WORDS = 120  # a vocabulary this small is listed in full in the prompt hint
 LORA_SLOTS = 3  # LoRAs one run can pick, each with its own strength
 NO_LORA = ""  # the picker's "none" choice
@@ -45,14 +50,49 @@ STOP_WAIT_S = 300.0  # s the page waits for a stopped run to finish its step bef
 STOP_POLL_S = 0.1  # s between checks while it waits
 
 
+SHARED_PARAMETERS = ("prompt", "negative_prompt")
+SIZE_PARAMETERS = ("num_frames", "frame_rate", "resolution")
+SCHEDULE_PARAMETERS = ("seed", "randomize_seed", "mode", "num_inference_steps", "modality_scale")
+IMAGE_PARAMETERS = ("image", "image_strength", "image_frame_index")
+LORA_PARAMETERS = tuple(
+    name for slot in range(1, LORA_SLOTS + 1) for name in (f"lora_{slot}", f"lora_{slot}_strength")
+)
+PARAMETER_DEFAULTS = {
+    "image": None,
+    "image_strength": 1.0,
+    "image_frame_index": 0,
+    **{
+        name: NO_LORA if not name.endswith("strength") else constants.DEFAULT_LORA_STRENGTH for name in LORA_PARAMETERS
+    },
+}
+
+
+def sets_size(mode: Mode) -> bool:
+    """Whether the user picks the clip's size, length and rate (otherwise they are its video's)."""
+    return any(option.keyword == "height" for option in mode.options)
+
+
+def own_options(mode: Mode) -> tuple[Option, ...]:
+    """The mode's own inputs, which its tab shows above the controls every tab has."""
+    return tuple(option for option in mode.options if option not in SHARED_OPTIONS + SIZE_OPTIONS)
+
+
+def page_parameters(mode: Mode) -> tuple[str, ...]:
+    """The mode's endpoint parameters in order (the page's inputs): its own, then the shared ones."""
+    size = SIZE_PARAMETERS if sets_size(mode) else ()
+    images = IMAGE_PARAMETERS if mode.takes_images else ()
+    own = tuple(option.keyword for option in own_options(mode))
+    return (*own, *SHARED_PARAMETERS, *size, *SCHEDULE_PARAMETERS, *images, *LORA_PARAMETERS)
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One job, checked and typed; what the widgets (or an API call) asked for."""
 
-    job: str  # TEXT_TO_AV or AUDIO_TO_VIDEO
+    job: str  # the mode's API name
     prompt: str
     negative_prompt: str | None  # None: the reference negative prompt
-    height: int
+    height: int  # the clip's size, length and rate: chosen, or its video's
     width: int
     num_frames: int
     frame_rate: float
@@ -60,79 +100,65 @@ class GenerationRequest:
     mode: str | None  # "distilled", "dev", or None for the checkpoint's own
     num_inference_steps: int | None  # dev only
     modality_scale: float
+    sized: bool = True  # the pipeline takes the size, length and rate (otherwise it reads them from its video)
     image: str | None = None  # a still held at `image_frame_index` (0: image to video) with `image_strength`
     image_strength: float = 1.0
     image_frame_index: int = 0
     loras: tuple[LoraSpec, ...] = ()  # LoRA files of the studio's folder, applied in both stages
-    audio: str | None = None  # audio to video: the uploaded or recorded file
-    audio_start_time: float = 0.0
-    pad_audio: bool = False
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # the mode's own inputs, by pipeline keyword
 
     def stream_kwargs(self) -> dict[str, Any]:
         kwargs = {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "height": self.height,
-            "width": self.width,
-            "num_frames": self.num_frames,
-            "frame_rate": self.frame_rate,
             "seed": self.seed,
             "mode": self.mode,
             "num_inference_steps": self.num_inference_steps,
             "modality_scale": self.modality_scale,
-            "images": [self.image_condition()] if self.image else None,
         }
-        if self.job == AUDIO_TO_VIDEO:
-            kwargs.update(audio=self.audio, audio_start_time=self.audio_start_time, pad_audio=self.pad_audio)
-        return kwargs
+        if self.sized:
+            kwargs |= {"height": self.height, "width": self.width, "num_frames": self.num_frames}
+            kwargs |= {"frame_rate": self.frame_rate, "images": [self.image_condition()] if self.image else None}
+        return kwargs | dict(self.inputs)
 
     def image_condition(self) -> ImageCondition:
         return ImageCondition(self.image, frame_index=self.image_frame_index, strength=self.image_strength)
 
 
-def build_request(
-    job: str,
-    prompt: str | None,
-    negative_prompt: str | None,
-    num_frames: float | int | str | None,
-    frame_rate: float | int | str | None,
-    resolution: str | None,
-    seed: float | int | str | None,
-    randomize_seed: bool,
-    mode: str | None,
-    num_inference_steps: float | int | str | None,
-    modality_scale: float | int | str | None,
-    image: str | None = None,
-    image_strength: float | int | str | None = 1.0,
-    image_frame_index: float | int | str | None = 0,
-    audio: str | None = None,
-    audio_start_time: float | int | str | None = 0.0,
-    pad_audio: bool = False,
-    loras: tuple[LoraSpec, ...] = (),
-) -> GenerationRequest:
-    """Widget values -> a checked request; raises ValueError naming the first bad input. Loads nothing."""
+def build_request(job: str | Mode, values: Mapping[str, Any], loras: tuple[LoraSpec, ...] = ()) -> GenerationRequest:
+    """Widget values by parameter name -> a checked request; raises ValueError naming the first bad input. Loads
+    nothing (a video or clip is only probed)."""
+    mode = job if isinstance(job, Mode) else mode_named(job)
+    values = {**PARAMETER_DEFAULTS, **values}
+    prompt, negative_prompt = values.get("prompt"), values.get("negative_prompt")
     validation.check_prompt(prompt if prompt is not None else "")
     if negative_prompt:
         validation.check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
-    num_frames = studio_help.whole_number("num_frames", num_frames)
-    validation.check_num_frames(num_frames)
-    frame_rate = studio_help.real_number("frame_rate", frame_rate)
-    validation.check_frame_rate(frame_rate)
-    height, width = studio_help.parse_resolution(resolution)
-    validation.check_size(height, width)
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
-    if randomize_seed:
+    schedule = values.get("mode")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`mode` must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}.")
+    seed = values.get("seed")
+    if values.get("randomize_seed"):
         seed = random.SystemRandom().randint(0, MAX_RANDOM_SEED)
     seed = studio_help.whole_number("seed", seed)
     validation.check_seed(seed)
     steps = None
-    if mode == "dev":
-        steps = studio_help.whole_number("num_inference_steps", num_inference_steps)
+    if schedule == "dev":
+        steps = studio_help.whole_number("num_inference_steps", values.get("num_inference_steps"))
         validation.check_steps(steps)
-    modality_scale = studio_help.real_number("modality_scale", modality_scale)
+    modality_scale = studio_help.real_number("modality_scale", values.get("modality_scale"))
+    if sets_size(mode):
+        num_frames = studio_help.whole_number("num_frames", values.get("num_frames"))
+        validation.check_num_frames(num_frames)
+        frame_rate = studio_help.real_number("frame_rate", values.get("frame_rate"))
+        validation.check_frame_rate(frame_rate)
+        height, width = studio_help.parse_resolution(values.get("resolution"))
+        validation.check_size(height, width)
+        inputs = _audio_inputs(values) if mode.name == "a2v" else {}
+    else:
+        height, width, num_frames, frame_rate, inputs = _video_inputs(mode, values)
     request = GenerationRequest(
-        job=job,
+        job=mode.api_name,
         prompt=prompt,
         negative_prompt=negative_prompt or None,
         height=height,
@@ -140,30 +166,61 @@ def build_request(
         num_frames=num_frames,
         frame_rate=frame_rate,
         seed=seed,
-        mode=None if mode == AUTO_MODE else mode,
+        mode=None if schedule == AUTO_MODE else schedule,
         num_inference_steps=steps,
         modality_scale=modality_scale,
+        sized=sets_size(mode),
+        loras=tuple(loras),
+        inputs=inputs,
     )
-    if image:
-        strength = studio_help.real_number("image_strength", image_strength)
-        frame_index = studio_help.whole_number("image_frame_index", image_frame_index)
+    image = values.get("image")
+    if image and mode.takes_images:
+        strength = studio_help.real_number("image_strength", values.get("image_strength"))
+        frame_index = studio_help.whole_number("image_frame_index", values.get("image_frame_index"))
         request = replace(request, image=str(image), image_strength=strength, image_frame_index=frame_index)
         # The pipeline's own checks, before the model is touched: frame inside the clip, strength in [0, 1], and
         # a file that opens as an image.
         check_image_conditions([request.image_condition()], num_frames)
         load_image(request.image, "image")
-    request = replace(request, loras=tuple(loras))
-    if job == AUDIO_TO_VIDEO:
-        if not audio:
-            raise ValueError("`audio` is missing: upload or record a clip first.")
-        audio_start_time = studio_help.real_number("audio_start_time", audio_start_time)
-        validation.check_audio_start_time(audio_start_time)
-        if not isinstance(pad_audio, bool):
-            raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
-        # Reading the header catches an empty, corrupt or non-audio file before the model is touched.
-        probe_audio_duration(audio)
-        request = replace(request, audio=str(audio), audio_start_time=audio_start_time, pad_audio=pad_audio)
     return request
+
+
+def _audio_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Audio to video's own inputs, checked: the clip (its header read), where to start, whether to pad."""
+    audio = values.get("audio")
+    if not audio:
+        raise ValueError("`audio` is missing: upload or record a clip first.")
+    audio_start_time = studio_help.real_number("audio_start_time", values.get("audio_start_time", 0.0))
+    validation.check_audio_start_time(audio_start_time)
+    pad_audio = values.get("pad_audio", False)
+    if not isinstance(pad_audio, bool):
+        raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
+    # Reading the header catches an empty, corrupt or non-audio file before the model is touched.
+    probe_audio_duration(audio)
+    return {"audio": str(audio), "audio_start_time": audio_start_time, "pad_audio": pad_audio}
+
+
+def _video_inputs(mode: Mode, values: Mapping[str, Any]) -> tuple[int, int, int, float, dict[str, Any]]:
+    """A video mode's own inputs, checked against the video's header: (height, width, frames, rate, inputs)."""
+    video = values.get("video")
+    if not video:
+        raise ValueError("`video` is missing: upload a video first.")
+    wanted = values.get("num_frames")
+    num_frames = None if wanted in (None, "", 0) else studio_help.whole_number("num_frames", wanted)
+    fit = values.get("fit") or None
+    info = probe_video(video)
+    num_frames, (height, width) = check_video(info, num_frames, fit, constants.TWO_STAGE_SIZE_MULTIPLE)
+    frame_rate = float(info.frame_rate)
+    inputs = {"video": str(video), "num_frames": num_frames, "fit": fit}
+    if mode.name == "retake":
+        start = studio_help.real_number("start_time", values.get("start_time"))
+        end = studio_help.real_number("end_time", values.get("end_time"))
+        check_span(start, end, num_frames / frame_rate)
+        regenerate = values.get("regenerate") or "both"
+        if regenerate not in RETAKE_STREAMS:
+            raise ValueError(f"`regenerate` must be 'video', 'audio' or 'both'; got {regenerate!r}.")
+        inputs |= {"start_time": start, "end_time": end, "regenerate": regenerate}
+    return height, width, num_frames, frame_rate, inputs
 
 
 def pick_loras(
@@ -211,98 +268,61 @@ class StudioHandlers:
         # (session, job) -> when its Stop was clicked: a cancelled event then "fails", and the page must say it
         # stopped, not that it ended with an error.
         self._stop_clicks: dict[tuple[str, str], float] = {}
+        self._entry_points: dict[str, Callable[..., Iterator[tuple]]] = {}
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
-    def text_to_av(
-        self,
-        prompt: str,
-        negative_prompt: str,
-        num_frames: int,
-        frame_rate: float,
-        resolution: str,
-        seed: int,
-        randomize_seed: bool,
-        mode: str,
-        num_inference_steps: int,
-        modality_scale: float,
-        image: str | None = None,
-        image_strength: float = 1.0,
-        image_frame_index: int = 0,
-        lora_1: str | None = NO_LORA,
-        lora_1_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        lora_2: str | None = NO_LORA,
-        lora_2_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        lora_3: str | None = NO_LORA,
-        lora_3_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
-    ) -> Iterator[tuple]:
-        """Yields (step preview image, step preview audio, stage-1 mp4, final mp4, status, recipe)."""
-        arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
-        lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        terms = _terms(request)
-        with user_errors(terms):
-            job = build_request(
-                TEXT_TO_AV,
-                *arguments,
-                num_inference_steps,
-                modality_scale,
-                image=image,
-                image_strength=image_strength,
-                image_frame_index=image_frame_index,
-                loras=self._pick_loras(lora_rows),
-            )
-        for update in self._pumped(job, _session(request), progress, terms):
-            yield update.for_text_to_av()
+    def generation(self, mode: Mode) -> Callable[..., Iterator[tuple]]:
+        """The generation handler of `mode`: its page's inputs (`page_parameters`) by name or in order, yielding
+        the tab's outputs (`_Update.outputs`). One function for every mode, its signature made from the registry so
+        that gradio names the endpoint's parameters."""
+        if mode.api_name not in self._entry_points:
+            self._entry_points[mode.api_name] = self._entry_point(mode)
+        return self._entry_points[mode.api_name]
 
-    def audio_to_video(
-        self,
-        audio: str,
-        audio_start_time: float,
-        pad_audio: bool,
-        prompt: str,
-        negative_prompt: str,
-        num_frames: int,
-        frame_rate: float,
-        resolution: str,
-        seed: int,
-        randomize_seed: bool,
-        mode: str,
-        num_inference_steps: int,
-        modality_scale: float,
-        image: str | None = None,
-        image_strength: float = 1.0,
-        image_frame_index: int = 0,
-        lora_1: str | None = NO_LORA,
-        lora_1_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        lora_2: str | None = NO_LORA,
-        lora_2_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        lora_3: str | None = NO_LORA,
-        lora_3_strength: float = constants.DEFAULT_LORA_STRENGTH,
-        request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio finds the tracker by this default
-    ) -> Iterator[tuple]:
-        """Yields (step preview image, stage-1 mp4, final mp4, status, recipe); the clip's audio is kept as is."""
-        arguments = (prompt, negative_prompt, num_frames, frame_rate, resolution, seed, randomize_seed, mode)
-        lora_rows = [(lora_1, lora_1_strength), (lora_2, lora_2_strength), (lora_3, lora_3_strength)]
-        terms = _terms(request)
-        with user_errors(terms):
-            job = build_request(
-                AUDIO_TO_VIDEO,
-                *arguments,
-                num_inference_steps,
-                modality_scale,
-                image=image,
-                image_strength=image_strength,
-                image_frame_index=image_frame_index,
-                audio=audio,
-                audio_start_time=audio_start_time,
-                pad_audio=pad_audio,
-                loras=self._pick_loras(lora_rows),
+    def __getattr__(self, name: str) -> Callable[..., Iterator[tuple]]:
+        """`handlers.text_to_av` and the like: a mode's generation handler by its API name."""
+        mode = next((mode for mode in MODES.values() if mode.api_name == name), None)
+        if mode is None:
+            raise AttributeError(name)
+        return self.generation(mode)
+
+    def _entry_point(self, mode: Mode) -> Callable[..., Iterator[tuple]]:
+        names = page_parameters(mode)
+        parameters = [
+            inspect.Parameter(
+                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=PARAMETER_DEFAULTS.get(name, None)
             )
-        for update in self._pumped(job, _session(request), progress, terms):
-            yield update.for_audio_to_video()
+            if name in PARAMETER_DEFAULTS
+            else inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for name in names
+        ]
+        parameters += [
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request),
+            inspect.Parameter(
+                "progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress(), annotation=gr.Progress
+            ),
+        ]
+        signature = inspect.Signature(parameters)
+
+        def generate(*args: Any, **kwargs: Any) -> Iterator[tuple]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            request, progress = values.pop("request"), values.pop("progress")
+            terms = _terms(request, mode)
+            with user_errors(terms):
+                lora_rows = [(values[f"lora_{slot}"], values[f"lora_{slot}_strength"]) for slot in range(1, 4)]
+                job = build_request(mode, values, loras=self._pick_loras(lora_rows))
+            for update in self._pumped(job, _session(request), progress, terms):
+                yield update.outputs(mode)
+
+        generate.__signature__ = signature
+        # gradio finds the request and progress parameters by their annotations.
+        generate.__annotations__ = {"request": gr.Request, "progress": gr.Progress}
+        generate.__name__ = generate.__qualname__ = mode.api_name
+        generate.__doc__ = f"{mode.title}: yields {', '.join(_Update.output_names(mode))}."
+        return generate
 
     def _pick_loras(self, rows: list[tuple[str | None, float]]) -> tuple[LoraSpec, ...]:
         return pick_loras(rows, self.state.lora_files(), self.state.lora_picker_off_reason)
@@ -373,7 +393,8 @@ class StudioHandlers:
                 yield _Update(status=_status(f"Stopped at {where}. Ready for the next run."))
 
     def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":
-        label = f"Stage {event.stage}/2 - step {event.step}/{event.total_steps}"
+        stages = 2 if mode_named(job.job).two_stage else 1
+        label = f"Stage {event.stage}/{stages} - step {event.step}/{event.total_steps}"
         progress((event.step, event.total_steps), desc=label)
         preview_audio = audio_for_widget(event.audio) if event.audio is not None else gr.skip()
         return _Update(
@@ -398,13 +419,13 @@ class StudioHandlers:
         recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]
+        if event.output.recipe.get("video_reencoded_because"):
+            notices.append(f"The video was re-encoded: {event.output.recipe['video_reencoded_because']}.")
         return _Update(final_video=str(path), status="\n\n".join([message, *notices]), recipe=recipe)
 
-    def stop_text_to_av(self, request: gr.Request = None) -> str:
-        return self._stop(TEXT_TO_AV, request)
-
-    def stop_audio_to_video(self, request: gr.Request = None) -> str:
-        return self._stop(AUDIO_TO_VIDEO, request)
+    def stop(self, job: str, request: gr.Request | None = None) -> str:
+        """Stop for the tab of mode `job` (its API name)."""
+        return self._stop(job, request)
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
         self._stop_clicks[(_session(request), job)] = time.monotonic()
@@ -412,11 +433,9 @@ class StudioHandlers:
             return _status("Stopped; the step in progress finishes first...")
         return _status("Ready for the next run.")
 
-    def stopped_text_to_av(self, request: gr.Request = None) -> str:
-        return self._stopped(TEXT_TO_AV, request)
-
-    def stopped_audio_to_video(self, request: gr.Request = None) -> str:
-        return self._stopped(AUDIO_TO_VIDEO, request)
+    def stopped(self, job: str, request: gr.Request | None = None) -> str:
+        """After Stop in the tab of mode `job`: "ready" once its run has let go of its pipeline."""
+        return self._stopped(job, request)
 
     def _stopped(self, job: str, request: gr.Request | None) -> str:
         """After Stop: "ready" only once the stopped run has let go of its pipeline. Gradio's cancel of the event
@@ -427,12 +446,6 @@ class StudioHandlers:
                 return _status("The stopped run is still finishing its step; try again shortly.")
             time.sleep(STOP_POLL_S)
         return _status("Stopped. Ready for the next run.")
-
-    def after_failure_text_to_av(self, request: gr.Request = None) -> str:
-        return self.after_failure(TEXT_TO_AV, request)
-
-    def after_failure_audio_to_video(self, request: gr.Request = None) -> str:
-        return self.after_failure(AUDIO_TO_VIDEO, request)
 
     def after_failure(self, job: str = TEXT_TO_AV, request: gr.Request | None = None) -> str:
         """The status line after a run's event failed: stopped by the user (Stop cancels the event), or an error
@@ -526,6 +539,37 @@ class StudioHandlers:
         notice = f"Length set to **{studio_help.format_frame_count(count, rate)}** for this clip ({reason})."
         return gr.update(value=count), notice
 
+    def video_help(self, video: str | None) -> tuple[str, Any]:
+        """(notice, "use the first frames" update) for a new video: its frames, size and rate, and what the model
+        needs of them. A frame count that is not 8k+1 gets the longest valid count filled in (said in the notice);
+        a size off the 64 px grid names the fit options."""
+        if not video:
+            return "", gr.skip()
+        try:
+            info = probe_video(video)
+        except (ValueError, FileNotFoundError) as error:
+            return f"**Cannot use this video:** {UserTerms().say(str(error))}", gr.skip()
+        rate = float(info.frame_rate)
+        lines = [f"The video: {info.num_frames} frames at {rate:g} fps ({info.num_frames / rate:.2f} s), "
+                 f"{info.width} x {info.height}."]  # fmt: skip
+        frames_update = gr.update(value=None)
+        below, _ = validation.nearest_valid_frame_counts(info.num_frames)
+        if info.num_frames < constants.MIN_NUM_FRAMES:
+            lines.append(f"It is too short: the model needs at least {constants.MIN_NUM_FRAMES} frames.")
+        elif below != info.num_frames:
+            lines.append(
+                f"The model takes 8k+1 frames: **Use the first frames** is set to {below} "
+                f"({below / rate:.2f} s); the output is then re-encoded."
+            )
+            frames_update = gr.update(value=below)
+        multiple = constants.TWO_STAGE_SIZE_MULTIPLE
+        if info.width % multiple or info.height % multiple:
+            lines.append(
+                f"Its size is not a multiple of {multiple} pixels: pick **Fit to the model's size** (centre-crop or "
+                f"resize to {info.width // multiple * multiple} x {info.height // multiple * multiple})."
+            )
+        return "\n\n".join(lines), frames_update
+
     def use_suggested_frames(self, suggested: int | None) -> dict:
         return gr.update(value=suggested) if suggested else gr.skip()
 
@@ -571,11 +615,16 @@ class _Update:
     status: Any = field(default_factory=gr.skip)
     recipe: Any = field(default_factory=gr.skip)
 
-    def for_text_to_av(self) -> tuple:
-        return self.preview_image, self.preview_audio, self.stage_video, self.final_video, self.status, self.recipe
+    @staticmethod
+    def output_names(mode: Mode) -> tuple[str, ...]:
+        """The tab's outputs in order: a step preview, its sound where the mode makes sound, the stage-1 clip where
+        there is a stage 2, then the final mp4, the status and the recipe."""
+        names = ("preview_image", "preview_audio" if mode.generates_audio else None)
+        names += ("stage_video" if mode.two_stage else None, "final_video", "status", "recipe")
+        return tuple(name for name in names if name is not None)
 
-    def for_audio_to_video(self) -> tuple:
-        return self.preview_image, self.stage_video, self.final_video, self.status, self.recipe
+    def outputs(self, mode: Mode) -> tuple:
+        return tuple(getattr(self, name) for name in self.output_names(mode))
 
 
 def _status(message: str) -> str:
@@ -596,10 +645,14 @@ class UserTerms:
 API_TERMS = UserTerms(studio_help.API_NAMES, "`{}`")
 
 
-def _terms(request: gr.Request | None) -> UserTerms:
-    """gradio_client marks its calls (`x-gradio-user: api`); the page's own calls get the page's labels."""
+def _terms(request: gr.Request | None, mode: Mode | None = None) -> UserTerms:
+    """gradio_client marks its calls (`x-gradio-user: api`); the page's own calls get the page's labels, those of
+    the mode's own inputs as its tab shows them (video to audio's `num_frames` is "Use the first frames")."""
     headers = getattr(request, "headers", None) or {}
-    return API_TERMS if headers.get("x-gradio-user") == "api" else UserTerms()
+    if headers.get("x-gradio-user") == "api":
+        return API_TERMS
+    own = {option.keyword: option.label for option in own_options(mode)} if mode is not None else {}
+    return UserTerms({**studio_help.PAGE_LABELS, **own})
 
 
 @contextmanager

@@ -48,6 +48,11 @@ PAGE_LABELS = {
     "pad_audio": "Pad a short clip with silence",
     **{f"lora_{slot}": f"LoRA {slot}" for slot in (1, 2, 3)},
     **{f"lora_{slot}_strength": f"LoRA {slot} strength" for slot in (1, 2, 3)},
+    "video": "Your video",
+    "fit": "Fit to the model's size",
+    "start_time": "From (s)",
+    "end_time": "To (s)",
+    "regenerate": "Regenerate",
 }
 # The API's parameter names, where a check names an argument the endpoints do not have.
 API_NAMES = {

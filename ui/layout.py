@@ -1,7 +1,7 @@
-"""The studio page: two tabs (text to audio+video, audio to video) over one `StudioState`.
+"""The studio page: one tab per mode of the registry (`ltx_pipeline.modes`) over one `StudioState`.
 
 Layout only: every event calls a method of `StudioHandlers`. Generation shares one queue (`concurrency_id`),
-cheap updates skip it (`queue=False`), and the two generation events are the named API endpoints.
+cheap updates skip it (`queue=False`), and each tab's generation event is the named API endpoint of its mode.
 """
 
 import dataclasses
@@ -14,12 +14,22 @@ import gradio as gr
 
 from ltx_pipeline import constants
 from ltx_pipeline.model_defaults import defaults_for_model
+from ltx_pipeline.modes import MODES, Mode, Option
 
 from . import help as studio_help
 from .api_inputs import name_input_errors
-from .handlers import AUTO_MODE, LORA_SLOTS, NO_LORA, StudioHandlers, lora_menu
-from .state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
-from .zerogpu import audio_to_video_duration, on_gpu, text_to_av_duration
+from .handlers import (
+    AUTO_MODE,
+    LORA_SLOTS,
+    NO_LORA,
+    StudioHandlers,
+    lora_menu,
+    own_options,
+    page_parameters,
+    sets_size,
+)
+from .state import EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
+from .zerogpu import duration_for, on_gpu
 
 GENERATION_QUEUE = "generation"  # the one concurrency group every generation joins
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
@@ -41,25 +51,26 @@ class Defaults:
 
 @dataclass(frozen=True)
 class SharedControls:
-    """The controls both tabs have, in the order the handlers take them after their own."""
+    """The controls every tab has, in the order the handlers take them after the mode's own (`page_parameters`);
+    the size, length and rate only where the user picks them, the image only where the mode takes one."""
 
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
-    num_frames: gr.Dropdown
-    frame_rate: gr.Number
-    resolution: gr.Dropdown
+    num_frames: gr.Dropdown | None
+    frame_rate: gr.Number | None
+    resolution: gr.Dropdown | None
     seed: gr.Number
     randomize_seed: gr.Checkbox
     mode: gr.Radio
     num_inference_steps: gr.Slider
     modality_scale: gr.Slider
-    image: gr.Image
-    image_strength: gr.Slider
-    image_frame_index: gr.Slider
+    image: gr.Image | None
+    image_strength: gr.Slider | None
+    image_frame_index: gr.Slider | None
     loras: tuple[tuple[gr.Dropdown, gr.Slider], ...]  # LORA_SLOTS rows of (file, strength)
 
     def inputs(self) -> list[gr.components.Component]:
-        return [
+        widgets = [
             self.prompt,
             self.negative_prompt,
             self.num_frames,
@@ -73,8 +84,8 @@ class SharedControls:
             self.image,
             self.image_strength,
             self.image_frame_index,
-            *(widget for row in self.loras for widget in row),
         ]
+        return [widget for widget in widgets if widget is not None] + [w for row in self.loras for w in row]
 
 
 def defaults_for(state: StudioState) -> Defaults:
@@ -95,7 +106,8 @@ def load_example_prompts() -> dict[str, Any]:
 
 def examples_for(state: StudioState, examples: dict[str, Any], job: str) -> list:
     """The embedded model's own examples (it knows a small vocabulary and ignores other words), else the general
-    ones."""
+    ones; a mode without examples of its own (a video's) gets the text tab's prompts."""
+    job = job if job in examples else TEXT_TO_AV
     return examples[f"embedded_{job}"] if state.is_embedded else examples[job]
 
 
@@ -115,10 +127,9 @@ def build_demo(state: StudioState) -> gr.Blocks:
         demo.load(handlers.model_status, None, [model_note, loading_timer], **private)
         loading_timer.tick(handlers.model_status, None, [model_note, loading_timer], **private)
         with gr.Tabs():
-            with gr.Tab("Text to audio+video", id=TEXT_TO_AV):
-                _text_to_av_tab(handlers, defaults, state.config, examples_for(state, examples, TEXT_TO_AV))
-            with gr.Tab("Audio to video", id=AUDIO_TO_VIDEO):
-                _audio_to_video_tab(handlers, defaults, state.config, examples_for(state, examples, AUDIO_TO_VIDEO))
+            for mode in MODES.values():
+                with gr.Tab(mode.title, id=mode.api_name):
+                    _mode_tab(handlers, mode, defaults, state.config, examples_for(state, examples, mode.api_name))
     demo.queue(max_size=state.config.max_queue_size, default_concurrency_limit=state.config.concurrency_limit)
     return demo
 
@@ -137,101 +148,114 @@ def launch_options(config: StudioConfig) -> dict[str, Any]:
 # ---- tabs ---------------------------------------------------------------------------------------------------------
 
 
-def _text_to_av_tab(handlers: StudioHandlers, defaults: Defaults, config: StudioConfig, prompts: list[str]) -> None:
-    prefix = "t2av"
+def _mode_tab(handlers: StudioHandlers, mode: Mode, defaults: Defaults, config: StudioConfig, examples: list) -> None:
+    """One mode's tab: its own inputs, the shared controls, Generate and Stop, and its outputs."""
+    prefix = mode.name
     with gr.Row():
         with gr.Column(scale=5):
-            controls = _shared_controls(handlers, defaults, prefix)
+            own = {option.keyword: _own_input(option, prefix) for option in own_options(mode)}
+            helpers = _input_helpers(handlers, mode, own, prefix)
+            controls = _shared_controls(handlers, defaults, prefix, sets_size(mode), mode.takes_images)
             generate, stop = _buttons(prefix)
         with gr.Column(scale=6):
-            shown = _outputs(prefix, preview_audio=True)
+            shown = _outputs(prefix, preview_audio=mode.generates_audio, stage_video=mode.two_stage)
+    parameters = page_parameters(mode)
     _wire_generation(
         handlers,
+        mode,
         generate,
         stop,
-        run=on_gpu(handlers.text_to_av, text_to_av_duration),
-        stop_run=handlers.stop_text_to_av,
-        await_stop=handlers.stopped_text_to_av,
-        inputs=controls.inputs(),
+        run=on_gpu(handlers.generation(mode), duration_for(mode, parameters)),
+        inputs=[*own.values(), *controls.inputs()],
         shown=shown,
-        api_name=TEXT_TO_AV,
         config=config,
     )
-    gr.Examples(examples=[[prompt] for prompt in prompts], inputs=[controls.prompt], label="Prompts with sound")
-
-
-def _audio_to_video_tab(
-    handlers: StudioHandlers, defaults: Defaults, config: StudioConfig, examples: list[list[str]]
-) -> None:
-    prefix = "a2v"
-    with gr.Row():
-        with gr.Column(scale=5):
-            audio = gr.Audio(
-                label="Your audio (upload or record)",
-                sources=["upload", "microphone"],
-                type="filepath",
-                elem_id=f"{prefix}-audio",
-            )
-            with gr.Row():
-                audio_start_time = gr.Number(
-                    value=0.0,
-                    label="Start at (s)",
-                    info="Where in the clip the video begins",
-                    elem_id=f"{prefix}-start",
-                )
-                pad_audio = gr.Checkbox(value=False, label="Pad a short clip with silence", elem_id=f"{prefix}-pad")
-            length_notice = gr.Markdown(elem_id=f"{prefix}-length-notice")
-            audio_help = gr.Markdown(elem_id=f"{prefix}-audio-help")
-            use_frames = gr.Button("Use the matching frame count", visible=False, size="sm", elem_id=f"{prefix}-fit")
-            suggested_frames = gr.State(None)
-            controls = _shared_controls(handlers, defaults, prefix)
-            generate, stop = _buttons(prefix)
-        with gr.Column(scale=6):
-            shown = _outputs(prefix, preview_audio=False)
-    _wire_generation(
-        handlers,
-        generate,
-        stop,
-        run=on_gpu(handlers.audio_to_video, audio_to_video_duration),
-        stop_run=handlers.stop_audio_to_video,
-        await_stop=handlers.stopped_audio_to_video,
-        inputs=[audio, audio_start_time, pad_audio, *controls.inputs()],
-        shown=shown,
-        api_name=AUDIO_TO_VIDEO,
-        config=config,
-    )
-    help_inputs = [audio, audio_start_time, controls.num_frames, controls.frame_rate]
-    for trigger in (audio.change, audio_start_time.change, controls.num_frames.change, controls.frame_rate.change):
-        trigger(
-            handlers.audio_help,
-            help_inputs,
-            [audio_help, use_frames, suggested_frames],
-            queue=False,
-            api_visibility="private",
+    name_input_errors({keyword: widget for keyword, widget in own.items() if keyword != "fit"})
+    helpers(controls)
+    if "audio" in own:
+        gr.Examples(
+            examples=[[str(EXAMPLES_DIR / path), prompt] for path, prompt in examples],
+            inputs=[own["audio"], controls.prompt],
+            label="Clips made by this project, with prompts",
         )
-    name_input_errors({"audio": audio, "audio_start_time": audio_start_time, "pad_audio": pad_audio})
-    use_frames.click(
-        handlers.use_suggested_frames, suggested_frames, controls.num_frames, queue=False, api_visibility="private"
-    )
-    # A new clip sets the length to the longest it covers (up to the model's longest), with a notice.
-    audio.change(
-        handlers.fit_length_to_clip,
-        [audio, audio_start_time, controls.frame_rate],
-        [controls.num_frames, length_notice],
-        queue=False,
-        api_visibility="private",
-    )
-    gr.Examples(
-        examples=[[str(EXAMPLES_DIR / path), prompt] for path, prompt in examples],
-        inputs=[audio, controls.prompt],
-        label="Clips made by this project, with prompts",
-    )
+    else:
+        gr.Examples(examples=[[prompt] for prompt in examples], inputs=[controls.prompt], label="Prompts with sound")
+
+
+def _own_input(option: Option, prefix: str) -> gr.components.Component:
+    """The widget of one of a mode's own inputs, labelled as the registry labels it."""
+    elem_id = f"{prefix}-{option.keyword.replace('_', '-')}"
+    if option.keyword == "audio":
+        return gr.Audio(
+            label=f"{option.label} (upload or record)",
+            sources=["upload", "microphone"],
+            type="filepath",
+            elem_id=elem_id,
+        )
+    if option.keyword == "video":
+        # format None: the upload reaches the pipeline as it is (no conversion), so its frames can be kept exactly.
+        return gr.Video(label=f"{option.label} ({option.help})", sources=["upload"], format=None, elem_id=elem_id)
+    if option.switch:
+        return gr.Checkbox(value=bool(option.default), label=option.label, elem_id=elem_id)
+    if option.choices is not None:
+        choices = [(choice, choice) for choice in option.choices]
+        if not option.required and option.default is None:
+            choices = [("as it is", "")] + choices
+        return gr.Radio(
+            choices=choices, value=option.default or "", label=option.label, info=option.help, elem_id=elem_id
+        )
+    precision = 0 if option.type is int else None
+    return gr.Number(value=option.default, label=option.label, info=option.help, precision=precision, elem_id=elem_id)
+
+
+def _input_helpers(
+    handlers: StudioHandlers, mode: Mode, own: dict[str, gr.components.Component], prefix: str
+) -> Callable[[SharedControls], None]:
+    """The notices under a mode's own inputs (a clip's length against the chosen one, a video's frames and size),
+    wired once the shared controls exist; returns that wiring."""
+    private = {"queue": False, "api_visibility": "private"}
+    if "audio" in own:
+        audio, audio_start_time = own["audio"], own["audio_start_time"]
+        length_notice = gr.Markdown(elem_id=f"{prefix}-length-notice")
+        audio_help = gr.Markdown(elem_id=f"{prefix}-audio-help")
+        use_frames = gr.Button("Use the matching frame count", visible=False, size="sm", elem_id=f"{prefix}-fit")
+        suggested_frames = gr.State(None)
+
+        def wire(controls: SharedControls) -> None:
+            help_inputs = [audio, audio_start_time, controls.num_frames, controls.frame_rate]
+            for trigger in (audio.change, audio_start_time.change, controls.num_frames.change):
+                trigger(handlers.audio_help, help_inputs, [audio_help, use_frames, suggested_frames], **private)
+            controls.frame_rate.change(
+                handlers.audio_help, help_inputs, [audio_help, use_frames, suggested_frames], **private
+            )
+            use_frames.click(handlers.use_suggested_frames, suggested_frames, controls.num_frames, **private)
+            # A new clip sets the length to the longest it covers (up to the model's longest), with a notice.
+            audio.change(
+                handlers.fit_length_to_clip,
+                [audio, audio_start_time, controls.frame_rate],
+                [controls.num_frames, length_notice],
+                **private,
+            )
+
+        return wire
+    if "video" in own:
+        video_notice = gr.Markdown(elem_id=f"{prefix}-video-notice")
+
+        def wire(controls: SharedControls) -> None:
+            # A new video: its frames, size and rate, and what the model needs of them (the length to use filled
+            # in, said in the notice, where its frame count is not 8k+1).
+            own["video"].change(handlers.video_help, [own["video"]], [video_notice, own["num_frames"]], **private)
+
+        return wire
+    return lambda controls: None
 
 
 # ---- pieces -------------------------------------------------------------------------------------------------------
 
 
-def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) -> SharedControls:
+def _shared_controls(
+    handlers: StudioHandlers, defaults: Defaults, prefix: str, sized: bool = True, images: bool = True
+) -> SharedControls:
     prompt = gr.Textbox(
         label="Prompt",
         lines=4,
@@ -239,23 +263,7 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         elem_id=f"{prefix}-prompt",
     )
     prompt_hint = gr.Markdown(elem_id=f"{prefix}-prompt-hint")
-    with gr.Row():
-        num_frames = gr.Dropdown(
-            choices=studio_help.frame_count_choices(defaults.frame_rate),
-            value=defaults.num_frames,
-            label="Length",
-            info="Valid counts are 8k+1 frames",
-            allow_custom_value=True,  # API callers may send any count: the handler explains a wrong one
-            elem_id=f"{prefix}-frames",
-        )
-        frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
-    resolution = gr.Dropdown(
-        choices=studio_help.resolution_choices(defaults.sizes),
-        value=defaults.resolution,
-        label="Resolution (width x height)",
-        allow_custom_value=True,
-        elem_id=f"{prefix}-resolution",
-    )
+    num_frames, frame_rate, resolution = _size_controls(defaults, prefix) if sized else (None, None, None)
     modality_scale = gr.Slider(
         *MODALITY_SCALE_RANGE,
         value=defaults.modality_scale,
@@ -264,33 +272,9 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
         info="Above 1 steers sound and picture toward each other (one extra pass per step); 1 turns it off.",
         elem_id=f"{prefix}-modality",
     )
-    with gr.Accordion("Start from an image (optional)", open=False):
-        image = gr.Image(
-            label="Image (upload, webcam or paste)",
-            type="filepath",
-            sources=["upload", "webcam", "clipboard"],
-            elem_id=f"{prefix}-image",
-        )
-        image_notice = gr.Markdown(elem_id=f"{prefix}-image-notice")
-        with gr.Row():
-            image_frame_index = gr.Slider(
-                0,
-                defaults.num_frames - 1,
-                value=0,
-                step=1,
-                label="Frame index",
-                info="0 = first frame (image to video); a later frame makes the image a keyframe there.",
-                elem_id=f"{prefix}-image-frame",
-            )
-            image_strength = gr.Slider(
-                0.0,
-                1.0,
-                value=1.0,
-                step=0.05,
-                label="Image strength",
-                info="1 holds the frame as given; lower lets the model repaint it.",
-                elem_id=f"{prefix}-image-strength",
-            )
+    image, image_notice, image_frame_index, image_strength = (
+        _image_controls(defaults, prefix) if images else (None, None, None, None)
+    )
     loras = _lora_picker(handlers, prefix)
     with gr.Accordion("More settings", open=False):
         negative_prompt = gr.Textbox(
@@ -321,11 +305,13 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
 
     private = {"queue": False, "api_visibility": "private"}
     prompt.change(handlers.prompt_hint, prompt, prompt_hint, trigger_mode="always_last", **private)
-    frame_rate.change(handlers.frame_choices, [frame_rate, num_frames], num_frames, **private)
     mode.change(handlers.steps_control, mode, num_inference_steps, **private)
-    for trigger in (image.change, resolution.change):
-        trigger(handlers.image_notice, [image, resolution], image_notice, **private)
-    num_frames.change(handlers.frame_index_range, [num_frames, image_frame_index], image_frame_index, **private)
+    if sized:
+        frame_rate.change(handlers.frame_choices, [frame_rate, num_frames], num_frames, **private)
+    if sized and images:
+        for trigger in (image.change, resolution.change):
+            trigger(handlers.image_notice, [image, resolution], image_notice, **private)
+        num_frames.change(handlers.frame_index_range, [num_frames, image_frame_index], image_frame_index, **private)
     controls = SharedControls(
         prompt,
         negative_prompt,
@@ -344,11 +330,67 @@ def _shared_controls(handlers: StudioHandlers, defaults: Defaults, prefix: str) 
     )
     # A value gradio cannot read names its API parameter; the frame index is checked against the length.
     named = {
-        field.name: getattr(controls, field.name) for field in dataclasses.fields(controls) if field.name != "loras"
+        field.name: getattr(controls, field.name)
+        for field in dataclasses.fields(controls)
+        if field.name != "loras" and getattr(controls, field.name) is not None
     }
     named |= {f"lora_{slot}_strength": strength for slot, (_, strength) in enumerate(loras, start=1)}
     name_input_errors(named, unbounded=("image_frame_index",))
     return controls
+
+
+def _size_controls(defaults: Defaults, prefix: str) -> tuple[gr.Dropdown, gr.Number, gr.Dropdown]:
+    """Length, frame rate and resolution, for the modes where the user picks them."""
+    with gr.Row():
+        num_frames = gr.Dropdown(
+            choices=studio_help.frame_count_choices(defaults.frame_rate),
+            value=defaults.num_frames,
+            label="Length",
+            info="Valid counts are 8k+1 frames",
+            allow_custom_value=True,  # API callers may send any count: the handler explains a wrong one
+            elem_id=f"{prefix}-frames",
+        )
+        frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
+    resolution = gr.Dropdown(
+        choices=studio_help.resolution_choices(defaults.sizes),
+        value=defaults.resolution,
+        label="Resolution (width x height)",
+        allow_custom_value=True,
+        elem_id=f"{prefix}-resolution",
+    )
+    return num_frames, frame_rate, resolution
+
+
+def _image_controls(defaults: Defaults, prefix: str) -> tuple[gr.Image, gr.Markdown, gr.Slider, gr.Slider]:
+    """An image held at a frame with a strength, for the modes that take one."""
+    with gr.Accordion("Start from an image (optional)", open=False):
+        image = gr.Image(
+            label="Image (upload, webcam or paste)",
+            type="filepath",
+            sources=["upload", "webcam", "clipboard"],
+            elem_id=f"{prefix}-image",
+        )
+        image_notice = gr.Markdown(elem_id=f"{prefix}-image-notice")
+        with gr.Row():
+            image_frame_index = gr.Slider(
+                0,
+                defaults.num_frames - 1,
+                value=0,
+                step=1,
+                label="Frame index",
+                info="0 = first frame (image to video); a later frame makes the image a keyframe there.",
+                elem_id=f"{prefix}-image-frame",
+            )
+            image_strength = gr.Slider(
+                0.0,
+                1.0,
+                value=1.0,
+                step=0.05,
+                label="Image strength",
+                info="1 holds the frame as given; lower lets the model repaint it.",
+                elem_id=f"{prefix}-image-strength",
+            )
+    return image, image_notice, image_frame_index, image_strength
 
 
 def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdown, gr.Slider], ...]:
@@ -393,8 +435,8 @@ def _buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
 class OutputWidgets:
     status: gr.Markdown
     preview_image: gr.Image
-    preview_audio: gr.Audio | None  # text to audio+video only: A2V keeps the user's audio as it is
-    stage_video: gr.Video
+    preview_audio: gr.Audio | None  # modes that make sound only: A2V keeps the user's audio as it is
+    stage_video: gr.Video | None  # two-stage modes only
     final_video: gr.Video
     recipe: gr.JSON
 
@@ -403,7 +445,7 @@ class OutputWidgets:
         return [widget for widget in widgets if widget is not None] + [self.recipe]
 
 
-def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
+def _outputs(prefix: str, preview_audio: bool, stage_video: bool = True) -> OutputWidgets:
     status = gr.Markdown("**Ready.**", label="Status", show_label=False, elem_id=f"{prefix}-status")
     preview_image = gr.Image(
         label="Step preview: start, middle and end, rough colours (not the final video)",
@@ -417,29 +459,43 @@ def _outputs(prefix: str, preview_audio: bool) -> OutputWidgets:
         preview_audio_widget = gr.Audio(
             label="Step preview audio", type="numpy", interactive=False, elem_id=f"{prefix}-preview-audio"
         )
-    stage_video = gr.Video(
-        label="Stage 1: low resolution, with sound", interactive=False, height=VIDEO_HEIGHT, elem_id=f"{prefix}-stage1"
-    )
+    stage_video_widget = None
+    if stage_video:
+        stage_video_widget = gr.Video(
+            label="Stage 1: low resolution, with sound",
+            interactive=False,
+            height=VIDEO_HEIGHT,
+            elem_id=f"{prefix}-stage1",
+        )
     final_video = gr.Video(
         label="Final video with sound", interactive=False, height=VIDEO_HEIGHT, elem_id=f"{prefix}-final"
     )
     with gr.Accordion("Recipe (everything needed to reproduce this clip)", open=False):
         recipe = gr.JSON(label="Recipe", show_label=False, elem_id=f"{prefix}-recipe")
-    return OutputWidgets(status, preview_image, preview_audio_widget, stage_video, final_video, recipe)
+    return OutputWidgets(status, preview_image, preview_audio_widget, stage_video_widget, final_video, recipe)
 
 
 def _wire_generation(
     handlers: StudioHandlers,
+    mode: Mode,
     generate: gr.Button,
     stop: gr.Button,
     run: Callable,
-    stop_run: Callable,
-    await_stop: Callable,
     inputs: list[gr.components.Component],
     shown: OutputWidgets,
-    api_name: str,
     config: StudioConfig,
 ) -> None:
+    api_name = mode.api_name
+
+    def after_failure(request: gr.Request = None) -> str:
+        return handlers.after_failure(api_name, request)
+
+    def stop_run(request: gr.Request = None) -> str:
+        return handlers.stop(api_name, request)
+
+    def await_stop(request: gr.Request = None) -> str:
+        return handlers.stopped(api_name, request)
+
     generation = generate.click(
         run,
         inputs,
@@ -451,9 +507,6 @@ def _wire_generation(
         # The final video's box is large enough for gradio's queue place and time estimate ("queue: 2/3 | 4.1/9.5s")
         # while a job waits behind another; the status line alone showed a greyed "Ready.".
         show_progress_on=[shown.status, shown.final_video],
-    )
-    after_failure = (
-        handlers.after_failure_text_to_av if api_name == TEXT_TO_AV else handlers.after_failure_audio_to_video
     )
     generation.failure(after_failure, None, shown.status, queue=False, api_visibility="private")
     # The rough step preview goes once the run is over (an API caller still gets the last one in the result).

@@ -25,6 +25,8 @@ from ltx_pipeline.assembly import (
 )
 from ltx_pipeline.limits import WorkLimit, default_work_limit
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
+from ltx_pipeline.modes import MODES
+from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 
 from .retention import STAGE_FOLDER, RetentionPolicy, prune
 
@@ -33,9 +35,8 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
-TEXT_TO_AV = "text_to_av"
-AUDIO_TO_VIDEO = "audio_to_video"
-MODES = (TEXT_TO_AV, AUDIO_TO_VIDEO)
+TEXT_TO_AV = MODES["t2av"].api_name
+AUDIO_TO_VIDEO = MODES["a2v"].api_name
 LORA_WAIT_POLL_S = 0.2  # s between checks of Stop while a run waits for other runs' LoRAs
 
 
@@ -116,20 +117,16 @@ class Run:
 
 
 @dataclass(frozen=True)
-class PipelinePair:
-    """Both modes over the same components: one slot of the pool."""
+class Slot:
+    """Every mode's pipeline over the same components: one slot of the pool."""
 
-    text_to_av: TI2VidTwoStagesPipeline
-    audio_to_video: "A2VidPipelineTwoStage"  # noqa: F821 - imported lazily, see `_audio_to_video_class`
+    pipelines: dict[str, LTXAVPipelineBase]  # by the mode's API name
 
-    def for_mode(self, mode: str) -> TI2VidTwoStagesPipeline:
-        return self.text_to_av if mode == TEXT_TO_AV else self.audio_to_video
-
-
-def _audio_to_video_class() -> type:
-    from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
-
-    return A2VidPipelineTwoStage
+    def for_mode(self, mode: str) -> LTXAVPipelineBase:
+        """The pipeline of mode `mode` (its API name); an unknown mode is an error, never another mode's pipeline."""
+        if mode not in self.pipelines:
+            raise ValueError(f"Unknown mode {mode!r}; the modes are {', '.join(self.pipelines)}.")
+        return self.pipelines[mode]
 
 
 class StudioState:
@@ -161,7 +158,7 @@ class StudioState:
         self._load_lock = threading.Lock()
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
-        self._slots: queue.Queue[PipelinePair] = queue.Queue()
+        self._slots: queue.Queue[Slot] = queue.Queue()
         self._runs_lock = threading.Lock()
         self._runs: dict[tuple[str, str], Run] = {}
         self.model_label = config.model
@@ -182,19 +179,16 @@ class StudioState:
                 self.model_label = base.model_label
                 self._unknown_words = base.unknown_words
                 self.prompt_vocabulary = base.prompt_vocabulary
-                audio_to_video_class = _audio_to_video_class()
                 for _ in range(self.config.concurrency_limit):
                     # Each slot gets its own pipeline objects (cancel flag, prompt cache) over the shared weights.
-                    pair = PipelinePair(TI2VidTwoStagesPipeline.from_pipe(base), audio_to_video_class.from_pipe(base))
-                    for pipeline in (pair.text_to_av, pair.audio_to_video):
+                    pipelines = {mode.api_name: mode.pipeline.from_pipe(base) for mode in MODES.values()}
+                    for pipeline in pipelines.values():
                         pipeline.stage_loras = self._stage_loras
                         pipeline.work_limit = self.work_limit
                     if self.context.world_size > 1:
-                        self._runner = ParallelRunner(
-                            {TEXT_TO_AV: pair.text_to_av, AUDIO_TO_VIDEO: pair.audio_to_video}, self.context
-                        )
-                        pair = PipelinePair(self._runner.pipeline(TEXT_TO_AV), self._runner.pipeline(AUDIO_TO_VIDEO))
-                    self._slots.put(pair)
+                        self._runner = ParallelRunner(pipelines, self.context)
+                        pipelines = {name: self._runner.pipeline(name) for name in pipelines}
+                    self._slots.put(Slot(pipelines))
             except BaseException as error:
                 self._load_error = error
                 raise
@@ -335,8 +329,12 @@ class StudioState:
         loras = tuple(loras)
         if loras and self.lora_picker_off_reason is not None:
             raise ValueError(f"`loras` must be empty in this studio: {self.lora_picker_off_reason}; got {len(loras)}.")
-        pair = self._slots.get()
-        run = Run(session=session, mode=mode, pipeline=pair.for_mode(mode))
+        slot = self._slots.get()
+        try:
+            run = Run(session=session, mode=mode, pipeline=slot.for_mode(mode))
+        except ValueError:
+            self._slots.put(slot)
+            raise
         with self._runs_lock:
             self._runs[(session, mode)] = run
         try:
@@ -351,7 +349,7 @@ class StudioState:
             with self._runs_lock:
                 if self._runs.get((session, mode)) is run:
                     del self._runs[(session, mode)]
-            self._slots.put(pair)
+            self._slots.put(slot)
 
     def stop(self, session: str, mode: str) -> bool:
         """Asks this session's run of `mode` to stop within one step; False when it has none running."""

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ltx_pipeline import constants
+from ltx_pipeline.modes import Mode
+from ltx_pipeline.video_input import probe_video
 
 from . import help as studio_help
 
@@ -35,9 +37,10 @@ def forward_seconds(num_frames: int, height: int, width: int) -> float:
 
 
 def estimate_gpu_seconds(
-    num_frames: Any, resolution: Any, mode: Any, num_inference_steps: Any, modality_scale: Any
+    num_frames: Any, resolution: Any, mode: Any, num_inference_steps: Any, modality_scale: Any, two_stage: bool = True
 ) -> int:
-    """Seconds of GPU to ask ZeroGPU for: stage 1 at half size with its guidance passes, stage 2 at full size."""
+    """Seconds of GPU to ask ZeroGPU for: stage 1 at half size with its guidance passes, stage 2 at full size; a
+    one-stage mode runs the stage-1 schedule at full size."""
     try:
         num_frames = studio_help.whole_number("num_frames", num_frames)
         height, width = studio_help.parse_resolution(resolution)
@@ -50,27 +53,37 @@ def estimate_gpu_seconds(
         stage_1_steps, passes = steps, 4  # conditional, unconditional (CFG), perturbed (STG), isolated (modality)
     else:
         stage_1_steps, passes = DISTILLED_STAGE_1_STEPS, 1 + (modality_scale != 1.0)
+    if not two_stage:
+        seconds = SAFETY_FACTOR * (
+            FIXED_OVERHEAD_S + stage_1_steps * passes * forward_seconds(num_frames, height, width)
+        )
+        return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
     stage_1 = stage_1_steps * passes * forward_seconds(num_frames, height // 2, width // 2)
     stage_2 = STAGE_2_STEPS * forward_seconds(num_frames, height, width)
     seconds = SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1 + stage_2)
     return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
 
 
-def text_to_av_duration(
-    prompt: Any, negative_prompt: Any, num_frames: Any, frame_rate: Any, resolution: Any, seed: Any,
-    randomize_seed: Any, mode: Any, num_inference_steps: Any, modality_scale: Any, *rest: Any, **kwargs: Any,
-) -> int:  # fmt: skip
-    """`spaces.GPU` calls this with the text-to-audio+video handler's own arguments."""
-    return estimate_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale)
+def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
+    """What `spaces.GPU` calls with a mode's handler arguments (named `parameters`, in order): its GPU seconds. A
+    mode that takes a video reads its size and length from the video's header."""
 
+    def duration(*args: Any, **kwargs: Any) -> int:
+        values = dict(zip(parameters, args, strict=False)) | kwargs
+        size = values.get("resolution")
+        num_frames = values.get("num_frames")
+        if "video" in values:
+            try:
+                info = probe_video(values["video"])
+            except (ValueError, FileNotFoundError):
+                return UNKNOWN_REQUEST_DURATION_S
+            size, num_frames = f"{info.width}x{info.height}", num_frames or info.num_frames
+        schedule = values.get("mode")
+        return estimate_gpu_seconds(
+            num_frames, size, schedule, values.get("num_inference_steps"), values.get("modality_scale"), mode.two_stage
+        )
 
-def audio_to_video_duration(
-    audio: Any, audio_start_time: Any, pad_audio: Any, prompt: Any, negative_prompt: Any, num_frames: Any,
-    frame_rate: Any, resolution: Any, seed: Any, randomize_seed: Any, mode: Any, num_inference_steps: Any,
-    modality_scale: Any, *rest: Any, **kwargs: Any,
-) -> int:  # fmt: skip
-    """`spaces.GPU` calls this with the audio-to-video handler's own arguments."""
-    return estimate_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale)
+    return duration
 
 
 def on_zero_gpu() -> bool:
