@@ -1,6 +1,6 @@
 """Benchmark of the embedded model against issue 4's targets, next to the untrained (random) tiny model.
 
-    python benchmarks/bench_embedded.py [--clips 32] [--threads 2] [--out benchmarks/RESULTS_EMBEDDED.md]
+    python benchmarks/bench_embedded.py [--clips 32] [--threads 2] [--skip-random] [--out benchmarks/RESULTS_EMBEDDED.md]
 
 Every clip goes through the product's own pipelines (`A2VidPipelineTwoStage.stream`, `TI2VidTwoStagesPipeline
 .stream`) on held-out world scenes (seeds never used in training), and is judged by the detectors in
@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the issue's target machine has 2 cores)")
     parser.add_argument("--modality-scales", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-random", action="store_true", help="score the trained model alone, not the random one")
     parser.add_argument("--cfg-scale", type=float, default=None, help="video CFG in both pipelines (default: none)")
     parser.add_argument("--audio-cfg-scale", type=float, default=None, help="audio CFG in T2AV (default: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_EMBEDDED.md"))
@@ -294,7 +295,7 @@ def main() -> None:
         for index in range(args.clips)
     ]
 
-    models = {"random (tiny, untrained)": lambda: build_tiny_components("2.3")}
+    models = {} if args.skip_random else {"random (tiny, untrained)": lambda: build_tiny_components("2.3")}
     if args.model != "embedded":
         models = {f"{args.model} (trained)": lambda: load_trained(args.model), **models}
     elif (EMBEDDED_DIR / "model_index.json").is_file():

@@ -17,6 +17,8 @@ from training.export import export
 from training.train import (
     STAGES,
     CaptionCache,
+    StageTrainer,
+    TransformerDraw,
     align_vocoder_channels,
     audio_onset_mask,
     audio_tail_mask,
@@ -24,6 +26,7 @@ from training.train import (
     impact_frame_weight,
     latent_impact_mask,
     latent_motion_mask,
+    modality_sigmas,
     parse_args,
     soft_ball_rows,
     stereo_mel,
@@ -153,6 +156,25 @@ def test_transformer_adds_the_ball_row_loss_of_its_decoded_estimate(trained, tmp
         losses[gain] = train(parse_args([*argv, "--out", str(folder), *TOY]))["log"][-1]["loss"]
     # The same weights, draws and noise: the transformer's loss, plus the decoded ball's row error.
     assert losses["4"] > losses["0"] > 0
+
+
+def test_a_clean_stream_has_timestep_0_and_the_other_streams_sigma_as_its_modality_sigma(trained):
+    out, _ = trained
+    argv = ["--stage", "transformer", "--steps", "1", "--resume", "--out", str(out), *TOY, "--batch-size", "4"]
+    trainer = StageTrainer(parse_args(argv))  # the RoPE coordinates are prepared for the batch size
+    seen = {}
+    trainer.transformer.register_forward_pre_hook(lambda _, __, kwargs: seen.update(kwargs), with_kwargs=True)
+    # Joint, audio clean (audio to video), video clean (video to audio), independent.
+    video_sigma, audio_sigma = torch.tensor([0.5, 0.7, 0.0, 0.4]), torch.tensor([0.5, 0.0, 0.3, 0.9])
+    draw = TransformerDraw(torch.tensor([0, 1, 2, 0]), 1, video_sigma, audio_sigma, torch.zeros(4, dtype=bool), False)
+    assert torch.isfinite(trainer.transformer_loss(draw))
+    scale = trainer.transformer.config.timestep_scale_multiplier
+    torch.testing.assert_close(seen["timestep"], video_sigma * scale)
+    torch.testing.assert_close(seen["audio_timestep"], audio_sigma * scale)
+    torch.testing.assert_close(seen["sigma"], torch.tensor([0.5, 0.7, 0.3, 0.4]) * scale)
+    torch.testing.assert_close(seen["audio_sigma"], torch.tensor([0.5, 0.7, 0.3, 0.9]) * scale)
+    assert seen["use_cross_timestep"]
+    torch.testing.assert_close(modality_sigmas(video_sigma, audio_sigma)[1], torch.tensor([0.5, 0.7, 0.3, 0.9]))
 
 
 def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(trained):

@@ -455,7 +455,8 @@ class CaptionCache:
 
 
 def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (video sigma, audio sigma) on [0, 1], mixing the four training cases."""
+    """Per-sample noise levels of the (video, audio) tokens on [0, 1], mixing the four training cases; a clean
+    stream's are 0 (its modality sigma is the other stream's: `modality_sigmas`)."""
     # Half uniform, half the exact sigmas the distilled schedules visit (they crowd near 1).
     schedule = torch.tensor(constants.DISTILLED_STAGE_1_SIGMAS[:-1] + constants.DISTILLED_STAGE_2_SIGMAS[:-1])
     uniform = torch.rand(batch, generator=generator)
@@ -468,6 +469,16 @@ def draw_sigmas(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     audio_sigma = torch.where(case == names.index("audio_clean"), torch.zeros(batch), base)
     audio_sigma = torch.where(case == names.index("independent"), other, audio_sigma)
     return video_sigma, audio_sigma
+
+
+def modality_sigmas(video_sigma: torch.Tensor, audio_sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each stream's modality sigma from its tokens' sigmas (B,): a stream held clean (tokens at 0) takes the other
+    stream's, the step's sigma, as the reference does (ltx-pipelines' `modality_from_latent_state`: modality sigma the
+    step's, per-token timesteps denoise_mask x sigma) and as the pipelines run audio-to-video. The modality sigma drives
+    the stream's prompt AdaLN and the other stream's cross-modal AdaLN; its tokens' timesteps stay 0. A stream being
+    denoised keeps its own sigma for both (the joint case, and each stream of the independent one)."""
+    video_modality = torch.where(video_sigma > 0, video_sigma, audio_sigma)
+    return video_modality, torch.where(audio_sigma > 0, audio_sigma, video_sigma)
 
 
 class TransformerDraw(NamedTuple):
@@ -718,6 +729,7 @@ class StageTrainer:
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
         video_coords, audio_coords = self.coords[draw.stage]
         scale = self.transformer.config.timestep_scale_multiplier
+        video_modality_sigma, audio_modality_sigma = modality_sigmas(video_sigma, audio_sigma)
         with self.autocast():
             if self.caption_cache is not None:
                 caption_ids = torch.where(
@@ -739,8 +751,8 @@ class StageTrainer:
                 audio_encoder_hidden_states=audio_text,
                 timestep=video_sigma * scale,
                 audio_timestep=audio_sigma * scale,
-                sigma=video_sigma * scale,
-                audio_sigma=audio_sigma * scale,
+                sigma=video_modality_sigma * scale,
+                audio_sigma=audio_modality_sigma * scale,
                 encoder_attention_mask=mask,
                 audio_encoder_attention_mask=mask,
                 video_coords=video_coords,
