@@ -73,3 +73,12 @@ def test_an_error_in_the_run_reaches_the_handler() -> None:
     assert next(handler) == "step 1"
     with pytest.raises(ValueError, match="must be 8k"):
         next(handler)
+
+
+def test_a_stopped_run_lets_go_without_being_asked() -> None:
+    """After Stop, gradio cancels the event and asks for nothing more: the run still ends and lets go at once."""
+    slow = SlowSteps(steps=100, step_s=0.0)
+    handler = pumped(slow.run(), heartbeat=lambda: HEARTBEAT, stop=slow.stopped.set, stopped=slow.stopped.is_set)
+    assert next(handler) == "step 1"
+    slow.stopped.set()  # the Stop button's handler sets the run's flag
+    assert slow.closed.wait(timeout=5) and slow.done_steps == 1
