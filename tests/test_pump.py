@@ -38,10 +38,10 @@ def test_a_long_step_yields_heartbeats_and_a_close_returns_at_once() -> None:
     handler = pumped(slow.run(), heartbeat=lambda: HEARTBEAT, stop=slow.stopped.set)
     started = time.monotonic()
     assert next(handler) == HEARTBEAT  # the step takes 3 s; the handler answers within a heartbeat
-    assert time.monotonic() - started < HEARTBEAT_S + 0.5
+    assert time.monotonic() - started < HEARTBEAT_S + 2.0  # slack for a busy machine; the step takes 3 s
     started = time.monotonic()
     handler.close()  # what gradio's cancel does once the handler yields
-    assert time.monotonic() - started < 0.5 and slow.stopped.is_set()
+    assert time.monotonic() - started < 2.0 and slow.stopped.is_set()  # not the 3 s step
     assert slow.closed.wait(timeout=10)  # the run ends after the step in progress, not after all three
     assert slow.done_steps == 1
 
