@@ -6,6 +6,7 @@ Run with `pytest -m browser tests/test_app_browser.py`. Skips, saying why, where
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,9 +150,12 @@ def generate_and_check(page, prefix: str, download_dir: Path, audio_channels: in
     page.evaluate(WATCH_OUTPUTS_JS, prefix)
     page.locator(f"#{prefix}-generate").click()
     page.wait_for_selector(f"#{prefix}-final video[src]", timeout=RUN_TIMEOUT_MS)
-    page.wait_for_function(
-        f"document.querySelector('#{prefix}-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
-    )
+    try:
+        page.wait_for_function(
+            f"document.querySelector('#{prefix}-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
+        )
+    except Exception:
+        pytest.fail(f"no 'Done' in the status: {page.locator(f'#{prefix}-status').inner_text()!r}")
     # The rough step preview leaves the page once the final video is there.
     page.wait_for_function(f"!document.querySelector('#{prefix}-preview img')", timeout=30_000)
     arrivals = page.evaluate("window.__arrivals")
@@ -202,17 +206,7 @@ def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
 
 
 def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
-    # The model's own 128 x 128, 97 frames, with 60 guided dev steps: long enough to stop in the middle even on a
-    # fast machine.
-    page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
-    page.get_by_text("More settings").click()
-    page.locator("#t2av-mode").get_by_text("dev", exact=True).click()
-    page.locator("#t2av-steps input[type=number]").fill("60")
-    page.locator("#t2av-steps input[type=number]").press("Enter")
-    page.locator("#t2av-generate").click()
-    page.wait_for_function(
-        "document.querySelector('#t2av-status').innerText.includes('Stage 1/2 - step')", timeout=RUN_TIMEOUT_MS
-    )
+    start_long_run(page)
     page.locator("#t2av-stop").click()
     page.wait_for_function(
         "document.querySelector('#t2av-status').innerText.includes('Ready for the next run')", timeout=30_000
@@ -225,6 +219,35 @@ def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
     page.locator("#t2av-mode").get_by_text("distilled", exact=True).click()
     set_small_run(page, "t2av")
     generate_and_check(page, "t2av", tmp_path)
+
+
+def start_long_run(page) -> None:
+    """The model's own size with 60 guided dev steps: long enough to act while it runs."""
+    page.locator("#t2av-prompt textarea").fill("A bell rings in a stone hall")
+    page.get_by_text("More settings").click()
+    page.locator("#t2av-mode").get_by_text("dev", exact=True).click()
+    page.locator("#t2av-steps input[type=number]").fill("60")
+    page.locator("#t2av-steps input[type=number]").press("Enter")
+    page.locator("#t2av-generate").click()
+    page.wait_for_function(
+        "document.querySelector('#t2av-status').innerText.includes('Stage 1/2 - step')", timeout=RUN_TIMEOUT_MS
+    )
+
+
+def test_a_job_waiting_behind_another_shows_its_place_and_an_estimate(browser, page, studio_url: str) -> None:
+    start_long_run(page)
+    other = browser.new_context().new_page()
+    other.goto(studio_url)
+    other.wait_for_selector("#t2av-prompt textarea", timeout=60_000)
+    other.locator("#t2av-prompt textarea").fill("a red ball bounces on a wood floor with hollow knocks")
+    other.locator("#t2av-generate").click()
+    # gradio's tracker on the final video's box: "queue: 1/1" and a time
+    other.locator("#t2av-final").get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=30_000)
+    page.locator("#t2av-stop").click()
+    other.wait_for_function(
+        "document.querySelector('#t2av-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
+    )
+    other.context.close()
 
 
 def test_an_image_at_a_frame_with_its_crop_notice(page, tmp_path: Path) -> None:

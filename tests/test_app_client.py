@@ -152,7 +152,7 @@ def test_a_job_over_the_work_limit_is_refused_at_once_naming_the_limit(client: C
     with pytest.raises(AppError, match=r"must be at most 4,210,688 pixel-frames per job on this server") as error:
         client.predict(**{**SETTINGS, "resolution": "6400x6400"}, api_name="/text_to_av")
     assert "got 6400 x 6400 x 9 = 368,640,000" in str(error.value)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # refused at once, where 6400 x 6400 held the server for minutes
     assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # the next job is not stuck behind it
 
 

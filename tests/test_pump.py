@@ -38,10 +38,10 @@ def test_a_long_step_yields_heartbeats_and_a_close_returns_at_once() -> None:
     handler = pumped(slow.run(), heartbeat=lambda: HEARTBEAT, stop=slow.stopped.set)
     started = time.monotonic()
     assert next(handler) == HEARTBEAT  # the step takes 3 s; the handler answers within a heartbeat
-    assert time.monotonic() - started < HEARTBEAT_S + 0.5
+    assert time.monotonic() - started < HEARTBEAT_S + 2.0  # slack for a busy machine; the step takes 3 s
     started = time.monotonic()
     handler.close()  # what gradio's cancel does once the handler yields
-    assert time.monotonic() - started < 0.5 and slow.stopped.is_set()
+    assert time.monotonic() - started < 2.0 and slow.stopped.is_set()  # not the 3 s step
     assert slow.closed.wait(timeout=10)  # the run ends after the step in progress, not after all three
     assert slow.done_steps == 1
 
@@ -73,3 +73,12 @@ def test_an_error_in_the_run_reaches_the_handler() -> None:
     assert next(handler) == "step 1"
     with pytest.raises(ValueError, match="must be 8k"):
         next(handler)
+
+
+def test_a_stopped_run_lets_go_without_being_asked() -> None:
+    """After Stop, gradio cancels the event and asks for nothing more: the run still ends and lets go at once."""
+    slow = SlowSteps(steps=100, step_s=0.0)
+    handler = pumped(slow.run(), heartbeat=lambda: HEARTBEAT, stop=slow.stopped.set, stopped=slow.stopped.is_set)
+    assert next(handler) == "step 1"
+    slow.stopped.set()  # the Stop button's handler sets the run's flag
+    assert slow.closed.wait(timeout=5) and slow.done_steps == 1

@@ -338,7 +338,10 @@ class StudioHandlers:
             for run in started:
                 self.state.stop_run(run)
 
-        return pumped(updates, heartbeat=_Update, stop=stop)
+        def stopped() -> bool:
+            return any(run.stop_requested.is_set() for run in started)
+
+        return pumped(updates, heartbeat=_Update, stop=stop, stopped=stopped)
 
     def _generate(
         self,
@@ -450,8 +453,11 @@ class StudioHandlers:
     def after_failure(self, job: str = TEXT_TO_AV, request: gr.Request | None = None) -> str:
         """The status line after a run's event failed: stopped by the user (Stop cancels the event), or an error
         (which shows as a message on the page)."""
-        clicked = self._stop_clicks.pop((_session(request), job), None)
+        session = _session(request)
+        clicked = self._stop_clicks.pop((session, job), None)
         if clicked is not None and time.monotonic() - clicked < STOP_WAIT_S:
+            if self.state.is_running(session, job):  # the page says "ready" once the stopped run let go
+                return _status("Stopped; the step in progress finishes first...")
             return _status("Stopped. Ready for the next run.")
         return _status("The last run ended with an error (see the message). Ready for the next run.")
 

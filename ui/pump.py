@@ -30,6 +30,7 @@ def pumped(
     heartbeat: Callable[[], Item],
     stop: Callable[[], object],
     abandoned_s: float = ABANDONED_S,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> Iterator[Item]:
     """Yields what `updates` yields, in lockstep (the worker advances `updates` only when asked for the next item,
     as gradio would itself), and `heartbeat()` whenever the item asked for takes longer than `HEARTBEAT_S`.
@@ -37,7 +38,9 @@ def pumped(
     Closing this generator (Stop, a cancel) calls `stop()` (e.g. the pipeline's cancel flag, so the step in progress
     is the last) and the worker then closes `updates`, whose own clean-up (returning the pipeline to the pool) runs
     in the worker. Nobody asking for an item for `abandoned_s` (the client went away and gradio stopped pulling)
-    closes `updates` the same way. An exception from `updates` is raised here.
+    closes `updates` the same way. Once `stopped()` is true (Stop was clicked: gradio cancels the event and asks for
+    nothing more) the worker runs `updates` to its end unasked, so the stopped run lets go of its pipeline at once.
+    An exception from `updates` is raised here.
     """
     requests: queue.Queue = queue.Queue()  # WANT or CLOSE, from this generator to the worker
     results: queue.Queue = queue.Queue()  # (item, error), from the worker
@@ -45,13 +48,19 @@ def pumped(
     def work() -> None:
         try:
             while True:
-                try:
-                    request = requests.get(timeout=abandoned_s)
-                except queue.Empty:
-                    logger.info(
-                        "Nobody asked for this run's output for %.0f s (the client left): stopping it.", abandoned_s
-                    )
-                    return
+                waited_s = 0.0
+                while True:
+                    try:
+                        request = requests.get(timeout=HEARTBEAT_S)
+                        break
+                    except queue.Empty:
+                        waited_s += HEARTBEAT_S
+                    if stopped():  # run to the end unasked: a stopped run ends within its step, then lets go
+                        request = _WANT
+                        break
+                    if waited_s >= abandoned_s:
+                        logger.info("Nobody asked for this run's output for %.0f s (the client left).", waited_s)
+                        return
                 if request is _CLOSE:
                     return
                 try:
