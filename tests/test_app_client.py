@@ -406,3 +406,26 @@ def test_a_truncated_clip_is_called_damaged_even_with_padding(client: Client, tm
         message = str(error.value)
         assert "'cut.wav' is damaged: its header declares 1.00 s of audio but the file ends after 0.50 s" in message
         assert "shorter" not in message
+
+
+def test_the_video_endpoints_give_new_sound_and_a_retake_over_http(client: Client, tmp_path: Path) -> None:
+    from tests.test_pipeline_v2a import video_packets, write_video
+
+    source = write_video(tmp_path / "clip.mp4")
+    schedule = {key: SETTINGS[key] for key in ("negative_prompt", "seed", "randomize_seed", "mode")}
+    common = {**schedule, "num_inference_steps": 30, "modality_scale": 1.0, "num_frames": None, "fit": ""}
+    *_, foley, status, recipe = client.predict(
+        video=handle_file(source), prompt=SETTINGS["prompt"], **common, api_name="/video_to_audio"
+    )
+    assert video_packets(foley) == video_packets(source) and recipe["video"] == "clip.mp4"
+    assert probe_mp4(foley).audio_duration_s == pytest.approx(17 / 24, abs=0.01)
+    *_, retaken, status, recipe = client.predict(
+        video=handle_file(source), start_time=0.2, end_time=0.5, regenerate="video", prompt=SETTINGS["prompt"],
+        **common, api_name="/retake",
+    )  # fmt: skip
+    assert probe_mp4(retaken).num_frames == 17 and recipe["regenerate"] == "video"
+    with pytest.raises(AppError, match=r"`start_time` and `end_time` must satisfy 0 <= start < end"):
+        client.predict(
+            video=handle_file(source), start_time=0.5, end_time=9.0, regenerate="both", prompt=SETTINGS["prompt"],
+            **common, api_name="/retake",
+        )  # fmt: skip
