@@ -115,6 +115,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         list of `PromptSegment`), each window taking the range that covers most of its new frames.
         """
         mode = mode or self.model_variant
+        check_window(window_frames, overlap_latent_frames)  # before the shared checks, which call it `num_frames`
         stg_blocks = self.default_stg_blocks()
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, None, None, modality_scale
@@ -138,7 +139,6 @@ class LongFormPipeline(LTXAVPipelineBase):
             audio_guidance,
             None,
         )
-        check_window(window_frames, overlap_latent_frames)
         output_path = _check_mp4_path(output)
         clip, duration_s = self._read_request_audio(audio, audio_start_time, duration_s, max_audio_duration_s)
         total_frames = _frames_for(duration_s, frame_rate)
