@@ -49,7 +49,7 @@ from .long_form import (
     window_prompt,
 )
 from .media import _check_mp4_path, write_recipe
-from .pipeline_common import LTXAVPipelineBase, stage_1_guidance
+from .pipeline_common import GenerationCancelled, LTXAVPipelineBase, stage_1_guidance
 from .streaming_mp4 import StreamingMp4Writer
 from .types import Audio, GuidanceParams, LongFormFinished, PipelineEvent, WindowFinished, WindowStarted
 
@@ -148,6 +148,12 @@ class LongFormPipeline(LTXAVPipelineBase):
         check_prompt_timeline(segments, duration_s)
         for segment in segments:
             validation.check_prompt(segment.prompt, "prompt_timeline")
+            num_tokens = self.count_tokens(segment.prompt)
+            if num_tokens > self.max_sequence_length:
+                raise ValueError(
+                    f"`prompt_timeline` prompts must fit in {self.max_sequence_length} text-encoder tokens; the one "
+                    f"for {segment.start_s:g}-{segment.end_s:g} s has {num_tokens}."
+                )
         windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
         check_free_space(output_path, estimated_mp4_bytes(total_frames, height, width, duration_s))
         recipe |= {
@@ -170,6 +176,13 @@ class LongFormPipeline(LTXAVPipelineBase):
             recipe, output_path, clip, windows, segments, video_guidance, audio_guidance, preview_audio
         )
         return self.run_with_cleanup(generation)
+
+    def __call__(self, **kwargs: Any) -> LongFormFinished:
+        """Runs `stream()` to the end; returns its `LongFormFinished` (the mp4 is already written, also after a Stop)."""
+        for event in self.stream(**kwargs):
+            if isinstance(event, LongFormFinished):
+                return event
+        raise GenerationCancelled("The generation was stopped before its first window finished; nothing was written.")
 
     def _read_request_audio(
         self,
@@ -450,13 +463,18 @@ class LongFormPipeline(LTXAVPipelineBase):
         grid_start = seconds_to_samples(first / self.audio_latents_per_second, rate)
         begin = seconds_to_samples(window.written_start_frame / frame_rate, rate) - grid_start
         end = seconds_to_samples((window.written_start_frame + window.num_written) / frame_rate, rate) - grid_start
-        crossfade = 0 if carry is None else carry.audio_tail.num_samples
-        waveform = decoded.waveform[:, max(0, begin - crossfade) : end]
-        if crossfade:
-            # The previous window's held-back end crosses into this window's sound of the same time.
-            fade = torch.linspace(0.0, 1.0, crossfade)
-            waveform = waveform.clone()
-            waveform[:, :crossfade] = carry.audio_tail.waveform * (1 - fade) + waveform[:, :crossfade] * fade
+        # Where a window's sound starts after the time it writes from (its first grid latent is up to half a latent
+        # late, which only a one-frame overlap above 50 fps can exceed), silence fills the gap.
+        waveform = torch.nn.functional.pad(decoded.waveform, (max(0, -begin), 0))[:, max(0, begin) : max(end, 0)]
+        held = carry.audio_tail.waveform if carry is not None else waveform[:, :0]
+        # The previous window's held-back end crosses into this window's sound of the same time, over as much of it
+        # as this window decoded (all of it, but at those rates).
+        crossfade = min(held.shape[-1], max(0, begin))
+        fade = torch.linspace(0.0, 1.0, crossfade)
+        mixed = (
+            held[:, held.shape[-1] - crossfade :] * (1 - fade) + decoded.waveform[:, begin - crossfade : begin] * fade
+        )
+        waveform = torch.cat([held[:, : held.shape[-1] - crossfade], mixed, waveform], dim=-1)
         tail = None
         if not last:
             keep = min(seconds_to_samples(constants.LONG_FORM_AUDIO_CROSSFADE_S, rate), waveform.shape[-1] // 2)

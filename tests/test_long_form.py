@@ -134,9 +134,11 @@ def test_t2av_long_holds_the_shared_audio_and_continues_it(pipe, tmp_path):
     assert sum(audio.num_samples for audio in written) == round(1.0 * written[0].sampling_rate)
 
 
-def test_stop_keeps_the_finished_windows_as_a_playable_file(pipe, tmp_path):
+@pytest.mark.parametrize("source", ["audio", "text"])
+def test_stop_keeps_the_finished_windows_as_a_playable_file(pipe, tmp_path, source):
+    length = {"audio": click_track(1.5)} if source == "audio" else {"duration_s": 1.5}
     events = []
-    for event in pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", **SMALL, **WINDOW):
+    for event in pipe.stream(**length, output=tmp_path / "long.mp4", **SMALL, **WINDOW):
         events.append(event)
         if isinstance(event, StepPreview) and sum(isinstance(seen, WindowStarted) for seen in events) == 2:
             pipe.cancel()  # during the second window: it ends after this step
