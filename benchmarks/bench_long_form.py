@@ -226,7 +226,7 @@ def device_name(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=float, nargs="+", default=[10.0, 60.0, 180.0], help="A2V lengths (s)")
+    parser.add_argument("--lengths", type=float, nargs="*", default=[10.0, 60.0, 180.0], help="A2V lengths (s)")
     parser.add_argument("--t2av-length", type=float, default=30.0, help="T2AV length (s); 0 skips it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--full-size", action="store_true", help="real-size LTX-2.3, random weights, on the GPU")
@@ -248,7 +248,7 @@ def main() -> None:
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
-        sync_length = min(args.lengths, key=lambda length: abs(length - SYNC_LENGTH_S))
+        sync_length = min(args.lengths, key=lambda length: abs(length - SYNC_LENGTH_S), default=None)
         for length in args.lengths:
             track, impacts, caption = world_track(length, frame_rate, folder)
             output = folder / f"a2v_{length:g}.mp4"
