@@ -163,16 +163,18 @@ def frame_seams(path: Path, seams: list[int]) -> dict:
     return {"across": float(np.mean(across)) if across else float("nan"), "within": float(np.mean(within))}
 
 
-def sound_seams(path: Path, seams: list[int], window_frames: int, overlap: int, frame_rate: float) -> dict:
-    """Level change and log-spectrum distance of 50 ms before against 50 ms after each seam, and at window middles."""
+def sound_seams(path: Path, seams: list[int], frame_rate: float) -> dict:
+    """Level change and log-spectrum distance of 50 ms before against 50 ms after each seam, and at every 0.25 s at
+    least 0.25 s from a seam (the reference: how much the sound changes anyway); and the level there (quiet
+    stretches change little wherever they are)."""
     samples, rate = read_sound(path)
     piece = round(SOUND_PIECE_S * rate)
-    total = round(len(samples) / rate * frame_rate)
-    windows = plan_windows(total, window_frames, overlap)
-    middles = [(window.written_start_frame + window.num_written / 2) / frame_rate for window in windows]
+    seams_s = np.array(seams) / frame_rate
+    grid = np.arange(0.25, len(samples) / rate, 0.25)
+    reference = [time for time in grid if np.abs(seams_s - time).min() >= 0.25]
 
-    def changes(times: list[float]) -> tuple[float, float]:
-        levels, spectra = [], []
+    def changes(times: list[float]) -> tuple[float, float, float]:
+        levels, spectra, loudness = [], [], []
         for time_s in times:
             at = round(time_s * rate)
             if at - piece < 0 or at + piece > len(samples):
@@ -180,15 +182,19 @@ def sound_seams(path: Path, seams: list[int], window_frames: int, overlap: int, 
             before, after = samples[at - piece : at], samples[at : at + piece]
             rms = [10 * np.log10(np.mean(part**2) + 1e-10) for part in (before, after)]
             levels.append(abs(rms[0] - rms[1]))
+            loudness.append(np.mean(rms))
             spectrum = [
                 20 * np.log10(np.abs(np.fft.rfft(part * np.hanning(piece))) + 1e-6) for part in (before, after)
             ]
             spectra.append(float(np.mean(np.abs(spectrum[0] - spectrum[1]))))
-        return float(np.mean(levels)), float(np.mean(spectra))
+        return float(np.mean(levels)), float(np.mean(spectra)), float(np.mean(loudness))
 
-    seam_level, seam_spectrum = changes([frame / frame_rate for frame in seams])
-    middle_level, middle_spectrum = changes(middles)
-    return {"level_db": (seam_level, middle_level), "spectrum_db": (seam_spectrum, middle_spectrum)}
+    at_seams, elsewhere = changes(list(seams_s)), changes(reference)
+    return {
+        "level_db": (at_seams[0], elsewhere[0]),
+        "spectrum_db": (at_seams[1], elsewhere[1]),
+        "loudness_dbfs": (at_seams[2], elsewhere[2]),
+    }
 
 
 def sync(path: Path, impacts: np.ndarray, frame_rate: float, joins: np.ndarray, seams_s: np.ndarray) -> dict:
@@ -286,7 +292,7 @@ def main() -> None:
             total = round(result["duration_s"] * frame_rate)
             seams_at = seam_frames(total, window_frames, overlap)
             row = {"run": f"T2AV {args.t2av_length:g} s", **result, "seams": frame_seams(output, seams_at)}
-            row["sound"] = sound_seams(output, seams_at, window_frames, overlap, frame_rate)
+            row["sound"] = sound_seams(output, seams_at, frame_rate)
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -317,11 +323,12 @@ def main() -> None:
                 f"{found['within 1 s after a seam']}."
             )
         if "sound" in row:
-            level, spectrum = row["sound"]["level_db"], row["sound"]["spectrum_db"]
+            level, spectrum, loudness = (row["sound"][key] for key in ("level_db", "spectrum_db", "loudness_dbfs"))
             notes.append(
-                f"- {row['run']} sound at seams against window middles: level change {level[0]:.2f} vs "
+                f"- {row['run']} sound at seams against every 0.25 s elsewhere: level change {level[0]:.2f} vs "
                 f"{level[1]:.2f} dB, log-spectrum distance {spectrum[0]:.2f} vs {spectrum[1]:.2f} dB "
-                f"({SOUND_PIECE_S * 1000:.0f} ms before against after)."
+                f"({SOUND_PIECE_S * 1000:.0f} ms before against after); level there {loudness[0]:.1f} vs "
+                f"{loudness[1]:.1f} dBFS."
             )
     model = "LTX-2.3 full size, random bf16 weights" if full else "tiny, random" if args.tiny else "embedded model"
     report = [
