@@ -3,9 +3,12 @@
 `python -m ltx_pipeline t2av --prompt ...`, `a2v --audio CLIP ...`, `v2a --video CLIP ...` and
 `retake --video CLIP --start-time S --end-time E ...`; every subcommand's `--help` lists its inputs. Size, length and
 rate default to the loaded model's own; every input error is one line naming the flag, with exit code 2.
+`t2av --duration S` and `a2v --duration S|all` longer than one window (`--num-frames`) run as chained windows
+(the `t2av-long` and `a2v-long` subcommands, which take the window and overlap themselves).
 """
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -27,7 +30,7 @@ from .lora import parse_lora_argument
 from .media import save_output
 from .model_defaults import ModelDefaults, defaults_for_model, longest_frames_within
 from .modes import MODES, Mode, Option
-from .types import Finished, StageDecoded, StepPreview
+from .types import Finished, LongFormFinished, StageDecoded, StepPreview, WindowStarted
 from .user_terms import CLI_FLAGS, in_user_terms
 
 # Every argument the checks may name, as the command line spells it: the modes' flags, then the others.
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     for mode in MODES.values():
         sub = commands.add_parser(mode.name, help=mode.summary, description=mode.summary)
-        for option in mode.options:
+        for option in mode.options + _extension_options(mode):
             if option.switch:
                 sub.add_argument(option.flag, action="store_true", help=option.help)
             else:
@@ -61,6 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
                 )
         _add_model_arguments(sub, mode)
     return parser
+
+
+def _extension_options(mode: Mode) -> tuple[Option, ...]:
+    """The long-form mode's own inputs that a mode it extends takes too, all optional (its window is --num-frames)."""
+    if mode.extends_to is None:
+        return ()
+    flags = {option.flag for option in mode.options} | {"--window-frames"}
+    extra = [option for option in MODES[mode.extends_to].options if option.flag not in flags]
+    return tuple(dataclasses.replace(option, required=False, default=None) for option in extra)
+
+
+def _chosen_mode(mode: Mode, args: argparse.Namespace) -> tuple[Mode, dict]:
+    """The mode to run and its inputs: the long-form one where `--duration` was given to a mode it extends."""
+    values = {option.keyword: getattr(args, _dest(option)) for option in mode.options}
+    if mode.extends_to is None or getattr(args, "duration", None) is None:
+        return mode, mode.stream_kwargs(values)
+    long_mode = MODES[mode.extends_to]
+    values |= {option.keyword: getattr(args, _dest(option)) for option in _extension_options(mode)}
+    values["window_frames"] = values.pop("num_frames")
+    present = {key: value for key, value in values.items() if value is not None}
+    return long_mode, long_mode.stream_kwargs(present)
 
 
 def _add_model_arguments(sub: argparse.ArgumentParser, mode: Mode) -> None:
@@ -123,7 +147,7 @@ def resolve_defaults(args: argparse.Namespace, defaults: ModelDefaults) -> None:
     args.height = defaults.height if args.height is None else args.height
     args.width = defaults.width if args.width is None else args.width
     args.frame_rate = defaults.frame_rate if args.frame_rate is None else args.frame_rate
-    if args.num_frames is not None:
+    if getattr(args, "num_frames", 0) is not None:  # given, or a long-form mode's window (its own default)
         return
     args.num_frames = defaults.num_frames
     if args.command == "a2v" and not args.pad_audio:
@@ -161,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         limit = work_limit(args, settings.resolved_device)
         if hasattr(args, "height"):  # the size, the length and the work they make together, before loading
             validation.check_size(args.height, args.width)
-            validation.check_num_frames(args.num_frames)
             validation.check_frame_rate(args.frame_rate)
-            limit.check(args.height, args.width, args.num_frames)
+            frames = getattr(args, "num_frames", None) or getattr(args, "window_frames", None)  # one window's
+            if frames is not None:
+                validation.check_num_frames(frames)
+                limit.check(args.height, args.width, frames)
         exit_code = relaunch_on_gpus(settings, argv)
         if exit_code is not None:
             return exit_code
@@ -173,16 +199,35 @@ def main(argv: list[str] | None = None) -> int:
         stage_2_loras = (
             [parse_lora_argument(args.distilled_lora, "1.0", "--distilled-lora")] if args.distilled_lora else []
         )
-        pipe = assemble(settings, mode.pipeline, context, loras, stage_2_loras, fuse_loras=args.fuse_loras)
+        run_mode, kwargs = _chosen_mode(mode, args)
+        if run_mode.long_form:
+            if images:
+                raise ValueError("`--image` applies to one-window clips; long form (--duration) takes no images.")
+            if context.world_size > 1:
+                raise ValueError("Long form runs on one GPU; give --gpus 1 (or none) with --duration.")
+            kwargs["output"] = args.output
+        pipe = assemble(settings, run_mode.pipeline, context, loras, stage_2_loras, fuse_loras=args.fuse_loras)
         pipe.work_limit = limit
         runner = ParallelRunner(pipe, context)  # with one GPU, the plain stream
         if context.is_main:
             print(f"model: {pipe.model_label}", file=sys.stderr)
-        kwargs = mode.stream_kwargs({option.keyword: getattr(args, _dest(option)) for option in mode.options})
-        if mode.takes_images:
+        if run_mode.takes_images:
             kwargs["images"] = images
         for event in runner.stream(**kwargs):  # events reach rank 0 only
-            if isinstance(event, StepPreview):
+            if isinstance(event, WindowStarted):
+                print(
+                    f"window {event.window} of {event.total_windows}: {event.start_s:.2f}-{event.end_s:.2f} s, "
+                    f"{event.prompt[:60]}",
+                    file=sys.stderr,
+                )
+            elif isinstance(event, LongFormFinished):
+                state = "stopped" if event.stopped else "done"
+                print(
+                    f"{state} in {event.elapsed_s:.2f} s: {event.path} ({event.duration_s:.2f} s, "
+                    f"+ {event.recipe_path.name})",
+                    file=sys.stderr,
+                )
+            elif isinstance(event, StepPreview):
                 print(
                     f"stage {event.stage} step {event.step}/{event.total_steps}  {event.elapsed_s:6.2f} s",
                     file=sys.stderr,

@@ -195,3 +195,21 @@ DISTILLED_LORA_STRENGTH = 1.0
 
 # --- Retake -----------------------------------------------------------------------------------------------------------
 RETAKE_CROSSFADE_S = 0.01  # s: the regenerated audio fades in and out over this much just inside the span's edges
+
+# --- Long form: chained windows (ltx_pipeline/long_form.py, issue 26) ------------------------------------------------
+# Latent frames each window holds clean from the end of the one before: 2 latent frames are 9 pixel frames (0.375 s
+# at 24 fps), the first frame and one 8-frame group, so the model sees where things are and how they move.
+LONG_FORM_OVERLAP_LATENT_FRAMES = 2
+# An audio file longer than this is refused by audio-to-video long form (the input is held in memory: 23 MB a minute
+# at 48 kHz stereo float32).
+LONG_FORM_MAX_AUDIO_DURATION_S = 600.0  # s, 10 min
+# Generated audio (text to audio+video) crosses from one window's sound to the next's over this much, just before
+# the seam: both windows decoded the same held latents there, so the fade only hides the decoders' edge differences.
+LONG_FORM_AUDIO_CROSSFADE_S = 0.01  # s
+# Free disk space asked for before a long run writes: H.264 at CRF 18 "veryfast" stays under 1 bit per pixel for
+# smooth content (the embedded model's 128x128 clips: ~0.2); noise (random weights) can reach ~4. Plus the sound at
+# LONG_FORM_DISK_AUDIO_BITS_PER_SECOND, plus a fixed margin for the recipe and the container.
+LONG_FORM_DISK_BITS_PER_PIXEL = 1.0
+LONG_FORM_DISK_MARGIN_BYTES = 16 * 2**20
+# Disk needed for a long run's sound: uncompressed stereo 48 kHz 24-bit PCM, which the lossless FLAC never exceeds.
+LONG_FORM_DISK_AUDIO_BITS_PER_SECOND = 48_000 * 2 * 24

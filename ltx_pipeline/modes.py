@@ -12,6 +12,7 @@ from typing import Any
 from . import constants
 from .pipeline_a2vid_two_stage import A2VidPipelineTwoStage
 from .pipeline_common import LTXAVPipelineBase
+from .pipeline_long_form import LongFormPipeline
 from .pipeline_retake import RetakePipeline
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 from .pipeline_v2aud import V2AudPipeline
@@ -80,6 +81,46 @@ REGENERATE = Option(
     choices=("video", "audio", "both"),
 )  # fmt: skip
 
+
+def duration_value(text: str) -> float | str:
+    """`--duration`: seconds, or 'all' for the whole audio clip."""
+    if text == "all":
+        return text
+    try:
+        return float(text)
+    except ValueError as error:
+        raise ValueError(f"`--duration` takes seconds or 'all'; got {text!r}.") from error
+
+
+DURATION = Option(
+    "duration_s", "--duration", "Length (s)",
+    "seconds of output; past one window (--num-frames / --window-frames) it is made as chained windows; "
+    "'all': the whole audio clip", duration_value, required=True,
+)  # fmt: skip
+CLIP_DURATION = Option(
+    "duration_s", "--duration", "Length (s)", "seconds of the clip to use; default: all of it from --audio-start-time",
+    duration_value, default="all",
+)  # fmt: skip
+PROMPT_TIMELINE = Option(
+    "prompt_timeline", "--prompt-timeline", "Prompt timeline",
+    "prompts for time ranges, '0-10 s: ...; 10-25 s: ...'; each window takes the range covering most of it",
+)  # fmt: skip
+WINDOW_FRAMES = Option(
+    "window_frames", "--window-frames", "Window (frames)",
+    "one window's length, 8k+1: the model's clip length (121; 97 for the embedded model)", int,
+    constants.DEFAULT_NUM_FRAMES,
+)  # fmt: skip
+OVERLAP = Option(
+    "overlap_latent_frames", "--overlap-latent-frames", "Overlap (latent frames)",
+    "latent frames each window holds from the one before (K latent frames = 8(K-1)+1 frames)", int,
+    constants.LONG_FORM_OVERLAP_LATENT_FRAMES,
+)  # fmt: skip
+MAX_AUDIO_DURATION = Option(
+    "max_audio_duration_s", "--max-audio-duration", "Longest audio (s)", "longer audio files are refused", float,
+    constants.LONG_FORM_MAX_AUDIO_DURATION_S,
+)  # fmt: skip
+LONG_FORM_OPTIONS = (PROMPT_TIMELINE, WINDOW_FRAMES, OVERLAP)
+
 SHARED_OPTIONS = (PROMPT, NEGATIVE_PROMPT, SEED, SCHEDULE, STEPS, MODALITY_SCALE)
 SIZE_OPTIONS = (NUM_FRAMES, FRAME_RATE, HEIGHT, WIDTH)
 
@@ -97,11 +138,17 @@ class Mode:
     takes_images: bool  # stills held at a frame (image to video, keyframes)
     generates_audio: bool  # previews carry sound
     two_stage: bool  # half size, upsample, full size; otherwise one stage at the input video's size
+    # Long form: the pipeline writes its windows to `output=` as they finish and ends with `LongFormFinished`.
+    long_form: bool = False
+    # The long-form mode this one becomes when the asked length (`--duration`) is given (the command line).
+    extends_to: str | None = None
 
     def stream_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
         """The pipeline's keyword arguments from `values` (by keyword), each option's default where absent; an
-        option left at None is left to the pipeline's own default."""
+        option left at None is left to the pipeline's own default ("all" for a duration: the whole audio clip)."""
         kwargs = {option.keyword: values.get(option.keyword, option.default) for option in self.options}
+        if kwargs.get("duration_s") == "all":
+            kwargs["duration_s"] = None
         return {keyword: value for keyword, value in kwargs.items() if value is not None}
 
 
@@ -118,6 +165,7 @@ MODES: dict[str, Mode] = {
             takes_images=True,
             generates_audio=True,
             two_stage=True,
+            extends_to="t2av-long",
         ),
         Mode(
             "a2v",
@@ -129,6 +177,41 @@ MODES: dict[str, Mode] = {
             takes_images=True,
             generates_audio=False,
             two_stage=True,
+            extends_to="a2v-long",
+        ),
+        Mode(
+            "t2av-long",
+            "text_to_av_long",
+            "Text to audio+video, long",
+            "text to audio+video of any length, as chained windows with both streams continuous",
+            LongFormPipeline,
+            (DURATION, *LONG_FORM_OPTIONS, *SHARED_OPTIONS, FRAME_RATE, HEIGHT, WIDTH),
+            takes_images=False,
+            generates_audio=True,
+            two_stage=True,
+            long_form=True,
+        ),
+        Mode(
+            "a2v-long",
+            "audio_to_video_long",
+            "Audio to video, long",
+            "audio to video for a whole song or voiceover, as chained windows; the mp4 carries the whole clip",
+            LongFormPipeline,
+            (
+                AUDIO,
+                AUDIO_START_TIME,
+                CLIP_DURATION,
+                *LONG_FORM_OPTIONS,
+                MAX_AUDIO_DURATION,
+                *SHARED_OPTIONS,
+                FRAME_RATE,
+                HEIGHT,
+                WIDTH,
+            ),
+            takes_images=False,
+            generates_audio=False,
+            two_stage=True,
+            long_form=True,
         ),
         Mode(
             "v2a",

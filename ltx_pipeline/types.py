@@ -85,4 +85,40 @@ class Finished:
     output: LTXAVOutput
 
 
-PipelineEvent = StepPreview | StageDecoded | Finished
+@dataclass(frozen=True)
+class WindowStarted:
+    """Long form: a window begins; the `StepPreview` and `StageDecoded` events until its `WindowFinished` are its own."""
+
+    window: int  # 1-based
+    total_windows: int
+    start_s: float  # the clip's time at the window's first frame
+    end_s: float  # the clip's time at the end of the last frame it writes
+    prompt: str  # the prompt timeline's prompt for the window (or the main prompt)
+
+
+@dataclass(frozen=True)
+class WindowFinished:
+    """Long form: a window is decoded and appended to the output; `frames` and `audio` are what it added."""
+
+    window: int  # 1-based
+    total_windows: int
+    elapsed_s: float  # since the run started
+    frames: np.ndarray  # (frames added, height, width, 3) uint8: the window's frames after those it shares
+    audio: Audio  # the sound that plays with `frames` (the user's own in audio to video)
+    frame_rate: float
+    written_s: float  # the output's length so far
+
+
+@dataclass(frozen=True)
+class LongFormFinished:
+    """Long form's last event: the mp4 was written window by window and is final (also after a Stop)."""
+
+    elapsed_s: float
+    path: Path  # the mp4
+    recipe_path: Path  # its recipe, beside it
+    duration_s: float  # of the mp4
+    stopped: bool  # Stop ended the run early: the mp4 holds the windows finished before it
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+PipelineEvent = StepPreview | StageDecoded | Finished | WindowStarted | WindowFinished | LongFormFinished

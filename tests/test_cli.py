@@ -151,6 +151,25 @@ def test_every_mode_is_a_subcommand():
     from ltx_pipeline.modes import MODES, mode_named
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == set(MODES) == {"t2av", "a2v", "v2a", "retake"}
+    assert set(commands) == set(MODES) == {"t2av", "a2v", "v2a", "retake", "t2av-long", "a2v-long"}
     with pytest.raises(ValueError, match="Unknown mode 'foley'"):
         mode_named("foley")
+
+
+def test_a2v_longer_than_one_window_runs_as_windows_and_keeps_the_whole_clip(tmp_path, capsys):
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.sin(np.arange(72000) / 48000 * 2 * np.pi * 220).astype(np.float32), 48000)  # 1.5 s
+    output = tmp_path / "long.mp4"
+    args = ["a2v", "--audio", str(clip), "--prompt", "a bell rings", *SMALL, "--duration", "all"]
+    assert main([*args, "--overlap-latent-frames", "1", "--output", str(output)]) == 0
+    info = probe_mp4(output)
+    assert info.num_frames == 38 and info.audio_duration_s == pytest.approx(1.5, abs=1e-3)
+    assert "window 3 of 3" in capsys.readouterr().err
+    recipe = json.loads(output.with_suffix(".json").read_text())
+    assert (recipe["windows"], recipe["window_frames"], recipe["overlap_latent_frames"]) == (3, 17, 1)
+
+
+def test_overlap_not_smaller_than_the_window_is_refused(tmp_path, capsys):
+    args = ["t2av-long", "--prompt", "a ball", "--duration", "2", "--window-frames", "17", "--overlap-latent-frames"]
+    assert main([*args, "3", "--output", str(tmp_path / "x.mp4")]) == 2
+    assert "`--overlap-latent-frames` must be smaller than the window's 3 latent frames" in capsys.readouterr().err

@@ -14,11 +14,10 @@ import soundfile as sf
 
 from ltx_pipeline import validation
 from ltx_pipeline.media import probe_mp4
-from ltx_pipeline.modes import MODES
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ui import help as studio_help
 from ui.handlers import StudioHandlers, build_request
-from ui.state import AUDIO_TO_VIDEO, EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
+from ui.state import AUDIO_TO_VIDEO, EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from ui.zerogpu import estimate_gpu_seconds, on_gpu
 
 CLICK_TRACK = EXAMPLES_DIR / "audio" / "click_track_120bpm.wav"
@@ -467,7 +466,7 @@ def test_generation_shares_one_bounded_queue_and_cheap_updates_skip_it(tmp_path:
     demo = build_demo(StudioState(config))  # wiring only: nothing is loaded
     assert demo._queue.max_size == 5
     functions = {function.api_name: function for function in demo.fns.values()}
-    endpoints = [mode.api_name for mode in MODES.values()]  # one tab and endpoint per mode of the registry
+    endpoints = [mode.api_name for mode in STUDIO_MODES]  # one tab and endpoint per mode of the registry
     assert endpoints == ["text_to_av", "audio_to_video", "video_to_audio", "retake"]
     for endpoint in endpoints:
         generation = functions[endpoint]

@@ -25,7 +25,7 @@ from ltx_pipeline.conditioning import ImageCondition, aspect_notice, check_image
 from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
-from ltx_pipeline.modes import MODES, SHARED_OPTIONS, SIZE_OPTIONS, Mode, Option, mode_named
+from ltx_pipeline.modes import SHARED_OPTIONS, SIZE_OPTIONS, Mode, Option, mode_named
 from ltx_pipeline.pipeline_retake import STREAMS as RETAKE_STREAMS
 from ltx_pipeline.pipeline_retake import check_span
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
@@ -35,7 +35,7 @@ from ltx_pipeline.video_input import check_video, probe_video
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
-from .state import TEXT_TO_AV, StudioState
+from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class StudioHandlers:
 
     def __getattr__(self, name: str) -> Callable[..., Iterator[tuple]]:
         """`handlers.text_to_av` and the like: a mode's generation handler by its API name."""
-        mode = next((mode for mode in MODES.values() if mode.api_name == name), None)
+        mode = next((mode for mode in STUDIO_MODES if mode.api_name == name), None)
         if mode is None:
             raise AttributeError(name)
         return self.generation(mode)

@@ -14,7 +14,7 @@ import gradio as gr
 
 from ltx_pipeline import constants
 from ltx_pipeline.model_defaults import defaults_for_model
-from ltx_pipeline.modes import MODES, Mode, Option
+from ltx_pipeline.modes import Mode, Option
 
 from . import help as studio_help
 from .api_inputs import name_input_errors
@@ -28,7 +28,7 @@ from .handlers import (
     page_parameters,
     sets_size,
 )
-from .state import EXAMPLES_DIR, TEXT_TO_AV, StudioConfig, StudioState
+from .state import EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import duration_for, on_gpu
 
 GENERATION_QUEUE = "generation"  # the one concurrency group every generation joins
@@ -127,7 +127,7 @@ def build_demo(state: StudioState) -> gr.Blocks:
         demo.load(handlers.model_status, None, [model_note, loading_timer], **private)
         loading_timer.tick(handlers.model_status, None, [model_note, loading_timer], **private)
         with gr.Tabs():
-            for mode in MODES.values():
+            for mode in STUDIO_MODES:
                 with gr.Tab(mode.title, id=mode.api_name):
                     _mode_tab(handlers, mode, defaults, state.config, examples_for(state, examples, mode.api_name))
     demo.queue(max_size=state.config.max_queue_size, default_concurrency_limit=state.config.concurrency_limit)

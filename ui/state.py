@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
+# The modes the studio serves: every mode of the registry but long form, which writes its own file window by window
+# and has no tab yet.
+STUDIO_MODES = tuple(mode for mode in MODES.values() if not mode.long_form)
 TEXT_TO_AV = MODES["t2av"].api_name
 AUDIO_TO_VIDEO = MODES["a2v"].api_name
 LORA_WAIT_POLL_S = 0.2  # s between checks of Stop while a run waits for other runs' LoRAs
@@ -181,7 +184,7 @@ class StudioState:
                 self.prompt_vocabulary = base.prompt_vocabulary
                 for _ in range(self.config.concurrency_limit):
                     # Each slot gets its own pipeline objects (cancel flag, prompt cache) over the shared weights.
-                    pipelines = {mode.api_name: mode.pipeline.from_pipe(base) for mode in MODES.values()}
+                    pipelines = {mode.api_name: mode.pipeline.from_pipe(base) for mode in STUDIO_MODES}
                     for pipeline in pipelines.values():
                         pipeline.stage_loras = self._stage_loras
                         pipeline.work_limit = self.work_limit

@@ -106,6 +106,22 @@ def image_tokens(
     return clean, mask
 
 
+def held_stream(
+    held: tuple[torch.Tensor, torch.Tensor] | None,
+    guidance: GuidanceParams,
+    start: torch.Tensor | None = None,
+    noise_scale: float = 1.0,
+) -> StreamSpec:
+    """A generated stream holding some of its own tokens: `held` is (clean, denoise mask) over all its tokens (e.g.
+    `image_tokens`), None for none; it starts from noise, or from `start` (packed) noised to `noise_scale`."""
+    if held is None:
+        return StreamSpec(clean=start, noise_scale=noise_scale, guidance=guidance)
+    clean, mask = held
+    if start is not None:
+        clean = torch.where(mask < 1, clean, start)
+    return StreamSpec(clean=clean, denoise_mask=mask, noise_scale=noise_scale, guidance=guidance)
+
+
 def with_images(
     held: HeldImages | None,
     grid_positions: torch.Tensor,

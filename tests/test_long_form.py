@@ -1,0 +1,208 @@
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from ltx_pipeline import Audio
+from ltx_pipeline.long_form import (
+    PromptSegment,
+    check_free_space,
+    parse_prompt_timeline,
+    plan_windows,
+    window_prompt,
+)
+from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.pipeline_long_form import LongFormPipeline
+from ltx_pipeline.types import LongFormFinished, StepPreview, WindowFinished, WindowStarted
+
+FRAME_RATE = 25.0
+# 17-frame windows (3 latent frames) holding 1 latent frame: a window adds 16 frames; 1.5 s is 38 frames, 3 windows.
+SMALL = {"prompt": "a red ball bounces", "height": 64, "width": 64, "frame_rate": FRAME_RATE, "seed": 0}
+WINDOW = {"window_frames": 17, "overlap_latent_frames": 1}
+
+
+@pytest.fixture
+def pipe(tiny_components):
+    return LongFormPipeline(**tiny_components)
+
+
+def click_track(seconds: float, sampling_rate: int = 16000) -> Audio:
+    time_s = torch.arange(round(seconds * sampling_rate)) / sampling_rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 330 * time_s) * (torch.sin(2 * torch.pi * 2 * time_s) > 0)
+    return Audio(tone[None].float(), sampling_rate)
+
+
+def drain(events) -> list:
+    return list(events)
+
+
+def read_mp4_audio(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+
+
+def record_transformer_calls(transformer) -> tuple[list, list]:
+    """Every transformer call's inputs, and each call's output turned into the clean estimate x - sigma * v."""
+    calls = []
+
+    def hook(module, args, kwargs, output):
+        sigma = float(kwargs["sigma"][0]) / module.config.timestep_scale_multiplier
+        calls.append(
+            {
+                "video": kwargs["hidden_states"].clone(),
+                "audio": kwargs["audio_hidden_states"].clone(),
+                "video_timestep": kwargs["timestep"].clone(),
+                "audio_timestep": kwargs["audio_timestep"].clone(),
+                "video_final": kwargs["hidden_states"].float() - sigma * output[0].float(),
+                "audio_final": kwargs["audio_hidden_states"].float() - sigma * output[1].float(),
+                "video_tokens": kwargs["hidden_states"].shape[1],
+            }
+        )
+
+    return calls, transformer.register_forward_hook(hook, with_kwargs=True)
+
+
+def test_windows_write_every_frame_once():
+    for total in (17, 38, 97, 98, 1440):
+        windows = plan_windows(total, 17, 2)
+        position = 0
+        for window in windows:
+            assert window.written_start_frame == position
+            assert (window.num_frames - 1) % 8 == 0 and window.first_written + window.num_written <= window.num_frames
+            position += window.num_written
+        assert position == total
+    assert [window.start_frame for window in plan_windows(38, 17, 1)] == [0, 16, 32]
+
+
+def test_a2v_long_output_lasts_as_long_as_the_audio_and_carries_it(pipe, tmp_path):
+    clip = click_track(1.5)
+    events = drain(pipe.stream(audio=clip, output=tmp_path / "long.mp4", **SMALL, **WINDOW))
+    finished = events[-1]
+    assert isinstance(finished, LongFormFinished) and not finished.stopped
+    starts = [event for event in events if isinstance(event, WindowStarted)]
+    assert [(event.window, event.total_windows) for event in starts] == [(1, 3), (2, 3), (3, 3)]
+    info = probe_mp4(finished.path)
+    assert info.num_frames == 38  # ceil(1.5 s x 25 fps)
+    assert info.audio_duration_s == pytest.approx(1.5, abs=1e-3)
+    # Each window's sound is the clip's own samples for the frames it wrote; together they are the clip.
+    written = torch.cat([event.audio.waveform for event in events if isinstance(event, WindowFinished)], dim=-1)
+    assert torch.equal(written, clip.waveform)
+    decoded = read_mp4_audio(finished.path)[0, : clip.num_samples]
+    assert np.corrcoef(decoded[800:-800], clip.waveform[0, 800:-800].numpy())[0, 1] > 0.99
+    recipe = json.loads(finished.recipe_path.read_text())
+    assert recipe["windows"] == 3 and recipe["duration_s"] == 1.5 and recipe["stopped"] is False
+
+
+def test_a2v_seams_are_held_clean_at_both_stage_sizes(pipe, tmp_path):
+    calls, handle = record_transformer_calls(pipe.transformer)
+    try:
+        drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", **SMALL, **WINDOW))
+    finally:
+        handle.remove()
+    # 3 windows (38 frames: 17, 17 and 9), 8 + 3 steps each.
+    assert len(calls) == 33
+    first, second = calls[:11], calls[11:22]
+    for stage, steps in ((1, slice(0, 8)), (2, slice(8, 11))):
+        held = second[steps.start]["video_tokens"] // 3  # one of the window's 3 latent frames
+        previous_final = first[steps.stop - 1]["video_final"][:, -held:]  # the window before, after its last step
+        for call in second[steps]:
+            assert float(call["video_timestep"][:, :held].abs().max()) == 0.0, f"stage {stage}"
+            assert float(call["video_timestep"][:, held:].min()) > 0.0
+            torch.testing.assert_close(call["video"][:, :held].float(), previous_final, atol=1e-5, rtol=1e-5)
+        # The first window holds nothing.
+        assert float(first[steps.start]["video_timestep"].min()) > 0.0
+
+
+def test_t2av_long_holds_the_shared_audio_and_continues_it(pipe, tmp_path):
+    calls, handle = record_transformer_calls(pipe.transformer)
+    try:
+        events = drain(pipe.stream(duration_s=1.0, output=tmp_path / "long.mp4", **SMALL, **WINDOW))
+    finally:
+        handle.remove()
+    first, second = calls[:11], calls[11:]
+    # Window 2 starts at frame 16 (0.64 s): audio grid index 16 of 25 a second; window 1 reached index 17.
+    previous_final = first[-1]["audio_final"][:, 16:17]
+    for call in second:
+        assert float(call["audio_timestep"][:, :1].abs().max()) == 0.0
+        assert float(call["audio_timestep"][:, 1:].min()) > 0.0
+        torch.testing.assert_close(call["audio"][:, :1].float(), previous_final, atol=1e-5, rtol=1e-5)
+    info = probe_mp4(events[-1].path)
+    assert info.num_frames == 25 and info.audio_duration_s == pytest.approx(1.0, abs=1e-3)
+    written = [event.audio for event in events if isinstance(event, WindowFinished)]
+    assert sum(audio.num_samples for audio in written) == round(1.0 * written[0].sampling_rate)
+
+
+@pytest.mark.parametrize("source", ["audio", "text"])
+def test_stop_keeps_the_finished_windows_as_a_playable_file(pipe, tmp_path, source):
+    length = {"audio": click_track(1.5)} if source == "audio" else {"duration_s": 1.5}
+    events = []
+    for event in pipe.stream(**length, output=tmp_path / "long.mp4", **SMALL, **WINDOW):
+        events.append(event)
+        if isinstance(event, StepPreview) and sum(isinstance(seen, WindowStarted) for seen in events) == 2:
+            pipe.cancel()  # during the second window: it ends after this step
+    finished = events[-1]
+    assert isinstance(finished, LongFormFinished) and finished.stopped
+    assert sum(isinstance(event, WindowFinished) for event in events) == 1
+    info = probe_mp4(finished.path)
+    assert info.num_frames == 17 and info.audio_duration_s == pytest.approx(17 / FRAME_RATE, abs=1e-3)
+    with av.open(str(finished.path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 17
+    recipe = json.loads(finished.recipe_path.read_text())
+    assert recipe["stopped"] is True and recipe["stopped_after_window"] == 1
+    assert recipe["written_s"] == pytest.approx(17 / FRAME_RATE)
+
+
+def test_prompt_timeline_picks_each_windows_prompt(pipe, tmp_path):
+    timeline = "0-0.7 s: a blue ball bounces; 0.7-2 s: a green ball bounces"
+    events = drain(
+        pipe.stream(duration_s=1.5, prompt_timeline=timeline, output=tmp_path / "long.mp4", **SMALL, **WINDOW)
+    )
+    prompts = [event.prompt for event in events if isinstance(event, WindowStarted)]
+    assert prompts == ["a blue ball bounces", "a green ball bounces", "a green ball bounces"]
+    assert json.loads(events[-1].recipe_path.read_text())["window_prompts"] == prompts
+
+
+def test_prompt_timeline_parsing_and_gaps():
+    segments = parse_prompt_timeline("0-10 s: a red ball; 10-25 s: a blue ball\n30-40: a green ball")
+    assert segments == [
+        PromptSegment(0.0, 10.0, "a red ball"),
+        PromptSegment(10.0, 25.0, "a blue ball"),
+        PromptSegment(30.0, 40.0, "a green ball"),
+    ]
+    assert window_prompt(segments, 8.0, 14.0, "main") == "a blue ball"
+    assert window_prompt(segments, 25.0, 31.0, "main") == "main"  # mostly in the gap
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"overlap_latent_frames": 3}, "`overlap_latent_frames` must be smaller than the window's 3 latent frames"),
+        ({"overlap_latent_frames": 0}, "`overlap_latent_frames` must be an integer of at least 1"),
+        ({"window_frames": 20}, "`window_frames` must be 8k+1"),
+        ({"max_audio_duration_s": 1.0}, "longer than the limit of 1 s (`max_audio_duration_s`, --max-audio-duration)"),
+        ({"duration_s": 5.0}, "`duration_s` must fit the clip"),
+        ({"prompt_timeline": "a ball"}, "`prompt_timeline` must be ranges with prompts"),
+        ({"prompt_timeline": "0-1 s: a; 0.5-2 s: b"}, "must start at or after 1 s"),
+        ({"prompt_timeline": "3-4 s: a ball"}, "starts past the clip's end"),
+        ({"output": "clip.mov"}, "`path` must end in .mp4"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(pipe, tmp_path, change, message):
+    kwargs = {"audio": click_track(1.5), "output": tmp_path / "long.mp4", **SMALL, **WINDOW, **change}
+    with pytest.raises(ValueError) as error:
+        pipe.stream(**kwargs)
+    assert message in str(error.value)
+    assert not (tmp_path / "long.mp4").exists()
+
+
+def test_t2av_long_needs_a_duration(pipe, tmp_path):
+    with pytest.raises(ValueError, match="`duration_s` is needed without `audio`"):
+        pipe.stream(output=tmp_path / "long.mp4", **SMALL, **WINDOW)
+
+
+def test_free_disk_space_is_checked(tmp_path):
+    check_free_space(tmp_path / "out" / "clip.mp4", 1024)
+    with pytest.raises(ValueError, match="MiB free; this clip needs up to"):
+        check_free_space(tmp_path / "out" / "clip.mp4", 2**62)
