@@ -5,7 +5,7 @@ from .pipeline_common import GenerationCancelled
 from .pipeline_retake import RetakePipeline
 from .pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 from .pipeline_v2aud import V2AudPipeline
-from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, StageDecoded, StepPreview
+from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, Recipe, StageDecoded, StepPreview
 
 __all__ = [
     "A2VidPipelineTwoStage",
@@ -15,6 +15,7 @@ __all__ = [
     "GuidanceParams",
     "LTXAVOutput",
     "PipelineEvent",
+    "Recipe",
     "RetakePipeline",
     "StageDecoded",
     "StepPreview",

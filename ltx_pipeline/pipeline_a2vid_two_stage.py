@@ -79,13 +79,13 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         if not isinstance(pad_audio, bool):
             raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
         clip, padded_s = self.cut_audio(audio, audio_start_time, num_frames, frame_rate, pad_audio)
-        recipe |= {
+        recipe.inputs |= {
             "audio": "<in-memory Audio>" if isinstance(audio, Audio) else str(audio),
             "audio_start_time": audio_start_time,
             "audio_duration_s": num_frames / frame_rate,
             "audio_padded_with_silence_s": padded_s,
-            "audio_sampling_rate": clip.sampling_rate,
         }
+        recipe.audio_sampling_rate = clip.sampling_rate
         return self.run_with_cleanup(
             self._generate(recipe, clip, video_guidance, num_inference_steps, conditions, opened_images)
         )
@@ -137,15 +137,15 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
     def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps, conditions, images):
         start = time.perf_counter()
         device = self._execution_device
-        height, width = recipe["height"], recipe["width"]
-        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
-        recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
-        timings = recipe.setdefault("timings_s", {})
+        height, width = recipe.height, recipe.width
+        num_frames, frame_rate = recipe.num_frames, recipe.frame_rate
+        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe.mode, num_inference_steps)
+        recipe.stage_1_sigmas, recipe.stage_2_sigmas = stage_1_sigmas, stage_2_sigmas
+        timings = recipe.timings_s
 
         # 1. Encode the prompt (and the negative prompt, where CFG needs it) and the audio clip
         self.activate_stage_loras(1)
-        positive, negative = self.encode_prompts(recipe, video_guidance, device=device)
+        positive, negative = self.encode_prompts(recipe.prompt, recipe.negative_prompt, video_guidance, device=device)
         geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)
         # Held clean through both stages: every audio token's timestep is 0, the audio's modality sigma the step's.
         audio = frozen_stream(self.pack_audio(self.encode_audio(clip, geometry_1.audio_frames, device)))
@@ -155,7 +155,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
             frame_rate=frame_rate,
             positive=positive,
             negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
             started=start,
             timings=timings,
             kept_audio=clip,
@@ -183,5 +183,5 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
-        output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe)
+        output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe.to_dict())
         yield Finished(elapsed_s=timings["total"], output=output)

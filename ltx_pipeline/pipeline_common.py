@@ -45,7 +45,7 @@ from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, w
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
-from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
+from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -204,9 +204,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         num_layers = self.transformer.config.num_layers
         return tuple(block if block < num_layers else num_layers - 1 for block in blocks)
 
-    def prepare_request(
-        self, request: "RunRequest"
-    ) -> tuple[dict[str, Any], list[ImageCondition], list[PIL.Image.Image]]:
+    def prepare_request(self, request: "RunRequest") -> tuple[Recipe, list[ImageCondition], list[PIL.Image.Image]]:
         """Checks the inputs every mode shares, before any work, and opens the images; returns the recipe's shared
         part with them."""
         prompt, negative_prompt, height, width = request.prompt, request.negative_prompt, request.height, request.width
@@ -253,25 +251,23 @@ class LTXAVPipelineBase(DiffusionPipeline):
         conditions, opened_images, image_entries = self.read_image_conditions(
             request.images, num_frames, height, width
         )
-        recipe = {
-            "pipeline": type(self).__name__,
-            "model": self.model_label,
-            "mode": mode,
-            "prompt": prompt,
-            "unknown_words": self.unknown_words(prompt),
-            "negative_prompt": negative_prompt,
-            "height": height,
-            "width": width,
-            "num_frames": num_frames,
-            "frame_rate": frame_rate,
-            "seed": seed,
-            "images": image_entries,
-            "loras": self.lora_recipe(),
-        }
-        if video_guidance is not None:
-            recipe["video_guidance"] = video_guidance.__dict__
-        if audio_guidance is not None:
-            recipe["audio_guidance"] = audio_guidance.__dict__
+        recipe = Recipe(
+            pipeline=type(self).__name__,
+            model=self.model_label,
+            mode=mode,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            frame_rate=frame_rate,
+            seed=seed,
+            unknown_words=self.unknown_words(prompt),
+            images=image_entries,
+            loras=self.lora_recipe(),
+            video_guidance=None if video_guidance is None else video_guidance.__dict__,
+            audio_guidance=None if audio_guidance is None else audio_guidance.__dict__,
+        )
         return recipe, conditions, opened_images
 
     def stage_sigmas(self, mode: str, num_inference_steps: int | None) -> tuple[list[float], list[float]]:
@@ -308,13 +304,13 @@ class LTXAVPipelineBase(DiffusionPipeline):
         return self._prompt_cache[key]
 
     def encode_prompts(
-        self, recipe: dict[str, Any], *guidance: GuidanceParams, device: torch.device
+        self, prompt: str, negative_prompt: str | None, *guidance: GuidanceParams, device: torch.device
     ) -> tuple[TextConditioning, TextConditioning | None]:
-        """The prompt's encoding, and the negative prompt's where any stream's guidance runs CFG."""
-        positive = self.encode_prompt(recipe["prompt"], device)
+        """The prompt's encoding, and the negative prompt's (None: the reference one) where any stream's guidance
+        runs CFG."""
+        positive = self.encode_prompt(prompt, device)
         if all(params.cfg_scale == 1.0 for params in guidance):
             return positive, None
-        negative_prompt = recipe["negative_prompt"]
         return positive, self.encode_prompt(
             constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
         )

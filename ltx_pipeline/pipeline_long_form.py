@@ -51,7 +51,7 @@ from .long_form import (
 from .media import _check_mp4_path, write_recipe
 from .pipeline_common import GenerationCancelled, LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .streaming_mp4 import StreamingMp4Writer
-from .types import Audio, GuidanceParams, LongFormFinished, PipelineEvent, WindowFinished, WindowStarted
+from .types import Audio, GuidanceParams, LongFormFinished, PipelineEvent, Recipe, WindowFinished, WindowStarted
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +157,10 @@ class LongFormPipeline(LTXAVPipelineBase):
                 )
         windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
         check_free_space(output_path, estimated_mp4_bytes(total_frames, height, width, duration_s))
-        recipe |= {
+        recipe.num_frames = total_frames
+        recipe.inputs |= {
             "long_form": True,
             "duration_s": duration_s,
-            "num_frames": total_frames,
             "num_inference_steps": num_inference_steps,
             "window_frames": window_frames,
             "overlap_latent_frames": overlap_latent_frames,
@@ -168,11 +168,11 @@ class LongFormPipeline(LTXAVPipelineBase):
             "prompt_timeline": [dataclasses.asdict(segment) for segment in segments],
         }
         if clip is not None:
-            recipe |= {
+            recipe.inputs |= {
                 "audio": "<in-memory Audio>" if isinstance(audio, Audio) else str(audio),
                 "audio_start_time": audio_start_time,
-                "audio_sampling_rate": clip.sampling_rate,
             }
+            recipe.audio_sampling_rate = clip.sampling_rate
         generation = self._generate(
             recipe, output_path, clip, windows, segments, video_guidance, audio_guidance, preview_audio
         )
@@ -238,7 +238,7 @@ class LongFormPipeline(LTXAVPipelineBase):
     @torch.no_grad()
     def _generate(
         self,
-        recipe: dict[str, Any],
+        recipe: Recipe,
         output: Path,
         clip: Audio | None,
         windows: list[Window],
@@ -249,11 +249,11 @@ class LongFormPipeline(LTXAVPipelineBase):
     ) -> Iterator[PipelineEvent]:
         start = time.perf_counter()
         device = self._execution_device
-        frame_rate = recipe["frame_rate"]
-        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], recipe.get("num_inference_steps"))
-        recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
+        frame_rate = recipe.frame_rate
+        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe.mode, recipe.inputs["num_inference_steps"])
+        recipe.stage_1_sigmas, recipe.stage_2_sigmas = stage_1_sigmas, stage_2_sigmas
         plan = _RunPlan(
-            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
             started=start,
             sigmas=(stage_1_sigmas, stage_2_sigmas),
             video_guidance=video_guidance,
@@ -262,8 +262,8 @@ class LongFormPipeline(LTXAVPipelineBase):
         )
         writer = StreamingMp4Writer(output, frame_rate)
         window_seconds: list[float] = []
-        recipe["window_seconds"] = window_seconds
-        recipe["window_prompts"] = []
+        recipe.inputs["window_seconds"] = window_seconds
+        recipe.inputs["window_prompts"] = []
         carry: _Carry | None = None
         finished = 0
         try:
@@ -271,8 +271,8 @@ class LongFormPipeline(LTXAVPipelineBase):
                 window_start = time.perf_counter()
                 written_start_s = window.written_start_frame / frame_rate
                 written_end_s = (window.written_start_frame + window.num_written) / frame_rate
-                prompt = window_prompt(segments, written_start_s, written_end_s, recipe["prompt"])
-                recipe["window_prompts"].append(prompt)
+                prompt = window_prompt(segments, written_start_s, written_end_s, recipe.prompt)
+                recipe.inputs["window_prompts"].append(prompt)
                 yield WindowStarted(
                     window.index + 1, len(windows), window.start_frame / frame_rate, written_end_s, prompt
                 )
@@ -305,25 +305,25 @@ class LongFormPipeline(LTXAVPipelineBase):
             writer.abort()
             raise
         duration = writer.frames_written / frame_rate
-        recipe["stopped"] = stopped
-        recipe["written_s"] = duration
+        recipe.inputs["stopped"] = stopped
+        recipe.inputs["written_s"] = duration
         if stopped:
-            recipe["stopped_after_window"] = finished
+            recipe.inputs["stopped_after_window"] = finished
             logger.info("Stopped after window %d of %d: %s holds %.2f s.", finished, len(windows), path, duration)
-        recipe["timings_s"] = {"total": self.elapsed(start)}
-        recipe_path = write_recipe(path, recipe)
+        recipe.timings_s = {"total": self.elapsed(start)}
+        recipe_path = write_recipe(path, recipe.to_dict())
         yield LongFormFinished(
             elapsed_s=self.elapsed(start),
             path=path,
             recipe_path=recipe_path,
             duration_s=duration,
             stopped=stopped,
-            recipe=recipe,
+            recipe=recipe.to_dict(),
         )
 
     def _run_window(
         self,
-        recipe: dict[str, Any],
+        recipe: Recipe,
         window: Window,
         prompt: str,
         clip: Audio | None,
@@ -333,13 +333,11 @@ class LongFormPipeline(LTXAVPipelineBase):
     ) -> Iterator[PipelineEvent]:
         """Both stages of one window, holding clean what it shares with the window before; returns its stage results
         (stage 1, stage 2), or None when the run was stopped."""
-        height, width, frame_rate = recipe["height"], recipe["width"], recipe["frame_rate"]
+        height, width, frame_rate = recipe.height, recipe.width, recipe.frame_rate
         stage_1_sigmas, stage_2_sigmas = plan.sigmas
         self.activate_stage_loras(1)
         guidance = [plan.video_guidance] + ([plan.audio_guidance] if plan.audio_guidance is not None else [])
-        positive, negative = self.encode_prompts(
-            {"prompt": prompt, "negative_prompt": recipe["negative_prompt"]}, *guidance, device=device
-        )
+        positive, negative = self.encode_prompts(prompt, recipe.negative_prompt, *guidance, device=device)
         geometry_1 = self.latent_geometry(height // 2, width // 2, window.num_frames, frame_rate)
         geometry_2 = self.latent_geometry(height, width, window.num_frames, frame_rate)
         run = RunContext(
@@ -432,7 +430,7 @@ class LongFormPipeline(LTXAVPipelineBase):
 
     def _window_output(
         self,
-        recipe: dict[str, Any],
+        recipe: Recipe,
         window: Window,
         clip: Audio | None,
         carry: _Carry | None,
@@ -441,8 +439,8 @@ class LongFormPipeline(LTXAVPipelineBase):
     ) -> tuple[np.ndarray, Audio, _Carry]:
         """The frames and sound the window adds to the output, and what it hands the next window."""
         stage_1, stage_2 = results
-        frame_rate = recipe["frame_rate"]
-        overlap = recipe["overlap_latent_frames"]
+        frame_rate = recipe.frame_rate
+        overlap = recipe.inputs["overlap_latent_frames"]
         frames = self.decode_video(self.unpack_video(stage_2.video_latents, stage_2.stage.geometry))
         frames = frames[window.first_written : window.first_written + window.num_written]
         tail_1 = stage_1.video_latents[:, -overlap * stage_1.stage.geometry.tokens_per_frame :]

@@ -91,7 +91,7 @@ class RetakePipeline(LTXAVPipelineBase):
                 f"`video` {os.path.basename(str(video))} has {sound.duration_s:.2f} s of sound for "
                 f"{duration_s:.2f} s of picture; retake needs both to last the whole clip."
             )
-        recipe |= {
+        recipe.inputs |= {
             "video": os.path.basename(str(video)),
             "start_time": start_time,
             "end_time": end_time,
@@ -108,15 +108,17 @@ class RetakePipeline(LTXAVPipelineBase):
     def _generate(self, recipe, clip, sound, span, video_guidance, audio_guidance, num_inference_steps, preview_audio):
         start = time.perf_counter()
         device = self._execution_device
-        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        regenerate = recipe["regenerate"]
-        sigmas, _ = self.stage_sigmas(recipe["mode"], num_inference_steps)
-        recipe["stage_1_sigmas"] = sigmas
-        timings = recipe.setdefault("timings_s", {})
+        num_frames, frame_rate = recipe.num_frames, recipe.frame_rate
+        regenerate = recipe.inputs["regenerate"]
+        sigmas, _ = self.stage_sigmas(recipe.mode, num_inference_steps)
+        recipe.stage_1_sigmas = sigmas
+        timings = recipe.timings_s
 
         # 1. Encode the prompt, the clip's frames and its sound
         self.activate_stage_loras(1)
-        positive, negative = self.encode_prompts(recipe, video_guidance, audio_guidance, device=device)
+        positive, negative = self.encode_prompts(
+            recipe.prompt, recipe.negative_prompt, video_guidance, audio_guidance, device=device
+        )
         geometry = self.latent_geometry(clip.height, clip.width, num_frames, frame_rate)
         pixels = frames_to_pixels(clip.frames).to(device, self.vae.dtype)
         video_latents = self.pack_video(self.vae.encode(pixels).latent_dist.mode())
@@ -145,7 +147,7 @@ class RetakePipeline(LTXAVPipelineBase):
             frame_rate=frame_rate,
             positive=positive,
             negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
             started=start,
             timings=timings,
             preview_audio=preview_audio,
@@ -167,12 +169,12 @@ class RetakePipeline(LTXAVPipelineBase):
             new_sound = splice_audio(sound, generated, span)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
-        recipe["audio_sampling_rate"] = new_sound.sampling_rate
+        recipe.audio_sampling_rate = new_sound.sampling_rate
         output = LTXAVOutput(
             frames=frames,
             audio=new_sound,
             frame_rate=frame_rate,
-            recipe=recipe,
+            recipe=recipe.to_dict(),
             video_source=clip.source if video.frozen and clip.copyable else None,
         )
         yield Finished(elapsed_s=timings["total"], output=output)

@@ -98,22 +98,24 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
     ):
         start = time.perf_counter()
         device = self._execution_device
-        height, width = recipe["height"], recipe["width"]
-        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe["mode"], num_inference_steps)
-        recipe["stage_1_sigmas"], recipe["stage_2_sigmas"] = stage_1_sigmas, stage_2_sigmas
-        timings = recipe.setdefault("timings_s", {})
+        height, width = recipe.height, recipe.width
+        num_frames, frame_rate = recipe.num_frames, recipe.frame_rate
+        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe.mode, num_inference_steps)
+        recipe.stage_1_sigmas, recipe.stage_2_sigmas = stage_1_sigmas, stage_2_sigmas
+        timings = recipe.timings_s
 
         # 1. Encode the prompt (and the negative prompt, where CFG needs it)
         self.activate_stage_loras(1)
-        positive, negative = self.encode_prompts(recipe, video_guidance, audio_guidance, device=device)
+        positive, negative = self.encode_prompts(
+            recipe.prompt, recipe.negative_prompt, video_guidance, audio_guidance, device=device
+        )
         timings["text_encoding"] = self.elapsed(start)
         run = RunContext(
             num_frames=num_frames,
             frame_rate=frame_rate,
             positive=positive,
             negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
             started=start,
             timings=timings,
             preview_audio=preview_audio,
@@ -154,6 +156,6 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
-        recipe["audio_sampling_rate"] = audio.sampling_rate
-        output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe)
+        recipe.audio_sampling_rate = audio.sampling_rate
+        output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe.to_dict())
         yield Finished(elapsed_s=timings["total"], output=output)

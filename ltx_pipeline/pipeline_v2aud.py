@@ -71,14 +71,14 @@ class V2AudPipeline(LTXAVPipelineBase):
                 audio_guidance=audio_guidance,
             )
         )
-        recipe |= {
+        recipe.inputs |= {
             "video": os.path.basename(str(video)),
             "video_changes": list(clip.changes),
             "video_copied": clip.copyable,
         }
         if not clip.copyable:
             reason = "; ".join(clip.changes) or f"an mp4 cannot hold its {clip.codec} stream"
-            recipe["video_reencoded_because"] = reason
+            recipe.inputs["video_reencoded_because"] = reason
             logger.warning("The output re-encodes the video (%s).", reason)
         return self.run_with_cleanup(self._generate(recipe, clip, audio_guidance, num_inference_steps, preview_audio))
 
@@ -92,14 +92,14 @@ class V2AudPipeline(LTXAVPipelineBase):
     def _generate(self, recipe, clip: VideoClip, audio_guidance, num_inference_steps, preview_audio):
         start = time.perf_counter()
         device = self._execution_device
-        num_frames, frame_rate = recipe["num_frames"], recipe["frame_rate"]
-        sigmas, _ = self.stage_sigmas(recipe["mode"], num_inference_steps)
-        recipe["stage_1_sigmas"] = sigmas
-        timings = recipe.setdefault("timings_s", {})
+        num_frames, frame_rate = recipe.num_frames, recipe.frame_rate
+        sigmas, _ = self.stage_sigmas(recipe.mode, num_inference_steps)
+        recipe.stage_1_sigmas = sigmas
+        timings = recipe.timings_s
 
         # 1. Encode the prompt and the video, which stays clean throughout
         self.activate_stage_loras(1)
-        positive, negative = self.encode_prompts(recipe, audio_guidance, device=device)
+        positive, negative = self.encode_prompts(recipe.prompt, recipe.negative_prompt, audio_guidance, device=device)
         video = frozen_stream(self.encode_video(clip, device))
         timings["encoding"] = self.elapsed(start)
         run = RunContext(
@@ -107,7 +107,7 @@ class V2AudPipeline(LTXAVPipelineBase):
             frame_rate=frame_rate,
             positive=positive,
             negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe["seed"]), device),
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
             started=start,
             timings=timings,
             preview_audio=preview_audio,
@@ -125,12 +125,12 @@ class V2AudPipeline(LTXAVPipelineBase):
         audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
-        recipe["audio_sampling_rate"] = audio.sampling_rate
+        recipe.audio_sampling_rate = audio.sampling_rate
         output = LTXAVOutput(
             frames=clip.frames,
             audio=audio,
             frame_rate=frame_rate,
-            recipe=recipe,
+            recipe=recipe.to_dict(),
             video_source=clip.source if clip.copyable else None,
         )
         yield Finished(elapsed_s=timings["total"], output=output)

@@ -1,6 +1,6 @@
 """Plain data passed between the pipelines, the command line and the app."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,39 @@ class GuidanceParams:
     rescale_scale: float = 0.0
     modality_scale: float = 1.0
     stg_blocks: tuple[int, ...] = ()
+
+
+@dataclass
+class Recipe:
+    """Everything needed to reproduce a clip, and how its run went: made once from the checked request
+    (`LTXAVPipelineBase.prepare_request`), completed by the run, stored beside the mp4 as `to_dict()`."""
+
+    pipeline: str
+    model: str
+    mode: str  # "distilled" or "dev"
+    prompt: str
+    negative_prompt: str | None  # None: the reference negative prompt, where CFG needs one
+    height: int  # px
+    width: int  # px
+    num_frames: int
+    frame_rate: float  # frames per second
+    seed: int
+    unknown_words: list[str] = field(default_factory=list)  # prompt words a small model's vocabulary lacks
+    images: list[dict[str, Any]] = field(default_factory=list)  # stills held at frames, with any crop notice
+    loras: list[dict[str, Any]] = field(default_factory=list)
+    video_guidance: dict[str, Any] | None = None  # None: the video is not generated
+    audio_guidance: dict[str, Any] | None = None  # None: the audio is not generated
+    inputs: dict[str, Any] = field(default_factory=dict)  # the mode's own inputs and notes (a clip, a span, ...)
+    stage_1_sigmas: list[float] | None = None
+    stage_2_sigmas: list[float] | None = None  # None: one stage
+    audio_sampling_rate: int | None = None  # Hz, of the output's sound
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as files and clients get it: the fields the run set, the mode's own inputs beside them."""
+        values = {field.name: getattr(self, field.name) for field in fields(self) if field.name != "inputs"}
+        kept = {name: value for name, value in values.items() if value is not None or name == "negative_prompt"}
+        return kept | self.inputs
 
 
 @dataclass(frozen=True)

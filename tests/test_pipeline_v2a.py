@@ -41,6 +41,9 @@ def test_new_audio_for_the_video_whose_frames_are_kept_exactly(pipe, tmp_path):
     assert np.array_equal(output.frames, decoded_frames(source))
     assert output.audio.duration_s == pytest.approx(17 / FRAME_RATE, abs=1 / output.audio.sampling_rate)
     assert output.recipe["video_copied"] is True
+    # The recipe holds what this mode ran: one stage, the audio's guidance, no video guidance (the video is held).
+    assert output.recipe["stage_1_sigmas"] and "stage_2_sigmas" not in output.recipe
+    assert "video_guidance" not in output.recipe and output.recipe["audio_guidance"]["cfg_scale"] == 1.0
     mp4, _ = save_output(output, tmp_path / "out.mp4")
     assert video_packets(mp4) == video_packets(source)  # the video stream is copied, not re-encoded
     info = probe_mp4(mp4)
