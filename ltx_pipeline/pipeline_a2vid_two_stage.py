@@ -11,8 +11,6 @@ from . import constants, validation
 from .audio import load_audio, seconds_to_samples
 from .conditioning import ImageCondition
 from .engine import Stage, StageResult, frozen_stream, run_stages
-from .engine.stages import RunContext
-from .engine.streams import NoiseSource
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -150,16 +148,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         # Held clean through both stages: every audio token's timestep is 0, the audio's modality sigma the step's.
         audio = frozen_stream(self.pack_audio(self.encode_audio(clip, geometry_1.audio_frames, device)))
         timings["encoding"] = self.elapsed(start)
-        run = RunContext(
-            num_frames=num_frames,
-            frame_rate=frame_rate,
-            positive=positive,
-            negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
-            started=start,
-            timings=timings,
-            kept_audio=clip,
-        )
+        run = self.run_context(recipe, (positive, negative), start, kept_audio=clip)
 
         # 2. Stage 1: video from noise at half resolution, guided on video alone; the audio stays clean
         held_1 = self.encode_image_conditions(conditions, images, geometry_1, height // 2, width // 2, device)

@@ -41,6 +41,7 @@ from .conditioning import (
 )
 from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
+from .engine.stages import RunContext
 from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, with_images
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
@@ -313,6 +314,22 @@ class LTXAVPipelineBase(DiffusionPipeline):
             return positive, None
         return positive, self.encode_prompt(
             constants.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, device
+        )
+
+    def run_context(
+        self, recipe: Recipe, texts: tuple[TextConditioning, TextConditioning | None], started: float, **options: Any
+    ) -> RunContext:
+        """What every stage of a one-clip run shares: its length, its prompt encodings, its noise (seeded by the
+        recipe's seed, drawn on the CPU), its clock and timings; `options` are `RunContext`'s others."""
+        return RunContext(
+            num_frames=recipe.num_frames,
+            frame_rate=recipe.frame_rate,
+            positive=texts[0],
+            negative=texts[1],
+            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), self._execution_device),
+            started=started,
+            timings=recipe.timings_s,
+            **options,
         )
 
     def latent_geometry(self, height: int, width: int, num_frames: int, frame_rate: float) -> LatentGeometry:

@@ -20,8 +20,7 @@ from . import constants
 from .audio import load_audio, resample, seconds_to_samples
 from .conditioning import latent_frame_of
 from .engine import Stage, StreamSpec, TimeSpan, run_stages, span_mask
-from .engine.stages import RunContext
-from .engine.streams import NoiseSource, audio_frame_seconds, video_frame_seconds
+from .engine.streams import audio_frame_seconds, video_frame_seconds
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Audio, Finished, LTXAVOutput, PipelineEvent
 from .video_input import frames_to_pixels, read_video
@@ -142,14 +141,10 @@ class RetakePipeline(LTXAVPipelineBase):
             audio_mask = torch.zeros_like(audio_mask)
         video = StreamSpec(clean=video_latents, denoise_mask=video_mask, guidance=video_guidance)
         audio = StreamSpec(clean=audio_latents, denoise_mask=audio_mask, guidance=audio_guidance)
-        run = RunContext(
-            num_frames=num_frames,
-            frame_rate=frame_rate,
-            positive=positive,
-            negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
-            started=start,
-            timings=timings,
+        run = self.run_context(
+            recipe,
+            (positive, negative),
+            start,
             preview_audio=preview_audio,
             kept_audio=sound if audio.frozen else None,
         )

@@ -9,8 +9,6 @@ import torch
 from . import constants
 from .conditioning import ImageCondition
 from .engine import Stage, StageResult, StreamSpec, run_stages
-from .engine.stages import RunContext
-from .engine.streams import NoiseSource
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Finished, GuidanceParams, LTXAVOutput, PipelineEvent
 
@@ -110,16 +108,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             recipe.prompt, recipe.negative_prompt, video_guidance, audio_guidance, device=device
         )
         timings["text_encoding"] = self.elapsed(start)
-        run = RunContext(
-            num_frames=num_frames,
-            frame_rate=frame_rate,
-            positive=positive,
-            negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
-            started=start,
-            timings=timings,
-            preview_audio=preview_audio,
-        )
+        run = self.run_context(recipe, (positive, negative), start, preview_audio=preview_audio)
 
         # 2. Stage 1: both streams from noise at half resolution
         geometry_1 = self.latent_geometry(height // 2, width // 2, num_frames, frame_rate)

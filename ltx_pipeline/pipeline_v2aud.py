@@ -16,8 +16,6 @@ import torch
 
 from . import constants
 from .engine import Stage, StreamSpec, frozen_stream, run_stages
-from .engine.stages import RunContext
-from .engine.streams import NoiseSource
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
 from .types import Finished, LTXAVOutput, PipelineEvent
 from .video_input import VideoClip, frames_to_pixels, read_video
@@ -102,16 +100,7 @@ class V2AudPipeline(LTXAVPipelineBase):
         positive, negative = self.encode_prompts(recipe.prompt, recipe.negative_prompt, audio_guidance, device=device)
         video = frozen_stream(self.encode_video(clip, device))
         timings["encoding"] = self.elapsed(start)
-        run = RunContext(
-            num_frames=num_frames,
-            frame_rate=frame_rate,
-            positive=positive,
-            negative=negative,
-            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
-            started=start,
-            timings=timings,
-            preview_audio=preview_audio,
-        )
+        run = self.run_context(recipe, (positive, negative), start, preview_audio=preview_audio)
 
         # 2. One stage at the video's size: the audio from noise, guided on audio alone
         geometry = self.latent_geometry(clip.height, clip.width, num_frames, frame_rate)
