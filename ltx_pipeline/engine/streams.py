@@ -6,6 +6,7 @@ stream's denoise mask. The denoising loop then gives each token the timestep `ma
 modality sigma stays the step's sigma, and pulls the token's clean estimate back to `clean` by `1 - mask`.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,9 +33,10 @@ class StreamSpec:
     # (appended tokens); None: the transformer's grid.
     positions: torch.Tensor | None = None
 
-    @property
+    @functools.cached_property
     def frozen(self) -> bool:
-        """Every token held clean: the stream is conditioning only and is never stepped."""
+        """Every token held clean: the stream is conditioning only and is never stepped. Read once (it looks at the
+        mask on its device), not at every step of the loop."""
         return self.denoise_mask is not None and not bool(self.denoise_mask.any())
 
 
