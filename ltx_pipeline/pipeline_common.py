@@ -223,7 +223,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
                 if value < minimum:
                     raise ValueError(f"`{name}` must be at least {minimum} pixels for this model; got {value}.")
         validation.check_num_frames(num_frames)
-        (self.work_limit or limits.default_work_limit(self._execution_device)).check(height, width, num_frames)
+        self.check_work(height, width, num_frames)
         validation.check_frame_rate(frame_rate)
         validation.check_seed(seed)
         validation.check_mode(mode)
@@ -270,6 +270,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
             audio_guidance=None if audio_guidance is None else audio_guidance.__dict__,
         )
         return recipe, conditions, opened_images
+
+    def check_work(self, height: int, width: int, num_frames: int) -> None:
+        """Refuses a job above the pixel-frames one run may ask for (`ltx_pipeline.limits`), before any work."""
+        (self.work_limit or limits.default_work_limit(self._execution_device)).check(height, width, num_frames)
 
     def stage_sigmas(self, mode: str, num_inference_steps: int | None) -> tuple[list[float], list[float]]:
         if mode == "distilled":

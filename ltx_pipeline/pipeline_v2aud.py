@@ -54,7 +54,7 @@ class V2AudPipeline(LTXAVPipelineBase):
         audio_guidance = stage_1_guidance(
             mode, stg_blocks, constants.AUDIO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
         )
-        clip = read_video(video, num_frames=num_frames, fit=fit)
+        clip = read_video(video, num_frames=num_frames, fit=fit, check_work=self.check_work)
         recipe, _, _ = self.prepare_request(
             RunRequest(
                 prompt,

@@ -7,6 +7,7 @@ Where the frames are used as they are, the output copies the file's own video pa
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -150,10 +151,14 @@ def read_video(
     fit: str | None = None,
     multiple: int = constants.TWO_STAGE_SIZE_MULTIPLE,
     name: str = "video",
+    check_work: Callable[[int, int, int], None] | None = None,
 ) -> VideoClip:
-    """The first `num_frames` frames (None: all, which must be 8k+1) as the model takes them; its audio is ignored."""
+    """The first `num_frames` frames (None: all, which must be 8k+1) as the model takes them; its audio is ignored.
+    `check_work(height, width, num_frames)` runs on the header's figures before anything is decoded."""
     info = probe_video(path, name)
     num_frames, (height, width) = check_video(info, num_frames, fit, multiple, name)
+    if check_work is not None:
+        check_work(height, width, num_frames)
     frames = []
     with av.open(str(path)) as container:
         for frame in container.decode(container.streams.video[0]):

@@ -117,3 +117,16 @@ def test_a_file_that_is_not_a_video_is_named_in_the_error(pipe, tmp_path):
         pipe(video=tmp_path / "notes.mp4", prompt=PROMPT)
     with pytest.raises(FileNotFoundError, match="`video` file not found: missing.mp4"):
         pipe(video=tmp_path / "missing.mp4", prompt=PROMPT)
+
+
+def test_a_video_over_the_work_limit_is_refused_before_it_is_decoded(pipe, tmp_path, monkeypatch):
+    from ltx_pipeline import video_input
+    from ltx_pipeline.limits import WorkLimit
+
+    pipe.work_limit = WorkLimit(64 * 64 * 9, source="set for this test")
+    source = write_video(tmp_path / "in.mp4")  # 64 x 64 x 17
+    opened, open_file = [], av.open
+    monkeypatch.setattr(video_input.av, "open", lambda *args, **kw: opened.append(args) or open_file(*args, **kw))
+    with pytest.raises(ValueError, match="64 x 64 x 17"):
+        pipe(video=source, prompt=PROMPT)
+    assert len(opened) == 1  # the header was read; the frames never were
