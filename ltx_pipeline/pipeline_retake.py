@@ -66,7 +66,7 @@ class RetakePipeline(LTXAVPipelineBase):
         scales = (cfg_scale, stg_scale, rescale_scale, modality_scale)
         video_guidance = stage_1_guidance(mode, stg_blocks, constants.VIDEO_CFG_SCALE, *scales)
         audio_guidance = stage_1_guidance(mode, stg_blocks, constants.AUDIO_CFG_SCALE, *scales)
-        clip = read_video(video, num_frames=num_frames, fit=fit, check_work=self.check_work)
+        clip = read_video(video, num_frames=num_frames, fit=fit, check_work=self.check_work, sound=True)
         duration_s = clip.num_frames / float(clip.frame_rate)
         span = check_span(start_time, end_time, duration_s)
         recipe, _, _ = self.prepare_request(

@@ -94,9 +94,15 @@ def probe_video(path: str | os.PathLike, name: str = "video") -> VideoInfo:
 
 
 def check_video(
-    info: VideoInfo, num_frames: int | None, fit: str | None, multiple: int, name: str = "video"
+    info: VideoInfo, num_frames: int | None, fit: str | None, multiple: int, name: str = "video", sound: bool = False
 ) -> tuple[int, tuple[int, int]]:
-    """The frame count and (height, width) the model will take, or an error offering the explicit option."""
+    """The frame count and (height, width) the model will take, or an error offering the explicit option; with
+    `sound`, a video without a sound track is an error too."""
+    if sound and not info.has_audio:
+        raise ValueError(
+            f"`{name}` has no sound track; this mode regenerates part of a clip's picture and sound, so it needs "
+            "both (give the video sound with video to audio first)."
+        )
     if fit is not None and fit not in FITS:
         raise ValueError(f"`fit` must be None, 'crop' or 'resize'; got {fit!r}.")
     if info.frame_rate <= 0:
@@ -152,11 +158,12 @@ def read_video(
     multiple: int = constants.TWO_STAGE_SIZE_MULTIPLE,
     name: str = "video",
     check_work: Callable[[int, int, int], None] | None = None,
+    sound: bool = False,
 ) -> VideoClip:
     """The first `num_frames` frames (None: all, which must be 8k+1) as the model takes them; its audio is ignored.
     `check_work(height, width, num_frames)` runs on the header's figures before anything is decoded."""
     info = probe_video(path, name)
-    num_frames, (height, width) = check_video(info, num_frames, fit, multiple, name)
+    num_frames, (height, width) = check_video(info, num_frames, fit, multiple, name, sound)
     if check_work is not None:
         check_work(height, width, num_frames)
     frames = []

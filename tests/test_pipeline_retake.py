@@ -108,3 +108,20 @@ def test_span_masks_mark_the_frames_that_overlap_the_span():
     assert seconds[0].tolist() == [0.0, 0.01] and seconds[1].tolist() == pytest.approx([0.01, 0.05])
     audio = span_mask(seconds, TimeSpan(0.4, 0.6), tokens_per_frame=1)[0, :, 0]
     assert audio.nonzero().flatten().tolist() == list(range(10, 16))
+
+
+def test_a_clip_without_sound_is_refused_before_it_is_decoded(pipe, tmp_path):
+    import av
+
+    path = tmp_path / "silent.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for index in range(17):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(ValueError, match=r"^`video` has no sound track; .*video to audio first"):
+        pipe(video=path, prompt=PROMPT, **SPAN)

@@ -209,10 +209,11 @@ def _video_inputs(mode: Mode, values: Mapping[str, Any]) -> tuple[int, int, int,
     num_frames = None if wanted in (None, "", 0) else studio_help.whole_number("num_frames", wanted)
     fit = values.get("fit") or None
     info = probe_video(video)
-    num_frames, (height, width) = check_video(info, num_frames, fit, constants.TWO_STAGE_SIZE_MULTIPLE)
+    retake = mode.name == "retake"
+    num_frames, (height, width) = check_video(info, num_frames, fit, constants.TWO_STAGE_SIZE_MULTIPLE, sound=retake)
     frame_rate = float(info.frame_rate)
     inputs = {"video": str(video), "num_frames": num_frames, "fit": fit}
-    if mode.name == "retake":
+    if retake:
         start = studio_help.real_number("start_time", values.get("start_time"))
         end = studio_help.real_number("end_time", values.get("end_time"))
         check_span(start, end, num_frames / frame_rate)
