@@ -88,15 +88,18 @@ def aspect_notice(image: PIL.Image.Image, height: int, width: int) -> str | None
     )
 
 
-def prepare_image(image: PIL.Image.Image, height: int, width: int) -> torch.Tensor:
-    """Resize to cover, centre-crop, H.264 re-compress -> (1, 3, 1, height, width) in [-1, 1]."""
+def prepare_image(
+    image: PIL.Image.Image, height: int, width: int, crf: int = constants.IMAGE_CONDITIONING_CRF
+) -> torch.Tensor:
+    """Resize to cover, centre-crop, H.264 re-compress at `crf` (the model generation's: 33 before LTX-2.5, 18 for
+    it) -> (1, 3, 1, height, width) in [-1, 1]."""
     scale = max(width / image.width, height / image.height)
     resized = image.resize(
         (max(width, round(image.width * scale)), max(height, round(image.height * scale))), PIL.Image.LANCZOS
     )
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     pixels = np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.uint8)
-    pixels = apply_image_conditioning_crf(pixels, constants.IMAGE_CONDITIONING_CRF)  # diffusers' port of the reference
+    pixels = apply_image_conditioning_crf(pixels, crf)  # diffusers' port of the reference
     tensor = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 127.5 - 1
     # (H, W, 3) -> (1, 3, 1, H, W)
     return tensor.permute(2, 0, 1)[None, :, None]

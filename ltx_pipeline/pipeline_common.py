@@ -30,8 +30,9 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
-from . import constants, limits, validation
+from . import constants, limits, validation, versions
 from .audio import prepare_audio_vae_input, seconds_to_samples
+from .duration import encode_for_connectors
 from .conditioning import (
     ImageCondition,
     aspect_notice,
@@ -98,6 +99,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
     stage_loras: StageLoras | None = None
     # The most pixel-frames one run may ask for (`ltx_pipeline.limits`); None: the default for the device it runs on.
     work_limit: limits.WorkLimit | None = None
+    # Whether a distilled run's stage 1 steps with the model generation's own sampler (LTX-2.5: ancestral Euler, as
+    # the reference's `DistilledPipeline`); a mode the reference runs with plain Euler on every generation sets False.
+    versioned_stage_1_sampler: bool = True
 
     def __init__(
         self,
@@ -130,6 +134,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         self._prompt_cache: dict[tuple, TextConditioning] = {}
         self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
         self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
+        # LTX-2.5's optional parts, set by `from_model` where their files were there (see `loading.LoadedModel`).
+        self.duration_head: torch.nn.Module | None = None  # "length from the prompt"
+        self.diffusion_decoder: torch.nn.Module | None = None
         # Words a word-level tokenizer (the embedded model's) knows whole; it spells any other word letter by
         # letter, which the model never saw in training. None for open-vocabulary tokenizers such as Gemma's.
         known_words = getattr(tokenizer, "init_kwargs", {}).get("known_words")
@@ -150,6 +157,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**loaded.components)
         pipe.model_label = loaded.label
         pipe.model_variant = loaded.variant
+        pipe.duration_head, pipe.diffusion_decoder = loaded.duration_head, loaded.diffusion_decoder
         return pipe
 
     @classmethod
@@ -158,6 +166,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         pipe = cls(**other.components)
         pipe.model_label = other.model_label
         pipe.model_variant = other.model_variant
+        pipe.duration_head, pipe.diffusion_decoder = other.duration_head, other.diffusion_decoder
         return pipe
 
     def unknown_words(self, prompt: str) -> list[str]:
@@ -197,6 +206,31 @@ class LTXAVPipelineBase(DiffusionPipeline):
     @property
     def is_ltx_2_3(self) -> bool:
         return bool(self.transformer.config.cross_attn_mod)
+
+    @property
+    def model_version(self) -> str:
+        """The LTX-2 generation of the loaded components ("2.5", "2.3" or "2.0"), read from the components
+        themselves so that every way of building a pipeline agrees: LTX-2.5 has the Gemma 4 text encoder, 2.3 the
+        vocoder with bandwidth extension (as `versions.version_from_model_index` tells diffusers folders apart)."""
+        return versions.version_of_components(self.text_encoder, self.vocoder)
+
+    @property
+    def version_profile(self) -> versions.VersionProfile:
+        """What the engine does for this generation (sampler, image CRF, duration head...)."""
+        return versions.profile(self.model_version)
+
+    def stage_1_sampler(self, mode: str) -> str:
+        """The stage-1 sampler a run in `mode` uses: the version's distilled one, Euler in dev mode."""
+        versioned = mode == "distilled" and self.versioned_stage_1_sampler
+        return self.version_profile.distilled_stage_1_sampler if versioned else "euler"
+
+    def ancestral_noise(self, seed: int, mode: str) -> NoiseSource | None:
+        """The noise of LTX-2.5's ancestral stage 1, seeded `seed + 10000` as the reference's (so its first draw
+        is not the initial noise), on the CPU like all of the project's noise; None where stage 1 is plain Euler."""
+        if self.stage_1_sampler(mode) != "euler_ancestral":
+            return None
+        generator = torch.Generator().manual_seed(seed + versions.ANCESTRAL_NOISE_SEED_OFFSET)
+        return NoiseSource(generator, self._execution_device)
 
     def default_stg_blocks(self) -> tuple[int, ...]:
         blocks = constants.STG_BLOCKS_2_3 if self.is_ltx_2_3 else constants.STG_BLOCKS_2_0
@@ -266,6 +300,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
             unknown_words=self.unknown_words(prompt),
             images=image_entries,
             loras=self.lora_recipe(),
+            model_version=self.model_version,
+            stage_1_sampler=self.stage_1_sampler(mode),
             video_guidance=None if video_guidance is None else video_guidance.__dict__,
             audio_guidance=None if audio_guidance is None else audio_guidance.__dict__,
         )
@@ -285,7 +321,10 @@ class LTXAVPipelineBase(DiffusionPipeline):
     def count_tokens(self, text: str) -> int:
         """Text-encoder tokens of `text`, special tokens included."""
         with TOKENIZER_LOCK:
-            return len(self.tokenizer(text, add_special_tokens=True).input_ids)
+            input_ids = self.tokenizer(text, add_special_tokens=True).input_ids
+        bos = self.tokenizer.bos_token_id
+        prepended = self.model_version == "2.5" and bos is not None and (not input_ids or input_ids[0] != bos)
+        return len(input_ids) + int(prepended)  # LTX-2.5's encoding adds the `<bos>` its tokenizer leaves out
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str, device: torch.device) -> TextConditioning:
@@ -296,10 +335,17 @@ class LTXAVPipelineBase(DiffusionPipeline):
             # diffusers' own Gemma prompt encoding (left padding, all hidden states stacked); it tokenizes and runs
             # the text encoder in one call, so concurrent runs encode their prompts one at a time.
             with TOKENIZER_LOCK:
-                embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
-                    self, prompt, max_sequence_length=self.max_sequence_length, device=device
-                )
-            padding_side = getattr(self.tokenizer, "padding_side", "left")
+                if self.version_profile.text_encoder_family == versions.GEMMA_4_UNIFIED_MODEL_TYPE:
+                    # The Gemma 4 tokenizer adds no `<bos>`; LTX-2.5 was trained with one (reference tokenizer).
+                    embeds, mask = encode_for_connectors(
+                        prompt, self.tokenizer, self.text_encoder, self.max_sequence_length
+                    )
+                    embeds, mask = embeds.to(device), mask.to(device)
+                else:
+                    embeds, mask = LTX2Pipeline._get_gemma_prompt_embeds(
+                        self, prompt, max_sequence_length=self.max_sequence_length, device=device
+                    )
+            padding_side = "left" if self.model_version == "2.5" else getattr(self.tokenizer, "padding_side", "left")
             video, audio, connector_mask = self.connectors(embeds, mask, padding_side=padding_side)
             if len(self._prompt_cache) >= 8:
                 self._prompt_cache.pop(next(iter(self._prompt_cache)))
@@ -331,6 +377,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             positive=texts[0],
             negative=texts[1],
             noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), self._execution_device),
+            stage_1_ancestral_noise=self.ancestral_noise(recipe.seed, recipe.mode),
             started=started,
             timings=recipe.timings_s,
             **options,
@@ -457,7 +504,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
         for condition, image in zip(conditions, images, strict=True):
             if condition.strength <= 0:
                 continue
-            pixels = prepare_image(image, height, width).to(device, self.vae.dtype)
+            pixels = prepare_image(image, height, width, self.version_profile.image_conditioning_crf)
+            pixels = pixels.to(device, self.vae.dtype)
             latents = self.pack_video(self.vae.encode(pixels).latent_dist.mode())  # (1, h*w, C)
             if condition.frame_index == 0:
                 grid.append((slice(0, geometry.tokens_per_frame), latents, condition.strength))

@@ -77,6 +77,7 @@ class _RunPlan:
     video_guidance: GuidanceParams
     audio_guidance: GuidanceParams | None  # None: the audio is the user's, held clean
     preview_audio: bool
+    ancestral_noise: NoiseSource | None = None  # LTX-2.5 distilled: stage 1's ancestral noise, one source per run
 
 
 class LongFormPipeline(LTXAVPipelineBase):
@@ -259,6 +260,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             video_guidance=video_guidance,
             audio_guidance=audio_guidance,
             preview_audio=preview_audio,
+            ancestral_noise=self.ancestral_noise(recipe.seed, recipe.mode),
         )
         writer = StreamingMp4Writer(output, frame_rate)
         window_seconds: list[float] = []
@@ -349,6 +351,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             started=plan.started,
             timings={},
             preview_audio=plan.preview_audio,
+            stage_1_ancestral_noise=plan.ancestral_noise,
         )
         if clip is not None:
             # The window's own slice of the user's sound, held clean in both stages as in A2VidPipelineTwoStage.

@@ -33,6 +33,9 @@ STREAMS = ("video", "audio", "both")
 class RetakePipeline(LTXAVPipelineBase):
     """Regenerates [start_time, end_time) of a clip; the rest of the clip is kept as it is."""
 
+    # The reference's distilled `RetakePipeline` steps with plain Euler on every generation, LTX-2.5 included.
+    versioned_stage_1_sampler = False
+
     def stream(
         self,
         video: str | os.PathLike,

@@ -60,6 +60,8 @@ class Recipe:
     unknown_words: list[str] = field(default_factory=list)  # prompt words a small model's vocabulary lacks
     images: list[dict[str, Any]] = field(default_factory=list)  # stills held at frames, with any crop notice
     loras: list[dict[str, Any]] = field(default_factory=list)
+    model_version: str | None = None  # the LTX-2 generation of the weights: "2.5", "2.3" or "2.0"
+    stage_1_sampler: str | None = None  # "euler", or "euler_ancestral" (LTX-2.5 distilled, noise seeded seed + 10000)
     video_guidance: dict[str, Any] | None = None  # None: the video is not generated
     audio_guidance: dict[str, Any] | None = None  # None: the audio is not generated
     inputs: dict[str, Any] = field(default_factory=dict)  # the mode's own inputs and notes (a clip, a span, ...)

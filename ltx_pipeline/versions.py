@@ -145,3 +145,13 @@ def version_from_model_index(folder: Path) -> str:
         "expected Gemma4UnifiedForConditionalGeneration (LTX-2.5), or LTX2VocoderWithBWE (LTX-2.3) / LTX2Vocoder "
         "(LTX-2.0)."
     )
+
+
+def version_of_components(text_encoder: object, vocoder: object) -> str:
+    """The generation of built components: LTX-2.5 has the Gemma 4 text encoder, LTX-2.3 the vocoder with bandwidth
+    extension, LTX-2.0 neither (the classes diffusers' conversion script writes for each)."""
+    from diffusers.pipelines.ltx2 import LTX2VocoderWithBWE
+
+    if getattr(getattr(text_encoder, "config", None), "model_type", None) == GEMMA_4_UNIFIED_MODEL_TYPE:
+        return "2.5"
+    return "2.3" if isinstance(vocoder, LTX2VocoderWithBWE) else "2.0"

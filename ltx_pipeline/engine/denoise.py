@@ -15,6 +15,7 @@ import torch
 from .. import constants
 from ..guiders import MultiModalGuider
 from ..perturbations import perturb_only
+from ..sampling_2_5 import euler_ancestral_step
 from .latents import LatentGeometry
 from .prompt import TextConditioning
 from .streams import StreamSpec
@@ -136,12 +137,15 @@ def denoise(
     positive: TextConditioning,
     negative: TextConditioning | None,
     interrupted: Callable[[], bool],
+    ancestral_noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
 ) -> Iterator[DenoiseStep]:
     """Euler denoising of both streams from one noise state; yields after every step, ends when `interrupted()`.
 
     A frozen stream is conditioning only: its tokens' timesteps are 0, it is never stepped (so it stays
     bit-identical) and its guidance is not run. Partly held streams (images, kept time spans) are pulled back to
-    their clean latents by `1 - mask` after every step.
+    their clean latents by `1 - mask` after every step. With `ancestral_noise` (a draw of standard normal noise of a
+    shape) every step is LTX-2.5's ancestral Euler step instead (`sampling_2_5`), drawing video noise, then audio,
+    for each generated stream (reference `_ancestral_euler_denoising_loop`).
     """
     streams = [spec for spec in (video, audio) if not spec.frozen]
     guiders = {id(spec): MultiModalGuider(spec.guidance) for spec in (video, audio)}
@@ -219,7 +223,10 @@ def denoise(
             parts = [estimates[name][position] for name in ("cond", "uncond", "perturbed", "isolated")]
             estimate = _held_back(guiders[id(spec)].guide(*parts), spec)
             guided.append(estimate)
-            new_latents.append(euler_step(latents, estimate, sigma, sigmas[index + 1]))
+            if ancestral_noise is None:
+                new_latents.append(euler_step(latents, estimate, sigma, sigmas[index + 1]))
+            else:
+                new_latents.append(_ancestral_step(latents, estimate, sigma, sigmas[index + 1], spec, ancestral_noise))
         video_latents, audio_latents = new_latents
         yield DenoiseStep(
             step=index + 1,
@@ -229,6 +236,22 @@ def denoise(
             video_estimate=guided[0],
             audio_estimate=guided[1],
         )
+
+
+def _ancestral_step(
+    latents: torch.Tensor,
+    estimate: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    spec: StreamSpec,
+    noise: Callable[[tuple[int, ...]], torch.Tensor],
+) -> torch.Tensor:
+    """One ancestral Euler step; held tokens are pulled back to their clean latents after the noise is added (the
+    reference's `post_process_latent` after the step). The last step (sigma_next 0) draws nothing."""
+    if sigma_next == 0:
+        return estimate
+    drawn = noise(tuple(latents.shape)).to(latents.device)
+    return _held_back(euler_ancestral_step(latents, estimate, sigma, sigma_next, drawn), spec)
 
 
 def _as_column(levels: torch.Tensor | float) -> torch.Tensor | float:

@@ -51,6 +51,9 @@ class RunContext:
     timings: dict[str, float]
     preview_audio: bool = True
     kept_audio: Audio | None = None  # the user's audio, where the audio stream is held clean
+    # LTX-2.5's distilled stage 1 steps with ancestral Euler, drawing its noise from this source (seeded apart from
+    # `noise`); None: every stage steps with plain Euler.
+    stage_1_ancestral_noise: NoiseSource | None = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -94,6 +97,7 @@ def _run_stage(
         run.positive,
         run.negative,
         lambda: pipe.interrupt,
+        ancestral_noise=run.stage_1_ancestral_noise if stage.number == 1 else None,
     ):
         video_latents, audio_latents = state.video_latents, state.audio_latents
         video_estimate = _grid_tokens(state.video_estimate, stage.video)
