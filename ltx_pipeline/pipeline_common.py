@@ -32,7 +32,6 @@ from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
 from . import constants, limits, validation, versions
 from .audio import prepare_audio_vae_input, seconds_to_samples
-from .duration import encode_for_connectors
 from .conditioning import (
     ImageCondition,
     aspect_notice,
@@ -40,6 +39,7 @@ from .conditioning import (
     load_image,
     prepare_image,
 )
+from .duration import encode_for_connectors
 from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
 from .engine.stages import RunContext

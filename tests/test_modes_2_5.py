@@ -160,7 +160,9 @@ def test_video_to_audio_keeps_the_frames_and_steps_the_audio_ancestrally(
     assert np.abs(output.audio.waveform.numpy()).max() > 0
 
 
-def test_retake_regenerates_the_span_with_euler_as_the_reference(t2av: TI2VidTwoStagesPipeline, tmp_path: Path) -> None:
+def test_retake_regenerates_the_span_with_euler_as_the_reference(
+    t2av: TI2VidTwoStagesPipeline, tmp_path: Path
+) -> None:
     # The reference's RetakePipeline (distilled) steps with plain Euler on every generation, LTX-2.5 included.
     pipe = RetakePipeline.from_pipe(t2av)
     clip = write_video(tmp_path / "clip.mp4", num_frames=17)
