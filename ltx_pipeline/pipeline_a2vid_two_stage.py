@@ -169,7 +169,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
 
         # 4. Decode the final video; the audio is the original cut, unmodified
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
+        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry), run.noise.generator)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
         output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe.to_dict())

@@ -302,6 +302,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             loras=self.lora_recipe(),
             model_version=self.model_version,
             stage_1_sampler=self.stage_1_sampler(mode),
+            video_decoder=None if video_guidance is None else self.video_decoder_name,
             video_guidance=None if video_guidance is None else video_guidance.__dict__,
             audio_guidance=None if audio_guidance is None else audio_guidance.__dict__,
         )
@@ -566,12 +567,34 @@ class LTXAVPipelineBase(DiffusionPipeline):
             self._rgb_projection = LatentRGBProjection.fit(self.vae)
         return self._rgb_projection(self.unpack_video(packed, geometry))
 
-    def decode_video(self, latents: torch.Tensor) -> np.ndarray:
-        """Un-normalised (1, C, F, H, W) latents -> (num_frames, height, width, 3) uint8."""
+    @property
+    def video_decoder_name(self) -> str:
+        """The decoder of final videos: "diffusion" (LTX-2.5's diffusion decoder, the reference's default where its
+        file is there) or "conv" (the VAE's decoder)."""
+        return "diffusion" if self.diffusion_decoder is not None else "conv"
+
+    def decode_video(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> np.ndarray:
+        """Un-normalised (1, C, F, H, W) latents -> (num_frames, height, width, 3) uint8.
+
+        A final decode passes the run's `generator`: LTX-2.5's diffusion decoder, where loaded, samples the pixels
+        from it (one step, as the reference passes its seeded generator on to the decoder). Without one (the stage-1
+        look between stages) the VAE decodes.
+        """
+        if generator is not None and self.diffusion_decoder is not None:
+            return self.diffusion_decode_video(latents, generator)
         timestep = None
         if self.vae.config.timestep_conditioning:
             timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=self.vae.dtype)
         video = self.vae.decode(latents.to(self.vae.dtype), timestep, return_dict=False)[0]
+        return _video_to_uint8(video[0])
+
+    def diffusion_decode_video(self, latents: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+        """LTX-2.5's diffusion decoder (diffusers' `LTX2VideoDiffusionDecoderModel.decode`, as
+        `LTX2VideoDiffusionDecodePipeline` calls it) on un-normalised latents."""
+        decoder = self.diffusion_decoder
+        if next(decoder.parameters()).device != latents.device:
+            decoder.to(latents.device)  # it is not one of the registered modules that placement moves
+        video = decoder.decode(latents.to(decoder.dtype), generator=generator, return_dict=False)[0]
         return _video_to_uint8(video[0])
 
     def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float, preview: bool = False) -> Audio:

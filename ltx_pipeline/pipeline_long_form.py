@@ -141,6 +141,9 @@ class LongFormPipeline(LTXAVPipelineBase):
                 audio_guidance=audio_guidance,
             )
         )
+        # Windows are decoded one by one and joined: with the VAE, whose decode of a latent is fixed, not a sampling
+        # decoder that would draw new pixel noise at every seam.
+        recipe.video_decoder = "conv"
         output_path = _check_mp4_path(output)
         clip, duration_s = self._read_request_audio(audio, audio_start_time, duration_s, max_audio_duration_s)
         total_frames = _frames_for(duration_s, frame_rate)

@@ -159,7 +159,7 @@ class RetakePipeline(LTXAVPipelineBase):
         decode_start = self.elapsed(start)
         frames = clip.frames
         if not video.frozen:
-            decoded = self.decode_video(self.unpack_video(result.video_latents, geometry))
+            decoded = self.decode_video(self.unpack_video(result.video_latents, geometry), run.noise.generator)
             frames = splice_frames(clip.frames, decoded, video_mask[0, :: geometry.tokens_per_frame, 0].cpu())
         new_sound = sound
         if not audio.frozen:

@@ -141,7 +141,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
 
         # 4. Decode the final video and audio
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
+        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry), run.noise.generator)
         audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)

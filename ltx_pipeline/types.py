@@ -62,6 +62,7 @@ class Recipe:
     loras: list[dict[str, Any]] = field(default_factory=list)
     model_version: str | None = None  # the LTX-2 generation of the weights: "2.5", "2.3" or "2.0"
     stage_1_sampler: str | None = None  # "euler", or "euler_ancestral" (LTX-2.5 distilled, noise seeded seed + 10000)
+    video_decoder: str | None = None  # "conv" (the VAE) or "diffusion" (LTX-2.5's); None: the video is not decoded
     video_guidance: dict[str, Any] | None = None  # None: the video is not generated
     audio_guidance: dict[str, Any] | None = None  # None: the audio is not generated
     inputs: dict[str, Any] = field(default_factory=dict)  # the mode's own inputs and notes (a clip, a span, ...)

@@ -8,6 +8,7 @@ before audio; plain Euler would give other latents.
 """
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from ltx_pipeline import (
     A2VidPipelineTwoStage,
     RetakePipeline,
+    StageDecoded,
     TI2VidTwoStagesPipeline,
     V2AudPipeline,
     tiny,
@@ -194,3 +196,27 @@ def test_long_form_text_to_av_chains_windows_on_2_5(t2av: TI2VidTwoStagesPipelin
     # The first window's stage 1 is a text-to-AV stage 1: ancestral from the run's seed + 10000.
     assert_stage_1_sampler(passes[:STAGE_1_STEPS], SMALL["seed"], ("video", "audio"), ancestral=True)
     assert_playable(output, 30, 25.0)
+
+
+def test_diffusion_decoder_decodes_the_final_video_where_its_file_is_there(
+    folder: Path, t2av: TI2VidTwoStagesPipeline, tmp_path: Path
+) -> None:
+    with_decoder = shutil.copytree(folder, tmp_path / "LTX-2.5")
+    decoder = tiny.build_tiny_diffusion_decoder()
+    official_layout_2_5.write_diffusion_vae(
+        with_decoder / official_layout_2_5.FILES["video_vae_diffusion"], decoder, t2av.vae
+    )
+    pipe = TI2VidTwoStagesPipeline.from_model(str(with_decoder), torch_dtype=torch.float32)
+    assert pipe.video_decoder_name == "diffusion" and t2av.video_decoder_name == "conv"
+    events = list(pipe.stream(**SMALL, num_frames=9))
+    conv_events = list(t2av.stream(**SMALL, num_frames=9))
+    output, conv_output = events[-1].output, conv_events[-1].output
+    assert output.recipe["video_decoder"] == "diffusion" and conv_output.recipe["video_decoder"] == "conv"
+    assert output.frames.shape == conv_output.frames.shape == (9, 64, 64, 3)
+    # Same weights and seed: the same latents, decoded by the VAE between the stages in both runs, and by the
+    # diffusion decoder at the end in one of them.
+    stage_decoded = [event for event in events if isinstance(event, StageDecoded)][0]
+    conv_stage_decoded = [event for event in conv_events if isinstance(event, StageDecoded)][0]
+    assert np.array_equal(stage_decoded.frames, conv_stage_decoded.frames)
+    assert not np.array_equal(output.frames, conv_output.frames)
+    torch.testing.assert_close(output.audio.waveform, conv_output.audio.waveform)
