@@ -162,6 +162,19 @@ def resolve_defaults(args: argparse.Namespace, defaults: ModelDefaults) -> None:
             )
 
 
+def check_length_choice(args: argparse.Namespace) -> None:
+    """`--length-from-prompt` picks the length itself: refused beside a length the user gave."""
+    if not getattr(args, "length_from_prompt", False):
+        return
+    for keyword, flag in (("num_frames", "--num-frames"), ("duration_s", "--duration")):
+        given = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+        if given is not None:
+            raise ValueError(
+                f"`length_from_prompt` picks the length from the prompt; give it or `{keyword}`, not both "
+                f"(got `{keyword}` {given})."
+            )
+
+
 def work_limit(args: argparse.Namespace, device: str) -> WorkLimit:
     if args.max_pixel_frames is not None:
         return WorkLimit(args.max_pixel_frames, source="set by --max-pixel-frames")
@@ -180,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     context = None
     error_line = None  # printed last, after the process group's goodbye, so the error ends the output
     try:
+        check_length_choice(args)
         settings = settings_from_args(args)  # before minutes of loading, not after
         resolve_defaults(args, defaults_for_model(args.model))
         limit = work_limit(args, settings.resolved_device)
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe.work_limit = limit
         runner = ParallelRunner(pipe, context)  # with one GPU, the plain stream
         if context.is_main:
-            print(f"model: {pipe.model_label}", file=sys.stderr)
+            print(f"model: {pipe.model_label} ({pipe.model_summary})", file=sys.stderr)
         if run_mode.takes_images:
             kwargs["images"] = images
         for event in runner.stream(**kwargs):  # events reach rank 0 only

@@ -89,7 +89,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, environment: bool = Fal
     parser.add_argument(
         "--model",
         default=env("LTX_MODEL", constants.EMBEDDED_MODEL_NAME),
-        help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file"
+        help="'embedded' (ships with the repo), a Hub id, a diffusers folder, or an official .safetensors file; "
+        "LTX-2.5 as Lightricks ships it (its folder of per-component files, or its transformer file), LTX-2.3, "
+        "LTX-2.0; the version is read from the files and named on the 'model:' line at startup"
         + ("; env LTX_MODEL" if environment else ""),
     )
     parser.add_argument(

@@ -48,6 +48,11 @@ NUM_FRAMES = Option(
     "8k+1, e.g. 97 or 121; default: the model's own (embedded: 97; real weights: 121), for a2v at most the clip's length",
     type=int,
 )  # fmt: skip
+LENGTH_FROM_PROMPT = Option(
+    "length_from_prompt", "--length-from-prompt", "Length from the prompt",
+    "LTX-2.5 with its duration head: the model picks the length (1-20 s) from the prompt, in place of --num-frames",
+    default=False, switch=True,
+)  # fmt: skip
 FRAME_RATE = Option("frame_rate", "--frame-rate", "Frame rate (fps)", "default: the model's own (24)", type=float)
 HEIGHT = Option(
     "height", "--height", "Resolution", "multiple of 64; default: the model's own (embedded: 128; 512)", type=int
@@ -161,7 +166,7 @@ MODES: dict[str, Mode] = {
             "Text to audio+video",
             "text to audio+video",
             TI2VidTwoStagesPipeline,
-            (*SHARED_OPTIONS, *SIZE_OPTIONS),
+            (*SHARED_OPTIONS, *SIZE_OPTIONS, LENGTH_FROM_PROMPT),
             takes_images=True,
             generates_audio=True,
             two_stage=True,

@@ -39,7 +39,7 @@ from .conditioning import (
     load_image,
     prepare_image,
 )
-from .duration import encode_for_connectors
+from .duration import DurationPrediction, encode_for_connectors, predict_num_frames
 from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
 from .engine.stages import RunContext
@@ -219,6 +219,11 @@ class LTXAVPipelineBase(DiffusionPipeline):
         """What the engine does for this generation (sampler, image CRF, duration head...)."""
         return versions.profile(self.model_version)
 
+    @property
+    def model_summary(self) -> str:
+        """One line naming the generation and what it means for a run (`versions.summary`)."""
+        return versions.summary(self.model_version, self.duration_head is not None, self.video_decoder_name)
+
     def stage_1_sampler(self, mode: str) -> str:
         """The stage-1 sampler a run in `mode` uses: the version's distilled one, Euler in dev mode."""
         versioned = mode == "distilled" and self.versioned_stage_1_sampler
@@ -307,6 +312,31 @@ class LTXAVPipelineBase(DiffusionPipeline):
             audio_guidance=None if audio_guidance is None else audio_guidance.__dict__,
         )
         return recipe, conditions, opened_images
+
+    def predict_length(self, prompt: str, frame_rate: float) -> DurationPrediction:
+        """ "Length from the prompt": the frame count LTX-2.5's duration head predicts for `prompt` (1-20 s on the
+        8k + 1 grid); a clear error for a model without the head, before any work."""
+        if self.duration_head is None:
+            raise ValueError(
+                f"`length_from_prompt` needs a model with LTX-2.5's duration head; the loaded model "
+                f"({self.model_label}, LTX-{self.model_version}) has none. Set `num_frames` instead, or load LTX-2.5 "
+                f"with its {versions.OFFICIAL_FILES_2_5['duration_head'].rsplit('/', 1)[-1]} file."
+            )
+        validation.check_prompt(prompt)
+        validation.check_frame_rate(frame_rate)
+        device = next(self.connectors.parameters()).device
+        if next(self.duration_head.parameters()).device != device:
+            self.duration_head.to(device)  # not a registered module: placement does not move it
+        with TOKENIZER_LOCK:
+            return predict_num_frames(
+                prompt,
+                tokenizer=self.tokenizer,
+                text_encoder=self.text_encoder,
+                connectors=self.connectors,
+                duration_head=self.duration_head,
+                frame_rate=frame_rate,
+                max_sequence_length=self.max_sequence_length,
+            )
 
     def check_work(self, height: int, width: int, num_frames: int) -> None:
         """Refuses a job above the pixel-frames one run may ask for (`ltx_pipeline.limits`), before any work."""

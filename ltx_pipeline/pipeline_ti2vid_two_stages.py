@@ -46,15 +46,21 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         stg_blocks: tuple[int, ...] | None = None,
         images: list[ImageCondition] | None = None,
         preview_audio: bool = True,
+        length_from_prompt: bool = False,
     ) -> Iterator[PipelineEvent]:
         """Checks every input, then returns a generator of `StepPreview`, `StageDecoded` and `Finished` events.
 
         `None` for a scale means the mode's default: the reference dev values in dev mode (video CFG 3, audio
         CFG 7, STG 1 on block 28, rescale 0.7, modality 3), a single unguided pass per step in distilled mode.
         The audio scales default to the video ones where the dev defaults agree. `cancel()` ends the stream
-        between steps.
+        between steps. `length_from_prompt` (models with LTX-2.5's duration head): the head picks `num_frames`
+        from the prompt (1-20 s, on the 8k + 1 grid), in place of the one given; the recipe keeps its prediction.
         """
         mode = mode or self.model_variant
+        prediction = None
+        if length_from_prompt:
+            prediction = self.predict_length(prompt, frame_rate)
+            num_frames = prediction.num_frames
         stg_blocks = tuple(stg_blocks) if stg_blocks is not None else self.default_stg_blocks()
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, stg_scale, rescale_scale, modality_scale
@@ -84,6 +90,11 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
                 images=images,
             )
         )
+        if prediction is not None:
+            recipe.inputs["length_from_prompt"] = {
+                "predicted_seconds": round(prediction.predicted_seconds, 3),
+                "num_frames": prediction.num_frames,
+            }
         return self.run_with_cleanup(
             self._generate(
                 recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, opened_images

@@ -94,6 +94,19 @@ PROFILES: dict[str, VersionProfile] = {
 }
 
 
+def summary(version: str, has_duration_head: bool, video_decoder: str) -> str:
+    """One line on what a loaded model's generation means for a run, for the command line's and the page's model
+    line: e.g. "LTX-2.5: distilled stage 1 with ancestral Euler, image CRF 18, video decoder: diffusion, length
+    from the prompt: yes"."""
+    version_profile = profile(version)
+    sampler = "ancestral Euler" if version_profile.distilled_stage_1_sampler == "euler_ancestral" else "Euler"
+    length = "yes" if has_duration_head else "no"
+    return (
+        f"LTX-{version}: distilled stage 1 with {sampler}, image CRF {version_profile.image_conditioning_crf}, "
+        f"video decoder: {video_decoder}, length from the prompt: {length}"
+    )
+
+
 def profile(version: str) -> VersionProfile:
     if version not in PROFILES:
         raise ValueError(f"`version` must be one of {', '.join(VERSIONS)}; got {version!r}.")

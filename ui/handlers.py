@@ -57,6 +57,11 @@ IMAGE_PARAMETERS = ("image", "image_strength", "image_frame_index")
 LORA_PARAMETERS = tuple(
     name for slot in range(1, LORA_SLOTS + 1) for name in (f"lora_{slot}", f"lora_{slot}_strength")
 )
+# Inputs added to a mode after its endpoint was published: they come last, with a default, so that a client calling
+# the endpoint with its earlier parameters, by name or in order, gets what it got before.
+LATE_PARAMETERS = {"length_from_prompt": False}
+
+
 PARAMETER_DEFAULTS = {
     "image": None,
     "image_strength": 1.0,
@@ -64,6 +69,7 @@ PARAMETER_DEFAULTS = {
     **{
         name: NO_LORA if not name.endswith("strength") else constants.DEFAULT_LORA_STRENGTH for name in LORA_PARAMETERS
     },
+    **LATE_PARAMETERS,
 }
 
 
@@ -73,16 +79,22 @@ def sets_size(mode: Mode) -> bool:
 
 
 def own_options(mode: Mode) -> tuple[Option, ...]:
-    """The mode's own inputs, which its tab shows above the controls every tab has."""
+    """The mode's own inputs, which its tab shows above the controls every tab has (late ones included)."""
     return tuple(option for option in mode.options if option not in SHARED_OPTIONS + SIZE_OPTIONS)
+
+
+def late_options(mode: Mode) -> tuple[Option, ...]:
+    """The mode's own inputs that its endpoint takes last (`LATE_PARAMETERS`)."""
+    return tuple(option for option in own_options(mode) if option.keyword in LATE_PARAMETERS)
 
 
 def page_parameters(mode: Mode) -> tuple[str, ...]:
     """The mode's endpoint parameters in order (the page's inputs): its own, then the shared ones."""
     size = SIZE_PARAMETERS if sets_size(mode) else ()
     images = IMAGE_PARAMETERS if mode.takes_images else ()
-    own = tuple(option.keyword for option in own_options(mode))
-    return (*own, *SHARED_PARAMETERS, *size, *SCHEDULE_PARAMETERS, *images, *LORA_PARAMETERS)
+    own = tuple(option.keyword for option in own_options(mode) if option.keyword not in LATE_PARAMETERS)
+    late = tuple(option.keyword for option in late_options(mode))
+    return (*own, *SHARED_PARAMETERS, *size, *SCHEDULE_PARAMETERS, *images, *LORA_PARAMETERS, *late)
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,8 @@ def build_request(job: str | Mode, values: Mapping[str, Any], loras: tuple[LoraS
         height, width = studio_help.parse_resolution(values.get("resolution"))
         validation.check_size(height, width)
         inputs = _audio_inputs(values) if mode.name == "a2v" else {}
+        if any(option.keyword == "length_from_prompt" for option in mode.options):
+            inputs = {**inputs, "length_from_prompt": bool(values.get("length_from_prompt"))}
     else:
         height, width, num_frames, frame_rate, inputs = _video_inputs(mode, values)
     request = GenerationRequest(
@@ -471,7 +485,7 @@ class StudioHandlers:
             return f"**The model `{state.config.model}` could not be loaded:** {state.load_error}"
         if not state.is_loaded:
             return f"Model: `{state.config.model}` (loading; the first generation waits for it)."
-        note = f"Model: **{state.model_label}**."
+        note = f"Model: **{state.model_label}** ({state.model_summary})."
         if state.model_label == RANDOM_MODEL_LABEL:
             note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note

@@ -23,6 +23,7 @@ from .handlers import (
     LORA_SLOTS,
     NO_LORA,
     StudioHandlers,
+    late_options,
     lora_menu,
     own_options,
     page_parameters,
@@ -154,6 +155,7 @@ def _mode_tab(handlers: StudioHandlers, mode: Mode, defaults: Defaults, config: 
     with gr.Row():
         with gr.Column(scale=5):
             own = {option.keyword: _own_input(option, prefix) for option in own_options(mode)}
+            late = [own.pop(option.keyword) for option in late_options(mode)]  # the endpoint takes these last
             helpers = _input_helpers(handlers, mode, own, prefix)
             controls = _shared_controls(handlers, defaults, prefix, sets_size(mode), mode.takes_images)
             generate, stop = _buttons(prefix)
@@ -166,7 +168,7 @@ def _mode_tab(handlers: StudioHandlers, mode: Mode, defaults: Defaults, config: 
         generate,
         stop,
         run=on_gpu(handlers.generation(mode), duration_for(mode, parameters)),
-        inputs=[*own.values(), *controls.inputs()],
+        inputs=[*own.values(), *controls.inputs(), *late],
         shown=shown,
         config=config,
     )

@@ -165,6 +165,7 @@ class StudioState:
         self._runs_lock = threading.Lock()
         self._runs: dict[tuple[str, str], Run] = {}
         self.model_label = config.model
+        self.model_summary = ""  # the loaded model's generation and what it means for a run (`versions.summary`)
         self.prompt_vocabulary: frozenset[str] | None = None  # a small model's whole vocabulary; None: open
         self._unknown_words: Callable[[str], list[str]] = lambda prompt: []
 
@@ -180,6 +181,7 @@ class StudioState:
             try:
                 base = self._load_base()
                 self.model_label = base.model_label
+                self.model_summary = base.model_summary
                 self._unknown_words = base.unknown_words
                 self.prompt_vocabulary = base.prompt_vocabulary
                 for _ in range(self.config.concurrency_limit):
