@@ -118,5 +118,5 @@ def test_page_refuses_length_from_the_prompt_without_a_duration_head_in_its_own_
     assert "(LTX-2.3: distilled stage 1 with Euler" in handlers.model_note()
     with pytest.raises(gr.Error) as error:
         list(handlers.text_to_av(**T2AV_WIDGETS, length_from_prompt=True))
-    assert str(error.value).startswith('"Length from the prompt" needs a model with LTX-2.5')
-    assert 'Set "Length" instead' in str(error.value)
+    assert error.value.message.startswith('"Length from the prompt" needs a model with LTX-2.5')
+    assert 'Set "Length" instead' in error.value.message
