@@ -108,7 +108,8 @@ def test_api_takes_the_length_from_the_prompt_and_names_the_version(studio: tupl
     # Without it (and from clients that predate it) the length is the one asked for.
     *_, final_video, _, recipe = client.predict(**settings, api_name="/text_to_av")
     assert probe_mp4(final_video).num_frames == settings["num_frames"] and "length_from_prompt" not in recipe
-    assert "LTX-2.5: distilled stage 1 with ancestral Euler" in StudioHandlers(state).model_note()
+    note = StudioHandlers(state).model_note()
+    assert "LTX-2.5: distilled stage 1 with ancestral Euler" in note and "LTX-2.3 follows the clip" in note
 
 
 def test_page_refuses_length_from_the_prompt_without_a_duration_head_in_its_own_words(tmp_path: Path) -> None:

@@ -486,6 +486,8 @@ class StudioHandlers:
         if not state.is_loaded:
             return f"Model: `{state.config.model}` (loading; the first generation waits for it)."
         note = f"Model: **{state.model_label}** ({state.model_summary})."
+        if state.model_summary.startswith("LTX-2.5"):
+            note += " " + studio_help.LTX_2_5_NOTE
         if state.model_label == RANDOM_MODEL_LABEL:
             note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note

@@ -86,6 +86,13 @@ SOUND_HINT = (
 )
 
 
+# What the page says beside an LTX-2.5 model's name (README "LTX-2.5 or LTX-2.3: which suits what").
+LTX_2_5_NOTE = (
+    "For audio to video with speech, users report that LTX-2.3 follows the clip's lips more closely; "
+    "*Length from the prompt* lets the model pick a text-to-video clip's length."
+)
+
+
 def format_frame_count(num_frames: int, frame_rate: float) -> str:
     """'97 frames - 3.88 s at 25 fps'."""
     return f"{num_frames} frames - {num_frames / frame_rate:.2f} s at {frame_rate:g} fps"
