@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -22,7 +23,9 @@ from ltx_pipeline import (
     TI2VidTwoStagesPipeline,
     V2AudPipeline,
     tiny,
+    versions,
 )
+from ltx_pipeline.conditioning import ImageCondition, prepare_image
 from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS
 from ltx_pipeline.media import probe_mp4, save_output
 from ltx_pipeline.pipeline_long_form import LongFormPipeline
@@ -220,3 +223,24 @@ def test_diffusion_decoder_decodes_the_final_video_where_its_file_is_there(
     assert np.array_equal(stage_decoded.frames, conv_stage_decoded.frames)
     assert not np.array_equal(output.frames, conv_output.frames)
     torch.testing.assert_close(output.audio.waveform, conv_output.audio.waveform)
+
+
+def test_image_to_video_recompresses_the_still_at_2_5s_crf(t2av: TI2VidTwoStagesPipeline) -> None:
+    # A textured still, so that H.264 at CRF 18 and at 33 give different pixels.
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    image = PIL.Image.fromarray(pixels)
+    passes, handle = record_passes(t2av)
+    try:
+        t2av(**SMALL, num_frames=9, images=[ImageCondition(image, frame_index=0, strength=1.0)])
+    finally:
+        handle.remove()
+    first_frame_tokens = (64 // 2 // 32) ** 2  # stage 1 runs at half size
+    held = passes[0]["video"][:, :first_frame_tokens]
+
+    def encoded(crf: int) -> torch.Tensor:
+        with torch.no_grad():
+            still = prepare_image(image, 32, 32, crf)
+            return t2av.pack_video(t2av.vae.encode(still).latent_dist.mode())
+
+    torch.testing.assert_close(held, encoded(versions.IMAGE_CONDITIONING_CRF_2_5))
+    assert not torch.allclose(held, encoded(33), atol=1e-4)
