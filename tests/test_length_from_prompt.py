@@ -16,12 +16,14 @@ from gradio_client import Client
 from ltx_pipeline import tiny
 from ltx_pipeline.__main__ import main
 from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.modes import MODES
 from tests import official_layout_2_5
 from tests.test_app_client import SETTINGS, free_port
 from tests.test_cli_as_a_user import run_cli
 from tests.test_ui_handlers import T2AV_WIDGETS
 from ui import StudioConfig, StudioState, build_demo, launch_options
-from ui.handlers import StudioHandlers
+from ui.handlers import StudioHandlers, page_parameters
+from ui.zerogpu import duration_for
 
 PREDICTED_SECONDS = 1.4
 PREDICTED_FRAMES = 33  # at 24 fps
@@ -124,3 +126,13 @@ def test_page_refuses_length_from_the_prompt_without_a_duration_head_in_its_own_
         list(handlers.text_to_av(**T2AV_WIDGETS, length_from_prompt=True))
     assert error.value.message.startswith('"Length from the prompt" needs a model with LTX-2.5')
     assert 'Set "Length" instead' in error.value.message
+
+
+def test_zero_gpu_asks_for_the_longest_length_the_head_may_pick() -> None:
+    mode = MODES["t2av"]
+    duration = duration_for(mode, page_parameters(mode))
+    request = {**T2AV_WIDGETS, "resolution": "768x512", "num_frames": 25, "frame_rate": 24.0}
+    given = duration(**request)
+    predicted = duration(**request, length_from_prompt=True)
+    assert predicted > given
+    assert predicted == duration(**{**request, "num_frames": 473})  # 20 s at 24 fps, on the 8k + 1 grid

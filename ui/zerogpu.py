@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ltx_pipeline import constants
+from ltx_pipeline import constants, versions
 from ltx_pipeline.modes import Mode
 from ltx_pipeline.video_input import probe_video
 
@@ -78,6 +78,14 @@ def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
             except (ValueError, FileNotFoundError):
                 return UNKNOWN_REQUEST_DURATION_S
             size, num_frames = f"{info.width}x{info.height}", num_frames or info.num_frames
+        if values.get("length_from_prompt"):
+            # The duration head may pick up to its longest length: ask for the GPU time of that one.
+            try:
+                frame_rate = float(values.get("frame_rate"))
+            except (TypeError, ValueError):
+                return UNKNOWN_REQUEST_DURATION_S
+            frames = int(versions.AUTO_DURATION_MAX_SECONDS * frame_rate)
+            num_frames = frames // constants.VIDEO_TEMPORAL_COMPRESSION * constants.VIDEO_TEMPORAL_COMPRESSION + 1
         schedule = values.get("mode")
         return estimate_gpu_seconds(
             num_frames, size, schedule, values.get("num_inference_steps"), values.get("modality_scale"), mode.two_stage
