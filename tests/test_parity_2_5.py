@@ -13,6 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ltx_pipeline.engine import StreamSpec, denoise
+from ltx_pipeline.engine.latents import LatentGeometry
+from ltx_pipeline.engine.prompt import TextConditioning
 from ltx_pipeline.loading_2_5 import load_transformer_file
 from ltx_pipeline.sampling_2_5 import euler_ancestral_step
 
@@ -94,3 +97,37 @@ def test_one_distilled_step_matches_the_reference(run: dict, sampler: str) -> No
         eta = 1.0 if sampler == "ancestral" else 0.0
         step = euler_ancestral_step(latent, x0, sigma, sigma_next, inputs[f"{stream}.noise"], eta=eta)
         assert relative_error(step, reference[f"{stream}.{sampler}_step"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "euler"])
+def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: str) -> None:
+    # The project's own loop (`engine.denoise`, what every mode runs), not the step function alone: its transformer
+    # call, clean estimate and, on LTX-2.5's distilled stage 1, its ancestral step fed the reference's recorded noise
+    # in the order the loop draws it (video, then audio).
+    inputs, reference = run["inputs"], run["reference"]
+    text = TextConditioning(
+        video=inputs["video.context"], audio=inputs["audio.context"], mask=torch.ones(1, 16), all_real=True
+    )
+    draws = iter([inputs["video.noise"], inputs["audio.noise"]])
+    noise = (lambda shape: next(draws)) if sampler == "ancestral" else None
+    geometry = LatentGeometry(frames=2, height=2, width=2, audio_frames=6, frame_rate=24.0)  # the recorded grid
+    with torch.no_grad():
+        step = next(
+            denoise(
+                run["transformer"],
+                StreamSpec(positions=inputs["video.coords"]),
+                StreamSpec(),
+                inputs["video.latent"],
+                inputs["audio.latent"],
+                inputs["sigmas"].tolist(),
+                geometry,
+                text,
+                None,
+                lambda: False,
+                ancestral_noise=noise,
+            )
+        )
+    assert relative_error(step.video_latents, reference[f"video.{sampler}_step"]) <= TOLERANCE
+    assert relative_error(step.audio_latents, reference[f"audio.{sampler}_step"]) <= TOLERANCE
+    other = "euler" if sampler == "ancestral" else "ancestral"
+    assert relative_error(step.video_latents, reference[f"video.{other}_step"]) > 100 * TOLERANCE
