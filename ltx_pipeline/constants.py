@@ -93,6 +93,10 @@ MP4_CRF = 18  # x264 constant rate factor for final outputs
 # cores; on the 16 cores of an H200 machine, random-weight (noise) output took 1.5-2.1 s vs 3.9-4.3 s, longer than
 # the whole compiled generation.
 MP4_PRESET = "veryfast"
+# Latent frames each layer of the video decoder takes at once when the final decode streams its frames to the mp4
+# encoder (speed/streamed_decode.py): 2 latent frames are 16 output frames at LTX-2's 8x, a chunk of frames the
+# encoder can start on early, in 8 chunks for 121 frames. Any value gives the same frames.
+DECODE_CHUNK_LATENT_FRAMES = 2
 # Threads converting the RGB frames to yuv420p (FFmpeg's swscale, which runs without Python's GIL) ahead of the
 # encoder, at most. Done on the encoding thread, the conversion is serial work that keeps x264's threads waiting:
 # 121 frames of 768x512 took 0.64 -> 0.24 s (smooth motion) and 0.84 -> 0.72 s (noise) on the 16 cores of an H200

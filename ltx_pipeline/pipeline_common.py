@@ -46,6 +46,8 @@ from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, w
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
+from .speed import streamed_decode
+from .streamed_write import write_while_decoding
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, Recipe
 
 logger = logging.getLogger(__name__)
@@ -525,6 +527,39 @@ class LTXAVPipelineBase(DiffusionPipeline):
             timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=self.vae.dtype)
         video = self.vae.decode(latents.to(self.vae.dtype), timestep, return_dict=False)[0]
         return _video_to_uint8(video[0])
+
+    def decode_video_chunks(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
+        """Un-normalised (1, C, F, H, W) latents -> consecutive (f, height, width, 3) uint8 chunks of the decode.
+
+        Streamed over time (`speed.streamed_decode`: the same values as `decode_video`) where the decoder allows it
+        and runs as loaded; a tiled (the "24gb" mode) or compiled (`compile_vae`) decoder gives one whole chunk.
+        """
+        decoder = getattr(self.vae, "decoder", None)
+        tiled = getattr(self.vae, "use_tiling", False) or getattr(self.vae, "use_framewise_decoding", False)
+        compiled = getattr(decoder, "_compiled_call_impl", None) is not None
+        if tiled or compiled or not streamed_decode.can_stream(decoder):
+            yield self.decode_video(latents)
+            return
+        timestep = None
+        if self.vae.config.timestep_conditioning:
+            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=self.vae.dtype)
+        chunks = streamed_decode.decode_streamed(
+            decoder, latents.to(self.vae.dtype), timestep, chunk_latent_frames=constants.DECODE_CHUNK_LATENT_FRAMES
+        )
+        for video in chunks:
+            yield _video_to_uint8(video[0])
+
+    def decode_video_to_mp4(
+        self, latents: torch.Tensor, audio: Audio, frame_rate: float, path: str | os.PathLike, timings: dict
+    ) -> np.ndarray:
+        """`decode_video`, with each decoded chunk encoded into the mp4 at `path` (with `audio`) as it comes.
+
+        Records in `timings` the seconds from the last decoded frame to the finished file ("mp4_after_decode").
+        """
+        num_frames = (latents.shape[2] - 1) * self.vae.config.temporal_compression_ratio + 1
+        written = write_while_decoding(path, self.decode_video_chunks(latents), audio, frame_rate, num_frames)
+        timings["mp4_after_decode"] = written.finish_after_decode_s
+        return written.frames
 
     def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float, preview: bool = False) -> Audio:
         """Un-normalised (1, C, L, M) audio latents -> waveform lasting exactly num_frames / frame_rate seconds.

@@ -1,12 +1,13 @@
 """Text to synchronized audio and video in two stages, after the reference `TI2VidTwoStagesPipeline`."""
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 
 import torch
 
-from . import constants
+from . import constants, validation
 from .conditioning import ImageCondition
 from .engine import Stage, StageResult, StreamSpec, run_stages
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
@@ -46,14 +47,17 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         stg_blocks: tuple[int, ...] | None = None,
         images: list[ImageCondition] | None = None,
         preview_audio: bool = True,
+        output_path: str | os.PathLike | None = None,
     ) -> Iterator[PipelineEvent]:
         """Checks every input, then returns a generator of `StepPreview`, `StageDecoded` and `Finished` events.
 
         `None` for a scale means the mode's default: the reference dev values in dev mode (video CFG 3, audio
         CFG 7, STG 1 on block 28, rescale 0.7, modality 3), a single unguided pass per step in distilled mode.
         The audio scales default to the video ones where the dev defaults agree. `cancel()` ends the stream
-        between steps.
+        between steps. With `output_path` (an .mp4) the final decode is encoded into that file as it runs (the
+        output's `written_mp4`; `media.save_output` to the same path then writes the recipe alone).
         """
+        output_path = validation.check_output_path(output_path)
         mode = mode or self.model_variant
         stg_blocks = tuple(stg_blocks) if stg_blocks is not None else self.default_stg_blocks()
         video_guidance = stage_1_guidance(
@@ -86,13 +90,28 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         )
         return self.run_with_cleanup(
             self._generate(
-                recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, opened_images
+                recipe,
+                video_guidance,
+                audio_guidance,
+                num_inference_steps,
+                preview_audio,
+                conditions,
+                opened_images,
+                output_path,
             )
         )
 
     @torch.no_grad()
     def _generate(
-        self, recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, images
+        self,
+        recipe,
+        video_guidance,
+        audio_guidance,
+        num_inference_steps,
+        preview_audio,
+        conditions,
+        images,
+        output_path,
     ):
         start = time.perf_counter()
         device = self._execution_device
@@ -139,12 +158,18 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         if result is None:
             return
 
-        # 4. Decode the final video and audio
+        # 4. Decode the final audio, then the video (into the mp4 as it comes, where one is asked for)
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry))
         audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
+        latents = self.unpack_video(result.video_latents, result.stage.geometry)
+        if output_path is None:
+            frames = self.decode_video(latents)
+        else:
+            frames = self.decode_video_to_mp4(latents, audio, frame_rate, output_path, timings)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
         recipe.audio_sampling_rate = audio.sampling_rate
-        output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe.to_dict())
+        output = LTXAVOutput(
+            frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe.to_dict(), written_mp4=output_path
+        )
         yield Finished(elapsed_s=timings["total"], output=output)
