@@ -383,6 +383,7 @@ def uncompile_blocks(transformer) -> None:
     if forward_graphs.enabled(transformer):
         delattr(transformer, constants.FORWARD_RUNNER_ATTRIBUTE)  # where `forward_graphs.enable` keeps them
     torch._dynamo.reset()
+    free_memory()  # the graphs' memory pools and dynamo's compiled code go back to the allocator
 
 
 def unfuse_feed_forward_gelu(transformer: torch.nn.Module) -> int:
@@ -603,12 +604,19 @@ def write_mp4_with_diffusers(path: Path, output) -> None:
 
 
 def run_pipeline(
-    bench: Bench, pipe, label: str, audio_path: str | None, write: bool, diffusers_writer: bool = False
+    bench: Bench,
+    pipe,
+    label: str,
+    audio_path: str | None,
+    write: bool,
+    diffusers_writer: bool = False,
+    streamed: bool = False,
 ) -> dict:
     """One generation from the prompt (T2AV) or audio file (A2V) to an mp4 on disk; times from the call.
 
     With `diffusers_writer` the output is written a second time, with diffusers' own writer (the baseline's
-    straightforward way), and that write is timed too."""
+    straightforward way), and that write is timed too. With `streamed` the pipeline encodes the mp4 while it decodes
+    the final video (`output_path`), so the generation ends with the file written."""
     from ltx_pipeline.media import write_mp4
     from ltx_pipeline.types import Finished, StageDecoded, StepPreview
 
@@ -622,6 +630,9 @@ def run_pipeline(
     first_preview_s = stage_1_decoded_s = None
     previews = 0
     output = None
+    mp4_path = Path(bench.args.work_dir) / f"{label}.mp4"
+    if streamed:
+        kwargs["output_path"] = mp4_path
     for event in pipe.stream(**kwargs, mode="distilled"):
         if isinstance(event, StepPreview):
             previews += 1
@@ -631,22 +642,22 @@ def run_pipeline(
         elif isinstance(event, Finished):
             output = event.output
     generate_s = time.perf_counter() - begin
-    mp4_path = Path(bench.args.work_dir) / f"{label}.mp4"
-    if write:
+    if write and not streamed:
         write_mp4(mp4_path, output.frames, output.audio, output.frame_rate)
     total_s = time.perf_counter() - begin
     result = {
         "end_to_end_s": round(total_s, 2),
         "generate_s": round(generate_s, 2),
-        "mp4_write_s": round(total_s - generate_s, 2) if write else None,
+        "mp4_write_s": round(total_s - generate_s, 2) if write and not streamed else None,
+        "streamed": streamed,
         "first_preview_s": round(first_preview_s, 2) if first_preview_s is not None else None,
         "stage_1_decoded_s": round(stage_1_decoded_s, 2) if stage_1_decoded_s is not None else None,
         "previews": previews,
-        "timings_s": {key: round(value, 2) for key, value in output.recipe.get("timings_s", {}).items()},
+        "timings_s": {key: round(value, 3) for key, value in output.recipe.get("timings_s", {}).items()},
         "peak_gib": bench.peak_gib(),
         "frames": tuple(output.frames.shape),
         "audio": tuple(output.audio.waveform.shape),
-        "mp4_bytes": mp4_path.stat().st_size if write else None,
+        "mp4_bytes": mp4_path.stat().st_size if write or streamed else None,
     }
     if write and diffusers_writer:
         diffusers_path = Path(bench.args.work_dir) / f"{label}_diffusers_writer.mp4"
@@ -658,7 +669,14 @@ def run_pipeline(
     return result
 
 
-def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_writer: bool = False) -> None:
+def e2e(
+    bench: Bench,
+    state: dict,
+    section: str,
+    warmup: bool = True,
+    diffusers_writer: bool = False,
+    streamed: bool = False,
+) -> None:
     from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
     from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 
@@ -671,14 +689,16 @@ def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_
         return
     if warmup:
         begin = time.perf_counter()
-        run_pipeline(bench, t2av, f"{section}_warmup_t2av", None, write=False)
-        run_pipeline(bench, a2v, f"{section}_warmup_a2v", audio_path, write=False)
+        run_pipeline(bench, t2av, f"{section}_warmup_t2av", None, write=False, streamed=streamed)
+        run_pipeline(bench, a2v, f"{section}_warmup_a2v", audio_path, write=False, streamed=streamed)
         bench.record(section, "warmup_s", round(time.perf_counter() - begin, 1))
     for name, pipe, audio in (("t2av", t2av, None), ("a2v", a2v, audio_path)):
         if bench.left_s() < bench.args.reserve_s:
             bench.record(section, f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
             continue
-        result = run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer)
+        result = run_pipeline(
+            bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer, streamed=streamed
+        )
         graphs = forward_graphs.recorded(pipe.transformer)
         if graphs is not None:
             result["forward_graphs"] = graph_counts(graphs)
@@ -1135,6 +1155,58 @@ def section_e2e_fp8_graph_forward(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graph_forward")
 
 
+def section_e2e_fp8_graph_forward_streamed(bench: Bench, state: dict) -> None:
+    """After `fp8_graph_forward`: the pipelines with that transformer, each encoding its mp4 while the final video
+    decode runs (`output_path`: the decode streamed over time, each chunk of frames handed to the encoder's thread)."""
+    e2e(bench, state, "e2e_fp8_graph_forward_streamed", streamed=True)
+
+
+def section_e2e_baseline_streamed(bench: Bench, state: dict) -> None:
+    """The eager pipelines (run before any speed option) writing their mp4 while decoding, as the fast path does."""
+    e2e(bench, state, "e2e_baseline_streamed", streamed=True)
+
+
+def _noise_and_motion_frames(height: int, width: int, count: int) -> dict[str, np.ndarray]:
+    """121 frames of uniform noise (what random weights decode to) and of a moving gradient (real content's kind)."""
+    noise = np.random.default_rng(0).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+    rows, columns = np.mgrid[0:height, 0:width]
+    motion = np.stack([((columns + 4 * index) % 256 + rows // 4) % 256 for index in range(count)], axis=0).astype(
+        np.uint8
+    )
+    return {"noise": noise, "motion": np.repeat(motion[..., None], 3, axis=-1)}
+
+
+def section_mp4_encode(bench: Bench, state: dict) -> None:
+    """The encoder alone at the pipelines' size, frames already decoded: `media.write_mp4` (whole clip) and
+    `streamed_write.write_while_decoding` (16-frame chunks handed over at once), at the product's x264 preset and at
+    faster ones (an experiment: the preset is swapped in the writer's module for the measurement). The encoder must
+    keep pace with the decode for the file to be finished when the decode is."""
+    from ltx_pipeline import streaming_mp4
+    from ltx_pipeline.media import write_mp4
+    from ltx_pipeline.streamed_write import write_while_decoding
+    from ltx_pipeline.types import Audio
+
+    height, width, num_frames = bench.e2e_size
+    audio = Audio(torch.zeros(2, round(num_frames / FRAME_RATE * 48_000)), 48_000)
+    work = Path(bench.args.work_dir)
+    product_preset = streaming_mp4.MP4_PRESET
+    for content, frames in _noise_and_motion_frames(height, width, num_frames).items():
+        begin = time.perf_counter()
+        write_mp4(work / f"encode_{content}.mp4", frames, audio, FRAME_RATE)
+        bench.record("mp4_encode", f"{content}.write_mp4_s", round(time.perf_counter() - begin, 3))
+        for preset in (product_preset, "superfast", "ultrafast"):
+            streaming_mp4.MP4_PRESET = preset
+            try:
+                chunks = [frames[start : start + 16] for start in range(0, num_frames, 16)]
+                begin = time.perf_counter()
+                write_while_decoding(work / f"encode_{content}_{preset}.mp4", chunks, audio, FRAME_RATE, num_frames)
+                seconds = round(time.perf_counter() - begin, 3)
+            finally:
+                streaming_mp4.MP4_PRESET = product_preset
+            size = (work / f"encode_{content}_{preset}.mp4").stat().st_size
+            bench.record("mp4_encode", f"{content}.streamed_{preset}", {"seconds": seconds, "bytes": size})
+
+
 def section_text_mask_experiment(bench: Bench, state: dict) -> None:
     """After any section: the transformer as it stands at the stage-2 size with the all-ones prompt masks the
     pipelines passed before TextConditioning.all_real, for the within-run gain of passing none. A compiled
@@ -1250,6 +1322,9 @@ SECTIONS = {
     "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,
     "fp8_unfused_rotary_experiment": section_fp8_unfused_rotary_experiment,
     "text_mask_experiment": section_text_mask_experiment,
+    "e2e_fp8_graph_forward_streamed": section_e2e_fp8_graph_forward_streamed,
+    "e2e_baseline_streamed": section_e2e_baseline_streamed,
+    "mp4_encode": section_mp4_encode,
 }
 
 
@@ -1295,6 +1370,8 @@ def main() -> None:
             print(f"!! section {name} failed: {type(error).__name__}: {error}", flush=True)
             traceback.print_exc()
         bench.record(name, "section_s", round(time.perf_counter() - begin, 1))
+        free_memory()  # what a section left unreferenced is not held through the next (an 80 GB card runs them all)
+        bench.record(name, "allocated_gib_after", bench.allocated_gib())
         if graph_messages.messages:
             bench.record(name, "forward_graphs_log", [message[:400] for message in graph_messages.messages[:12]])
             graph_messages.messages.clear()
