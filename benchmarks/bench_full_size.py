@@ -996,6 +996,20 @@ def section_fp8(bench: Bench, state: dict) -> None:
     )
 
 
+def section_fp8_layers(bench: Bench, state: dict) -> None:
+    """The transformer's video-side layers made fp8 (as `fp8` does), without timing or compiling: for the fp8 sections
+    that compile their own options (`fp8_graph_forward`) when the device call is short."""
+    transformer = state["components"]["transformer"]
+    uncompile_blocks(transformer)
+    unfuse_feed_forward_gelu(transformer)
+    use_diffusers_rotary(transformer)
+    begin = time.perf_counter()
+    replaced = acceleration.quantize_linear_layers_to_fp8(transformer, scaling=bench.args.fp8_scaling)
+    free_memory()
+    bench.record("fp8_layers", "quantize", {"layers": replaced, "seconds": round(time.perf_counter() - begin, 1)})
+    bench.record("fp8_layers", "allocated_gib", bench.allocated_gib())
+
+
 def section_e2e_fp8(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_compiled")
 
@@ -1300,6 +1314,7 @@ SECTIONS = {
     "profile": section_profile,
     "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,
+    "fp8_layers": section_fp8_layers,
     "e2e_fp8": section_e2e_fp8,
     "fp8_graphs": section_fp8_graphs,
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
