@@ -154,10 +154,10 @@ FP8_SKIP_LINEAR_PARTS: tuple[str, ...] = (
     "audio_to_video_attn.to_k",  # audio keys and values
     "audio_to_video_attn.to_v",
 )
-# Module-name patterns never stored in fp8 by the "fp8-storage" and "24gb" modes for models without diffusers'
+# Module-name patterns never stored in fp8 by the "fp8-storage", "24gb" and "16gb" modes for models without diffusers'
 # own skip list (the Gemma text encoder): norms, embeddings (lm_head shares the token embedding), the vision tower.
 FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "vision_tower", "multi_modal_projector")
-# "24gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
+# "16gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
 # so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
 OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4
 
