@@ -676,11 +676,15 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
     device = torch.device(device)
     components = _components(pipe)
     for name, module in _modules(components):
-        module.to(device=torch.device("cpu") if name in placement.streamed else device)
+        target = torch.device("cpu") if name in placement.streamed else device
+        if target.type != "cpu":  # cast on the GPU (fast), after the move
+            module.to(device=target)
         if name in BF16_COMPONENTS + FLOAT32_COMPONENTS:
             _cast_floating_weights(module, torch.float32 if name in FLOAT32_COMPONENTS else torch.bfloat16)
         if name in placement.fp8_storage:
             _store_in_fp8(module)
+        if target.type == "cpu":  # cast where the weights are (a GPU, if built there), then move the smaller copy
+            module.to(device=target)
     use_stream = device.type == "cuda"
     for name, module in _modules(components):
         if name not in placement.streamed:
