@@ -546,8 +546,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         chunks = streamed_decode.decode_streamed(
             decoder, latents.to(self.vae.dtype), timestep, chunk_latent_frames=constants.DECODE_CHUNK_LATENT_FRAMES
         )
-        for video in chunks:
-            yield _video_to_uint8(video[0])
+        yield from _frames_one_chunk_behind(chunks)
 
     def decode_video_to_mp4(
         self, latents: torch.Tensor, audio: Audio, frame_rate: float, path: str | os.PathLike, timings: dict
@@ -609,6 +608,40 @@ class LTXAVPipelineBase(DiffusionPipeline):
         finally:
             self._cancel_event.clear()
             self.maybe_free_model_hooks()
+
+
+def _frames_one_chunk_behind(videos: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
+    """Decoder output chunks (1, 3, f, H, W) -> (f, H, W, 3) uint8 arrays, each handed over once the next chunk's work
+    is queued: on a GPU the copy to (pinned) host memory runs behind the decode, which never waits for the caller (a
+    synchronising copy per chunk left the GPU idle while the next chunk was launched). NaN or Inf in any chunk raises
+    before the last chunk is handed over, so a file being written from them is never finished."""
+    finite: torch.Tensor | None = None
+    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+    for video in videos:
+        chunk_finite = torch.isfinite(video).all()
+        finite = chunk_finite if finite is None else finite & chunk_finite
+        frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        frames = frames.permute(1, 2, 3, 0).contiguous()  # (3, f, H, W) -> (f, H, W, 3)
+        copied = None
+        if frames.device.type == "cuda":
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            frames = host
+        if pending is not None:
+            yield _host_frames(*pending)
+        pending = (frames, copied)
+    if finite is not None and not bool(finite):
+        raise ValueError("The decoded video contains NaN or Inf values; no file was written.")
+    if pending is not None:
+        yield _host_frames(*pending)
+
+
+def _host_frames(frames: torch.Tensor, copied: "torch.cuda.Event | None") -> np.ndarray:
+    if copied is not None:
+        copied.synchronize()  # waits without holding the GIL
+    return frames.numpy()
 
 
 def _video_to_uint8(video: torch.Tensor) -> np.ndarray:

@@ -100,3 +100,13 @@ def test_output_path_must_be_an_mp4(tiny_components):
     pipe = TI2VidTwoStagesPipeline(**tiny_components)
     with pytest.raises(ValueError, match="`output_path` must be a file name ending in .mp4; got 'out.mov'"):
         pipe.stream(**SMALL, output_path="out.mov")
+
+
+def test_a_decode_with_nan_is_an_error_and_leaves_no_file(tiny_components, tmp_path):
+    pipe = TI2VidTwoStagesPipeline(**tiny_components)
+    latents = torch.randn(1, pipe.vae.config.latent_channels, 3, 2, 2)
+    latents[:, :, -1] = float("nan")  # the last chunk only: earlier chunks reach the encoder first
+    audio = Audio(torch.zeros(1, 17 * 44100 // 24), 44100)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pipe.decode_video_to_mp4(latents, audio, 24.0, tmp_path / "out.mp4", {})
+    assert list(tmp_path.iterdir()) == []
