@@ -157,6 +157,9 @@ FP8_SKIP_LINEAR_PARTS: tuple[str, ...] = (
 # Module-name patterns never stored in fp8 by the "fp8-storage", "24gb" and "16gb" modes for models without diffusers'
 # own skip list (the Gemma text encoder): norms, embeddings (lm_head shares the token embedding), the vision tower.
 FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "vision_tower", "multi_modal_projector")
+# Where torch.compile's caches are kept (speed/compile_cache.py; `LTX_COMPILE_CACHE_DIR` overrides): a folder that
+# outlives the process and /tmp, so a restart loads compiled blocks instead of compiling them again.
+COMPILE_CACHE_DIR = "~/.cache/ltx_pipeline/torch_compile"
 # "16gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
 # so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
 OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4

@@ -531,13 +531,15 @@ class LTXAVPipelineBase(DiffusionPipeline):
     def decode_video_chunks(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
         """Un-normalised (1, C, F, H, W) latents -> consecutive (f, height, width, 3) uint8 chunks of the decode.
 
-        Streamed over time (`speed.streamed_decode`: the same values as `decode_video`) where the decoder allows it
-        and runs as loaded; a tiled (the "24gb" mode) or compiled (`compile_vae`) decoder gives one whole chunk.
+        Streamed over time (`speed.streamed_decode`: the same values as `decode_video`) on a CUDA GPU where the
+        decoder allows it and runs as loaded; a tiled ("24gb", "16gb") or compiled (`compile_vae`) decoder, or one on
+        the CPU, gives one whole chunk (on the CPU, PyTorch runs the short chunks' 3-D convolutions on its slow
+        reference path, not oneDNN's: several times slower than the whole decode).
         """
         decoder = getattr(self.vae, "decoder", None)
         tiled = getattr(self.vae, "use_tiling", False) or getattr(self.vae, "use_framewise_decoding", False)
         compiled = getattr(decoder, "_compiled_call_impl", None) is not None
-        if tiled or compiled or not streamed_decode.can_stream(decoder):
+        if tiled or compiled or latents.device.type != "cuda" or not streamed_decode.can_stream(decoder):
             yield self.decode_video(latents)
             return
         timestep = None

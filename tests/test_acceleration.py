@@ -1178,3 +1178,17 @@ def test_place_pipeline_orders_fp8_products_and_the_24gb_mode_so_both_apply():
     assert any(isinstance(module, Fp8Linear) for module in components["transformer"].modules())
     fp8_layers = [module for module in components["transformer"].modules() if isinstance(module, Fp8Linear)]
     assert all(layer.weight_fp8.dtype == FP8_DTYPE for layer in fp8_layers)
+
+
+def test_compiled_options_keep_torch_compile_caches_in_the_persistent_folder(tmp_path, monkeypatch):
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LTX_COMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", "full-gpu-bf16", SpeedOptions(compile=True))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
+    # A user's own choice of torch's folder stays.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    place_pipeline(build_tiny_components(), "cpu", "full-gpu-bf16", SpeedOptions(compile=True))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

@@ -110,3 +110,17 @@ def test_a_decode_with_nan_is_an_error_and_leaves_no_file(tiny_components, tmp_p
     with pytest.raises(ValueError, match="NaN or Inf"):
         pipe.decode_video_to_mp4(latents, audio, 24.0, tmp_path / "out.mp4", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_chunks_are_handed_over_as_the_whole_conversion_makes_them_and_nan_stops_before_the_last():
+    from ltx_pipeline.pipeline_common import _frames_one_chunk_behind, _video_to_uint8
+
+    videos = [torch.rand(1, 3, count, 8, 12) * 2 - 1 for count in (9, 8, 8)]
+    handed = list(_frames_one_chunk_behind(iter(videos)))
+    assert [frames.shape for frames in handed] == [(9, 8, 12, 3), (8, 8, 12, 3), (8, 8, 12, 3)]
+    assert all(np.array_equal(frames, _video_to_uint8(video[0])) for frames, video in zip(handed, videos, strict=True))
+    videos[1][0, 0, 0, 0, 0] = float("inf")
+    chunks = _frames_one_chunk_behind(iter(videos))
+    assert len([next(chunks), next(chunks)]) == 2  # the first two are handed over before the last is decoded
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        next(chunks)

@@ -28,6 +28,7 @@ from torch import nn
 from .. import constants
 from . import forward_graphs
 from .attention_processors import OutOfPlaceRotaryAttnProcessor, use_out_of_place_rotary
+from .compile_cache import use_persistent_compile_cache
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 from .fused_norms import FusedNormsPass
 
@@ -763,6 +764,8 @@ def place_pipeline(
     everywhere else after the mode's casts.
     """
     check_speed_for_memory_mode(speed, memory_mode)
+    if speed.compile or speed.compile_vae:
+        use_persistent_compile_cache()
     streamed = memory_mode is not None and bool(PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed)
     if streamed:
         apply_speed_options(pipe, speed)
