@@ -160,6 +160,9 @@ FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "visio
 # Where torch.compile's caches are kept (speed/compile_cache.py; `LTX_COMPILE_CACHE_DIR` overrides): a folder that
 # outlives the process and /tmp, so a restart loads compiled blocks instead of compiling them again.
 COMPILE_CACHE_DIR = "~/.cache/ltx_pipeline/torch_compile"
+# The prompt of the studio's warm-up generation (speed/warmup.py), which compiles the fast path at start; its clip is
+# discarded. Words the embedded model knows, so that it runs on every model.
+WARM_UP_PROMPT = "a red ball bounces"
 # "16gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
 # so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
 OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4

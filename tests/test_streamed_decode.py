@@ -124,3 +124,16 @@ def test_chunks_are_handed_over_as_the_whole_conversion_makes_them_and_nan_stops
     assert len([next(chunks), next(chunks)]) == 2  # the first two are handed over before the last is decoded
     with pytest.raises(ValueError, match="NaN or Inf"):
         next(chunks)
+
+
+def test_warm_up_generates_once_at_the_size_given_and_only_for_compiled_options(tiny_components):
+    from ltx_pipeline.speed.acceleration import SpeedOptions
+    from ltx_pipeline.speed.warmup import needs_warm_up, warm_up
+
+    done = warm_up(TI2VidTwoStagesPipeline(**tiny_components), 64, 64, 9, 24.0)
+    assert done.num_frames == 9 and done.seconds > 0
+    assert [needs_warm_up(SpeedOptions(**options)) for options in ({}, {"fp8": True}, {"forward_graph": True})] == [
+        False,
+        False,
+        True,
+    ]

@@ -472,14 +472,16 @@ class StudioHandlers:
         if not state.is_loaded:
             return f"Model: `{state.config.model}` (loading; the first generation waits for it)."
         note = f"Model: **{state.model_label}**."
+        if state.is_warming_up:
+            note += " Warming up: compiling the fast path at the default size; a generation started now waits for it."
         if state.model_label == RANDOM_MODEL_LABEL:
             note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note
 
     def model_status(self) -> tuple[str, dict]:
-        """The model note, and whether the page should keep refreshing it (only while the model loads)."""
+        """The model note, and whether the page should keep refreshing it (while the model loads or warms up)."""
         loading = not self.state.is_loaded and self.state.load_error is None
-        return self.model_note(), gr.update(active=loading)
+        return self.model_note(), gr.update(active=loading or self.state.is_warming_up)
 
     def prompt_hint(self, prompt: str) -> str:
         """Gentle hints under the prompt: describe the sound; words a small model will ignore."""
