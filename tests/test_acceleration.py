@@ -1192,3 +1192,12 @@ def test_compiled_options_keep_torch_compile_caches_in_the_persistent_folder(tmp
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     place_pipeline(build_tiny_components(), "cpu", "full-gpu-bf16", SpeedOptions(compile=True))
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb", "16gb"])
+def test_compile_with_an_fp8_storage_mode_is_a_clear_error_before_anything_moves(memory_mode):
+    # Compiled, the first forward fails inside dynamo: the layerwise-casting hook builds an nn.Parameter.
+    components = build_tiny_components()
+    with pytest.raises(ValueError, match=rf"`compile=True` cannot be combined with memory mode '{memory_mode}'"):
+        place_pipeline(components, "cpu", memory_mode, SpeedOptions(compile=True))
+    assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == torch.float32

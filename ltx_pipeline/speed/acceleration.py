@@ -744,6 +744,16 @@ def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryM
             "VAE streams its weights layer by layer and decodes in tiles); use memory mode 'fp8-storage' or "
             "'full-gpu-bf16', or leave compile_vae off."
         )
+    if (
+        speed.compile
+        and memory_mode is not None
+        and "transformer" in PLACEMENTS[MemoryMode.from_name(memory_mode)].fp8_storage
+    ):
+        raise ValueError(
+            f"`compile=True` cannot be combined with memory mode {MemoryMode.from_name(memory_mode).value!r} (its fp8 "
+            "storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot trace); use "
+            "memory mode 'full-gpu-bf16', or leave compile off (fp8=True still gives fp8 products)."
+        )
     if speed.forward_graph and memory_mode is not None:
         mode = MemoryMode.from_name(memory_mode)
         if mode is not MemoryMode.FULL_GPU_BF16:
