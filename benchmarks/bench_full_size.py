@@ -383,6 +383,7 @@ def uncompile_blocks(transformer) -> None:
     if forward_graphs.enabled(transformer):
         delattr(transformer, constants.FORWARD_RUNNER_ATTRIBUTE)  # where `forward_graphs.enable` keeps them
     torch._dynamo.reset()
+    free_memory()  # the graphs' memory pools and dynamo's compiled code go back to the allocator
 
 
 def unfuse_feed_forward_gelu(transformer: torch.nn.Module) -> int:
@@ -603,12 +604,19 @@ def write_mp4_with_diffusers(path: Path, output) -> None:
 
 
 def run_pipeline(
-    bench: Bench, pipe, label: str, audio_path: str | None, write: bool, diffusers_writer: bool = False
+    bench: Bench,
+    pipe,
+    label: str,
+    audio_path: str | None,
+    write: bool,
+    diffusers_writer: bool = False,
+    streamed: bool = False,
 ) -> dict:
     """One generation from the prompt (T2AV) or audio file (A2V) to an mp4 on disk; times from the call.
 
     With `diffusers_writer` the output is written a second time, with diffusers' own writer (the baseline's
-    straightforward way), and that write is timed too."""
+    straightforward way), and that write is timed too. With `streamed` the pipeline encodes the mp4 while it decodes
+    the final video (`output_path`), so the generation ends with the file written."""
     from ltx_pipeline.media import write_mp4
     from ltx_pipeline.types import Finished, StageDecoded, StepPreview
 
@@ -622,6 +630,9 @@ def run_pipeline(
     first_preview_s = stage_1_decoded_s = None
     previews = 0
     output = None
+    mp4_path = Path(bench.args.work_dir) / f"{label}.mp4"
+    if streamed:
+        kwargs["output_path"] = mp4_path
     for event in pipe.stream(**kwargs, mode="distilled"):
         if isinstance(event, StepPreview):
             previews += 1
@@ -631,22 +642,22 @@ def run_pipeline(
         elif isinstance(event, Finished):
             output = event.output
     generate_s = time.perf_counter() - begin
-    mp4_path = Path(bench.args.work_dir) / f"{label}.mp4"
-    if write:
+    if write and not streamed:
         write_mp4(mp4_path, output.frames, output.audio, output.frame_rate)
     total_s = time.perf_counter() - begin
     result = {
         "end_to_end_s": round(total_s, 2),
         "generate_s": round(generate_s, 2),
-        "mp4_write_s": round(total_s - generate_s, 2) if write else None,
+        "mp4_write_s": round(total_s - generate_s, 2) if write and not streamed else None,
+        "streamed": streamed,
         "first_preview_s": round(first_preview_s, 2) if first_preview_s is not None else None,
         "stage_1_decoded_s": round(stage_1_decoded_s, 2) if stage_1_decoded_s is not None else None,
         "previews": previews,
-        "timings_s": {key: round(value, 2) for key, value in output.recipe.get("timings_s", {}).items()},
+        "timings_s": {key: round(value, 3) for key, value in output.recipe.get("timings_s", {}).items()},
         "peak_gib": bench.peak_gib(),
         "frames": tuple(output.frames.shape),
         "audio": tuple(output.audio.waveform.shape),
-        "mp4_bytes": mp4_path.stat().st_size if write else None,
+        "mp4_bytes": mp4_path.stat().st_size if write or streamed else None,
     }
     if write and diffusers_writer:
         diffusers_path = Path(bench.args.work_dir) / f"{label}_diffusers_writer.mp4"
@@ -658,7 +669,14 @@ def run_pipeline(
     return result
 
 
-def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_writer: bool = False) -> None:
+def e2e(
+    bench: Bench,
+    state: dict,
+    section: str,
+    warmup: bool = True,
+    diffusers_writer: bool = False,
+    streamed: bool = False,
+) -> None:
     from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
     from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
 
@@ -671,14 +689,16 @@ def e2e(bench: Bench, state: dict, section: str, warmup: bool = True, diffusers_
         return
     if warmup:
         begin = time.perf_counter()
-        run_pipeline(bench, t2av, f"{section}_warmup_t2av", None, write=False)
-        run_pipeline(bench, a2v, f"{section}_warmup_a2v", audio_path, write=False)
+        run_pipeline(bench, t2av, f"{section}_warmup_t2av", None, write=False, streamed=streamed)
+        run_pipeline(bench, a2v, f"{section}_warmup_a2v", audio_path, write=False, streamed=streamed)
         bench.record(section, "warmup_s", round(time.perf_counter() - begin, 1))
     for name, pipe, audio in (("t2av", t2av, None), ("a2v", a2v, audio_path)):
         if bench.left_s() < bench.args.reserve_s:
             bench.record(section, f"{name}.skipped", f"deadline ({bench.left_s():.0f} s left)")
             continue
-        result = run_pipeline(bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer)
+        result = run_pipeline(
+            bench, pipe, f"{section}_{name}", audio, write=True, diffusers_writer=diffusers_writer, streamed=streamed
+        )
         graphs = forward_graphs.recorded(pipe.transformer)
         if graphs is not None:
             result["forward_graphs"] = graph_counts(graphs)
@@ -976,6 +996,20 @@ def section_fp8(bench: Bench, state: dict) -> None:
     )
 
 
+def section_fp8_layers(bench: Bench, state: dict) -> None:
+    """The transformer's video-side layers made fp8 (as `fp8` does), without timing or compiling: for the fp8 sections
+    that compile their own options (`fp8_graph_forward`) when the device call is short."""
+    transformer = state["components"]["transformer"]
+    uncompile_blocks(transformer)
+    unfuse_feed_forward_gelu(transformer)
+    use_diffusers_rotary(transformer)
+    begin = time.perf_counter()
+    replaced = acceleration.quantize_linear_layers_to_fp8(transformer, scaling=bench.args.fp8_scaling)
+    free_memory()
+    bench.record("fp8_layers", "quantize", {"layers": replaced, "seconds": round(time.perf_counter() - begin, 1)})
+    bench.record("fp8_layers", "allocated_gib", bench.allocated_gib())
+
+
 def section_e2e_fp8(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_compiled")
 
@@ -1135,6 +1169,58 @@ def section_e2e_fp8_graph_forward(bench: Bench, state: dict) -> None:
     e2e(bench, state, "e2e_fp8_graph_forward")
 
 
+def section_e2e_fp8_graph_forward_streamed(bench: Bench, state: dict) -> None:
+    """After `fp8_graph_forward`: the pipelines with that transformer, each encoding its mp4 while the final video
+    decode runs (`output_path`: the decode streamed over time, each chunk of frames handed to the encoder's thread)."""
+    e2e(bench, state, "e2e_fp8_graph_forward_streamed", streamed=True)
+
+
+def section_e2e_baseline_streamed(bench: Bench, state: dict) -> None:
+    """After `e2e_baseline` (which warmed them up): the eager pipelines writing their mp4 while decoding."""
+    e2e(bench, state, "e2e_baseline_streamed", warmup=False, streamed=True)
+
+
+def _noise_and_motion_frames(height: int, width: int, count: int) -> dict[str, np.ndarray]:
+    """121 frames of uniform noise (what random weights decode to) and of a moving gradient (real content's kind)."""
+    noise = np.random.default_rng(0).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+    rows, columns = np.mgrid[0:height, 0:width]
+    motion = np.stack([((columns + 4 * index) % 256 + rows // 4) % 256 for index in range(count)], axis=0).astype(
+        np.uint8
+    )
+    return {"noise": noise, "motion": np.repeat(motion[..., None], 3, axis=-1)}
+
+
+def section_mp4_encode(bench: Bench, state: dict) -> None:
+    """The encoder alone at the pipelines' size, frames already decoded: `media.write_mp4` (whole clip) and
+    `streamed_write.write_while_decoding` (16-frame chunks handed over at once), at the product's x264 preset and at
+    faster ones (an experiment: the preset is swapped in the writer's module for the measurement). The encoder must
+    keep pace with the decode for the file to be finished when the decode is."""
+    from ltx_pipeline import streaming_mp4
+    from ltx_pipeline.media import write_mp4
+    from ltx_pipeline.streamed_write import write_while_decoding
+    from ltx_pipeline.types import Audio
+
+    height, width, num_frames = bench.e2e_size
+    audio = Audio(torch.zeros(2, round(num_frames / FRAME_RATE * 48_000)), 48_000)
+    work = Path(bench.args.work_dir)
+    product_preset = streaming_mp4.MP4_PRESET
+    for content, frames in _noise_and_motion_frames(height, width, num_frames).items():
+        begin = time.perf_counter()
+        write_mp4(work / f"encode_{content}.mp4", frames, audio, FRAME_RATE)
+        bench.record("mp4_encode", f"{content}.write_mp4_s", round(time.perf_counter() - begin, 3))
+        for preset in (product_preset, "superfast", "ultrafast"):
+            streaming_mp4.MP4_PRESET = preset
+            try:
+                chunks = [frames[start : start + 16] for start in range(0, num_frames, 16)]
+                begin = time.perf_counter()
+                write_while_decoding(work / f"encode_{content}_{preset}.mp4", chunks, audio, FRAME_RATE, num_frames)
+                seconds = round(time.perf_counter() - begin, 3)
+            finally:
+                streaming_mp4.MP4_PRESET = product_preset
+            size = (work / f"encode_{content}_{preset}.mp4").stat().st_size
+            bench.record("mp4_encode", f"{content}.streamed_{preset}", {"seconds": seconds, "bytes": size})
+
+
 def section_text_mask_experiment(bench: Bench, state: dict) -> None:
     """After any section: the transformer as it stands at the stage-2 size with the all-ones prompt masks the
     pipelines passed before TextConditioning.all_real, for the within-run gain of passing none. A compiled
@@ -1192,7 +1278,11 @@ def section_e2e_compile_vae(bench: Bench, state: dict) -> None:
         state["components"]["vae"].decoder._compiled_call_impl = None
 
 
-def section_mode_24gb(bench: Bench, state: dict) -> None:
+def measure_memory_mode(bench: Bench, state: dict, mode: str, cap_gib: float) -> None:
+    """Fresh components placed for memory `mode` with fp8 products (`place_pipeline`, as the CLI and the studio do),
+    then the pipelines end to end (audio file or prompt to mp4) with the process's GPU memory capped at `cap_gib`
+    (`torch.cuda.set_per_process_memory_fraction`: an allocation past it fails as on a card of that size)."""
+    section = f"mode_{mode}"
     state.pop("components", None)
     state.pop("references", None)
     torch._dynamo.reset()
@@ -1200,12 +1290,32 @@ def section_mode_24gb(bench: Bench, state: dict) -> None:
     begin = time.perf_counter()
     components = build_components(bench)
     bench.synchronize()
-    acceleration.apply_memory_mode(components, "24gb", bench.device)
+    acceleration.place_pipeline(components, bench.device, mode, acceleration.SpeedOptions(fp8=True))
     free_memory()
-    bench.record("mode_24gb", "setup_s", round(time.perf_counter() - begin, 1))
-    bench.record("mode_24gb", "allocated_gib_after_setup", bench.allocated_gib())
+    bench.record(section, "setup_s", round(time.perf_counter() - begin, 1))
+    bench.record(section, "allocated_gib_after_setup", bench.allocated_gib())
     state["components"] = components
-    e2e(bench, state, "mode_24gb", warmup=False)
+    if bench.device.type == "cuda":
+        total = torch.cuda.get_device_properties(bench.device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total))
+        bench.record(section, "memory_cap_gib", cap_gib)
+    try:
+        e2e(bench, state, section, warmup=False)
+    finally:
+        if bench.device.type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(1.0)
+        state.pop("components", None)
+        free_memory()
+
+
+def section_mode_24gb(bench: Bench, state: dict) -> None:
+    """The "24gb" mode (the fp8 transformer resident, the rest streamed) under a 24 GiB cap."""
+    measure_memory_mode(bench, state, "24gb", 24.0)
+
+
+def section_mode_16gb(bench: Bench, state: dict) -> None:
+    """The "16gb" mode (every component streamed, the transformer group by group) under a 16 GiB cap."""
+    measure_memory_mode(bench, state, "16gb", 16.0)
 
 
 SECTIONS = {
@@ -1228,6 +1338,7 @@ SECTIONS = {
     "profile": section_profile,
     "e2e_graphs": section_e2e_graphs,
     "fp8": section_fp8,
+    "fp8_layers": section_fp8_layers,
     "e2e_fp8": section_e2e_fp8,
     "fp8_graphs": section_fp8_graphs,
     "e2e_fp8_graphs": section_e2e_fp8_graphs,
@@ -1242,6 +1353,7 @@ SECTIONS = {
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
+    "mode_16gb": section_mode_16gb,
     "graph_forward": section_graph_forward,
     "graph_forward_norms": section_graph_forward_norms,
     "float_tables_experiment": section_float_tables_experiment,
@@ -1250,6 +1362,9 @@ SECTIONS = {
     "e2e_fp8_graph_forward": section_e2e_fp8_graph_forward,
     "fp8_unfused_rotary_experiment": section_fp8_unfused_rotary_experiment,
     "text_mask_experiment": section_text_mask_experiment,
+    "e2e_fp8_graph_forward_streamed": section_e2e_fp8_graph_forward_streamed,
+    "e2e_baseline_streamed": section_e2e_baseline_streamed,
+    "mp4_encode": section_mp4_encode,
 }
 
 
@@ -1295,6 +1410,8 @@ def main() -> None:
             print(f"!! section {name} failed: {type(error).__name__}: {error}", flush=True)
             traceback.print_exc()
         bench.record(name, "section_s", round(time.perf_counter() - begin, 1))
+        free_memory()  # what a section left unreferenced is not held through the next (an 80 GB card runs them all)
+        bench.record(name, "allocated_gib_after", bench.allocated_gib())
         if graph_messages.messages:
             bench.record(name, "forward_graphs_log", [message[:400] for message in graph_messages.messages[:12]])
             graph_messages.messages.clear()

@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model: {pipe.model_label} ({pipe.model_summary})", file=sys.stderr)
         if run_mode.takes_images:
             kwargs["images"] = images
+        if run_mode.writes_while_decoding and context.world_size == 1:  # ranks > 0 must not write the file too
+            kwargs["output_path"] = args.output
         for event in runner.stream(**kwargs):  # events reach rank 0 only
             if isinstance(event, WindowStarted):
                 print(

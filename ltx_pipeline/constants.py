@@ -93,6 +93,10 @@ MP4_CRF = 18  # x264 constant rate factor for final outputs
 # cores; on the 16 cores of an H200 machine, random-weight (noise) output took 1.5-2.1 s vs 3.9-4.3 s, longer than
 # the whole compiled generation.
 MP4_PRESET = "veryfast"
+# Latent frames each layer of the video decoder takes at once when the final decode streams its frames to the mp4
+# encoder (speed/streamed_decode.py): 2 latent frames are 16 output frames at LTX-2's 8x, a chunk of frames the
+# encoder can start on early, in 8 chunks for 121 frames. Any value gives the same frames.
+DECODE_CHUNK_LATENT_FRAMES = 2
 # Threads converting the RGB frames to yuv420p (FFmpeg's swscale, which runs without Python's GIL) ahead of the
 # encoder, at most. Done on the encoding thread, the conversion is serial work that keeps x264's threads waiting:
 # 121 frames of 768x512 took 0.64 -> 0.24 s (smooth motion) and 0.84 -> 0.72 s (noise) on the 16 cores of an H200
@@ -150,10 +154,16 @@ FP8_SKIP_LINEAR_PARTS: tuple[str, ...] = (
     "audio_to_video_attn.to_k",  # audio keys and values
     "audio_to_video_attn.to_v",
 )
-# Module-name patterns never stored in fp8 by the "fp8-storage" and "24gb" modes for models without diffusers'
+# Module-name patterns never stored in fp8 by the "fp8-storage", "24gb" and "16gb" modes for models without diffusers'
 # own skip list (the Gemma text encoder): norms, embeddings (lm_head shares the token embedding), the vision tower.
 FP8_STORAGE_SKIP_PATTERNS: tuple[str, ...] = ("norm", "embed", "lm_head", "vision_tower", "multi_modal_projector")
-# "24gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
+# Where torch.compile's caches are kept (speed/compile_cache.py; `LTX_COMPILE_CACHE_DIR` overrides): a folder that
+# outlives the process and /tmp, so a restart loads compiled blocks instead of compiling them again.
+COMPILE_CACHE_DIR = "~/.cache/ltx_pipeline/torch_compile"
+# The prompt of the studio's warm-up generation (speed/warmup.py), which compiles the fast path at start; its clip is
+# discarded. Words the embedded model knows, so that it runs on every model.
+WARM_UP_PROMPT = "a red ball bounces"
+# "16gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
 # so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
 OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4
 

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -421,6 +422,11 @@ def save_output(output: LTXAVOutput, path: str | os.PathLike) -> tuple[Path, Pat
     if not isinstance(output, LTXAVOutput):
         raise ValueError(f"`output` must be an LTXAVOutput; got {type(output).__name__}.")
     recipe_to_json(output.recipe)  # fail on an unstorable recipe before spending time on the video
+    if output.written_mp4 is not None:  # encoded while it was decoded: the file is there already
+        mp4_path = _check_mp4_path(path)
+        if mp4_path.resolve() != output.written_mp4.resolve():
+            _write_atomically(mp4_path, lambda temporary_path: shutil.copyfile(output.written_mp4, temporary_path))
+        return mp4_path, write_recipe(mp4_path, output.recipe)
     if output.video_source is not None:
         mp4_path = write_with_audio(output.video_source, path, len(output.frames), output.audio)
         return mp4_path, write_recipe(mp4_path, output.recipe)

@@ -147,6 +147,8 @@ class Mode:
     long_form: bool = False
     # The long-form mode this one becomes when the asked length (`--duration`) is given (the command line).
     extends_to: str | None = None
+    # The pipeline takes `output_path=` and encodes the mp4 while its final decode runs (one GPU).
+    writes_while_decoding: bool = False
 
     def stream_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
         """The pipeline's keyword arguments from `values` (by keyword), each option's default where absent; an
@@ -171,6 +173,7 @@ MODES: dict[str, Mode] = {
             generates_audio=True,
             two_stage=True,
             extends_to="t2av-long",
+            writes_while_decoding=True,
         ),
         Mode(
             "a2v",
@@ -183,6 +186,7 @@ MODES: dict[str, Mode] = {
             generates_audio=False,
             two_stage=True,
             extends_to="a2v-long",
+            writes_while_decoding=True,
         ),
         Mode(
             "t2av-long",

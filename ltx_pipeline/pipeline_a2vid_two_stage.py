@@ -46,12 +46,15 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         rescale_scale: float | None = None,
         stg_blocks: tuple[int, ...] | None = None,
         images: list[ImageCondition] | None = None,
+        output_path: str | os.PathLike | None = None,
     ) -> Iterator[PipelineEvent]:
         """Checks every input and reads the clip, then returns a generator of events.
 
         `audio` is a file path (wav, flac, ogg, mp3, or a video's audio track) or an `Audio`. A clip shorter
         than the chosen duration is an error unless `pad_audio=True`, which pads it with silence and records so.
         `modality_scale` (> 1 adds a pass with cross-modal attention off) steers the video toward the sound.
+        With `output_path` (an .mp4) the final decode is encoded into that file as it runs (the output's
+        `written_mp4`; `media.save_output` to the same path then writes the recipe alone).
         """
         mode = mode or self.model_variant
         stg_blocks = tuple(stg_blocks) if stg_blocks is not None else self.default_stg_blocks()
@@ -73,6 +76,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
                 images=images,
             )
         )
+        output_path = validation.check_output_path(output_path)
         validation.check_audio_start_time(audio_start_time)
         if not isinstance(pad_audio, bool):
             raise ValueError(f"`pad_audio` must be True or False; got {pad_audio!r}.")
@@ -85,7 +89,7 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         }
         recipe.audio_sampling_rate = clip.sampling_rate
         return self.run_with_cleanup(
-            self._generate(recipe, clip, video_guidance, num_inference_steps, conditions, opened_images)
+            self._generate(recipe, clip, video_guidance, num_inference_steps, conditions, opened_images, output_path)
         )
 
     def cut_audio(
@@ -132,7 +136,9 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         return Audio(waveform, clip.sampling_rate), missing / clip.sampling_rate
 
     @torch.no_grad()
-    def _generate(self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps, conditions, images):
+    def _generate(
+        self, recipe, clip: Audio, video_guidance: GuidanceParams, num_inference_steps, conditions, images, output_path
+    ):
         start = time.perf_counter()
         device = self._execution_device
         height, width = recipe.height, recipe.width
@@ -167,10 +173,17 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
         if result is None:
             return
 
-        # 4. Decode the final video; the audio is the original cut, unmodified
+        # 4. Decode the final video (into the mp4 as it comes, where one is asked for); the audio is the original
+        #    cut, unmodified
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry), run.noise.generator)
+        latents = self.unpack_video(result.video_latents, result.stage.geometry)
+        if output_path is None:
+            frames = self.decode_video(latents, run.noise.generator)
+        else:
+            frames = self.decode_video_to_mp4(latents, clip, frame_rate, output_path, timings, run.noise.generator)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
-        output = LTXAVOutput(frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe.to_dict())
+        output = LTXAVOutput(
+            frames=frames, audio=clip, frame_rate=frame_rate, recipe=recipe.to_dict(), written_mp4=output_path
+        )
         yield Finished(elapsed_s=timings["total"], output=output)

@@ -47,6 +47,8 @@ from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, w
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
 from .previews import LatentRGBProjection
+from .speed import streamed_decode
+from .streamed_write import write_while_decoding
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, Recipe
 
 logger = logging.getLogger(__name__)
@@ -627,6 +629,50 @@ class LTXAVPipelineBase(DiffusionPipeline):
         video = decoder.decode(latents.to(decoder.dtype), generator=generator, return_dict=False)[0]
         return _video_to_uint8(video[0])
 
+    def decode_video_chunks(
+        self, latents: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Iterator[np.ndarray]:
+        """Un-normalised (1, C, F, H, W) latents -> consecutive (f, height, width, 3) uint8 chunks of the decode.
+
+        Streamed over time (`speed.streamed_decode`: the same values as `decode_video`) on a CUDA GPU where the
+        decoder allows it and runs as loaded; a tiled ("24gb", "16gb") or compiled (`compile_vae`) decoder, or one on
+        the CPU, gives one whole chunk (on the CPU, PyTorch runs the short chunks' 3-D convolutions on its slow
+        reference path, not oneDNN's: several times slower than the whole decode). LTX-2.5's diffusion decoder, where
+        `decode_video` would use it, decodes whole too.
+        """
+        decoder = getattr(self.vae, "decoder", None)
+        tiled = getattr(self.vae, "use_tiling", False) or getattr(self.vae, "use_framewise_decoding", False)
+        compiled = getattr(decoder, "_compiled_call_impl", None) is not None
+        diffusion = generator is not None and self.diffusion_decoder is not None  # LTX-2.5's decoder: whole
+        if diffusion or tiled or compiled or latents.device.type != "cuda" or not streamed_decode.can_stream(decoder):
+            yield self.decode_video(latents, generator)
+            return
+        timestep = None
+        if self.vae.config.timestep_conditioning:
+            timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=self.vae.dtype)
+        chunks = streamed_decode.decode_streamed(
+            decoder, latents.to(self.vae.dtype), timestep, chunk_latent_frames=constants.DECODE_CHUNK_LATENT_FRAMES
+        )
+        yield from _frames_one_chunk_behind(chunks)
+
+    def decode_video_to_mp4(
+        self,
+        latents: torch.Tensor,
+        audio: Audio,
+        frame_rate: float,
+        path: str | os.PathLike,
+        timings: dict,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """`decode_video`, with each decoded chunk encoded into the mp4 at `path` (with `audio`) as it comes.
+
+        Records in `timings` the seconds from the last decoded frame to the finished file ("mp4_after_decode").
+        """
+        num_frames = (latents.shape[2] - 1) * self.vae.config.temporal_compression_ratio + 1
+        written = write_while_decoding(path, self.decode_video_chunks(latents, generator), audio, frame_rate, num_frames)
+        timings["mp4_after_decode"] = written.finish_after_decode_s
+        return written.frames
+
     def decode_audio(self, latents: torch.Tensor, num_frames: int, frame_rate: float, preview: bool = False) -> Audio:
         """Un-normalised (1, C, L, M) audio latents -> waveform lasting exactly num_frames / frame_rate seconds.
 
@@ -675,6 +721,40 @@ class LTXAVPipelineBase(DiffusionPipeline):
         finally:
             self._cancel_event.clear()
             self.maybe_free_model_hooks()
+
+
+def _frames_one_chunk_behind(videos: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
+    """Decoder output chunks (1, 3, f, H, W) -> (f, H, W, 3) uint8 arrays, each handed over once the next chunk's work
+    is queued: on a GPU the copy to (pinned) host memory runs behind the decode, which never waits for the caller (a
+    synchronising copy per chunk left the GPU idle while the next chunk was launched). NaN or Inf in any chunk raises
+    before the last chunk is handed over, so a file being written from them is never finished."""
+    finite: torch.Tensor | None = None
+    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+    for video in videos:
+        chunk_finite = torch.isfinite(video).all()
+        finite = chunk_finite if finite is None else finite & chunk_finite
+        frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        frames = frames.permute(1, 2, 3, 0).contiguous()  # (3, f, H, W) -> (f, H, W, 3)
+        copied = None
+        if frames.device.type == "cuda":
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            frames = host
+        if pending is not None:
+            yield _host_frames(*pending)
+        pending = (frames, copied)
+    if finite is not None and not bool(finite):
+        raise ValueError("The decoded video contains NaN or Inf values; no file was written.")
+    if pending is not None:
+        yield _host_frames(*pending)
+
+
+def _host_frames(frames: torch.Tensor, copied: "torch.cuda.Event | None") -> np.ndarray:
+    if copied is not None:
+        copied.synchronize()  # waits without holding the GIL
+    return frames.numpy()
 
 
 def _video_to_uint8(video: torch.Tensor) -> np.ndarray:

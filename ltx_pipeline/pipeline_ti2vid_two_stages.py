@@ -1,12 +1,13 @@
 """Text to synchronized audio and video in two stages, after the reference `TI2VidTwoStagesPipeline`."""
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 
 import torch
 
-from . import constants
+from . import constants, validation
 from .conditioning import ImageCondition
 from .engine import Stage, StageResult, StreamSpec, run_stages
 from .pipeline_common import LTXAVPipelineBase, RunRequest, stage_1_guidance
@@ -47,6 +48,7 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         images: list[ImageCondition] | None = None,
         preview_audio: bool = True,
         length_from_prompt: bool = False,
+        output_path: str | os.PathLike | None = None,
     ) -> Iterator[PipelineEvent]:
         """Checks every input, then returns a generator of `StepPreview`, `StageDecoded` and `Finished` events.
 
@@ -55,7 +57,10 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         The audio scales default to the video ones where the dev defaults agree. `cancel()` ends the stream
         between steps. `length_from_prompt` (models with LTX-2.5's duration head): the head picks `num_frames`
         from the prompt (1-20 s, on the 8k + 1 grid), in place of the one given; the recipe keeps its prediction.
+        With `output_path` (an .mp4) the final decode is encoded into that file as it runs (the output's
+        `written_mp4`; `media.save_output` to the same path then writes the recipe alone).
         """
+        output_path = validation.check_output_path(output_path)
         mode = mode or self.model_variant
         prediction = None
         if length_from_prompt:
@@ -97,13 +102,28 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
             }
         return self.run_with_cleanup(
             self._generate(
-                recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, opened_images
+                recipe,
+                video_guidance,
+                audio_guidance,
+                num_inference_steps,
+                preview_audio,
+                conditions,
+                opened_images,
+                output_path,
             )
         )
 
     @torch.no_grad()
     def _generate(
-        self, recipe, video_guidance, audio_guidance, num_inference_steps, preview_audio, conditions, images
+        self,
+        recipe,
+        video_guidance,
+        audio_guidance,
+        num_inference_steps,
+        preview_audio,
+        conditions,
+        images,
+        output_path,
     ):
         start = time.perf_counter()
         device = self._execution_device
@@ -150,12 +170,18 @@ class TI2VidTwoStagesPipeline(LTXAVPipelineBase):
         if result is None:
             return
 
-        # 4. Decode the final video and audio
+        # 4. Decode the final audio, then the video (into the mp4 as it comes, where one is asked for)
         decode_start = self.elapsed(start)
-        frames = self.decode_video(self.unpack_video(result.video_latents, result.stage.geometry), run.noise.generator)
         audio = self.decode_audio(self.unpack_audio(result.audio_latents), num_frames, frame_rate)
+        latents = self.unpack_video(result.video_latents, result.stage.geometry)
+        if output_path is None:
+            frames = self.decode_video(latents, run.noise.generator)
+        else:
+            frames = self.decode_video_to_mp4(latents, audio, frame_rate, output_path, timings, run.noise.generator)
         timings["decode"] = self.elapsed(start) - decode_start
         timings["total"] = self.elapsed(start)
         recipe.audio_sampling_rate = audio.sampling_rate
-        output = LTXAVOutput(frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe.to_dict())
+        output = LTXAVOutput(
+            frames=frames, audio=audio, frame_rate=frame_rate, recipe=recipe.to_dict(), written_mp4=output_path
+        )
         yield Finished(elapsed_s=timings["total"], output=output)

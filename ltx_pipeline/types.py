@@ -111,6 +111,8 @@ class LTXAVOutput:
     recipe: dict[str, Any] = field(default_factory=dict)  # everything needed to reproduce the clip, plus timings
     # The file whose first video stream holds `frames` unchanged (video to audio): saving copies its packets.
     video_source: Path | None = None
+    # The finished mp4 of `frames` and `audio`, written while the final decode ran (a pipeline's `output_path`).
+    written_mp4: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ clamped or resized here: a wrong value is an error, with the nearest valid value
 """
 
 import math
+import os
+from pathlib import Path
 
 from . import constants
 from .types import GuidanceParams
@@ -29,6 +31,18 @@ def frames_for_duration(seconds: float, frame_rate: float) -> int:
     below, above = nearest_valid_frame_counts(max(1, math.floor(seconds * frame_rate)))
     candidates = sorted({below, above, above + constants.VIDEO_TEMPORAL_COMPRESSION})
     return min(candidates, key=lambda count: (abs(count / frame_rate - seconds), count))
+
+
+def check_output_path(path: "str | os.PathLike | None") -> Path | None:
+    """`output_path` as a Path (None stays None): a file name ending in .mp4 that is not a folder."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"`output_path` must be None or a file path ending in .mp4; got {type(path).__name__}.")
+    mp4_path = Path(path)
+    if mp4_path.suffix.lower() != ".mp4" or mp4_path.is_dir():
+        raise ValueError(f"`output_path` must be a file name ending in .mp4; got {str(mp4_path)!r}.")
+    return mp4_path
 
 
 def check_num_frames(num_frames: int) -> None:

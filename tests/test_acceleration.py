@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+from diffusers.hooks.group_offloading import _is_group_offload_enabled
 from diffusers.models.activations import GELU
 from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 from diffusers.models.transformers.transformer_ltx2 import (
@@ -106,12 +107,13 @@ def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def test_memory_mode_from_name_accepts_each_documented_name():
-    assert [MemoryMode.from_name(name) for name in ("full-gpu-bf16", "fp8-storage", "24gb")] == list(MemoryMode)
+    names = ("full-gpu-bf16", "fp8-storage", "24gb", "16gb")
+    assert [MemoryMode.from_name(name) for name in names] == list(MemoryMode)
 
 
 def test_unknown_memory_mode_lists_the_valid_names():
-    with pytest.raises(ValueError, match="memory_mode.*'full-gpu-bf16', 'fp8-storage', '24gb'.*got '16gb'"):
-        MemoryMode.from_name("16gb")
+    with pytest.raises(ValueError, match="memory_mode.*'full-gpu-bf16', 'fp8-storage', '24gb', '16gb'.*got '12gb'"):
+        MemoryMode.from_name("12gb")
 
 
 def test_unknown_attention_backend_is_refused_with_the_valid_names():
@@ -1015,14 +1017,20 @@ def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16
     assert 1e-4 < relative_error(video, reference_video) < 0.1
 
 
-def test_24gb_mode_streams_weights_and_computes_what_fp8_storage_computes():
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
+def test_streaming_modes_compute_what_fp8_storage_computes(memory_mode):
     fp8_components = build_tiny_components()
     apply_memory_mode(fp8_components, "fp8-storage", "cpu")
     reference_video, reference_audio = run_transformer(fp8_components["transformer"], torch.bfloat16)
 
     components = build_tiny_components()
-    apply_memory_mode(components, "24gb", "cpu")
+    apply_memory_mode(components, memory_mode, "cpu")
     assert components["vae"].use_tiling
+    # "24gb" keeps the transformer resident and streams the rest; "16gb" streams the transformer too.
+    assert _is_group_offload_enabled(components["transformer"]) == (memory_mode == "16gb")
+    assert all(
+        _is_group_offload_enabled(components[name]) for name in ("text_encoder", "connectors", "vae", "audio_vae")
+    )
     assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == FP8_DTYPE
     video, audio = run_transformer(components["transformer"], torch.bfloat16)
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
@@ -1043,17 +1051,17 @@ def test_fp8_products_on_top_of_fp8_storage_compute_in_bf16():
     assert 1e-4 < relative_error(video, reference_video) < 0.15
 
 
-def test_fp8_products_after_the_24gb_mode_are_refused_with_the_order_that_works():
+def test_fp8_products_after_the_16gb_mode_are_refused_with_the_order_that_works():
     components = build_tiny_components()
-    apply_memory_mode(components, "24gb", "cpu")
-    with pytest.raises(ValueError, match="fp8=True.*'24gb'.*before the memory mode"):
+    apply_memory_mode(components, "16gb", "cpu")
+    with pytest.raises(ValueError, match="fp8=True.*'16gb'.*before the memory mode"):
         apply_speed_options(components, SpeedOptions(fp8=True))
 
 
-def test_fp8_products_before_the_24gb_mode_keep_their_fp8_weights():
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
+def test_fp8_products_before_a_streaming_mode_keep_their_fp8_weights(memory_mode):
     components = build_tiny_components()
-    apply_speed_options(components, SpeedOptions(fp8=True))
-    apply_memory_mode(components, "24gb", "cpu")
+    place_pipeline(components, "cpu", memory_mode, SpeedOptions(fp8=True))
     layer = components["transformer"].transformer_blocks[0].ff.net[2]
     assert layer.weight_fp8.dtype == FP8_DTYPE and layer.weight_scale.dtype == torch.float32
     assert components["transformer"].proj_in.weight.dtype == torch.bfloat16
@@ -1084,12 +1092,14 @@ def test_t2av_pipeline_runs_under_memory_mode_and_speed_options(memory_mode, opt
 
 
 @pytest.mark.gpu
-def test_24gb_mode_keeps_weights_off_the_gpu_between_forwards():
+def test_streaming_modes_keep_streamed_weights_off_the_gpu_between_forwards():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU: group offloading streams weights from CPU memory to a GPU")
-    components = build_tiny_components()
-    apply_memory_mode(components, "24gb", "cuda")
-    assert next(components["transformer"].transformer_blocks[0].parameters()).device.type == "cpu"
+    for memory_mode, transformer_device in (("16gb", "cpu"), ("24gb", "cuda")):
+        components = build_tiny_components()
+        apply_memory_mode(components, memory_mode, "cuda")
+        assert next(components["transformer"].transformer_blocks[0].parameters()).device.type == transformer_device
+        assert next(components["text_encoder"].parameters()).device.type == "cpu"
 
 
 # --- VAE tiling ------------------------------------------------------------------------------------------------
@@ -1168,3 +1178,26 @@ def test_place_pipeline_orders_fp8_products_and_the_24gb_mode_so_both_apply():
     assert any(isinstance(module, Fp8Linear) for module in components["transformer"].modules())
     fp8_layers = [module for module in components["transformer"].modules() if isinstance(module, Fp8Linear)]
     assert all(layer.weight_fp8.dtype == FP8_DTYPE for layer in fp8_layers)
+
+
+def test_compiled_options_keep_torch_compile_caches_in_the_persistent_folder(tmp_path, monkeypatch):
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LTX_COMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", "full-gpu-bf16", SpeedOptions(compile=True))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
+    # A user's own choice of torch's folder stays.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    place_pipeline(build_tiny_components(), "cpu", "full-gpu-bf16", SpeedOptions(compile=True))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb", "16gb"])
+def test_compile_with_an_fp8_storage_mode_is_a_clear_error_before_anything_moves(memory_mode):
+    # Compiled, the first forward fails inside dynamo: the layerwise-casting hook builds an nn.Parameter.
+    components = build_tiny_components()
+    with pytest.raises(ValueError, match=rf"`compile=True` cannot be combined with memory mode '{memory_mode}'"):
+        place_pipeline(components, "cpu", memory_mode, SpeedOptions(compile=True))
+    assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == torch.float32

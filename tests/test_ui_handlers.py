@@ -735,3 +735,20 @@ def test_a_mode_the_registry_does_not_know_is_an_error(state: StudioState) -> No
     with pytest.raises(ValueError, match="Unknown mode 'foley'"), state.run("someone", "foley"):
         pass
     assert state.idle_slots == state.config.concurrency_limit  # the slot went back
+
+
+@pytest.mark.slow  # one embedded-model generation at the page's default size on the CPU
+def test_the_page_says_it_warms_up_while_the_compiled_fast_path_warms_up(tmp_path: Path) -> None:
+    from ltx_pipeline.speed.acceleration import SpeedOptions
+
+    # forward_graph counts as compiled (off CUDA it runs as usual), so the warm-up runs without a CPU compile.
+    warming = StudioState(StudioConfig(output_dir=tmp_path, speed=SpeedOptions(forward_graph=True)))
+    page = StudioHandlers(warming)
+    thread = warming.start_loading()
+    notes = []
+    while thread.is_alive():
+        notes.append(page.model_status())
+        thread.join(0.2)
+    assert any("Warming up" in note and status["active"] for note, status in notes)
+    assert "Warming up" not in page.model_note() and page.model_status()[1]["active"] is False
+    assert StudioState(StudioConfig(output_dir=tmp_path)).warm_up() is None  # nothing compiled: no warm-up

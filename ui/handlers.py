@@ -488,14 +488,16 @@ class StudioHandlers:
         note = f"Model: **{state.model_label}** ({state.model_summary})."
         if state.model_summary.startswith("LTX-2.5"):
             note += " " + studio_help.LTX_2_5_NOTE
+        if state.is_warming_up:
+            note += " Warming up: compiling the fast path at the default size; a generation started now waits for it."
         if state.model_label == RANDOM_MODEL_LABEL:
             note += " Start the app with `--model Lightricks/LTX-2.3` (or `LTX_MODEL=...`) for real clips."
         return note
 
     def model_status(self) -> tuple[str, dict]:
-        """The model note, and whether the page should keep refreshing it (only while the model loads)."""
+        """The model note, and whether the page should keep refreshing it (while the model loads or warms up)."""
         loading = not self.state.is_loaded and self.state.load_error is None
-        return self.model_note(), gr.update(active=loading)
+        return self.model_note(), gr.update(active=loading or self.state.is_warming_up)
 
     def prompt_hint(self, prompt: str) -> str:
         """Gentle hints under the prompt: describe the sound; words a small model will ignore."""

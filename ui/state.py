@@ -25,8 +25,10 @@ from ltx_pipeline.assembly import (
 )
 from ltx_pipeline.limits import WorkLimit, default_work_limit
 from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_files
+from ltx_pipeline.model_defaults import defaults_for_model
 from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
+from ltx_pipeline.speed.warmup import WarmUp, needs_warm_up, warm_up
 
 from .retention import STAGE_FOLDER, RetentionPolicy, prune
 
@@ -160,6 +162,7 @@ class StudioState:
         self._lora_waiting: Counter[tuple] = Counter()  # keys of the sets that runs wait for
         self._load_lock = threading.Lock()
         self._loaded = threading.Event()
+        self._warming = threading.Event()
         self._load_error: BaseException | None = None
         self._slots: queue.Queue[Slot] = queue.Queue()
         self._runs_lock = threading.Lock()
@@ -225,10 +228,48 @@ class StudioState:
         return thread
 
     def _load_quietly(self) -> None:
+        if needs_warm_up(self.config.speed):  # from the start: the page's refreshing never stops between the two
+            self._warming.set()
         try:
             self.load()
         except Exception:
+            self._warming.clear()
             logger.exception("Loading %r failed; every generation will report the error", self.config.model)
+            return
+        self.warm_up()
+
+    def warm_up(self) -> WarmUp | None:
+        """With compiled speed options, one text-to-video generation at the model's default size on a slot of the
+        pool (a job started meanwhile waits for the slot), so that the users' first generation does not compile.
+        Returns what it did; None where nothing needs it. A failure is logged; the studio serves on."""
+        if not needs_warm_up(self.config.speed):
+            return None
+        slot = self._slots.get()
+        self._warming.set()
+        try:
+            defaults = defaults_for_model(self.config.model)
+            done = warm_up(
+                slot.for_mode(TEXT_TO_AV), defaults.height, defaults.width, defaults.num_frames, defaults.frame_rate
+            )
+            logger.info(
+                "Warmed up in %.1f s (%d frames at %dx%d).",
+                done.seconds,
+                done.num_frames,
+                defaults.width,
+                defaults.height,
+            )
+            return done
+        except Exception:
+            logger.exception("The warm-up generation failed; the first generation will compile instead")
+            return None
+        finally:
+            self._warming.clear()
+            self._slots.put(slot)
+
+    @property
+    def is_warming_up(self) -> bool:
+        """The warm-up generation is running (`warm_up`)."""
+        return self._warming.is_set()
 
     @property
     def device(self) -> str:

@@ -6,7 +6,7 @@ the benchmarks all run the same code:
 - `SpeedOptions` (regional compilation, CUDA graphs, attention backend, fp8 matrix products, the feed-forwards'
   GELU in the matrix product's epilogue, the out-of-place rotary embedding, the compiled video decoder, the fp8
   feed-forwards' one-pass scales, the fp8 inputs' norms in one pass) through `apply_speed_options`;
-- `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb"), picked by name, through `apply_memory_mode`.
+- `MemoryMode` ("full-gpu-bf16", "fp8-storage", "24gb", "16gb"), picked by name, through `apply_memory_mode`.
 """
 
 import argparse
@@ -28,6 +28,7 @@ from torch import nn
 from .. import constants
 from . import forward_graphs
 from .attention_processors import OutOfPlaceRotaryAttnProcessor, use_out_of_place_rotary
+from .compile_cache import use_persistent_compile_cache
 from .fp8_kernels import FP8_DTYPE, quantize_rows, quantize_to_fp8
 from .fused_norms import FusedNormsPass
 
@@ -42,11 +43,12 @@ FP8_STORAGE_COMPONENTS = ("transformer", "connectors", "text_encoder")
 
 
 class MemoryMode(str, Enum):
-    """Where the weights live and in which precision they are stored."""
+    """Where the weights live and in which precision they are stored (each mode's `Placement`: `PLACEMENTS`)."""
 
     FULL_GPU_BF16 = "full-gpu-bf16"  # every component on the GPU in bf16 (about 64 GiB with the text encoder)
     FP8_STORAGE = "fp8-storage"  # as above, large components stored in float8 and cast to bf16 layer by layer
-    GPU_24GB = "24gb"  # fp8 storage, weights streamed from CPU memory group by group, tiled VAE decode
+    GPU_24GB = "24gb"  # fp8 storage; the transformer resident, the other components streamed; tiled VAE decode
+    GPU_16GB = "16gb"  # fp8 storage; every component streamed, the transformer group by group; tiled VAE decode
 
     @classmethod
     def from_name(cls, name: "str | MemoryMode") -> "MemoryMode":
@@ -58,6 +60,39 @@ class MemoryMode(str, Enum):
                 return mode
         valid = ", ".join(repr(mode.value) for mode in cls)
         raise ValueError(f"`memory_mode` must be one of {valid}; got {name!r}.")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a memory mode keeps where: the declaration `apply_memory_mode` carries out.
+
+    fp8_storage: components whose layer weights are stored in float8 e4m3 and cast to bf16 layer by layer.
+    streamed: components whose weights stay in CPU memory and are streamed to the GPU as they run (the transformer
+        in groups of blocks, the others layer by layer); every other component is resident on the GPU.
+    tiled_vae: decode the video in spatial tiles (bounded activation memory).
+    """
+
+    fp8_storage: tuple[str, ...] = ()
+    streamed: tuple[str, ...] = ()
+    tiled_vae: bool = False
+
+
+# The text encoder, the connectors and the decoders run once or twice a generation: streaming them costs little time.
+# The transformer runs 11+ times: the "24gb" mode keeps it resident (about 18 GiB of fp8 weights for LTX-2.3's 19B).
+_STREAMED_BESIDE_TRANSFORMER = ("text_encoder", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
+PLACEMENTS: dict["MemoryMode", Placement] = {
+    MemoryMode.FULL_GPU_BF16: Placement(),
+    MemoryMode.FP8_STORAGE: Placement(fp8_storage=FP8_STORAGE_COMPONENTS),
+    MemoryMode.GPU_24GB: Placement(FP8_STORAGE_COMPONENTS, _STREAMED_BESIDE_TRANSFORMER, tiled_vae=True),
+    MemoryMode.GPU_16GB: Placement(
+        FP8_STORAGE_COMPONENTS, ("transformer", *_STREAMED_BESIDE_TRANSFORMER), tiled_vae=True
+    ),
+}
+
+
+def streams_transformer(memory_mode: "str | MemoryMode | None") -> bool:
+    """Whether `memory_mode` streams the transformer's weights (its fp8 products must then be made before)."""
+    return memory_mode is not None and "transformer" in PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed
 
 
 def available_attention_backends() -> list[str]:
@@ -110,8 +145,8 @@ class SpeedOptions:
         which halves what the kernel reads of them and rounds each rotated value by an eighth of its bf16 rounding at
         most. Otherwise the same arithmetic; it matters only compiled.
     compile_vae: torch.compile the video VAE's decoder (a graph per decoded size, e.g. stage 1's and the final one,
-        compiled at the first decode of that size), outputs within bf16 rounding of eager. Not with the "24gb" memory
-        mode, whose VAE streams its weights layer by layer and decodes in tiles.
+        compiled at the first decode of that size), outputs within bf16 rounding of eager. Not with the "24gb" and
+        "16gb" memory modes, whose VAE streams its weights layer by layer and decodes in tiles.
     fp8_row_kernel: with `fp8` (row-wise), each video feed-forward's first-product bias, GELU and the second
         product's fp8 input scales in one pass of a Triton kernel (`Fp8GeluFeedForward`, `fp8_kernels`; on CUDA with
         the GPU's tanh instruction and the scale's inverse, at the memory's rate) instead of inductor's kernel,
@@ -131,7 +166,7 @@ class SpeedOptions:
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
         is recorded; the graphs hold one more copy of the forward's activations. Not with `cuda_graphs` (a graph
-        cannot hold torch.compile's own), nor with the "fp8-storage" and "24gb" memory modes (their hooks move and
+        cannot hold torch.compile's own), nor with the "fp8-storage", "24gb" and "16gb" memory modes (their hooks move and
         cast weights during the forward). Elsewhere than CUDA the forward runs as usual. Outputs unchanged; it pays
         most at small sizes (stage 1), where launches and copies weigh most.
 
@@ -203,7 +238,7 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile-vae",
         action="store_true",
-        help="torch.compile the video VAE's decoder (compiled at each new size; not with --memory-mode 24gb)",
+        help="torch.compile the video VAE's decoder (compiled at each new size; not with --memory-mode 24gb or 16gb)",
     )
     parser.add_argument(
         "--fp8-row-kernel",
@@ -557,7 +592,7 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
         if _is_group_offload_enabled(transformer):
             # Group offloading moves the parameters it found when it was set up; new fp8 layers would stay behind.
             raise ValueError(
-                "`fp8=True` cannot be applied to a transformer that already streams its weights (memory mode '24gb'): "
+                "`fp8=True` cannot be applied to a transformer that already streams its weights (memory mode '16gb'): "
                 "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
             )
         quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
@@ -631,36 +666,42 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
     - "full-gpu-bf16": every component on `device`, in bf16 (vocoder in float32).
     - "fp8-storage": as above, with the transformer's, connectors' and text encoder's layer weights stored in float8
       e4m3 and cast to bf16 just before each layer runs (diffusers layerwise casting).
-    - "24gb": fp8 storage; the weights stay in CPU memory and are streamed to `device` group by group, the next
-      group prefetched on a side stream while the current one computes (diffusers group offloading); tiled VAE decode.
+    - "24gb": fp8 storage; the transformer resident on `device`, every other component's weights in CPU memory,
+      streamed to `device` layer by layer, the next prefetched on a side stream while the current one computes
+      (diffusers group offloading); tiled VAE decode.
+    - "16gb": as "24gb" with the transformer streamed too, group by group of blocks.
+    Each mode's declaration is `PLACEMENTS[mode]`.
     """
     mode = MemoryMode.from_name(mode)
+    placement = PLACEMENTS[mode]
     device = torch.device(device)
     components = _components(pipe)
-    target_device = torch.device("cpu") if mode is MemoryMode.GPU_24GB else device
     for name, module in _modules(components):
-        module.to(device=target_device)
+        target = torch.device("cpu") if name in placement.streamed else device
+        if target.type != "cpu":  # cast on the GPU (fast), after the move
+            module.to(device=target)
         if name in BF16_COMPONENTS + FLOAT32_COMPONENTS:
             _cast_floating_weights(module, torch.float32 if name in FLOAT32_COMPONENTS else torch.bfloat16)
-    if mode in (MemoryMode.FP8_STORAGE, MemoryMode.GPU_24GB):
-        for name, module in _modules(components):
-            if name in FP8_STORAGE_COMPONENTS:
-                _store_in_fp8(module)
-    if mode is MemoryMode.GPU_24GB:
-        use_stream = device.type == "cuda"
-        for name, module in _modules(components):
-            if name == "transformer":
-                module.enable_group_offload(
-                    onload_device=device,
-                    offload_type="block_level",
-                    num_blocks_per_group=constants.OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP,
-                    use_stream=use_stream,
-                )
-            else:
-                # leaf level: each layer is its own group, so even the 12B text encoder needs little GPU memory.
-                apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=use_stream)
-        if isinstance(components.get("vae"), nn.Module):
-            enable_vae_tiling(components["vae"])
+        if name in placement.fp8_storage:
+            _store_in_fp8(module)
+        if target.type == "cpu":  # cast where the weights are (a GPU, if built there), then move the smaller copy
+            module.to(device=target)
+    use_stream = device.type == "cuda"
+    for name, module in _modules(components):
+        if name not in placement.streamed:
+            continue
+        if name == "transformer":
+            module.enable_group_offload(
+                onload_device=device,
+                offload_type="block_level",
+                num_blocks_per_group=constants.OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP,
+                use_stream=use_stream,
+            )
+        else:
+            # leaf level: each layer is its own group, so even the 12B text encoder needs little GPU memory.
+            apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=use_stream)
+    if placement.tiled_vae and isinstance(components.get("vae"), nn.Module):
+        enable_vae_tiling(components["vae"])
     logger.info("Memory mode %r applied on %s.", mode.value, device)
     return mode
 
@@ -697,10 +738,21 @@ def _store_in_fp8(module: nn.Module) -> None:
 
 def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryMode | None") -> None:
     """Raises ValueError for speed options that `memory_mode` cannot take (checked before any model is loaded)."""
-    if speed.compile_vae and memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB:
+    if speed.compile_vae and memory_mode is not None and PLACEMENTS[MemoryMode.from_name(memory_mode)].tiled_vae:
         raise ValueError(
-            "`compile_vae=True` cannot be combined with memory mode '24gb' (its VAE streams its weights layer by "
-            "layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
+            f"`compile_vae=True` cannot be combined with memory mode {MemoryMode.from_name(memory_mode).value!r} (its "
+            "VAE streams its weights layer by layer and decodes in tiles); use memory mode 'fp8-storage' or "
+            "'full-gpu-bf16', or leave compile_vae off."
+        )
+    if (
+        speed.compile
+        and memory_mode is not None
+        and "transformer" in PLACEMENTS[MemoryMode.from_name(memory_mode)].fp8_storage
+    ):
+        raise ValueError(
+            f"`compile=True` cannot be combined with memory mode {MemoryMode.from_name(memory_mode).value!r} (its fp8 "
+            "storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot trace); use "
+            "memory mode 'full-gpu-bf16', or leave compile off (fp8=True still gives fp8 products)."
         )
     if speed.forward_graph and memory_mode is not None:
         mode = MemoryMode.from_name(memory_mode)
@@ -717,11 +769,14 @@ def place_pipeline(
 ) -> None:
     """Puts `pipe` on `device` with a memory mode (None: every component as loaded) and speed options.
 
-    The order is the one that works for every combination: fp8 products must be in place before the "24gb" mode
-    sets up its offloading (it only streams the weights it finds), and everywhere else after the mode's casts.
+    The order is the one that works for every combination: fp8 products must be in place before the "24gb" and
+    "16gb" modes set up their fp8 storage and offloading (they only cast and stream the weights they find), and
+    everywhere else after the mode's casts.
     """
     check_speed_for_memory_mode(speed, memory_mode)
-    streamed = memory_mode is not None and MemoryMode.from_name(memory_mode) is MemoryMode.GPU_24GB
+    if speed.compile or speed.compile_vae:
+        use_persistent_compile_cache()
+    streamed = memory_mode is not None and bool(PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed)
     if streamed:
         apply_speed_options(pipe, speed)
         apply_memory_mode(pipe, memory_mode, device)
