@@ -669,7 +669,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
         Records in `timings` the seconds from the last decoded frame to the finished file ("mp4_after_decode").
         """
         num_frames = (latents.shape[2] - 1) * self.vae.config.temporal_compression_ratio + 1
-        written = write_while_decoding(path, self.decode_video_chunks(latents, generator), audio, frame_rate, num_frames)
+        written = write_while_decoding(
+            path, self.decode_video_chunks(latents, generator), audio, frame_rate, num_frames
+        )
         timings["mp4_after_decode"] = written.finish_after_decode_s
         return written.frames
 
