@@ -33,7 +33,6 @@ CLI_FLAGS = {
 SOUND_FILE_KEYWORDS = ("audio", "video")
 
 
-
 def cli_flags(option_flags: Mapping[str, str], shared: Mapping[str, str] | None = None) -> dict[str, str]:
     """One subcommand's flags: `shared` (e.g. every subcommand's options), its own options' (`option_flags`,
     keyword -> flag), CLI_FLAGS, and `path` as the flag of the file it reads sound from (`--audio`, or `--video`
