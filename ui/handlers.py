@@ -342,7 +342,8 @@ class StudioHandlers:
         def stopped() -> bool:
             return any(run.stop_requested.is_set() for run in started)
 
-        return pumped(updates, heartbeat=_Update, stop=stop, stopped=stopped)
+        abandoned_s = self.state.config.abandoned_after_s
+        return pumped(updates, heartbeat=_Update, stop=stop, abandoned_s=abandoned_s, stopped=stopped)
 
     def _generate(
         self,

@@ -28,6 +28,7 @@ from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_f
 from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 
+from .pump import ABANDONED_S, HEARTBEAT_S
 from .retention import STAGE_FOLDER, RetentionPolicy, prune
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class StudioConfig:
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
     retention: RetentionPolicy = RetentionPolicy()  # how long outputs stay (age, total size, stage-1 clips)
     max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
+    # s without the client asking for output before a run is stopped as abandoned (`ui.pump`; gradio asks every
+    # heartbeat while its client listens)
+    abandoned_after_s: float = ABANDONED_S
 
     @property
     def settings(self) -> ModelSettings:
@@ -79,6 +83,8 @@ class StudioConfig:
     def __post_init__(self) -> None:
         if self.max_pixel_frames is not None:
             WorkLimit(self.max_pixel_frames)
+        if not isinstance(self.abandoned_after_s, (int, float)) or not self.abandoned_after_s > HEARTBEAT_S:
+            raise ValueError(f"`abandoned_after_s` must be more than {HEARTBEAT_S} s; got {self.abandoned_after_s!r}.")
         settings = self.settings  # checked on creation
         if settings.num_gpus > 1 and self.concurrency_limit != 1:
             raise ValueError(
