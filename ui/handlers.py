@@ -35,6 +35,7 @@ from ltx_pipeline.video_input import check_video, probe_video
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
+from .retention import using_uploads
 from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ class GenerationRequest:
             kwargs |= {"height": self.height, "width": self.width, "num_frames": self.num_frames}
             kwargs |= {"frame_rate": self.frame_rate, "images": [self.image_condition()] if self.image else None}
         return kwargs | dict(self.inputs)
+
+    def files(self) -> list[Path]:
+        """The files the job reads (uploads, or example clips): its image and its mode's own file inputs."""
+        values = [self.image, *self.inputs.values()]
+        return [Path(value) for value in values if isinstance(value, (str, Path)) and Path(value).is_file()]
 
     def image_condition(self) -> ImageCondition:
         return ImageCondition(self.image, frame_index=self.image_frame_index, strength=self.image_strength)
@@ -364,7 +370,7 @@ class StudioHandlers:
         except Exception as error:
             message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
             raise gr.Error(message) from error
-        with user_errors(terms), self.state.run(session, job.job, job.loras) as run:
+        with user_errors(terms), using_uploads(job.files()), self.state.run(session, job.job, job.loras) as run:
             if started is not None:
                 started.append(run)
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs

@@ -35,7 +35,6 @@ GENERATION_QUEUE = "generation"  # the one concurrency group every generation jo
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
-CACHE_LIFETIME_S = (600, 3600)  # gradio's cache (uploads): checked every 10 min, files older than an hour removed
 MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads
 
 
@@ -116,7 +115,7 @@ def build_demo(state: StudioState) -> gr.Blocks:
     handlers = StudioHandlers(state)
     defaults = defaults_for(state)
     examples = load_example_prompts()
-    with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=CACHE_LIFETIME_S) as demo:
+    with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=state.config.upload_sweep) as demo:
         gr.Markdown(
             "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own audio."
         )

@@ -29,7 +29,7 @@ from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 
 from .pump import ABANDONED_S, HEARTBEAT_S
-from .retention import STAGE_FOLDER, RetentionPolicy, prune
+from .retention import STAGE_FOLDER, UPLOAD_LIFETIME_S, UPLOAD_SWEEP_S, RetentionPolicy, prune
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class StudioConfig:
     # s without the client asking for output before a run is stopped as abandoned (`ui.pump`; gradio asks every
     # heartbeat while its client listens)
     abandoned_after_s: float = ABANDONED_S
+    # gradio's cache sweep: every `[0]` s, uploads unused for `[1]` s are removed (`retention.using_uploads`)
+    upload_sweep: tuple[int, int] = (UPLOAD_SWEEP_S, UPLOAD_LIFETIME_S)
 
     @property
     def settings(self) -> ModelSettings:
