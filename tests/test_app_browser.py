@@ -56,7 +56,8 @@ WATCH_OUTPUTS_JS = """
       const source = sourceOf(selector);
       if (source && seen.get(name) !== source) {
         seen.set(name, source);
-        window.__arrivals.push({name, source, time: performance.now()});
+        const label = document.querySelector(`#${prefix}-${name}`).innerText;  // what the page calls it then
+        window.__arrivals.push({name, source, label, time: performance.now()});
       }
     }
   };
@@ -156,15 +157,17 @@ def generate_and_check(page, prefix: str, download_dir: Path, audio_channels: in
         )
     except Exception:
         pytest.fail(f"no 'Done' in the status: {page.locator(f'#{prefix}-status').inner_text()!r}")
-    # The rough step preview leaves the page once the final video is there.
+    # The step preview leaves the page once the final video is there.
     page.wait_for_function(f"!document.querySelector('#{prefix}-preview img')", timeout=30_000)
     arrivals = page.evaluate("window.__arrivals")
     names = [arrival["name"] for arrival in arrivals]
     assert "preview" in names and "stage1" in names and "final" in names, names
     first = {name: names.index(name) for name in ("preview", "stage1", "final")}
     assert first["preview"] < first["stage1"] < first["final"], names
-    # Several distinct step previews arrive while it runs, not only one at the end.
+    # Several distinct step previews arrive while it runs, not only one at the end, each called a preview.
     assert sum(name == "preview" for name in names[: first["final"]]) >= 3, names
+    labels = {arrival["label"] for arrival in arrivals if arrival["name"] == "preview"}
+    assert all("Preview" in label and "not the final video" in label for label in labels), labels
 
     with page.expect_download() as download_info:
         page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
@@ -215,6 +218,7 @@ def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
     status = page.locator("#t2av-status").inner_text()
     assert "Stopped" in status and "error" not in status, status  # it says it stopped, not that it failed
     assert page.locator("#t2av-final video").count() == 0
+    assert page.locator("#t2av-preview img").count() == 0  # nor does its last step preview stay, like an output
     # The next run starts at once and finishes: the stopped one let go of the pipeline.
     page.locator("#t2av-mode").get_by_text("distilled", exact=True).click()
     set_small_run(page, "t2av")
