@@ -390,7 +390,7 @@ class StudioHandlers:
                         yield stage_update
                     elif isinstance(event, Finished):
                         # The last yield is what an API caller gets: it carries every output, not only the new ones.
-                        final = self._on_finished(event, job)
+                        final = self._on_finished(event, job, stage_video=stage_update.stage_video)
                         yield replace(
                             final,
                             preview_image=step_update.preview_image,
@@ -421,12 +421,14 @@ class StudioHandlers:
         message = f"Stage {event.stage} decoded ({width} x {height}) at {event.elapsed_s:.1f} s; refining..."
         return _Update(stage_video=str(path), status=_status(message))
 
-    def _on_finished(self, event: Finished, job: GenerationRequest) -> "_Update":
+    def _on_finished(self, event: Finished, job: GenerationRequest, stage_video: Any = None) -> "_Update":
         path = self.state.new_output_path(job.job)
         # The recipe names the user's files by name: where the server keeps uploads is none of a client's business.
         output = replace(event.output, recipe=without_paths(event.output.recipe))
         path, recipe_path = save_output(output, path)
-        self.state.prune_outputs()
+        # Retention spares this run's files (its client has yet to fetch them, its stage-1 clip among them).
+        stage_files = [Path(stage_video)] if isinstance(stage_video, str) else []
+        self.state.prune_outputs(keep=[path, recipe_path, *stage_files])
         recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]

@@ -65,8 +65,11 @@ def _run_files(folder: Path) -> list[list[Path]]:
     return sorted(runs.values(), key=lambda files: max(path.stat().st_mtime for path in files))
 
 
-def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> list[Path]:
-    """Removes what `policy` no longer keeps under `folder`; returns the removed files."""
+def prune(folder: Path, policy: RetentionPolicy, now: float | None = None, keep: Iterable[Path] = ()) -> list[Path]:
+    """Removes what `policy` no longer keeps under `folder`, except the files in `keep` (the run just made, whose
+    client has yet to fetch them: they count towards the size, and go after the next run); returns the removed
+    files."""
+    keep = {Path(path).resolve() for path in keep}
     if not folder.is_dir():
         return []
     now = time.time() if now is None else now
@@ -78,6 +81,8 @@ def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> li
         newest = max(path.stat().st_mtime for path in files)
         is_stage = stage_folder in files[0].parents
         expired = now - newest > (STAGE_LIFETIME_S if is_stage and not policy.keep_stage_files else policy.max_age_s)
+        if any(path.resolve() in keep for path in files):
+            continue
         if expired or total > policy.max_total_bytes:
             for path in files:
                 total -= path.stat().st_size

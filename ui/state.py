@@ -8,7 +8,7 @@ import queue
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -400,6 +400,7 @@ class StudioState:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{stem}-{uuid.uuid4().hex[:8]}{suffix}"
 
-    def prune_outputs(self) -> list[Path]:
-        """Applies the retention policy to the output folder (after each run); returns what was removed."""
-        return prune(self.config.output_dir, self.config.retention)
+    def prune_outputs(self, keep: Iterable[Path] = ()) -> list[Path]:
+        """Applies the retention policy to the output folder (after each run) but for `keep` (that run's files);
+        returns what was removed."""
+        return prune(self.config.output_dir, self.config.retention, keep=keep)

@@ -1,7 +1,8 @@
-"""Uploads through the studio's HTTP API as the page sends them: one no job used expires, one a job used stays.
+"""The studio's disk as its users meet it, over HTTP: uploads no job used expire, outputs go by total size.
 
 The page uploads a file once (`/gradio_api/upload`) and sends its server path with every run; gradio's cache sweep
-removes files by the age of their inode. Here the sweep runs every second with a lifetime of a few seconds.
+removes files by the age of their inode. Here the sweep runs every second with a lifetime of a few seconds, and the
+outputs may take 40 kB, which holds one small run (20-40 kB, as tests/test_retention.py checks) but not two.
 """
 
 import socket
@@ -16,8 +17,10 @@ import soundfile as sf
 from gradio_client import Client
 
 from ui import StudioConfig, StudioState, build_demo, launch_options
+from ui.retention import STAGE_FOLDER, RetentionPolicy
 
 UPLOAD_LIFETIME_S = 6  # s: short, so the test sees the sweep (the studio's default is an hour)
+OUTPUTS_LIMIT_BYTES = 40_000
 SETTINGS = {
     "prompt": "a red ball drops on a wooden floor with a loud thud",
     "negative_prompt": "",
@@ -36,7 +39,11 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Client]]:
-    config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), upload_sweep=(1, UPLOAD_LIFETIME_S))
+    config = StudioConfig(
+        output_dir=tmp_path_factory.mktemp("outputs"),
+        upload_sweep=(1, UPLOAD_LIFETIME_S),
+        retention=RetentionPolicy(max_total_bytes=OUTPUTS_LIMIT_BYTES),
+    )
     state = StudioState(config)
     state.load()
     demo = build_demo(state)
@@ -46,7 +53,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Clie
     _, url, _ = demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(config)
     )
-    yield url, Client(url, verbose=False)
+    yield url, Client(url, verbose=False), config.output_dir
     demo.close()
 
 
@@ -64,8 +71,8 @@ def tone(path: Path, pitch: float) -> Path:
     return path
 
 
-def test_an_upload_no_job_used_expires_and_one_a_job_used_stays(studio: tuple[str, Client], tmp_path: Path) -> None:
-    url, client = studio
+def test_an_upload_no_job_used_expires_and_one_a_job_used_stays(studio: tuple, tmp_path: Path) -> None:
+    url, client, _ = studio
     unused = upload(url, tone(tmp_path / "unused.wav", 330.0))
     used = upload(url, tone(tmp_path / "used.wav", 440.0))
     assert unused.is_file() and used.is_file()
@@ -79,3 +86,13 @@ def test_an_upload_no_job_used_expires_and_one_a_job_used_stays(studio: tuple[st
         assert time.monotonic() < deadline, "an upload no job used was never removed"
         time.sleep(0.05)
     assert used.is_file(), "the upload the run used went with the unused one, though it was used since"
+
+
+def test_outputs_beyond_the_size_limit_go_oldest_first(studio: tuple) -> None:
+    _, client, output_dir = studio
+    settings = {key: SETTINGS[key] for key in SETTINGS if key not in ("audio_start_time", "pad_audio")}
+    first = Path(client.predict(**settings, api_name="/text_to_av")[3])
+    second = Path(client.predict(**settings, api_name="/text_to_av")[3])
+    kept = {path.name for path in output_dir.rglob("*") if path.is_file() and STAGE_FOLDER not in path.parts}
+    assert kept == {second.name, second.with_suffix(".json").name}, kept  # the newest run, its recipe beside it
+    assert first.name != second.name
