@@ -152,7 +152,8 @@ def vae_fingerprint(vae: torch.nn.Module) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     state = vae.state_dict()
     for name in sorted(name for name in state if name.startswith("decoder.conv_out") or "latents_" in name):
-        digest.update(state[name].detach().float().cpu().numpy().tobytes())
+        # Rounded to bf16, so the same weights loaded in float32 (CPU) or bf16 (GPU) share the fingerprint.
+        digest.update(state[name].detach().to(torch.bfloat16).float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -73,3 +73,12 @@ def test_the_correlation_tells_a_likeness_from_noise() -> None:
     assert preview_correlation(decoded[[0, 8]], decoded) < 0.5  # two frames standing for nine noisy ones
     still = np.repeat(decoded[:1], 9, axis=0)
     assert preview_correlation(still[[0, 8]], still) == pytest.approx(1.0)
+
+
+def test_the_stored_decoder_serves_the_embedded_vae_in_bf16_too(embedded_vae: torch.nn.Module) -> None:
+    """A GPU studio loads the model in bf16: its previews come from the same stored decoder."""
+    import copy
+
+    in_bf16 = copy.deepcopy(embedded_vae).to(torch.bfloat16)
+    assert preview_decoder_for(in_bf16).weights[0].shape == preview_decoder_for(embedded_vae).weights[0].shape
+    assert preview_decoder_for(in_bf16).patch > 1
