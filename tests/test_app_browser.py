@@ -190,8 +190,14 @@ def error_toast(page, text: str) -> None:
 
 def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
     prompt = page.locator("#t2av-prompt textarea")
+    # The page opens at the loaded model's own size and length (the embedded model's: 128 x 128, 97 frames).
+    assert page.locator("#t2av-resolution input").input_value().startswith("128 x 128")
+    assert page.locator("#t2av-frames input").input_value() == format_frame_count(97, 24.0)
     prompt.fill("A red ball in a bright room")
-    page.get_by_text("does not describe any sound").wait_for(timeout=10_000)
+    hint = page.get_by_text("does not describe any sound")
+    hint.wait_for(timeout=10_000)
+    # Its suggestions are in the embedded model's words, not real weights' ("a voice, rain").
+    assert "voice" not in hint.inner_text() and "rain" not in hint.inner_text()
     prompt.fill("A red ball drops on a wooden floor with a sharp thud that echoes")
     page.get_by_text("does not describe any sound").wait_for(state="hidden", timeout=10_000)
 
