@@ -31,10 +31,12 @@ from .media import save_output
 from .model_defaults import ModelDefaults, defaults_for_model, longest_frames_within
 from .modes import MODES, Mode, Option
 from .types import Finished, LongFormFinished, StageDecoded, StepPreview, WindowStarted
-from .user_terms import CLI_FLAGS, in_user_terms
+from .user_terms import cli_flags, in_user_terms
 
-# Every argument the checks may name, as the command line spells it: the modes' flags, then the others.
-FLAGS = {option.keyword: option.flag for mode in MODES.values() for option in mode.options} | CLI_FLAGS
+# Every argument the checks may name, as each subcommand spells it: its options' flags, then the others.
+_OPTION_FLAGS = {name: {option.keyword: option.flag for option in mode.options} for name, mode in MODES.items()}
+_EVERY_OPTION_FLAG = {keyword: flag for flags in _OPTION_FLAGS.values() for keyword, flag in flags.items()}
+FLAGS = {name: cli_flags(flags, shared=_EVERY_OPTION_FLAG) for name, flags in _OPTION_FLAGS.items()}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -181,9 +183,9 @@ def work_limit(args: argparse.Namespace, device: str) -> WorkLimit:
     return default_work_limit(device)
 
 
-def one_line(error: BaseException) -> str:
-    """An input error in the command line's words (flags, not Python arguments), on one line."""
-    return " ".join(in_user_terms(str(error), FLAGS).split())
+def one_line(error: BaseException, command: str) -> str:
+    """An input error in subcommand `command`'s words (its flags, not Python arguments), on one line."""
+    return " ".join(in_user_terms(str(error), FLAGS[command]).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 video_path, recipe_path = save_output(event.output, args.output)
                 print(f"done in {event.elapsed_s:.2f} s: {video_path} (+ {recipe_path.name})", file=sys.stderr)
     except (ValueError, FileNotFoundError) as error:
-        error_line = f"error: {one_line(error)}"
+        error_line = f"error: {one_line(error, args.command)}"
         return 2
     finally:
         teardown(context)

@@ -46,7 +46,7 @@ from .engine.stages import RunContext
 from .engine.streams import HeldImages, NoiseSource, StreamSpec, image_tokens, with_images
 from .lora import StageLoras, lora_fingerprint
 from .positions import use_reference_position_precision
-from .previews import LatentRGBProjection
+from .previews import LatentPreviewDecoder, preview_decoder_for
 from .speed import streamed_decode
 from .streamed_write import write_while_decoding
 from .types import Audio, Finished, GuidanceParams, LTXAVOutput, PipelineEvent, Recipe
@@ -132,7 +132,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         # Video positions rounded to the transformer's dtype in bf16 runs, as the reference (see `positions`).
         use_reference_position_precision(transformer)
         self._cancel_event = threading.Event()
-        self._rgb_projection: LatentRGBProjection | None = None
+        self._preview_decoder: LatentPreviewDecoder | None = None
         self._prompt_cache: dict[tuple, TextConditioning] = {}
         self.model_label = "custom components"  # shown in recipes and the app; `from_model` sets the real one
         self.model_variant = "distilled"  # "distilled" or "dev": the default `mode` of a run
@@ -595,9 +595,9 @@ class LTXAVPipelineBase(DiffusionPipeline):
     # ---- decoding -------------------------------------------------------------------------------------------------
 
     def preview_video(self, packed: torch.Tensor, geometry: LatentGeometry) -> np.ndarray:
-        if self._rgb_projection is None:
-            self._rgb_projection = LatentRGBProjection.fit(self.vae)
-        return self._rgb_projection(self.unpack_video(packed, geometry))
+        if self._preview_decoder is None:
+            self._preview_decoder = preview_decoder_for(self.vae)
+        return self._preview_decoder(self.unpack_video(packed, geometry))
 
     @property
     def video_decoder_name(self) -> str:

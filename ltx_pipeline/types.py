@@ -86,7 +86,7 @@ class StepPreview:
     step: int  # 1-based within the stage
     total_steps: int  # steps in this stage
     elapsed_s: float  # since the run started
-    video: np.ndarray  # (latent_frames, latent_height, latent_width, 3) uint8, a latent-to-RGB projection
+    video: np.ndarray  # (latent_frames, h, w, 3) uint8 from the model's preview decoder (`previews`), not the VAE
     audio: Audio | None  # decoded estimate of the generated audio; None where audio is held fixed (A2V)
 
 

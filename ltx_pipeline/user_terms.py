@@ -28,8 +28,21 @@ CLI_FLAGS = {
     "frame_index": "--image FRAME",
     "strength": "--image STRENGTH",
     "max_pixel_frames": "--max-pixel-frames",
-    "path": "--output",
 }
+# The pipelines' inputs a file's sound is read from; `load_audio` calls the file it reads `path`.
+SOUND_FILE_KEYWORDS = ("audio", "video")
+
+
+def cli_flags(option_flags: Mapping[str, str], shared: Mapping[str, str] | None = None) -> dict[str, str]:
+    """One subcommand's flags: `shared` (e.g. every subcommand's options), its own options' (`option_flags`,
+    keyword -> flag), CLI_FLAGS, and `path` as the flag of the file it reads sound from (`--audio`, or `--video`
+    for a retake), so an unreadable file is named by the flag that gave it; without one, `path` stays as it is."""
+    flags = dict(shared or {}) | dict(option_flags) | CLI_FLAGS
+    for keyword in SOUND_FILE_KEYWORDS:
+        if keyword in option_flags:
+            flags["path"] = option_flags[keyword]
+    return flags
+
 
 _BACKTICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_.\[\]]*)`")
 _SETTING = re.compile(r"\b([a-z_]+)=(True|False|[-\w.]+)")

@@ -56,7 +56,8 @@ WATCH_OUTPUTS_JS = """
       const source = sourceOf(selector);
       if (source && seen.get(name) !== source) {
         seen.set(name, source);
-        window.__arrivals.push({name, source, time: performance.now()});
+        const label = document.querySelector(`#${prefix}-${name}`).innerText;  // what the page calls it then
+        window.__arrivals.push({name, source, label, time: performance.now()});
       }
     }
   };
@@ -156,15 +157,17 @@ def generate_and_check(page, prefix: str, download_dir: Path, audio_channels: in
         )
     except Exception:
         pytest.fail(f"no 'Done' in the status: {page.locator(f'#{prefix}-status').inner_text()!r}")
-    # The rough step preview leaves the page once the final video is there.
+    # The step preview leaves the page once the final video is there.
     page.wait_for_function(f"!document.querySelector('#{prefix}-preview img')", timeout=30_000)
     arrivals = page.evaluate("window.__arrivals")
     names = [arrival["name"] for arrival in arrivals]
     assert "preview" in names and "stage1" in names and "final" in names, names
     first = {name: names.index(name) for name in ("preview", "stage1", "final")}
     assert first["preview"] < first["stage1"] < first["final"], names
-    # Several distinct step previews arrive while it runs, not only one at the end.
+    # Several distinct step previews arrive while it runs, not only one at the end, each called a preview.
     assert sum(name == "preview" for name in names[: first["final"]]) >= 3, names
+    labels = {arrival["label"] for arrival in arrivals if arrival["name"] == "preview"}
+    assert all("Preview" in label and "not the final video" in label for label in labels), labels
 
     with page.expect_download() as download_info:
         page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
@@ -187,8 +190,14 @@ def error_toast(page, text: str) -> None:
 
 def test_text_to_audio_video_in_the_browser(page, tmp_path: Path) -> None:
     prompt = page.locator("#t2av-prompt textarea")
+    # The page opens at the loaded model's own size and length (the embedded model's: 128 x 128, 97 frames).
+    assert page.locator("#t2av-resolution input").input_value().startswith("128 x 128")
+    assert page.locator("#t2av-frames input").input_value() == format_frame_count(97, 24.0)
     prompt.fill("A red ball in a bright room")
-    page.get_by_text("does not describe any sound").wait_for(timeout=10_000)
+    hint = page.get_by_text("does not describe any sound")
+    hint.wait_for(timeout=10_000)
+    # Its suggestions are in the embedded model's words, not real weights' ("a voice, rain").
+    assert "voice" not in hint.inner_text() and "rain" not in hint.inner_text()
     prompt.fill("A red ball drops on a wooden floor with a sharp thud that echoes")
     page.get_by_text("does not describe any sound").wait_for(state="hidden", timeout=10_000)
 
@@ -215,6 +224,7 @@ def test_stop_ends_a_run_and_the_page_stays_ready(page, tmp_path: Path) -> None:
     status = page.locator("#t2av-status").inner_text()
     assert "Stopped" in status and "error" not in status, status  # it says it stopped, not that it failed
     assert page.locator("#t2av-final video").count() == 0
+    assert page.locator("#t2av-preview img").count() == 0  # nor does its last step preview stay, like an output
     # The next run starts at once and finishes: the stopped one let go of the pipeline.
     page.locator("#t2av-mode").get_by_text("distilled", exact=True).click()
     set_small_run(page, "t2av")

@@ -1,9 +1,14 @@
 """Both named endpoints through gradio_client on a running studio (embedded tiny model, 64 x 64 px, 9 frames)."""
 
+import json
 import re
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -11,16 +16,20 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from diffusers import LTX2VideoTransformer3DModel
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from ltx_pipeline.media import probe_mp4
 from ui import StudioConfig, StudioState, build_demo, launch_options
+from ui.retention import STAGE_FOLDER
 from ui.state import EXAMPLES_DIR, REPO_ROOT
 
 CLICK_TRACK = EXAMPLES_DIR / "audio" / "click_track_120bpm.wav"
 FRAME_RATE = 25.0
 NUM_FRAMES = 9
+ABANDONED_AFTER_S = 5.0  # a run nobody asks output of for this long is stopped (the default's 30 s, shortened)
 MAX_UPLOAD = "12mb"  # a 10-minute 8 kHz mono clip (9.6 MB) fits; the oversized file below does not
 
 SETTINGS = {
@@ -45,7 +54,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StudioState]]:
-    config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), max_file_size=MAX_UPLOAD)
+    config = StudioConfig(
+        output_dir=tmp_path_factory.mktemp("outputs"), max_file_size=MAX_UPLOAD, abandoned_after_s=ABANDONED_AFTER_S
+    )
     state = StudioState(config)
     state.load()
     demo = build_demo(state)
@@ -214,6 +225,81 @@ def test_cancelling_a_job_frees_the_studio_within_a_step(server: tuple[str, Stud
     steps_seen = [re.search(r"step (\d+)/60", str(output[4])) for output in job.outputs()]
     assert max(int(match[1]) for match in steps_seen if match) < 60
     assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # still serving
+
+
+@contextmanager
+def slow_steps(seconds_per_pass: float | None = None) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Makes every transformer pass of every run slow, through a torch forward hook (the model is the real one):
+    each pass takes `seconds_per_pass`, or, without it, lasts until the `release` event is set. Yields
+    (`in_pass`, set while a pass waits; `release`)."""
+    in_pass, release = threading.Event(), threading.Event()
+
+    def hook(module: torch.nn.Module, args: tuple, output: object) -> None:
+        if isinstance(module, LTX2VideoTransformer3DModel):
+            in_pass.set()
+            release.wait(seconds_per_pass)  # None: until released
+            in_pass.clear()
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield in_pass, release
+    finally:
+        release.set()
+        handle.remove()
+
+
+def final_videos(state: StudioState) -> set[Path]:
+    return {path for path in state.config.output_dir.rglob("*.mp4") if STAGE_FOLDER not in path.parts}
+
+
+def wait_until_idle(state: StudioState) -> None:
+    deadline = time.monotonic() + 120  # a hang guard, not a speed goal
+    while state.idle_slots < state.config.concurrency_limit:
+        assert time.monotonic() < deadline, "the run still holds the pipeline"
+        time.sleep(0.05)
+
+
+def test_cancel_returns_while_a_step_is_still_running(server: tuple[str, StudioState], client: Client) -> None:
+    """gradio_client's cancel is an HTTP call with a 5 s timeout: it timed out when the server answered only after
+    the step in progress. Here the step lasts until the cancel has returned."""
+    _, state = server
+    before = final_videos(state)
+    with slow_steps() as (in_pass, release):
+        job = client.submit(**SETTINGS, api_name="/text_to_av")
+        assert in_pass.wait(60), "the run never reached the transformer"
+        assert job.cancel()  # raised httpx.ReadTimeout when the server's cancel waited for the step
+        assert in_pass.is_set() and not release.is_set()  # the step was still running when cancel returned
+        release.set()
+        wait_until_idle(state)
+    assert final_videos(state) == before  # the cancelled run wrote nothing
+    assert "Done" in client.predict(**SETTINGS, api_name="/text_to_av")[4]  # and the next job runs
+
+
+def test_a_run_whose_client_went_away_is_stopped(server: tuple[str, StudioState], tmp_path: Path) -> None:
+    """A real client (gradio_client in its own process) starts a long run and is killed: the studio stops the run
+    and lets go of the pipeline, without writing the clip nobody will fetch."""
+    url, state = server
+    before = final_videos(state)
+    script = (
+        "import sys, json, time\n"
+        "from gradio_client import Client\n"
+        "job = Client(sys.argv[1], verbose=False).submit(**json.loads(sys.argv[2]), api_name='/text_to_av')\n"
+        "while not any('step' in str(output[4]) for output in job.outputs()): time.sleep(0.05)\n"
+        "print('running', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    settings = json.dumps({**SETTINGS, "mode": "dev", "num_inference_steps": 60})
+    with slow_steps(seconds_per_pass=0.3):  # 60 dev steps of several passes each: minutes unless stopped
+        client_process = subprocess.Popen(
+            [sys.executable, "-c", script, url, settings], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert client_process.stdout.readline().strip() == "running"
+        finally:
+            client_process.kill()
+            client_process.wait()
+        wait_until_idle(state)
+    assert final_videos(state) == before
 
 
 def test_serves_only_outputs_and_examples(server: tuple[str, StudioState], client: Client) -> None:

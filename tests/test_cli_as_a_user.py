@@ -94,3 +94,17 @@ def test_a_short_a2v_clip_names_the_flags_that_fix_it(tmp_path, capsys):
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: ") and "Traceback" not in message
     assert "--pad-audio" in message and "--num-frames 97" in message and "pad_audio" not in message, message
+
+
+@pytest.mark.parametrize(("command", "flag"), [("a2v", "--audio"), ("retake", "--video")])
+def test_an_unreadable_file_is_named_by_the_flag_that_gave_it(tmp_path, capsys, command, flag):
+    """`load_audio` calls the file it reads `path`; the command line names the flag the user gave it with."""
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    arguments = [command, flag, str(empty), "--prompt", "a red ball", "--output", str(tmp_path / "x.mp4")]
+    if command == "retake":
+        arguments += ["--regenerate", "audio", "--start-time", "0", "--end-time", "0.2"]
+    assert main(arguments) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith(f"error: `{flag}` ") and "empty" in message and "--output" not in message, message
+    assert not (tmp_path / "x.mp4").exists()

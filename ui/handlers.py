@@ -35,6 +35,7 @@ from ltx_pipeline.video_input import check_video, probe_video
 from . import help as studio_help
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
+from .retention import using_uploads
 from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,11 @@ class GenerationRequest:
             kwargs |= {"height": self.height, "width": self.width, "num_frames": self.num_frames}
             kwargs |= {"frame_rate": self.frame_rate, "images": [self.image_condition()] if self.image else None}
         return kwargs | dict(self.inputs)
+
+    def files(self) -> list[Path]:
+        """The files the job reads (uploads, or example clips): its image and its mode's own file inputs."""
+        values = [self.image, *self.inputs.values()]
+        return [Path(value) for value in values if isinstance(value, (str, Path)) and Path(value).is_file()]
 
     def image_condition(self) -> ImageCondition:
         return ImageCondition(self.image, frame_index=self.image_frame_index, strength=self.image_strength)
@@ -356,7 +362,8 @@ class StudioHandlers:
         def stopped() -> bool:
             return any(run.stop_requested.is_set() for run in started)
 
-        return pumped(updates, heartbeat=_Update, stop=stop, stopped=stopped)
+        abandoned_s = self.state.config.abandoned_after_s
+        return pumped(updates, heartbeat=_Update, stop=stop, abandoned_s=abandoned_s, stopped=stopped)
 
     def _generate(
         self,
@@ -377,7 +384,7 @@ class StudioHandlers:
         except Exception as error:
             message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
             raise gr.Error(message) from error
-        with user_errors(terms), self.state.run(session, job.job, job.loras) as run:
+        with user_errors(terms), using_uploads(job.files()), self.state.run(session, job.job, job.loras) as run:
             if started is not None:
                 started.append(run)
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
@@ -397,7 +404,7 @@ class StudioHandlers:
                         yield stage_update
                     elif isinstance(event, Finished):
                         # The last yield is what an API caller gets: it carries every output, not only the new ones.
-                        final = self._on_finished(event, job)
+                        final = self._on_finished(event, job, stage_video=stage_update.stage_video)
                         yield replace(
                             final,
                             preview_image=step_update.preview_image,
@@ -428,12 +435,14 @@ class StudioHandlers:
         message = f"Stage {event.stage} decoded ({width} x {height}) at {event.elapsed_s:.1f} s; refining..."
         return _Update(stage_video=str(path), status=_status(message))
 
-    def _on_finished(self, event: Finished, job: GenerationRequest) -> "_Update":
+    def _on_finished(self, event: Finished, job: GenerationRequest, stage_video: Any = None) -> "_Update":
         path = self.state.new_output_path(job.job)
         # The recipe names the user's files by name: where the server keeps uploads is none of a client's business.
         output = replace(event.output, recipe=without_paths(event.output.recipe))
         path, recipe_path = save_output(output, path)
-        self.state.prune_outputs()
+        # Retention spares this run's files (its client has yet to fetch them, its stage-1 clip among them).
+        stage_files = [Path(stage_video)] if isinstance(stage_video, str) else []
+        self.state.prune_outputs(keep=[path, recipe_path, *stage_files])
         recipe = dict(json.loads(recipe_to_json(output.recipe)), output_file=path.name, recipe_file=recipe_path.name)
         message = _status(f"Done in {event.elapsed_s:.1f} s - seed {job.seed} - {path.name}")
         notices = [entry["notice"] for entry in event.output.recipe.get("images", []) if entry.get("notice")]

@@ -36,7 +36,6 @@ GENERATION_QUEUE = "generation"  # the one concurrency group every generation jo
 MODALITY_SCALE_RANGE = (1.0, 10.0)  # slider range; the pipeline accepts up to constants.MAX_GUIDANCE_SCALE
 DEV_STEPS_RANGE = (1, 60)  # slider range for the dev schedule
 VIDEO_HEIGHT = 360  # px on the page; the files keep their own size
-CACHE_LIFETIME_S = (600, 3600)  # gradio's cache (uploads): checked every 10 min, files older than an hour removed
 MODEL_NOTE_REFRESH_S = 2.0  # s between refreshes of the model note while the model loads
 
 
@@ -117,7 +116,7 @@ def build_demo(state: StudioState) -> gr.Blocks:
     handlers = StudioHandlers(state)
     defaults = defaults_for(state)
     examples = load_example_prompts()
-    with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=CACHE_LIFETIME_S) as demo:
+    with gr.Blocks(title="LTX-2.3 audio+video studio", delete_cache=state.config.upload_sweep) as demo:
         gr.Markdown(
             "# LTX-2.3 audio+video studio\nSynchronized sound and picture from a prompt, or a video for your own audio."
         )
@@ -450,7 +449,7 @@ class OutputWidgets:
 def _outputs(prefix: str, preview_audio: bool, stage_video: bool = True) -> OutputWidgets:
     status = gr.Markdown("**Ready.**", label="Status", show_label=False, elem_id=f"{prefix}-status")
     preview_image = gr.Image(
-        label="Step preview: start, middle and end, rough colours (not the final video)",
+        label="Preview while it runs: start, middle and end, a sketch (not the final video)",
         type="numpy",
         format="png",
         interactive=False,
@@ -492,8 +491,8 @@ def _wire_generation(
     def after_failure(request: gr.Request = None) -> str:
         return handlers.after_failure(api_name, request)
 
-    def stop_run(request: gr.Request = None) -> str:
-        return handlers.stop(api_name, request)
+    def stop_run(request: gr.Request = None) -> tuple[str, None]:
+        return handlers.stop(api_name, request), None  # a stopped run's last step preview goes with it
 
     def await_stop(request: gr.Request = None) -> str:
         return handlers.stopped(api_name, request)
@@ -511,10 +510,17 @@ def _wire_generation(
         show_progress_on=[shown.status, shown.final_video],
     )
     generation.failure(after_failure, None, shown.status, queue=False, api_visibility="private")
-    # The rough step preview goes once the run is over (an API caller still gets the last one in the result).
+    # The step preview goes once the run is over (an API caller still gets the last one in the result).
     generation.then(lambda: None, None, shown.preview_image, queue=False, api_visibility="private")
     # Stop sets the pipeline's cancel flag (the step loop ends after the current step) and cancels the event, which
     # also drops a job still waiting in the queue and, on ZeroGPU, ends the GPU task that runs in another process.
     # The page says "ready" once the stopped run has let go of its pipeline (a step can take seconds).
-    stopping = stop.click(stop_run, None, shown.status, queue=False, api_visibility="private", cancels=[generation])
+    stopping = stop.click(
+        stop_run,
+        None,
+        [shown.status, shown.preview_image],
+        queue=False,
+        api_visibility="private",
+        cancels=[generation],
+    )
     stopping.then(await_stop, None, shown.status, queue=False, api_visibility="private")

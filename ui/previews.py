@@ -11,10 +11,11 @@ PREVIEW_GAP = 4  # px of dark gutter between frames
 
 
 def preview_grid(video: np.ndarray, frames: int = PREVIEW_FRAMES) -> np.ndarray:
-    """(frames, h, w, 3) uint8 latent previews -> one (H, W, 3) uint8 strip of the first, middle and last frame.
+    """(frames, h, w, 3) uint8 step previews (one frame per latent frame, `ltx_pipeline.previews`) -> one (H, W, 3)
+    uint8 strip of the first, middle and last frame.
 
-    Each frame is scaled smoothly (bilinear) to a small thumbnail, so a latent grid of a few cells reads as a blurred
-    picture of the clip, not as a mosaic of coloured tiles.
+    Each frame is scaled smoothly (bilinear) to a small thumbnail, so a coarse preview (a colour per latent token, for
+    VAEs without a fitted decoder) reads as a blurred picture of the clip, not as a mosaic of coloured tiles.
     """
     num_frames, height, width, _ = video.shape
     picks = sorted({0, num_frames // 2, num_frames - 1})[:frames]

@@ -1,20 +1,33 @@
-"""How long the studio keeps what it writes: outputs by age and total size, stage-1 clips only while a run needs them.
+"""How long the studio keeps what it writes: outputs by age and total size, stage-1 clips only while a run needs them,
+uploads while a job uses them.
 
 Each run writes an mp4 and its recipe (and a stage-1 mp4 shown during the run); nothing removed them, so a public
 studio filled its disk. `prune` removes the oldest outputs first until both limits hold; it runs after every
 finished run, so the folder never holds more than one run beyond the limits.
+
+Uploads live in gradio's cache, which removes every file `UPLOAD_LIFETIME_S` after its inode last changed. An upload
+no job uses goes that long after it arrived; `using_uploads` touches the files a job reads when it starts and when it
+ends, so a job never loses its input to the sweep (a queued clip older than an hour was removed before) and a clip
+kept on the page for another run stays an hour after its last use.
 """
 
 import logging
+import os
 import re
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import gradio.utils
 
 logger = logging.getLogger(__name__)
 
 STAGE_FOLDER = "stage1"  # under the output folder: stage-1 clips, removed after STAGE_LIFETIME_S unless kept
 STAGE_LIFETIME_S = 3600.0  # s: long enough for the page to play a run's stage-1 clip, short enough not to pile up
+UPLOAD_LIFETIME_S = 3600  # s: an upload no job has used for this long is removed (gradio's cache sweep)
+UPLOAD_SWEEP_S = 600  # s between gradio's sweeps of its cache
 SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 
 
@@ -52,8 +65,11 @@ def _run_files(folder: Path) -> list[list[Path]]:
     return sorted(runs.values(), key=lambda files: max(path.stat().st_mtime for path in files))
 
 
-def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> list[Path]:
-    """Removes what `policy` no longer keeps under `folder`; returns the removed files."""
+def prune(folder: Path, policy: RetentionPolicy, now: float | None = None, keep: Iterable[Path] = ()) -> list[Path]:
+    """Removes what `policy` no longer keeps under `folder`, except the files in `keep` (the run just made, whose
+    client has yet to fetch them: they count towards the size, and go after the next run); returns the removed
+    files."""
+    keep = {Path(path).resolve() for path in keep}
     if not folder.is_dir():
         return []
     now = time.time() if now is None else now
@@ -65,6 +81,8 @@ def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> li
         newest = max(path.stat().st_mtime for path in files)
         is_stage = stage_folder in files[0].parents
         expired = now - newest > (STAGE_LIFETIME_S if is_stage and not policy.keep_stage_files else policy.max_age_s)
+        if any(path.resolve() in keep for path in files):
+            continue
         if expired or total > policy.max_total_bytes:
             for path in files:
                 total -= path.stat().st_size
@@ -76,3 +94,24 @@ def prune(folder: Path, policy: RetentionPolicy, now: float | None = None) -> li
     if removed:
         logger.info("Retention: removed %d file(s) from %s", len(removed), folder)
     return removed
+
+
+def _touch(paths: Iterable[Path]) -> None:
+    for path in paths:
+        try:
+            os.utime(path)  # sets the inode's change time too, which gradio's sweep reads
+        except OSError:  # removed meanwhile: the job itself reports a missing file
+            pass
+
+
+@contextmanager
+def using_uploads(paths: Iterable[Path], upload_folder: Path | None = None) -> Iterator[None]:
+    """While a job reads `paths`, and for `UPLOAD_LIFETIME_S` after it ends, gradio's sweep keeps those of them that
+    are uploads (under `upload_folder`, gradio's own by default); other files (examples) are left untouched."""
+    folder = Path(upload_folder or gradio.utils.get_upload_folder()).resolve()
+    paths = [path for path in map(Path, paths) if path.resolve().is_relative_to(folder)]
+    _touch(paths)
+    try:
+        yield
+    finally:
+        _touch(paths)

@@ -8,7 +8,7 @@ import queue
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +30,8 @@ from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 from ltx_pipeline.speed.warmup import WarmUp, needs_warm_up, warm_up
 
-from .retention import STAGE_FOLDER, RetentionPolicy, prune
+from .pump import ABANDONED_S, HEARTBEAT_S
+from .retention import STAGE_FOLDER, UPLOAD_LIFETIME_S, UPLOAD_SWEEP_S, RetentionPolicy, prune
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ class StudioConfig:
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
     retention: RetentionPolicy = RetentionPolicy()  # how long outputs stay (age, total size, stage-1 clips)
     max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
+    # s without the client asking for output before a run is stopped as abandoned (`ui.pump`; gradio asks every
+    # heartbeat while its client listens)
+    abandoned_after_s: float = ABANDONED_S
+    # gradio's cache sweep: every `[0]` s, uploads unused for `[1]` s are removed (`retention.using_uploads`)
+    upload_sweep: tuple[int, int] = (UPLOAD_SWEEP_S, UPLOAD_LIFETIME_S)
 
     @property
     def settings(self) -> ModelSettings:
@@ -81,6 +87,8 @@ class StudioConfig:
     def __post_init__(self) -> None:
         if self.max_pixel_frames is not None:
             WorkLimit(self.max_pixel_frames)
+        if not isinstance(self.abandoned_after_s, (int, float)) or not self.abandoned_after_s > HEARTBEAT_S:
+            raise ValueError(f"`abandoned_after_s` must be more than {HEARTBEAT_S} s; got {self.abandoned_after_s!r}.")
         settings = self.settings  # checked on creation
         if settings.num_gpus > 1 and self.concurrency_limit != 1:
             raise ValueError(
@@ -435,6 +443,7 @@ class StudioState:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{stem}-{uuid.uuid4().hex[:8]}{suffix}"
 
-    def prune_outputs(self) -> list[Path]:
-        """Applies the retention policy to the output folder (after each run); returns what was removed."""
-        return prune(self.config.output_dir, self.config.retention)
+    def prune_outputs(self, keep: Iterable[Path] = ()) -> list[Path]:
+        """Applies the retention policy to the output folder (after each run) but for `keep` (that run's files);
+        returns what was removed."""
+        return prune(self.config.output_dir, self.config.retention, keep=keep)
