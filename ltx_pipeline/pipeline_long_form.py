@@ -155,8 +155,9 @@ class LongFormPipeline(LTXAVPipelineBase):
                     f"`prompt_timeline` prompts must fit in {self.max_sequence_length} text-encoder tokens; the one "
                     f"for {segment.start_s:g}-{segment.end_s:g} s has {num_tokens}."
                 )
-        windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
+        # The disk first: a length too long for it is refused before its windows are planned.
         check_free_space(output_path, estimated_mp4_bytes(total_frames, height, width, duration_s))
+        windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
         recipe.num_frames = total_frames
         recipe.inputs |= {
             "long_form": True,
