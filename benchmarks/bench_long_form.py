@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ltx_pipeline import constants  # noqa: E402
 from ltx_pipeline.long_form import plan_windows  # noqa: E402
 from world import detectors, generate_clip  # noqa: E402
 
@@ -52,6 +53,10 @@ TOLERANCE_FRAMES = 2
 DRIFT_WINDOW_S = 10.0  # the last this many seconds of the sync run
 SOUND_PIECE_S = 0.05  # the audio pieces compared before and after a point
 SYNC_LENGTH_S = 60.0
+SEAM_NOTES = {
+    "reencode": "the window before's last frames encoded again",
+    "copy": "the window before's last latents as they are",
+}
 
 
 def world_track(seconds: float, frame_rate: float, folder: Path) -> tuple[Path, np.ndarray, str, np.ndarray]:
@@ -249,6 +254,9 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true", help="real-size LTX-2.3, random weights, on the GPU")
     parser.add_argument("--tiny", action="store_true", help="with --full-size: the tiny components on the CPU")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument(
+        "--seam", choices=constants.LONG_FORM_SEAMS, default=constants.LONG_FORM_SEAM, help="how held latents are made"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_LONG_FORM.md"))
     parser.add_argument("--keep", type=Path, default=None, help="a folder to keep the mp4s in")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
@@ -262,7 +270,7 @@ def main() -> None:
     frame_rate = 24.0
     overlap = 2
     shared = {"height": height, "width": width, "window_frames": window_frames, "overlap_latent_frames": overlap}
-    shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled"}
+    shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled", "seam": args.seam}
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
@@ -338,7 +346,8 @@ def main() -> None:
         f"- Command: `python {' '.join(sys.argv)}`",
         f"- Device: {device_name(args)}",
         f"- Model: {model}; {width}x{height} (stage 1 at half size), {window_frames}-frame windows holding "
-        f"{overlap} latent frames, {frame_rate:g} fps, distilled (8 + 3 steps per window)",
+        f"{overlap} latent frames ({args.seam}: {SEAM_NOTES[args.seam]}), {frame_rate:g} fps, distilled (8 + 3 "
+        "steps per window)",
         "- Audio: held-out bouncing-ball world clips (seeds 900000+, one red ball on wood in a small room) joined end "
         "to end; text to audio+video prompted with their caption",
         "- Wall time excludes loading the model; each run is its own process, so each peak memory is its own.",

@@ -46,6 +46,7 @@ from .long_form import (
     estimated_mp4_bytes,
     parse_prompt_timeline,
     plan_windows,
+    shared_frames,
     window_prompt,
 )
 from .media import _check_mp4_path, write_recipe
@@ -104,6 +105,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         audio_cfg_scale: float | None = None,
         max_audio_duration_s: float = constants.LONG_FORM_MAX_AUDIO_DURATION_S,
         preview_audio: bool = True,
+        seam: str = constants.LONG_FORM_SEAM,
     ) -> Iterator[PipelineEvent]:
         """Checks every input (and the free disk space), then returns a generator of events.
 
@@ -112,10 +114,14 @@ class LongFormPipeline(LTXAVPipelineBase):
         None means the whole clip from `audio_start_time`. `window_frames` (8k + 1) is one window's length, the
         model's own clip length (121 for LTX-2.3, 97 for the embedded model); `overlap_latent_frames` how many of
         its latent frames it holds from the window before. `prompt_timeline`: '0-10 s: ...; 10-25 s: ...' (or a
-        list of `PromptSegment`), each window taking the range that covers most of its new frames.
+        list of `PromptSegment`), each window taking the range that covers most of its new frames. `seam`: how a
+        window's held latents are made ("reencode": its shared frames as the window before decoded them, encoded
+        again, so the first is a true one-frame latent; "copy": the window before's last latents as they are).
         """
         mode = mode or self.model_variant
         check_window(window_frames, overlap_latent_frames)  # before the shared checks, which call it `num_frames`
+        if seam not in constants.LONG_FORM_SEAMS:
+            raise ValueError(f"`seam` must be one of {', '.join(constants.LONG_FORM_SEAMS)}; got {seam!r}.")
         stg_blocks = self.default_stg_blocks()
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, None, None, modality_scale
@@ -165,6 +171,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             "num_inference_steps": num_inference_steps,
             "window_frames": window_frames,
             "overlap_latent_frames": overlap_latent_frames,
+            "seam": seam,
             "windows": len(windows),
             "prompt_timeline": [dataclasses.asdict(segment) for segment in segments],
         }
@@ -398,6 +405,16 @@ class LongFormPipeline(LTXAVPipelineBase):
         num_tokens = geometry.frames * geometry.tokens_per_frame
         return image_tokens(num_tokens, [(slice(0, tail.shape[1]), tail, 1.0)], tail.shape[-1], device)
 
+    def _encode_frames(self, frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+        """(F, H, W, 3) uint8 frames (F = 8k + 1) -> packed latents (1, k+1 latent frames x tokens, C) at `height` x
+        `width` (area-averaged when smaller), encoded as the VAE encodes a clip."""
+        device = self._execution_device
+        pixels = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1  # (F, 3, H, W)
+        if pixels.shape[-2:] != (height, width):
+            pixels = torch.nn.functional.interpolate(pixels, size=(height, width), mode="area")
+        pixels = pixels.permute(1, 0, 2, 3).unsqueeze(0).to(self.vae.dtype)  # (F, 3, H, W) -> (1, 3, F, H, W)
+        return self.pack_video(self.vae.encode(pixels).latent_dist.mode())
+
     def _audio_grid(self, window: Window, frame_rate: float) -> tuple[int, int]:
         """The window's audio latents on the clip's grid: the first (nearest to its start) and how many (to the first
         at or past its end)."""
@@ -442,10 +459,17 @@ class LongFormPipeline(LTXAVPipelineBase):
         stage_1, stage_2 = results
         frame_rate = recipe.frame_rate
         overlap = recipe.inputs["overlap_latent_frames"]
-        frames = self.decode_video(self.unpack_video(stage_2.video_latents, stage_2.stage.geometry))
-        frames = frames[window.first_written : window.first_written + window.num_written]
-        tail_1 = stage_1.video_latents[:, -overlap * stage_1.stage.geometry.tokens_per_frame :]
-        tail_2 = stage_2.video_latents[:, -overlap * stage_2.stage.geometry.tokens_per_frame :]
+        decoded = self.decode_video(self.unpack_video(stage_2.video_latents, stage_2.stage.geometry))
+        frames = decoded[window.first_written : window.first_written + window.num_written]
+        if recipe.inputs["seam"] == "reencode" and not last:
+            # The next window's first frames are this window's last ones: encoded again, its held latent 0 is a
+            # first latent (one frame), as the model reads position 0, not the 8-frame latent that ended this window.
+            shared = decoded[window.num_frames - shared_frames(overlap) : window.num_frames]
+            tail_1 = self._encode_frames(shared, recipe.height // 2, recipe.width // 2)
+            tail_2 = self._encode_frames(shared, recipe.height, recipe.width)
+        else:
+            tail_1 = stage_1.video_latents[:, -overlap * stage_1.stage.geometry.tokens_per_frame :]
+            tail_2 = stage_2.video_latents[:, -overlap * stage_2.stage.geometry.tokens_per_frame :]
         if clip is not None:
             # The user's own samples for exactly the frames written, so the windows' slices join into the whole clip;
             # the last runs to the clip's end (the video may end up to one frame after it).

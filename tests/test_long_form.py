@@ -95,22 +95,29 @@ def test_a2v_long_output_lasts_as_long_as_the_audio_and_carries_it(pipe, tmp_pat
     assert recipe["windows"] == 3 and recipe["duration_s"] == 1.5 and recipe["stopped"] is False
 
 
-def test_a2v_seams_are_held_clean_at_both_stage_sizes(pipe, tmp_path):
+@pytest.mark.parametrize("seam", ["reencode", "copy"])
+def test_a2v_seams_are_held_clean_at_both_stage_sizes(pipe, tmp_path, seam):
     calls, handle = record_transformer_calls(pipe.transformer)
     try:
-        drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", **SMALL, **WINDOW))
+        events = drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", seam=seam, **SMALL, **WINDOW))
     finally:
         handle.remove()
     # 3 windows (38 frames: 17, 17 and 9), 8 + 3 steps each.
     assert len(calls) == 33
     first, second = calls[:11], calls[11:22]
+    # One latent frame held: the second window's first frame is the first window's last.
+    first_frames = next(event for event in events if isinstance(event, WindowFinished)).frames
     for stage, steps in ((1, slice(0, 8)), (2, slice(8, 11))):
         held = second[steps.start]["video_tokens"] // 3  # one of the window's 3 latent frames
-        previous_final = first[steps.stop - 1]["video_final"][:, -held:]  # the window before, after its last step
+        if seam == "copy":  # the window before's last latents, after its last step
+            expected = first[steps.stop - 1]["video_final"][:, -held:]
+        else:  # its last frame, encoded again at this stage's size
+            size = (SMALL["height"] // (3 - stage), SMALL["width"] // (3 - stage))
+            expected = pipe._encode_frames(first_frames[-1:], *size)
         for call in second[steps]:
             assert float(call["video_timestep"][:, :held].abs().max()) == 0.0, f"stage {stage}"
             assert float(call["video_timestep"][:, held:].min()) > 0.0
-            torch.testing.assert_close(call["video"][:, :held].float(), previous_final, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(call["video"][:, :held].float(), expected, atol=1e-5, rtol=1e-5)
         # The first window holds nothing.
         assert float(first[steps.start]["video_timestep"].min()) > 0.0
 

@@ -170,3 +170,21 @@ def test_the_page_says_what_a_length_makes_before_generating(tmp_path: Path) -> 
     assert short["value"] == 0 and no_notice == ""
     assert "**60.00 s as 17 windows** of 97 frames (4.04 s each" in plan_notice(60, 97, 24.0)
     assert plan_notice(0, 97, 24.0) == ""
+
+
+def test_stop_keeps_the_finished_windows_and_the_recipe_says_where(tmp_path: Path) -> None:
+    """The handlers as plain functions, as the page calls them: Stop during window 2, then the page's "stopped"."""
+    from ui.handlers import StudioHandlers
+
+    state = StudioState(StudioConfig(output_dir=tmp_path))
+    handlers = StudioHandlers(state)
+    run = handlers.text_to_av(**SETTINGS, duration_s=2.0)
+    for outputs in run:
+        if isinstance(outputs[4], str) and "Window 2 of 6 - stage 1/2 - step 2/8" in outputs[4]:
+            break
+    handlers.stop("text_to_av")
+    run.close()  # what gradio's cancel does
+    status, final_video, recipe = handlers.stopped_with_file("text_to_av")
+    assert "Stopped after window 1 of 6" in status and "holds the first 0.68 s" in status
+    assert probe_mp4(final_video).num_frames == WINDOW
+    assert recipe["stopped"] is True and recipe["stopped_after_window"] == 1 and recipe["written_s"] == 0.68

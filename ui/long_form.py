@@ -202,7 +202,7 @@ class LongFormRun:
         recipe = dict(json.loads(recipe_to_json(recipe)), output_file=event.path.name,
                       recipe_file=event.recipe_path.name)  # fmt: skip
         if event.stopped:
-            finished = recipe["inputs"].get("stopped_after_window", self.window)
+            finished = recipe.get("stopped_after_window", self.window)
             message = (
                 f"Stopped after window {finished} of {self.total_windows}: {event.path.name} holds the first "
                 f"{event.duration_s:.2f} s (the recipe says where it stopped)."
