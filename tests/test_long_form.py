@@ -1,11 +1,13 @@
 import json
+import shutil
 
 import av
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from ltx_pipeline import Audio
+from ltx_pipeline import Audio, constants
 from ltx_pipeline.long_form import (
     PromptSegment,
     check_free_space,
@@ -213,3 +215,51 @@ def test_free_disk_space_is_checked(tmp_path):
     check_free_space(tmp_path / "out" / "clip.mp4", 1024)
     with pytest.raises(ValueError, match="MiB free; this clip needs up to"):
         check_free_space(tmp_path / "out" / "clip.mp4", 2**62)
+
+
+# --- Bad input on the command line, as a user meets it ---------------------------------------------------------------
+
+CLI_SMALL = ["--height", "64", "--width", "64", "--num-frames", "17", "--frame-rate", "25", "--seed", "1"]
+
+
+def test_the_cli_refuses_audio_longer_than_the_limit_naming_it(tmp_path, capsys):
+    from ltx_pipeline.__main__ import main
+
+    limit = constants.LONG_FORM_MAX_AUDIO_DURATION_S
+    clip = tmp_path / "long.wav"
+    sf.write(clip, np.zeros(int((limit + 1) * 8_000), np.int16), 8_000, subtype="PCM_16")  # 10 min 1 s
+    output = tmp_path / "x.mp4"
+    args = [
+        "a2v",
+        "--audio",
+        str(clip),
+        "--prompt",
+        "a bell",
+        *CLI_SMALL,
+        "--duration",
+        "all",
+        "--output",
+        str(output),
+    ]
+    assert main(args) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"lasts {limit + 1:.1f} s, longer than the limit of {limit:g} s" in message
+    assert "--max-audio-duration" in message and not output.exists()
+    # The limit is the user's to set.
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(16_000, np.int16), 8_000, subtype="PCM_16")  # 2 s
+    args[2] = str(short)
+    assert main([*args, "--max-audio-duration", "1"]) == 2
+    assert "lasts 2.0 s, longer than the limit of 1 s" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_a_length_the_disk_cannot_hold_before_any_work(tmp_path, capsys):
+    from ltx_pipeline.__main__ import main
+
+    free_bytes = shutil.disk_usage(tmp_path).free
+    seconds = 2 * free_bytes * 8 / (64 * 64 * constants.LONG_FORM_DISK_BITS_PER_PIXEL * 25)
+    output = tmp_path / "x.mp4"
+    args = ["t2av", "--prompt", "a ball", *CLI_SMALL, "--duration", f"{seconds:.0f}", "--output", str(output)]
+    assert main(args) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "MiB free; this clip needs up to" in message and not output.exists()
