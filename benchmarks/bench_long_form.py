@@ -255,6 +255,16 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="with --full-size: the tiny components on the CPU")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument(
+        "--track-offset",
+        type=float,
+        default=0.0,
+        help="A2V: start this many seconds into the track, so its clip joins (every 97 frames) fall elsewhere in "
+        "the windows",
+    )
+    parser.add_argument(
+        "--overlap", type=int, default=constants.LONG_FORM_OVERLAP_LATENT_FRAMES, help="latent frames held per seam"
+    )
+    parser.add_argument(
         "--seam", choices=constants.LONG_FORM_SEAMS, default=constants.LONG_FORM_SEAM, help="how held latents are made"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_LONG_FORM.md"))
@@ -268,7 +278,7 @@ def main() -> None:
     height, width = (512, 768) if full else (64, 64) if args.tiny else (128, 128)
     window_frames = 121 if full else 17 if args.tiny else 97
     frame_rate = 24.0
-    overlap = 2
+    overlap = args.overlap
     shared = {"height": height, "width": width, "window_frames": window_frames, "overlap_latent_frames": overlap}
     shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled", "seam": args.seam}
     rows, notes = [], []
@@ -279,9 +289,13 @@ def main() -> None:
             folder = args.keep
         sync_length = min(args.lengths, key=lambda length: abs(length - SYNC_LENGTH_S), default=None)
         for length in args.lengths:
-            track, impacts, caption, joins = world_track(length, frame_rate, folder)
+            offset = args.track_offset
+            track, impacts, caption, joins = world_track(length + offset, frame_rate, folder)
+            impacts, joins = impacts[impacts >= offset] - offset, joins - offset  # times in the output
             output = folder / f"a2v_{length:g}.mp4"
             kwargs = {"audio": str(track), "prompt": caption, "output": str(output), **shared}
+            if offset:
+                kwargs |= {"audio_start_time": offset, "duration_s": float(length)}
             print(f"audio to video, {length:g} s", flush=True)
             result = generate(args, kwargs, folder, f"a2v_{length:g}")
             total = round(result["duration_s"] * frame_rate)
@@ -349,7 +363,8 @@ def main() -> None:
         f"{overlap} latent frames ({args.seam}: {SEAM_NOTES[args.seam]}), {frame_rate:g} fps, distilled (8 + 3 "
         "steps per window)",
         "- Audio: held-out bouncing-ball world clips (seeds 900000+, one red ball on wood in a small room) joined end "
-        "to end; text to audio+video prompted with their caption",
+        f"to end (97 frames each; audio to video from {args.track_offset:g} s into the track); text to audio+video "
+        "prompted with their caption",
         "- Wall time excludes loading the model; each run is its own process, so each peak memory is its own.",
         "",
         *table,

@@ -448,11 +448,14 @@ class StudioHandlers:
         def keep(kept: dict[str, Any]) -> None:
             self._kept_at_stop[(session, job.job)] = kept
 
-        for update in long_form_events(events, shown, run.stop_requested.is_set, keep):
-            fields |= update
-            if "final_video" in update:  # the last yield is what an API caller gets: every output
-                update = fields | {"stage_video": shown.preview or gr.skip()}
-            yield _Update(**update)
+        try:
+            for update in long_form_events(events, shown, run.stop_requested.is_set, keep):
+                fields |= update
+                if "final_video" in update:  # the last yield is what an API caller gets: every output
+                    update = fields | {"stage_video": shown.preview or gr.skip()}
+                yield _Update(**update)
+        finally:
+            shown.remove_parts()
         self.state.prune_outputs()
 
     def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":

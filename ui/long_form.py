@@ -191,9 +191,16 @@ class LongFormRun:
         part = self.new_path(f"{self.job}-window{event.window}", stage=True)
         self.parts.append(write_mp4(part, event.frames, event.audio, event.frame_rate))
         joined = join_mp4s(self.parts, self.new_path(f"{self.job}-so-far", stage=True))
+        if self.preview is not None:  # the page has its own copy (gradio caches each output it is sent)
+            Path(self.preview).unlink(missing_ok=True)
         self.preview = str(joined)
         label = f"Finished so far: window{'s 1-' if event.window > 1 else ' '}{event.window} of {event.total_windows}"
         return gr.update(value=str(joined), label=f"{label} ({event.written_s:.1f} s)")
+
+    def remove_parts(self) -> None:
+        """The per-window files, once the run is over (the joined preview stays, for the last update)."""
+        for part in self.parts:
+            part.unlink(missing_ok=True)
 
     def finished(self, event: LongFormFinished) -> dict[str, Any]:
         """The final (or stopped) mp4 and its recipe, which names the user's files by name only."""
