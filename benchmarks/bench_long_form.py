@@ -262,6 +262,9 @@ def main() -> None:
         "the windows",
     )
     parser.add_argument(
+        "--held-strength", type=float, default=constants.LONG_FORM_HELD_STRENGTH, help="1: held exactly"
+    )
+    parser.add_argument(
         "--overlap", type=int, default=constants.LONG_FORM_OVERLAP_LATENT_FRAMES, help="latent frames held per seam"
     )
     parser.add_argument(
@@ -281,6 +284,7 @@ def main() -> None:
     overlap = args.overlap
     shared = {"height": height, "width": width, "window_frames": window_frames, "overlap_latent_frames": overlap}
     shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled", "seam": args.seam}
+    shared["held_strength"] = args.held_strength
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
@@ -360,7 +364,8 @@ def main() -> None:
         f"- Command: `python {' '.join(sys.argv)}`",
         f"- Device: {device_name(args)}",
         f"- Model: {model}; {width}x{height} (stage 1 at half size), {window_frames}-frame windows holding "
-        f"{overlap} latent frames ({args.seam}: {SEAM_NOTES[args.seam]}), {frame_rate:g} fps, distilled (8 + 3 "
+        f"{overlap} latent frames ({args.seam}: {SEAM_NOTES[args.seam]}; strength {args.held_strength:g}), "
+        f"{frame_rate:g} fps, distilled (8 + 3 "
         "steps per window)",
         "- Audio: held-out bouncing-ball world clips (seeds 900000+, one red ball on wood in a small room) joined end "
         f"to end (97 frames each; audio to video from {args.track_offset:g} s into the track); text to audio+video "

@@ -205,6 +205,8 @@ LONG_FORM_OVERLAP_LATENT_FRAMES = 2
 # they are (latent 0 then held 8 frames and is read as one). Measured in benchmarks/RESULTS_LONG_FORM.md.
 LONG_FORM_SEAMS = ("reencode", "copy")
 LONG_FORM_SEAM = "reencode"
+# How firmly those held latents are kept: 1 exactly (as a still at strength 1); lower lets the model repaint them.
+LONG_FORM_HELD_STRENGTH = 1.0
 # An audio file longer than this is refused by audio-to-video long form (the input is held in memory: 23 MB a minute
 # at 48 kHz stereo float32).
 LONG_FORM_MAX_AUDIO_DURATION_S = 600.0  # s, 10 min

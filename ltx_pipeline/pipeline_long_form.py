@@ -106,6 +106,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         max_audio_duration_s: float = constants.LONG_FORM_MAX_AUDIO_DURATION_S,
         preview_audio: bool = True,
         seam: str = constants.LONG_FORM_SEAM,
+        held_strength: float = constants.LONG_FORM_HELD_STRENGTH,
     ) -> Iterator[PipelineEvent]:
         """Checks every input (and the free disk space), then returns a generator of events.
 
@@ -117,11 +118,14 @@ class LongFormPipeline(LTXAVPipelineBase):
         list of `PromptSegment`), each window taking the range that covers most of its new frames. `seam`: how a
         window's held latents are made ("reencode": its shared frames as the window before decoded them, encoded
         again, so the first is a true one-frame latent; "copy": the window before's last latents as they are).
+        `held_strength`: how firmly the held video latents are kept (1: exactly; lower lets the model repaint them,
+        as an image's strength does).
         """
         mode = mode or self.model_variant
         check_window(window_frames, overlap_latent_frames)  # before the shared checks, which call it `num_frames`
         if seam not in constants.LONG_FORM_SEAMS:
             raise ValueError(f"`seam` must be one of {', '.join(constants.LONG_FORM_SEAMS)}; got {seam!r}.")
+        validation.check_scale("held_strength", held_strength, 0.0, 1.0)
         stg_blocks = self.default_stg_blocks()
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, None, None, modality_scale
@@ -172,6 +176,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             "window_frames": window_frames,
             "overlap_latent_frames": overlap_latent_frames,
             "seam": seam,
+            "held_strength": held_strength,
             "windows": len(windows),
             "prompt_timeline": [dataclasses.asdict(segment) for segment in segments],
         }
@@ -373,7 +378,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             1,
             geometry_1,
             stage_1_sigmas,
-            held_stream(self._held_video(carry, 1, geometry_1, device), plan.video_guidance),
+            held_stream(self._held_video(carry, 1, geometry_1, recipe, device), plan.video_guidance),
             audio_1,
         )
         stage_1_results: list[StageResult] = []
@@ -381,7 +386,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         def stage_2(result: StageResult) -> Stage:
             stage_1_results.append(result)
             upsampled = self.pack_video(self.upsample_video(result.video_latents, geometry_1))
-            held_2 = self._held_video(carry, 2, geometry_2, device)
+            held_2 = self._held_video(carry, 2, geometry_2, recipe, device)
             video = held_stream(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0])
             if clip is not None:
                 return Stage(2, geometry_2, stage_2_sigmas, video, audio_1)
@@ -395,7 +400,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         return stage_1_results[0], result
 
     def _held_video(
-        self, carry: _Carry | None, stage: int, geometry: LatentGeometry, device: torch.device
+        self, carry: _Carry | None, stage: int, geometry: LatentGeometry, recipe: Recipe, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(clean, mask) holding the window's first K latent frames at the previous window's last K, at this stage's
         size; None for the first window."""
@@ -403,7 +408,8 @@ class LongFormPipeline(LTXAVPipelineBase):
             return None
         tail = carry.video_stage_1 if stage == 1 else carry.video_stage_2
         num_tokens = geometry.frames * geometry.tokens_per_frame
-        return image_tokens(num_tokens, [(slice(0, tail.shape[1]), tail, 1.0)], tail.shape[-1], device)
+        strength = recipe.inputs["held_strength"]
+        return image_tokens(num_tokens, [(slice(0, tail.shape[1]), tail, strength)], tail.shape[-1], device)
 
     def _encode_frames(self, frames: np.ndarray, height: int, width: int) -> torch.Tensor:
         """(F, H, W, 3) uint8 frames (F = 8k + 1) -> packed latents (1, k+1 latent frames x tokens, C) at `height` x

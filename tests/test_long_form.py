@@ -263,3 +263,18 @@ def test_the_cli_refuses_a_length_the_disk_cannot_hold_before_any_work(tmp_path,
     assert main(args) == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "MiB free; this clip needs up to" in message and not output.exists()
+
+
+def test_held_strength_below_1_lets_the_model_repaint_the_held_frames(pipe, tmp_path):
+    calls, handle = record_transformer_calls(pipe.transformer)
+    try:
+        drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "x.mp4", held_strength=0.5, **SMALL, **WINDOW))
+    finally:
+        handle.remove()
+    second = calls[11:22]
+    held = second[0]["video_tokens"] // 3
+    for call in second:  # the held tokens denoise at half the step's noise level
+        timestep = call["video_timestep"]
+        torch.testing.assert_close(timestep[:, :held], 0.5 * timestep[:, held:].max().expand(1, held))
+    with pytest.raises(ValueError, match="`held_strength` must be a number from 0 to 1; got 1.5"):
+        pipe.stream(audio=click_track(1.5), output=tmp_path / "y.mp4", held_strength=1.5, **SMALL, **WINDOW)
