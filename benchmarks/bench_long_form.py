@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ltx_pipeline import constants  # noqa: E402
 from ltx_pipeline.long_form import plan_windows  # noqa: E402
 from world import detectors, generate_clip  # noqa: E402
 
@@ -52,6 +53,10 @@ TOLERANCE_FRAMES = 2
 DRIFT_WINDOW_S = 10.0  # the last this many seconds of the sync run
 SOUND_PIECE_S = 0.05  # the audio pieces compared before and after a point
 SYNC_LENGTH_S = 60.0
+SEAM_NOTES = {
+    "reencode": "the window before's last frames encoded again",
+    "copy": "the window before's last latents as they are",
+}
 
 
 def world_track(seconds: float, frame_rate: float, folder: Path) -> tuple[Path, np.ndarray, str, np.ndarray]:
@@ -249,6 +254,22 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true", help="real-size LTX-2.3, random weights, on the GPU")
     parser.add_argument("--tiny", action="store_true", help="with --full-size: the tiny components on the CPU")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument(
+        "--track-offset",
+        type=float,
+        default=0.0,
+        help="A2V: start this many seconds into the track, so its clip joins (every 97 frames) fall elsewhere in "
+        "the windows",
+    )
+    parser.add_argument(
+        "--held-strength", type=float, default=constants.LONG_FORM_HELD_STRENGTH, help="1: held exactly"
+    )
+    parser.add_argument(
+        "--overlap", type=int, default=constants.LONG_FORM_OVERLAP_LATENT_FRAMES, help="latent frames held per seam"
+    )
+    parser.add_argument(
+        "--seam", choices=constants.LONG_FORM_SEAMS, default=constants.LONG_FORM_SEAM, help="how held latents are made"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_LONG_FORM.md"))
     parser.add_argument("--keep", type=Path, default=None, help="a folder to keep the mp4s in")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
@@ -260,9 +281,10 @@ def main() -> None:
     height, width = (512, 768) if full else (64, 64) if args.tiny else (128, 128)
     window_frames = 121 if full else 17 if args.tiny else 97
     frame_rate = 24.0
-    overlap = 2
+    overlap = args.overlap
     shared = {"height": height, "width": width, "window_frames": window_frames, "overlap_latent_frames": overlap}
-    shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled"}
+    shared |= {"frame_rate": frame_rate, "seed": args.seed, "mode": "distilled", "seam": args.seam}
+    shared["held_strength"] = args.held_strength
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
@@ -271,9 +293,13 @@ def main() -> None:
             folder = args.keep
         sync_length = min(args.lengths, key=lambda length: abs(length - SYNC_LENGTH_S), default=None)
         for length in args.lengths:
-            track, impacts, caption, joins = world_track(length, frame_rate, folder)
+            offset = args.track_offset
+            track, impacts, caption, joins = world_track(length + offset, frame_rate, folder)
+            impacts, joins = impacts[impacts >= offset] - offset, joins - offset  # times in the output
             output = folder / f"a2v_{length:g}.mp4"
             kwargs = {"audio": str(track), "prompt": caption, "output": str(output), **shared}
+            if offset:
+                kwargs |= {"audio_start_time": offset, "duration_s": float(length)}
             print(f"audio to video, {length:g} s", flush=True)
             result = generate(args, kwargs, folder, f"a2v_{length:g}")
             total = round(result["duration_s"] * frame_rate)
@@ -338,9 +364,12 @@ def main() -> None:
         f"- Command: `python {' '.join(sys.argv)}`",
         f"- Device: {device_name(args)}",
         f"- Model: {model}; {width}x{height} (stage 1 at half size), {window_frames}-frame windows holding "
-        f"{overlap} latent frames, {frame_rate:g} fps, distilled (8 + 3 steps per window)",
+        f"{overlap} latent frames ({args.seam}: {SEAM_NOTES[args.seam]}; strength {args.held_strength:g}), "
+        f"{frame_rate:g} fps, distilled (8 + 3 "
+        "steps per window)",
         "- Audio: held-out bouncing-ball world clips (seeds 900000+, one red ball on wood in a small room) joined end "
-        "to end; text to audio+video prompted with their caption",
+        f"to end (97 frames each; audio to video from {args.track_offset:g} s into the track); text to audio+video "
+        "prompted with their caption",
         "- Wall time excludes loading the model; each run is its own process, so each peak memory is its own.",
         "",
         *table,

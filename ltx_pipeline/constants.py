@@ -210,6 +210,16 @@ RETAKE_CROSSFADE_S = 0.01  # s: the regenerated audio fades in and out over this
 # Latent frames each window holds clean from the end of the one before: 2 latent frames are 9 pixel frames (0.375 s
 # at 24 fps), the first frame and one 8-frame group, so the model sees where things are and how they move.
 LONG_FORM_OVERLAP_LATENT_FRAMES = 2
+# How a window's held latents are made from the window before: "copy" takes its last K latents as they are (latent 0
+# then held 8 frames and is read as one); "reencode" encodes the last 8(K-1)+1 frames it decoded again (at each
+# stage's size), so latent 0 is a true one-frame first latent. "copy" is the default: on the embedded model
+# "reencode" was no better for sync or seams (benchmarks/RESULTS_LONG_FORM.md, 2026-12-07) and costs a VAE encode
+# per stage per window.
+LONG_FORM_SEAMS = ("copy", "reencode")
+LONG_FORM_SEAM = "copy"
+# How firmly those held latents are kept: 1 exactly (as a still at strength 1); lower lets the model repaint them
+# (0.5 was no better on the embedded model: RESULTS_LONG_FORM.md).
+LONG_FORM_HELD_STRENGTH = 1.0
 # An audio file longer than this is refused by audio-to-video long form (the input is held in memory: 23 MB a minute
 # at 48 kHz stereo float32).
 LONG_FORM_MAX_AUDIO_DURATION_S = 600.0  # s, 10 min

@@ -46,6 +46,7 @@ from .long_form import (
     estimated_mp4_bytes,
     parse_prompt_timeline,
     plan_windows,
+    shared_frames,
     window_prompt,
 )
 from .media import _check_mp4_path, write_recipe
@@ -105,6 +106,8 @@ class LongFormPipeline(LTXAVPipelineBase):
         audio_cfg_scale: float | None = None,
         max_audio_duration_s: float = constants.LONG_FORM_MAX_AUDIO_DURATION_S,
         preview_audio: bool = True,
+        seam: str = constants.LONG_FORM_SEAM,
+        held_strength: float = constants.LONG_FORM_HELD_STRENGTH,
     ) -> Iterator[PipelineEvent]:
         """Checks every input (and the free disk space), then returns a generator of events.
 
@@ -113,10 +116,17 @@ class LongFormPipeline(LTXAVPipelineBase):
         None means the whole clip from `audio_start_time`. `window_frames` (8k + 1) is one window's length, the
         model's own clip length (121 for LTX-2.3, 97 for the embedded model); `overlap_latent_frames` how many of
         its latent frames it holds from the window before. `prompt_timeline`: '0-10 s: ...; 10-25 s: ...' (or a
-        list of `PromptSegment`), each window taking the range that covers most of its new frames.
+        list of `PromptSegment`), each window taking the range that covers most of its new frames. `seam`: how a
+        window's held latents are made ("reencode": its shared frames as the window before decoded them, encoded
+        again, so the first is a true one-frame latent; "copy": the window before's last latents as they are).
+        `held_strength`: how firmly the held video latents are kept (1: exactly; lower lets the model repaint them,
+        as an image's strength does).
         """
         mode = mode or self.model_variant
         check_window(window_frames, overlap_latent_frames)  # before the shared checks, which call it `num_frames`
+        if seam not in constants.LONG_FORM_SEAMS:
+            raise ValueError(f"`seam` must be one of {', '.join(constants.LONG_FORM_SEAMS)}; got {seam!r}.")
+        validation.check_scale("held_strength", held_strength, 0.0, 1.0)
         stg_blocks = self.default_stg_blocks()
         video_guidance = stage_1_guidance(
             mode, stg_blocks, constants.VIDEO_CFG_SCALE, cfg_scale, None, None, modality_scale
@@ -159,8 +169,9 @@ class LongFormPipeline(LTXAVPipelineBase):
                     f"`prompt_timeline` prompts must fit in {self.max_sequence_length} text-encoder tokens; the one "
                     f"for {segment.start_s:g}-{segment.end_s:g} s has {num_tokens}."
                 )
-        windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
+        # The disk first: a length too long for it is refused before its windows are planned.
         check_free_space(output_path, estimated_mp4_bytes(total_frames, height, width, duration_s))
+        windows = plan_windows(total_frames, window_frames, overlap_latent_frames)
         recipe.num_frames = total_frames
         recipe.inputs |= {
             "long_form": True,
@@ -168,6 +179,8 @@ class LongFormPipeline(LTXAVPipelineBase):
             "num_inference_steps": num_inference_steps,
             "window_frames": window_frames,
             "overlap_latent_frames": overlap_latent_frames,
+            "seam": seam,
+            "held_strength": held_strength,
             "windows": len(windows),
             "prompt_timeline": [dataclasses.asdict(segment) for segment in segments],
         }
@@ -371,7 +384,7 @@ class LongFormPipeline(LTXAVPipelineBase):
             1,
             geometry_1,
             stage_1_sigmas,
-            held_stream(self._held_video(carry, 1, geometry_1, device), plan.video_guidance),
+            held_stream(self._held_video(carry, 1, geometry_1, recipe, device), plan.video_guidance),
             audio_1,
         )
         stage_1_results: list[StageResult] = []
@@ -379,7 +392,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         def stage_2(result: StageResult) -> Stage:
             stage_1_results.append(result)
             upsampled = self.pack_video(self.upsample_video(result.video_latents, geometry_1))
-            held_2 = self._held_video(carry, 2, geometry_2, device)
+            held_2 = self._held_video(carry, 2, geometry_2, recipe, device)
             video = held_stream(held_2, GuidanceParams(), upsampled, stage_2_sigmas[0])
             if clip is not None:
                 return Stage(2, geometry_2, stage_2_sigmas, video, audio_1)
@@ -393,7 +406,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         return stage_1_results[0], result
 
     def _held_video(
-        self, carry: _Carry | None, stage: int, geometry: LatentGeometry, device: torch.device
+        self, carry: _Carry | None, stage: int, geometry: LatentGeometry, recipe: Recipe, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(clean, mask) holding the window's first K latent frames at the previous window's last K, at this stage's
         size; None for the first window."""
@@ -401,7 +414,18 @@ class LongFormPipeline(LTXAVPipelineBase):
             return None
         tail = carry.video_stage_1 if stage == 1 else carry.video_stage_2
         num_tokens = geometry.frames * geometry.tokens_per_frame
-        return image_tokens(num_tokens, [(slice(0, tail.shape[1]), tail, 1.0)], tail.shape[-1], device)
+        strength = recipe.inputs["held_strength"]
+        return image_tokens(num_tokens, [(slice(0, tail.shape[1]), tail, strength)], tail.shape[-1], device)
+
+    def _encode_frames(self, frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+        """(F, H, W, 3) uint8 frames (F = 8k + 1) -> packed latents (1, k+1 latent frames x tokens, C) at `height` x
+        `width` (area-averaged when smaller), encoded as the VAE encodes a clip."""
+        device = self._execution_device
+        pixels = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1  # (F, 3, H, W)
+        if pixels.shape[-2:] != (height, width):
+            pixels = torch.nn.functional.interpolate(pixels, size=(height, width), mode="area")
+        pixels = pixels.permute(1, 0, 2, 3).unsqueeze(0).to(self.vae.dtype)  # (F, 3, H, W) -> (1, 3, F, H, W)
+        return self.pack_video(self.vae.encode(pixels).latent_dist.mode())
 
     def _audio_grid(self, window: Window, frame_rate: float) -> tuple[int, int]:
         """The window's audio latents on the clip's grid: the first (nearest to its start) and how many (to the first
@@ -447,10 +471,17 @@ class LongFormPipeline(LTXAVPipelineBase):
         stage_1, stage_2 = results
         frame_rate = recipe.frame_rate
         overlap = recipe.inputs["overlap_latent_frames"]
-        frames = self.decode_video(self.unpack_video(stage_2.video_latents, stage_2.stage.geometry))
-        frames = frames[window.first_written : window.first_written + window.num_written]
-        tail_1 = stage_1.video_latents[:, -overlap * stage_1.stage.geometry.tokens_per_frame :]
-        tail_2 = stage_2.video_latents[:, -overlap * stage_2.stage.geometry.tokens_per_frame :]
+        decoded = self.decode_video(self.unpack_video(stage_2.video_latents, stage_2.stage.geometry))
+        frames = decoded[window.first_written : window.first_written + window.num_written]
+        if recipe.inputs["seam"] == "reencode" and not last:
+            # The next window's first frames are this window's last ones: encoded again, its held latent 0 is a
+            # first latent (one frame), as the model reads position 0, not the 8-frame latent that ended this window.
+            shared = decoded[window.num_frames - shared_frames(overlap) : window.num_frames]
+            tail_1 = self._encode_frames(shared, recipe.height // 2, recipe.width // 2)
+            tail_2 = self._encode_frames(shared, recipe.height, recipe.width)
+        else:
+            tail_1 = stage_1.video_latents[:, -overlap * stage_1.stage.geometry.tokens_per_frame :]
+            tail_2 = stage_2.video_latents[:, -overlap * stage_2.stage.geometry.tokens_per_frame :]
         if clip is not None:
             # The user's own samples for exactly the frames written, so the windows' slices join into the whole clip;
             # the last runs to the clip's end (the video may end up to one frame after it).

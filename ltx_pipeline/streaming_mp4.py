@@ -35,6 +35,7 @@ from .media import (
     _encodable_audio,
     _exact_frame_rate,
     _video_frames,
+    _write_atomically,
 )
 from .types import Audio
 
@@ -161,3 +162,42 @@ def _pcm_24(waveform: torch.Tensor) -> np.ndarray:
     scaled = (waveform.double() * MP4_AUDIO_INT24_SCALE / 256).round().clamp(-(2**23), 2**23 - 1)
     # (C, S) -> (1, S * C): packed formats interleave the channels sample by sample
     return (scaled * 256).to(torch.int32).T.contiguous().reshape(1, -1).numpy()
+
+
+def join_mp4s(parts: list[Path], path: str | os.PathLike) -> Path:
+    """Joins mp4s written with the same settings (media.py's `write_mp4`: same size, rate and sound format) into
+    one, end to end, by copying their packets (nothing is decoded or re-encoded); written atomically.
+
+    The studio's growing long-form preview: each finished window is written once as its own short file, and the
+    preview is those files joined, so showing it costs a copy of compressed packets, not an encode of the clip so far.
+    """
+    mp4_path = _check_mp4_path(path)
+    if not parts:
+        raise ValueError("`parts` must name at least one mp4 to join; got none.")
+
+    def write(temporary: Path) -> None:
+        with av.open(str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}) as output:
+            streams: dict[int, av.stream.Stream] = {}
+            offsets: dict[int, float] = {}  # s: where each stream's next part starts
+            for part in parts:
+                with av.open(str(part)) as source:
+                    if not streams:
+                        for stream in source.streams:
+                            streams[stream.index] = output.add_stream_from_template(stream)
+                            offsets[stream.index] = 0.0
+                    ends = dict(offsets)
+                    for packet in source.demux():
+                        if packet.dts is None or packet.stream.index not in streams:
+                            continue
+                        base = packet.time_base
+                        shift = round(offsets[packet.stream.index] / base)
+                        end = (packet.pts + (packet.duration or 0) + shift) * base
+                        ends[packet.stream.index] = max(ends[packet.stream.index], float(end))
+                        packet.pts += shift
+                        packet.dts += shift
+                        packet.stream = streams[packet.stream.index]
+                        output.mux(packet)
+                    offsets = ends
+
+    _write_atomically(mp4_path, write)
+    return mp4_path

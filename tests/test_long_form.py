@@ -1,11 +1,13 @@
 import json
+import shutil
 
 import av
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from ltx_pipeline import Audio
+from ltx_pipeline import Audio, constants
 from ltx_pipeline.long_form import (
     PromptSegment,
     check_free_space,
@@ -95,22 +97,29 @@ def test_a2v_long_output_lasts_as_long_as_the_audio_and_carries_it(pipe, tmp_pat
     assert recipe["windows"] == 3 and recipe["duration_s"] == 1.5 and recipe["stopped"] is False
 
 
-def test_a2v_seams_are_held_clean_at_both_stage_sizes(pipe, tmp_path):
+@pytest.mark.parametrize("seam", ["reencode", "copy"])
+def test_a2v_seams_are_held_clean_at_both_stage_sizes(pipe, tmp_path, seam):
     calls, handle = record_transformer_calls(pipe.transformer)
     try:
-        drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", **SMALL, **WINDOW))
+        events = drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "long.mp4", seam=seam, **SMALL, **WINDOW))
     finally:
         handle.remove()
     # 3 windows (38 frames: 17, 17 and 9), 8 + 3 steps each.
     assert len(calls) == 33
     first, second = calls[:11], calls[11:22]
+    # One latent frame held: the second window's first frame is the first window's last.
+    first_frames = next(event for event in events if isinstance(event, WindowFinished)).frames
     for stage, steps in ((1, slice(0, 8)), (2, slice(8, 11))):
         held = second[steps.start]["video_tokens"] // 3  # one of the window's 3 latent frames
-        previous_final = first[steps.stop - 1]["video_final"][:, -held:]  # the window before, after its last step
+        if seam == "copy":  # the window before's last latents, after its last step
+            expected = first[steps.stop - 1]["video_final"][:, -held:]
+        else:  # its last frame, encoded again at this stage's size
+            size = (SMALL["height"] // (3 - stage), SMALL["width"] // (3 - stage))
+            expected = pipe._encode_frames(first_frames[-1:], *size)
         for call in second[steps]:
             assert float(call["video_timestep"][:, :held].abs().max()) == 0.0, f"stage {stage}"
             assert float(call["video_timestep"][:, held:].min()) > 0.0
-            torch.testing.assert_close(call["video"][:, :held].float(), previous_final, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(call["video"][:, :held].float(), expected, atol=1e-5, rtol=1e-5)
         # The first window holds nothing.
         assert float(first[steps.start]["video_timestep"].min()) > 0.0
 
@@ -206,3 +215,66 @@ def test_free_disk_space_is_checked(tmp_path):
     check_free_space(tmp_path / "out" / "clip.mp4", 1024)
     with pytest.raises(ValueError, match="MiB free; this clip needs up to"):
         check_free_space(tmp_path / "out" / "clip.mp4", 2**62)
+
+
+# --- Bad input on the command line, as a user meets it ---------------------------------------------------------------
+
+CLI_SMALL = ["--height", "64", "--width", "64", "--num-frames", "17", "--frame-rate", "25", "--seed", "1"]
+
+
+def test_the_cli_refuses_audio_longer_than_the_limit_naming_it(tmp_path, capsys):
+    from ltx_pipeline.__main__ import main
+
+    limit = constants.LONG_FORM_MAX_AUDIO_DURATION_S
+    clip = tmp_path / "long.wav"
+    sf.write(clip, np.zeros(int((limit + 1) * 8_000), np.int16), 8_000, subtype="PCM_16")  # 10 min 1 s
+    output = tmp_path / "x.mp4"
+    args = [
+        "a2v",
+        "--audio",
+        str(clip),
+        "--prompt",
+        "a bell",
+        *CLI_SMALL,
+        "--duration",
+        "all",
+        "--output",
+        str(output),
+    ]
+    assert main(args) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"lasts {limit + 1:.1f} s, longer than the limit of {limit:g} s" in message
+    assert "--max-audio-duration" in message and not output.exists()
+    # The limit is the user's to set.
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(16_000, np.int16), 8_000, subtype="PCM_16")  # 2 s
+    args[2] = str(short)
+    assert main([*args, "--max-audio-duration", "1"]) == 2
+    assert "lasts 2.0 s, longer than the limit of 1 s" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_a_length_the_disk_cannot_hold_before_any_work(tmp_path, capsys):
+    from ltx_pipeline.__main__ import main
+
+    free_bytes = shutil.disk_usage(tmp_path).free
+    seconds = 2 * free_bytes * 8 / (64 * 64 * constants.LONG_FORM_DISK_BITS_PER_PIXEL * 25)
+    output = tmp_path / "x.mp4"
+    args = ["t2av", "--prompt", "a ball", *CLI_SMALL, "--duration", f"{seconds:.0f}", "--output", str(output)]
+    assert main(args) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "MiB free; this clip needs up to" in message and not output.exists()
+
+
+def test_held_strength_below_1_lets_the_model_repaint_the_held_frames(pipe, tmp_path):
+    calls, handle = record_transformer_calls(pipe.transformer)
+    try:
+        drain(pipe.stream(audio=click_track(1.5), output=tmp_path / "x.mp4", held_strength=0.5, **SMALL, **WINDOW))
+    finally:
+        handle.remove()
+    second = calls[11:22]
+    held = second[0]["video_tokens"] // 3
+    for call in second:  # the held tokens denoise at half the step's noise level
+        timestep = call["video_timestep"]
+        torch.testing.assert_close(timestep[:, :held], 0.5 * timestep[:, held:].max().expand(1, held))
+    with pytest.raises(ValueError, match="`held_strength` must be a number from 0 to 1; got 1.5"):
+        pipe.stream(audio=click_track(1.5), output=tmp_path / "y.mp4", held_strength=1.5, **SMALL, **WINDOW)

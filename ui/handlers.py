@@ -33,6 +33,16 @@ from ltx_pipeline.user_terms import in_user_terms, without_paths
 from ltx_pipeline.video_input import check_video, probe_video
 
 from . import help as studio_help
+from .long_form import (
+    LONG_FORM_DEFAULTS,
+    LONG_FORM_PARAMETERS,
+    LongFormRun,
+    check_audio_length,
+    extends,
+    long_form_events,
+    long_form_inputs,
+    long_mode,
+)
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
 from .retention import using_uploads
@@ -67,6 +77,7 @@ PARAMETER_DEFAULTS = {
     "image": None,
     "image_strength": 1.0,
     "image_frame_index": 0,
+    **LONG_FORM_DEFAULTS,
     **{
         name: NO_LORA if not name.endswith("strength") else constants.DEFAULT_LORA_STRENGTH for name in LORA_PARAMETERS
     },
@@ -90,12 +101,14 @@ def late_options(mode: Mode) -> tuple[Option, ...]:
 
 
 def page_parameters(mode: Mode) -> tuple[str, ...]:
-    """The mode's endpoint parameters in order (the page's inputs): its own, then the shared ones."""
+    """The mode's endpoint parameters in order (the page's inputs): its own, then the shared ones, then (a mode with a
+    long form) the length beyond one window and the prompt timeline, last so earlier positional calls still fit."""
     size = SIZE_PARAMETERS if sets_size(mode) else ()
     images = IMAGE_PARAMETERS if mode.takes_images else ()
     own = tuple(option.keyword for option in own_options(mode) if option.keyword not in LATE_PARAMETERS)
     late = tuple(option.keyword for option in late_options(mode))
-    return (*own, *SHARED_PARAMETERS, *size, *SCHEDULE_PARAMETERS, *images, *LORA_PARAMETERS, *late)
+    long_form = LONG_FORM_PARAMETERS if extends(mode) else ()
+    return (*own, *SHARED_PARAMETERS, *size, *SCHEDULE_PARAMETERS, *images, *LORA_PARAMETERS, *late, *long_form)
 
 
 @dataclass(frozen=True)
@@ -119,8 +132,20 @@ class GenerationRequest:
     image_frame_index: int = 0
     loras: tuple[LoraSpec, ...] = ()  # LoRA files of the studio's folder, applied in both stages
     inputs: Mapping[str, Any] = field(default_factory=dict)  # the mode's own inputs, by pipeline keyword
+    long_form: Mapping[str, Any] | None = None  # long-form inputs (length, timeline, window); None: one clip
+
+    @property
+    def pipeline_job(self) -> str:
+        """The API name of the mode whose pipeline runs the job: the tab's, or its long form's."""
+        return long_mode(mode_named(self.job)).api_name if self.long_form is not None else self.job
 
     def stream_kwargs(self) -> dict[str, Any]:
+        if self.long_form is not None:
+            kwargs = {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed}
+            kwargs |= {"mode": self.mode, "num_inference_steps": self.num_inference_steps}
+            kwargs |= {"modality_scale": self.modality_scale, "height": self.height, "width": self.width}
+            own = {key: value for key, value in self.inputs.items() if key != "pad_audio"}
+            return kwargs | {"frame_rate": self.frame_rate} | own | dict(self.long_form)
         kwargs = {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
@@ -192,7 +217,10 @@ def build_request(job: str | Mode, values: Mapping[str, Any], loras: tuple[LoraS
         sized=sets_size(mode),
         loras=tuple(loras),
         inputs=inputs,
+        long_form=long_form_inputs(mode, values, num_frames) if extends(mode) else None,
     )
+    if request.long_form is not None and "audio" in inputs:
+        check_audio_length(inputs["audio"])
     image = values.get("image")
     if image and mode.takes_images:
         strength = studio_help.real_number("image_strength", values.get("image_strength"))
@@ -290,6 +318,8 @@ class StudioHandlers:
         # stopped, not that it ended with an error.
         self._stop_clicks: dict[tuple[str, str], float] = {}
         self._entry_points: dict[str, Callable[..., Iterator[tuple]]] = {}
+        # (session, job) -> the page fields of a long run's mp4 kept at a Stop, for `stopped_with_file`.
+        self._kept_at_stop: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
@@ -377,6 +407,11 @@ class StudioHandlers:
         terms = terms or UserTerms()
         with user_errors(terms):
             self.state.work_limit.check(job.height, job.width, job.num_frames)  # before the model is touched
+            if job.long_form is not None and self.state.config.num_gpus > 1:
+                raise ValueError(
+                    f"`duration_s` must be 0 in this studio: long runs (chained windows) run on one GPU and it runs "
+                    f"on {self.state.config.num_gpus}; got {job.long_form['duration_s']:g} s."
+                )
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         try:
@@ -384,11 +419,18 @@ class StudioHandlers:
         except Exception as error:
             message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
             raise gr.Error(message) from error
-        with user_errors(terms), using_uploads(job.files()), self.state.run(session, job.job, job.loras) as run:
+        with (
+            user_errors(terms),
+            using_uploads(job.files()),
+            self.state.run(session, job.job, job.loras, job.pipeline_job) as run,
+        ):
             if started is not None:
                 started.append(run)
             if run.stop_requested.is_set():  # stopped while other runs held the LoRAs
                 yield _Update(status=_status("Stopped before the start. Ready for the next run."))
+                return
+            if job.long_form is not None:
+                yield from self._generate_long(job, run, session, progress)
                 return
             last, step_update, stage_update = None, _Update(), _Update()
             with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
@@ -416,6 +458,30 @@ class StudioHandlers:
                     raise RuntimeError("the pipeline's stream ended before the final video")
                 where = f"stage {last.stage}, step {last.step}" if isinstance(last, StepPreview) else "the start"
                 yield _Update(status=_status(f"Stopped at {where}. Ready for the next run."))
+
+    def _generate_long(
+        self, job: GenerationRequest, run: Any, session: str, progress: Callable
+    ) -> Iterator["_Update"]:
+        """A run of chained windows (`ui.long_form`): window progress, the growing preview, the final mp4; a Stop
+        keeps the finished windows as a playable mp4 (`stopped_with_file` shows it)."""
+        self._kept_at_stop.pop((session, job.job), None)
+        output = self.state.new_output_path(job.job)
+        events = run.pipeline.stream(output=output, **job.stream_kwargs())
+        shown = LongFormRun(job.job, job.seed, self.state.new_output_path, progress)
+        fields: dict[str, Any] = {}
+
+        def keep(kept: dict[str, Any]) -> None:
+            self._kept_at_stop[(session, job.job)] = kept
+
+        try:
+            for update in long_form_events(events, shown, run.stop_requested.is_set, keep):
+                fields |= update
+                if "final_video" in update:  # the last yield is what an API caller gets: every output
+                    update = fields | {"stage_video": shown.preview or gr.skip()}
+                yield _Update(**update)
+        finally:
+            shown.remove_parts()
+        self.state.prune_outputs()
 
     def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":
         stages = 2 if mode_named(job.job).two_stage else 1
@@ -473,6 +539,15 @@ class StudioHandlers:
                 return _status("The stopped run is still finishing its step; try again shortly.")
             time.sleep(STOP_POLL_S)
         return _status("Stopped. Ready for the next run.")
+
+    def stopped_with_file(self, job: str, request: gr.Request | None = None) -> tuple[str, Any, Any]:
+        """After Stop in a tab with a long form: (status, final video, recipe); a stopped long run's finished windows
+        show as its playable mp4."""
+        status = self._stopped(job, request)
+        kept = self._kept_at_stop.pop((_session(request), job), None)
+        if kept is None:
+            return status, gr.skip(), gr.skip()
+        return kept["status"], kept["final_video"], kept["recipe"]
 
     def after_failure(self, job: str = TEXT_TO_AV, request: gr.Request | None = None) -> str:
         """The status line after a run's event failed: stopped by the user (Stop cancels the event), or an error

@@ -53,6 +53,9 @@ PAGE_LABELS = {
     "start_time": "From (s)",
     "end_time": "To (s)",
     "regenerate": "Regenerate",
+    "duration_s": "Length (s)",
+    "prompt_timeline": "Prompt timeline",
+    "window_frames": "Length",
 }
 # The API's parameter names, where a check names an argument the endpoints do not have.
 API_NAMES = {
@@ -61,6 +64,7 @@ API_NAMES = {
     "images": "image",
     "frame_index": "image_frame_index",
     "strength": "image_strength",
+    "window_frames": "num_frames",
 }  # marks the sizes a small model was never trained at
 
 # Words that show a prompt describes sound; a prompt with none of them gets a hint.

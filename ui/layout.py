@@ -29,6 +29,7 @@ from .handlers import (
     page_parameters,
     sets_size,
 )
+from .long_form import LongFormControls, clip_length, extends, long_form_controls, plan_notice
 from .state import EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import duration_for, on_gpu
 
@@ -157,6 +158,7 @@ def _mode_tab(handlers: StudioHandlers, mode: Mode, defaults: Defaults, config: 
             late = [own.pop(option.keyword) for option in late_options(mode)]  # the endpoint takes these last
             helpers = _input_helpers(handlers, mode, own, prefix)
             controls = _shared_controls(handlers, defaults, prefix, sets_size(mode), mode.takes_images)
+            long_form = long_form_controls(prefix) if extends(mode) else None
             generate, stop = _buttons(prefix)
         with gr.Column(scale=6):
             shown = _outputs(prefix, preview_audio=mode.generates_audio, stage_video=mode.two_stage)
@@ -167,10 +169,12 @@ def _mode_tab(handlers: StudioHandlers, mode: Mode, defaults: Defaults, config: 
         generate,
         stop,
         run=on_gpu(handlers.generation(mode), duration_for(mode, parameters)),
-        inputs=[*own.values(), *controls.inputs(), *late],
+        inputs=[*own.values(), *controls.inputs(), *late, *(long_form.inputs() if long_form else [])],
         shown=shown,
         config=config,
     )
+    if long_form is not None:
+        _wire_long_form(handlers, own, controls, long_form, prefix)
     name_input_errors({keyword: widget for keyword, widget in own.items() if keyword != "fit"})
     helpers(controls)
     if "audio" in own:
@@ -523,4 +527,47 @@ def _wire_generation(
         api_visibility="private",
         cancels=[generation],
     )
-    stopping.then(await_stop, None, shown.status, queue=False, api_visibility="private")
+    if not extends(mode):
+        stopping.then(await_stop, None, shown.status, queue=False, api_visibility="private")
+        return
+
+    # A stopped long run keeps its finished windows as a playable mp4: shown once the run has let go.
+    def await_stop_with_file(request: gr.Request = None) -> tuple:
+        return handlers.stopped_with_file(api_name, request)
+
+    stopping.then(
+        await_stop_with_file,
+        None,
+        [shown.status, shown.final_video, shown.recipe],
+        queue=False,
+        api_visibility="private",
+    )
+
+
+def _wire_long_form(
+    handlers: StudioHandlers,
+    own: dict[str, gr.components.Component],
+    controls: SharedControls,
+    long_form: LongFormControls,
+    prefix: str,
+) -> None:
+    """A length beyond one window: what it makes, said before generating; a new clip longer than one window makes
+    the whole clip the default (after the Length is fitted to the clip)."""
+    private = {"queue": False, "api_visibility": "private"}
+    plan_inputs = [long_form.duration, controls.num_frames, controls.frame_rate]
+    for widget in plan_inputs:
+        widget.change(plan_notice, plan_inputs, long_form.notice, **private)
+    name_input_errors(
+        {"duration_s": long_form.duration, "prompt_timeline": long_form.timeline}, unbounded=("duration_s",)
+    )
+    if "audio" not in own:
+        return
+    audio, start = own["audio"], own["audio_start_time"]
+    notice = gr.Markdown(elem_id=f"{prefix}-clip-notice")
+    window = defaults_for_model(handlers.state.config.model).max_num_frames  # the Length a long clip is fitted to
+
+    def whole_clip(clip: str | None, start_s: float, frame_rate: float) -> tuple:
+        return clip_length(clip, start_s, frame_rate, window)
+
+    for trigger in (audio.change, start.change):
+        trigger(whole_clip, [audio, start, controls.frame_rate], [long_form.duration, notice], **private)

@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
-# The modes the studio serves: every mode of the registry but long form, which writes its own file window by window
-# and has no tab yet.
+# The modes the studio has tabs for: every mode of the registry but long form, whose pipelines run the audio and text
+# tabs' jobs longer than one window (`ui.long_form`).
 STUDIO_MODES = tuple(mode for mode in MODES.values() if not mode.long_form)
+LONG_FORM_MODES = tuple(mode for mode in MODES.values() if mode.long_form)
 TEXT_TO_AV = MODES["t2av"].api_name
 AUDIO_TO_VIDEO = MODES["a2v"].api_name
 LORA_WAIT_POLL_S = 0.2  # s between checks of Stop while a run waits for other runs' LoRAs
@@ -197,7 +198,9 @@ class StudioState:
                 self.prompt_vocabulary = base.prompt_vocabulary
                 for _ in range(self.config.concurrency_limit):
                     # Each slot gets its own pipeline objects (cancel flag, prompt cache) over the shared weights.
-                    pipelines = {mode.api_name: mode.pipeline.from_pipe(base) for mode in STUDIO_MODES}
+                    # Long form runs on one GPU only: its pipelines join the slot in a lone process.
+                    modes = STUDIO_MODES + (LONG_FORM_MODES if self.context.world_size == 1 else ())
+                    pipelines = {mode.api_name: mode.pipeline.from_pipe(base) for mode in modes}
                     for pipeline in pipelines.values():
                         pipeline.stage_loras = self._stage_loras
                         pipeline.work_limit = self.work_limit
@@ -376,16 +379,19 @@ class StudioState:
     # ---- runs -----------------------------------------------------------------------------------------------------
 
     @contextmanager
-    def run(self, session: str, mode: str, loras: Sequence[LoraSpec] = ()) -> Iterator[Run]:
+    def run(
+        self, session: str, mode: str, loras: Sequence[LoraSpec] = (), pipeline_mode: str | None = None
+    ) -> Iterator[Run]:
         """Lends a pipeline for one job at the LoRA set `loras` and registers the run so `stop(session, mode)`
-        reaches it, also while it waits for other runs' LoRAs (`run.stop_requested` is then set on entry)."""
+        reaches it, also while it waits for other runs' LoRAs (`run.stop_requested` is then set on entry).
+        `pipeline_mode`: the mode whose pipeline runs the job (a tab's long form), when not `mode`'s own."""
         self.load()
         loras = tuple(loras)
         if loras and self.lora_picker_off_reason is not None:
             raise ValueError(f"`loras` must be empty in this studio: {self.lora_picker_off_reason}; got {len(loras)}.")
         slot = self._slots.get()
         try:
-            run = Run(session=session, mode=mode, pipeline=slot.for_mode(mode))
+            run = Run(session=session, mode=mode, pipeline=slot.for_mode(pipeline_mode or mode))
         except ValueError:
             self._slots.put(slot)
             raise
