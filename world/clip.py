@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from world.detectors import resample
 from world.events import sample_event_scene, sample_pulse_scene, sample_rhythm_scene
 from world.render import render_frames
 from world.scene import Scene, sample_scene, scene_contacts
@@ -127,9 +128,14 @@ def render_clip(
         for contact in contacts
         if int(round(contact.time * frame_rate)) < num_frames
     )
+    audio = render_audio(scene, contacts, num_samples, sampling_rate, num_channels, seed=seed)
+    heard = None
+    if scene.pulse is not None:  # the light follows the sound as heard (16 kHz mono)
+        mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+        heard = resample(mono, sampling_rate, SAMPLE_RATE)
     return Clip(
-        frames=render_frames(scene, height, width, num_frames, frame_rate),
-        audio=render_audio(scene, contacts, num_samples, sampling_rate, num_channels, seed=seed),
+        frames=render_frames(scene, height, width, num_frames, frame_rate, heard),
+        audio=audio,
         sampling_rate=sampling_rate,
         frame_rate=float(frame_rate),
         caption=caption(scene),

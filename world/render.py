@@ -64,11 +64,15 @@ def _background(scene: Scene, height: int, width: int) -> np.ndarray:
     return image
 
 
-def pulse_radii(scene: Scene, height: int, num_frames: int, frame_rate: float) -> np.ndarray:
-    """(num_frames,) radius in px of the scene's pulsing light: its voice's loudness around each frame's instant."""
+def pulse_radii(
+    scene: Scene, height: int, num_frames: int, frame_rate: float, audio: np.ndarray | None = None
+) -> np.ndarray:
+    """(num_frames,) radius in px of the scene's pulsing light: the loudness around each frame's instant of `audio`
+    (16 kHz: the clip's sound as heard, reverb included), else of its dry voice."""
     times = np.arange(num_frames, dtype=np.float64) / frame_rate
-    num_samples = int(round(num_frames / frame_rate * SAMPLE_RATE)) + SAMPLE_RATE  # the window past the last frame
-    level = loudness(speech(scene.pulse.voice_seed, num_samples, SAMPLE_RATE), SAMPLE_RATE, times)
+    if audio is None:
+        audio = speech(scene.pulse.voice_seed, int(round(num_frames / frame_rate * SAMPLE_RATE)), SAMPLE_RATE)
+    level = loudness(audio, SAMPLE_RATE, times)
     largest = PULSE_RADII[scene.pulse.size] * height
     return largest * (PULSE_MIN_RADIUS + (1.0 - PULSE_MIN_RADIUS) * level)
 
@@ -88,8 +92,11 @@ def _draw_disc(frame: np.ndarray, centre: tuple[float, float], radius: float, co
     frame[top:bottom, left:right] = frame[top:bottom, left:right] * (1.0 - coverage) + colour * coverage
 
 
-def render_frames(scene: Scene, height: int, width: int, num_frames: int, frame_rate: float) -> np.ndarray:
-    """(num_frames, height, width, 3) uint8 frames; frame i shows the instant i / frame_rate."""
+def render_frames(
+    scene: Scene, height: int, width: int, num_frames: int, frame_rate: float, audio: np.ndarray | None = None
+) -> np.ndarray:
+    """(num_frames, height, width, 3) uint8 frames; frame i shows the instant i / frame_rate. A pulsing light follows
+    the loudness of `audio` (16 kHz, the clip's sound), or of its dry voice where none is given."""
     background = _background(scene, height, width)
     times = np.arange(num_frames, dtype=np.float64) / frame_rate
     rows = np.arange(height, dtype=np.float32)[:, None] + 0.5
@@ -98,7 +105,7 @@ def render_frames(scene: Scene, height: int, width: int, num_frames: int, frame_
     if scene.pulse is not None:
         colour = np.array(COLOURS[scene.pulse.colour], dtype=np.float32)
         centre = (PULSE_ROW * height, scene.pulse.x * width)
-        for index, radius in enumerate(pulse_radii(scene, height, num_frames, frame_rate)):
+        for index, radius in enumerate(pulse_radii(scene, height, num_frames, frame_rate, audio)):
             _draw_disc(frames[index], centre, radius, colour)
     restitution = RESTITUTION[scene.material]
     for ball in scene.balls:
