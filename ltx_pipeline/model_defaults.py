@@ -41,7 +41,7 @@ EMBEDDED_DEFAULTS = ModelDefaults(
     modality_scale=1.0,
     max_num_frames=97,
     sizes=("128x128",),
-    frame_rates=(24.0,),  # at 25 fps audio to video saw 43-50% of a clip's onsets against 50-75% at 24 (issue 30)
+    frame_rates=(24.0,),  # its only training rate (training/README.md); other rates: benchmarks/RESULTS_EMBEDDED.md
 )
 # Real LTX-2.3 weights: the reference pipelines' defaults.
 REFERENCE_DEFAULTS = ModelDefaults(
