@@ -21,6 +21,9 @@ class ModelDefaults:
     modality_scale: float | None  # None: the pipeline's own (3 for dev, 1 for distilled checkpoints)
     max_num_frames: int  # the longest clip an uploaded audio clip is fitted to, and the studio's menu offers
     sizes: tuple[str, ...] | None = None  # "WxH" sizes the model was trained at; None: any multiple of 64
+    frame_rates: tuple[float, ...] | None = (
+        None  # fps the model was trained at (the studio warns at others); None: any
+    )
 
     @property
     def resolution(self) -> str:
@@ -31,7 +34,14 @@ class ModelDefaults:
 # and runs the distilled schedule with one pass a step: modality guidance made its sync and material no better
 # (benchmarks/RESULTS_EMBEDDED.md, 2026-12-02).
 EMBEDDED_DEFAULTS = ModelDefaults(
-    height=128, width=128, num_frames=97, frame_rate=24.0, modality_scale=1.0, max_num_frames=97, sizes=("128x128",)
+    height=128,
+    width=128,
+    num_frames=97,
+    frame_rate=24.0,
+    modality_scale=1.0,
+    max_num_frames=97,
+    sizes=("128x128",),
+    frame_rates=(24.0,),  # its only training rate (training/README.md); other rates: benchmarks/RESULTS_EMBEDDED.md
 )
 # Real LTX-2.3 weights: the reference pipelines' defaults.
 REFERENCE_DEFAULTS = ModelDefaults(

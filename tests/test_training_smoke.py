@@ -193,6 +193,31 @@ def test_frozen_text_encoder_trains_the_connectors_and_stops_at_the_deadline(tra
     assert any(not torch.equal(connectors_before[name], connectors_after[name]) for name in connectors_before)
 
 
+def test_transformer_trains_on_the_rich_world_at_several_frame_rates(trained, tmp_path):
+    out, _ = trained
+    folder = tmp_path / "rates"
+    shutil.copytree(out, folder)
+    argv = ["--stage", "transformer", "--steps", "1", "--resume", "--out", str(folder), "--world", "rich"]
+    argv += ["--frame-rates", "24", "30", "--freeze-text-encoder", *TOY, "--num-clips", "4"]
+    trainer = StageTrainer(parse_args(argv))
+    # Two clips a rate; each rate's audio latents as long as its clips (17 frames: 0.71 s and 0.57 s at 25 a second).
+    assert [(group.frame_rate, group.start, group.count) for group in trainer.groups] == [(24.0, 0, 2), (30.0, 2, 2)]
+    assert [latents.shape[1] for latents in trainer.audio_latents] == [round(17 / 24 * 25), round(17 / 30 * 25)]
+    for group in range(2):  # a batch of either rate runs, its clips drawn from that rate alone
+        draw = TransformerDraw(
+            torch.tensor([0, 1]) + 2 * group,
+            1,
+            torch.full((2,), 0.5),
+            torch.zeros(2),
+            torch.zeros(2, dtype=bool),
+            False,
+            group,
+        )
+        assert torch.isfinite(trainer.transformer_loss(draw))
+    state = train(parse_args(argv))
+    assert state["step"] == json.loads((out / "transformer_state.json").read_text())["step"] + 1
+
+
 def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, tmp_path):
     out, _ = trained
     exported = tmp_path / "exported"
@@ -222,6 +247,10 @@ def test_compiled_transformer_trains_and_reuses_its_compile_cache(trained, capsy
 
 
 def test_bad_arguments_are_named():
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--frame-rates", "24", "30"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--frame-rates", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "0", "--out", "x"])
     with pytest.raises(SystemExit):

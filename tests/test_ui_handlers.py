@@ -14,6 +14,7 @@ import soundfile as sf
 
 from ltx_pipeline import validation
 from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.model_defaults import defaults_for_model
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ui import help as studio_help
 from ui.handlers import StudioHandlers, build_request
@@ -356,6 +357,15 @@ def test_frame_count_menu_labels_each_count_with_its_duration(handlers: StudioHa
     update = handlers.frame_choices(24, 97)
     assert ("97 frames - 4.04 s at 24 fps", 97) in update["choices"] and update["value"] == 97
     assert is_skip(handlers.frame_choices(0, 97))
+
+
+def test_a_frame_rate_the_model_was_not_trained_at_is_named_under_the_length(handlers: StudioHandlers) -> None:
+    known = defaults_for_model(handlers.state.config.model).frame_rates
+    assert known == (24.0,)  # the embedded model learned 24 fps clips only
+    assert handlers.frame_choices(24, 97)["info"] == studio_help.FRAME_COUNT_INFO
+    info = handlers.frame_choices(12.5, 97)["info"]
+    assert info.startswith(studio_help.FRAME_COUNT_INFO) and "trained at 24 fps only" in info and "12.5 fps" in info
+    assert studio_help.frame_rate_note(30.0, None) == ""  # real weights: any rate
 
 
 def test_audio_help_offers_the_frame_count_matching_the_clip(handlers: StudioHandlers) -> None:

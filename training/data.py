@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from world import generate_clip
+from world import generate_clip, generate_training_clip
 from world.render import FLOOR_LINE
 
 
@@ -19,17 +19,30 @@ class ClipBatch:
     impact_frames: list[list[int]]
 
 
-def _render(args: tuple[int, int, int, int, float]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
-    seed, height, width, num_frames, frame_rate = args
-    clip = generate_clip(seed, height, width, num_frames, frame_rate)
+WORLDS = ("original", "rich")  # `world.generate_clip` (balls released from rest), `world.generate_training_clip`
+
+
+def _render(args: tuple[int, int, int, int, float, str]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
+    seed, height, width, num_frames, frame_rate, world = args
+    generate = generate_training_clip if world == "rich" else generate_clip
+    clip = generate(seed, height, width, num_frames, frame_rate)
     return clip.frames, clip.audio, clip.caption, [impact.frame for impact in clip.impacts]
 
 
 def render_clips(
-    seeds: range | list[int], height: int, width: int, num_frames: int, frame_rate: float, workers: int = 1
+    seeds: range | list[int],
+    height: int,
+    width: int,
+    num_frames: int,
+    frame_rate: float,
+    workers: int = 1,
+    world: str = "original",
 ) -> ClipBatch:
-    """Render one clip per seed (in `workers` processes); seeds make the data set reproducible."""
-    jobs = [(seed, height, width, num_frames, frame_rate) for seed in seeds]
+    """Render one clip per seed (in `workers` processes) of `world` (one of WORLDS); seeds make the data set
+    reproducible."""
+    if world not in WORLDS:
+        raise ValueError(f"`world` must be one of {WORLDS}; got {world!r}.")
+    jobs = [(seed, height, width, num_frames, frame_rate, world) for seed in seeds]
     frames = audio = None
     captions, impact_frames = [], []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:

@@ -11,7 +11,9 @@
 # --num-clips 8"); NUM_CLIPS (transformer_only, default 4096); COMPILE_CACHE (transformer_only: a compile_cache.bin
 # an earlier command returned, which saves most of the ~3-minute compile); WITH_DECODERS (transformer_only: also
 # train the video decoder on its fixed encoder and the vocoder, side by side until the same time, and return them);
-# DATA_SEED (transformer_only, default 0: the clips every run so far trained on; another value renders new scenes).
+# DATA_SEED (transformer_only, default 0: the clips every run so far trained on; another value renders new scenes);
+# NO_COMPILE (transformer_only: train eagerly; with several --frame-rates in EXTRA_ARGS each rate's audio length is
+# graphs of its own, and compiling them all takes longer than a command's training).
 set -u
 script_start=$(date +%s)
 phase=$1; ckpt=$2; result=$3; init=${4:-}  # init: a checkpoint folder to start from (copied into ckpt)
@@ -80,8 +82,10 @@ elif [ "$phase" = transformer_only ]; then
         $extra >"$logs/$name.log" 2>&1 &
     done
   fi
+  compile_args="--compile --compile-cache $result/compile_cache.bin"
+  [ -n "${NO_COMPILE:-}" ] && compile_args=""
   PYTHONUNBUFFERED=1 timeout "$hard_stop_s" python3 -m training.train --stage transformer --steps 1000000 \
-    --out "$ckpt" --resume --freeze-text-encoder --compile --compile-cache "$result/compile_cache.bin" \
+    --out "$ckpt" --resume --freeze-text-encoder $compile_args \
     --stop-at "$stop_at" --save-every 1000 --log-every 100 \
     --workers 14 --num-clips "${NUM_CLIPS:-4096}" --data-seed "${DATA_SEED:-0}" --seed 1 $extra \
     >"$logs/transformer.log" 2>&1

@@ -27,7 +27,8 @@ from transformers import Gemma3ForConditionalGeneration
 from ltx_pipeline import constants
 from ltx_pipeline.audio import log_mel_spectrogram
 from training import config
-from training.data import downsample_video, frames_to_video, motion_weight, render_clips
+from training.data import WORLDS, ClipBatch, downsample_video, frames_to_video, motion_weight, render_clips
+from world.clip import TRAINING_CLIP_KINDS
 from world.detectors import BALL_MIN_SATURATION, BALL_MIN_VALUE, MIN_BALL_PIXELS
 from world.render import FLOOR_LINE
 
@@ -98,6 +99,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=config.DEMO_WIDTH)
     parser.add_argument("--num-frames", type=int, default=config.DEMO_NUM_FRAMES)
     parser.add_argument("--frame-rate", type=float, default=config.DEMO_FRAME_RATE)
+    parser.add_argument(
+        "--frame-rates",
+        type=float,
+        nargs="+",
+        help="transformer: train at these frame rates (fps), the clips split evenly between them, each batch at one "
+        "(default: --frame-rate alone)",
+    )
+    parser.add_argument(
+        "--world",
+        default="original",
+        choices=WORLDS,
+        help="'original': balls released from rest (every run before 2026-12-07); 'rich': world.generate_training_clip "
+        "(balls coming in at any moment, other generators' rhythms with impact or drum sounds, a light pulsing with a "
+        "voice)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes rendering the clips")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     parser.add_argument("--log-every", type=int, default=50)
@@ -178,6 +194,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--height and --width must be multiples of 64 (two-stage sizes); got {args.height}x{args.width}")
     if (args.num_frames - 1) % 8:
         parser.error(f"--num-frames must be 8k+1; got {args.num_frames}")
+    if args.frame_rates is None:
+        args.frame_rates = [args.frame_rate]
+    if args.stage != "transformer" and args.frame_rates != [args.frame_rate]:
+        parser.error(f"--frame-rates is for the transformer stage; got it with --stage {args.stage}")
+    if not all(0 < rate <= 60 for rate in args.frame_rates) or len(args.frame_rates) > args.num_clips:
+        parser.error(f"--frame-rates must be fps in (0, 60], at most one per clip; got {args.frame_rates}")
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
     for name in ("video_impact_gain", "audio_tail_gain", "ball_row_gain", "decoded_ball_row_gain"):
@@ -246,6 +268,7 @@ def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> Non
             "LATENT_MOTION_GAIN": LATENT_MOTION_GAIN,
             "AUDIO_ONSET_GAIN": AUDIO_ONSET_GAIN,
             "AUDIO_TAIL_SECONDS": AUDIO_TAIL_SECONDS,
+            "TRAINING_CLIP_KINDS": TRAINING_CLIP_KINDS if args.world == "rich" else None,
         },
         "runs": runs,
     }
@@ -490,15 +513,32 @@ class TransformerDraw(NamedTuple):
     audio_sigma: torch.Tensor  # (B,)
     caption_dropped: torch.Tensor  # (B,) bool: the empty prompt instead of the clip's caption
     isolate: bool  # cross-modal attention off
+    group: int = 0  # the frame rate's group (`ClipGroup`) every clip of the batch is in
 
 
-def draw_transformer_batch(batch: int, num_clips: int, generator: torch.Generator) -> TransformerDraw:
-    indices = torch.randint(num_clips, (batch,), generator=generator)
+class ClipGroup(NamedTuple):
+    """The training clips at one frame rate: `count` of them from `start` (a batch holds clips of one group: the
+    audio latents' length follows the clip's duration)."""
+
+    frame_rate: float
+    start: int
+    count: int
+
+
+def draw_transformer_batch(
+    batch: int, num_clips: int, generator: torch.Generator, groups: list[ClipGroup] | None = None
+) -> TransformerDraw:
+    """A batch's random choices; with `groups`, one group drawn uniformly and `indices` within it (`num_clips` unused)."""
+    group = 0
+    if groups is not None and len(groups) > 1:
+        group = int(torch.randint(len(groups), (1,), generator=generator))
+    start, count = (groups[group].start, groups[group].count) if groups is not None else (0, num_clips)
+    indices = start + torch.randint(count, (batch,), generator=generator)
     stage = 1 if torch.rand(1, generator=generator) < 0.5 else 2
     video_sigma, audio_sigma = draw_sigmas(batch, generator)
     caption_dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
     isolate = bool(torch.rand(1, generator=generator) < ISOLATED_FRACTION)
-    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate)
+    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate, group)
 
 
 class StageTrainer:
@@ -516,11 +556,30 @@ class StageTrainer:
         }
         for module in self.trainable.values():
             module.train()
-        seeds = range(args.data_seed * 1_000_000, args.data_seed * 1_000_000 + args.num_clips)
+        first_seed = args.data_seed * 1_000_000
         video_size = (args.height, args.width) if args.stage in ("video_vae", "upsampler", "transformer") else (32, 32)
         started = time.time()
-        self.data = render_clips(seeds, *video_size, args.num_frames, args.frame_rate, workers=args.workers)
-        print(f"rendered {args.num_clips} clips at {video_size} in {time.time() - started:.1f} s", flush=True)
+        self.groups, batches = [], []
+        for index, rate in enumerate(args.frame_rates):  # the clips split evenly between the frame rates
+            start = index * args.num_clips // len(args.frame_rates)
+            count = (index + 1) * args.num_clips // len(args.frame_rates) - start
+            seeds = range(first_seed + start, first_seed + start + count)
+            batches.append(render_clips(seeds, *video_size, args.num_frames, rate, args.workers, args.world))
+            self.groups.append(ClipGroup(rate, start, count))
+        # Frames share one shape at every frame rate; audio is as long as its clip, so it stays per group.
+        self.group_audio = [batch.audio for batch in batches]
+        self.data = ClipBatch(
+            frames=batches[0].frames if len(batches) == 1 else torch.cat([batch.frames for batch in batches]),
+            audio=batches[0].audio,
+            captions=[caption for batch in batches for caption in batch.captions],
+            impact_frames=[frames for batch in batches for frames in batch.impact_frames],
+        )
+        del batches
+        print(
+            f"rendered {args.num_clips} clips ({args.world} world) at {video_size}, {args.frame_rates} fps in "
+            f"{time.time() - started:.1f} s",
+            flush=True,
+        )
         getattr(self, f"setup_{args.stage}")()
 
     def pick(self, count: int) -> torch.Tensor:
@@ -643,13 +702,10 @@ class StageTrainer:
         vae = load_component("vae", self.args.out, self.fresh, self.device).eval().requires_grad_(False)
         self.frozen_vae = vae if self.args.decoded_ball_row_gain else None  # decodes for the ball-row loss
         audio_vae = load_component("audio_vae", self.args.out, self.fresh, self.device).eval()
-        duration_s = self.args.num_frames / self.args.frame_rate
-        audio_frames = round(duration_s * constants.AUDIO_LATENTS_PER_SECOND)
         video_mean, video_std = vae.latents_mean.to(self.device), vae.latents_std.to(self.device)
         self.video_latents = {1: [], 2: []}  # stage -> packed, normalised (N, tokens, C)
         self.video_weights = {1: [], 2: []}  # stage -> (N, tokens) loss weight
         self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
-        audio_latents = []
         started = time.time()
         with torch.no_grad():
             for chunk in torch.split(torch.arange(self.args.num_clips), 32):
@@ -666,39 +722,59 @@ class StageTrainer:
                     impacts = latent_impact_mask(clip_impacts, self.geometry[stage], stride)
                     gain = LATENT_MOTION_GAIN + self.args.video_impact_gain * impacts.to(self.device)
                     self.video_weights[stage].append((1.0 + gain * moving).cpu())
-                mel = stereo_mel(self.data.audio[chunk]).to(self.device)
-                latents = audio_vae.encode(mel).latent_dist.mode().float()[:, :, :audio_frames]
-                packed = LTX2Pipeline._pack_audio_latents(latents)
-                audio_latents.append(
-                    LTX2Pipeline._normalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std).cpu()
-                )
         self.video_latents = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_latents.items()}
         self.video_weights = {stage: torch.cat(chunks).to(self.device) for stage, chunks in self.video_weights.items()}
-        self.audio_latents = torch.cat(audio_latents).to(self.device)
-        onsets = audio_onset_mask(self.data.impact_frames, self.args.frame_rate, self.audio_latents.shape[1])
-        tails = audio_tail_mask(self.data.impact_frames, self.args.frame_rate, self.audio_latents.shape[1])
-        self.audio_weights = (1.0 + AUDIO_ONSET_GAIN * onsets + self.args.audio_tail_gain * tails).to(self.device)
+        # Audio latents and their loss weights per frame-rate group (their length is the clip's duration); a batch
+        # indexes them with its clips' positions inside the group.
+        self.audio_latents, self.audio_weights, onset_share, tail_share = [], [], [], []
+        for group, audio in zip(self.groups, self.group_audio, strict=True):
+            audio_frames = round(self.args.num_frames / group.frame_rate * constants.AUDIO_LATENTS_PER_SECOND)
+            chunks = []
+            with torch.no_grad():
+                for chunk in torch.split(torch.arange(group.count), 32):
+                    mel = stereo_mel(audio[chunk]).to(self.device)
+                    latents = audio_vae.encode(mel).latent_dist.mode().float()[:, :, :audio_frames]
+                    packed = LTX2Pipeline._pack_audio_latents(latents)
+                    chunks.append(
+                        LTX2Pipeline._normalize_audio_latents(
+                            packed, audio_vae.latents_mean, audio_vae.latents_std
+                        ).cpu()
+                    )
+            self.audio_latents.append(torch.cat(chunks).to(self.device))
+            impacts = self.data.impact_frames[group.start : group.start + group.count]
+            onsets = audio_onset_mask(impacts, group.frame_rate, audio_frames)
+            tails = audio_tail_mask(impacts, group.frame_rate, audio_frames)
+            self.audio_weights.append(
+                (1.0 + AUDIO_ONSET_GAIN * onsets + self.args.audio_tail_gain * tails).to(self.device)
+            )
+            onset_share.append(float(onsets.mean()))
+            tail_share.append(float(tails.mean()))
+        onsets, tails = sum(onset_share) / len(onset_share), sum(tail_share) / len(tail_share)
         covered = {stage: float((weights > 1).float().mean()) for stage, weights in self.video_weights.items()}
-        tail_share = f", tail frames {float(tails.mean()):.1%}" if self.args.audio_tail_gain else ""
+        tail_text = f", tail frames {tails:.1%}" if self.args.audio_tail_gain else ""
         print(
             f"loss weights: ball tokens {covered[1]:.1%} (stage 1) / {covered[2]:.1%} (stage 2), "
-            f"onset frames {float(onsets.mean()):.1%}{tail_share}",
+            f"onset frames {onsets:.1%}{tail_text}",
             flush=True,
         )
+        audio_shapes = ", ".join(str(tuple(latents.shape)) for latents in self.audio_latents)
         print(
             f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
-            f"audio {tuple(self.audio_latents.shape)}; encoded in {time.time() - started:.1f} s",
+            f"audio {audio_shapes}; encoded in {time.time() - started:.1f} s",
             flush=True,
         )
-        # RoPE coordinates per stage, as the transformer would prepare them each step (their small host-to-device
-        # copies would make every step wait for the previous one to finish on the GPU).
-        batch, fps = self.args.batch_size, self.args.frame_rate
+        # RoPE coordinates per stage and frame rate, as the transformer would prepare them each step (their small
+        # host-to-device copies would make every step wait for the previous one to finish on the GPU).
+        batch = self.args.batch_size
         self.coords = {
-            stage: (
-                self.transformer.rope.prepare_video_coords(batch, *self.geometry[stage], self.device, fps=fps),
-                self.transformer.audio_rope.prepare_audio_coords(batch, audio_frames, self.device),
+            (stage, index): (
+                self.transformer.rope.prepare_video_coords(
+                    batch, *self.geometry[stage], self.device, fps=group.frame_rate
+                ),
+                self.transformer.audio_rope.prepare_audio_coords(batch, latents.shape[1], self.device),
             )
             for stage in (1, 2)
+            for index, (group, latents) in enumerate(zip(self.groups, self.audio_latents, strict=True))
         }
         if self.args.freeze_text_encoder:
             self.text_encoder.requires_grad_(False).eval()
@@ -710,7 +786,9 @@ class StageTrainer:
             self.compile_transformer()
 
     def step_transformer(self) -> torch.Tensor:
-        return self.transformer_loss(draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator))
+        return self.transformer_loss(
+            draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator, self.groups)
+        )
 
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """A CPU draw on the device without waiting for the queued GPU work (a pageable copy would)."""
@@ -721,13 +799,14 @@ class StageTrainer:
     def transformer_loss(self, draw: TransformerDraw) -> torch.Tensor:
         indices = self.to_device(draw.indices)
         video_clean = self.video_latents[draw.stage][indices]
-        audio_clean = self.audio_latents[indices]
+        audio_indices = indices - self.groups[draw.group].start  # positions inside the group's audio
+        audio_clean = self.audio_latents[draw.group][audio_indices]
         video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
         video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
         # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
         video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
-        video_coords, audio_coords = self.coords[draw.stage]
+        video_coords, audio_coords = self.coords[(draw.stage, draw.group)]
         scale = self.transformer.config.timestep_scale_multiplier
         video_modality_sigma, audio_modality_sigma = modality_sigmas(video_sigma, audio_sigma)
         with self.autocast():
@@ -766,7 +845,8 @@ class StageTrainer:
             self.video_weights[draw.stage][indices],
         )
         audio_error = weighted_token_mean(
-            (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=2), self.audio_weights[indices]
+            (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=2),
+            self.audio_weights[draw.group][audio_indices],
         )
         # A clean stream is conditioning, not a target.
         video_loss = (video_error * (video_sigma > 0)).sum() / (video_sigma > 0).sum().clamp_min(1)
@@ -812,8 +892,11 @@ class StageTrainer:
         try:
             for stage in (1, 2):
                 for isolate in (False, True):
-                    draw = draw_transformer_batch(self.args.batch_size, self.args.num_clips, generator)
-                    self.transformer_loss(draw._replace(stage=stage, isolate=isolate)).backward()
+                    for group in range(len(self.groups)):  # each frame rate's audio length is a graph of its own
+                        draw = draw_transformer_batch(
+                            self.args.batch_size, self.args.num_clips, generator, [self.groups[group]]
+                        )
+                        self.transformer_loss(draw._replace(stage=stage, isolate=isolate, group=group)).backward()
         except Exception as error:  # inductor or triton failing on this machine
             print(
                 f"compiling failed after {time.time() - started:.1f} s ({type(error).__name__}: {error})", flush=True

@@ -595,13 +595,18 @@ class StudioHandlers:
         return "\n\n".join(hint for hint in hints if hint)
 
     def frame_choices(self, frame_rate: float, num_frames: int) -> dict:
-        """New menu labels for a new frame rate, keeping the chosen count; no change while the rate is invalid."""
+        """New menu labels for a new frame rate, keeping the chosen count, and a note where the model was not trained
+        at that rate; no change while the rate is invalid."""
         try:
             frame_rate = studio_help.real_number("frame_rate", frame_rate)
             choices = studio_help.frame_count_choices(frame_rate)
         except ValueError:
             return gr.skip()
-        return gr.update(choices=choices, value=num_frames)
+        # A rate the model was not trained at is allowed, and said so under the length menu.
+        note = studio_help.frame_rate_note(frame_rate, defaults_for_model(self.state.config.model).frame_rates)
+        return gr.update(
+            choices=choices, value=num_frames, info=" ".join([studio_help.FRAME_COUNT_INFO, note]).strip()
+        )
 
     def steps_control(self, mode: str) -> dict:
         """The steps slider applies to the dev schedule only; distilled runs its fixed 8 + 3 steps."""

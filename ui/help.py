@@ -108,6 +108,21 @@ def frame_count_choices(frame_rate: float, limit: int = MAX_MENU_FRAMES) -> list
     return [(format_frame_count(count, frame_rate), count) for count in validation.valid_frame_counts(limit)]
 
 
+FRAME_COUNT_INFO = "Valid counts are 8k+1 frames"
+
+
+def frame_rate_note(frame_rate: float, known_rates: tuple[float, ...] | None) -> str:
+    """Which frame rates the model was trained at, when `frame_rate` is not one of them; '' for a rate it knows or a
+    model trained at any rate (None)."""
+    if known_rates is None or any(abs(frame_rate - rate) < 1e-6 for rate in known_rates):
+        return ""
+    rates = ", ".join(f"{rate:g}" for rate in known_rates)
+    return (
+        f"This model was trained at {rates} fps only: at {frame_rate:g} fps its clips may not follow the sound "
+        "(audio to video sees fewer of the clip's beats)."
+    )
+
+
 # The same advice in the embedded model's own words (the bouncing-ball world's captions).
 SMALL_MODEL_SOUND_HINT = (
     "Your prompt does not describe any sound yet. This model makes the audio from the same prompt: name the "

@@ -351,11 +351,17 @@ def _size_controls(defaults: Defaults, prefix: str) -> tuple[gr.Dropdown, gr.Num
             choices=studio_help.frame_count_choices(defaults.frame_rate),
             value=defaults.num_frames,
             label="Length",
-            info="Valid counts are 8k+1 frames",
+            info=studio_help.FRAME_COUNT_INFO,
             allow_custom_value=True,  # API callers may send any count: the handler explains a wrong one
             elem_id=f"{prefix}-frames",
         )
-        frame_rate = gr.Number(value=defaults.frame_rate, label="Frame rate (fps)", elem_id=f"{prefix}-fps")
+        known = defaults.frame_rates
+        frame_rate = gr.Number(
+            value=defaults.frame_rate,
+            label="Frame rate (fps)",
+            info=f"This model knows {', '.join(f'{rate:g}' for rate in known)} fps" if known else None,
+            elem_id=f"{prefix}-fps",
+        )
     resolution = gr.Dropdown(
         choices=studio_help.resolution_choices(defaults.sizes),
         value=defaults.resolution,

@@ -4,8 +4,17 @@
 impacts (time, frame, sample, ball, material, room); `world.detectors` measures the same things back from any clip.
 """
 
-from world.clip import WORLD_VOCABULARY, Clip, Impact, caption, generate_clip, render_clip
-from world.scene import COLOURS, MATERIALS, ROOMS, SIZES, Ball, Scene, sample_scene
+from world.clip import (
+    TRAINING_FRAME_RATES,
+    WORLD_VOCABULARY,
+    Clip,
+    Impact,
+    caption,
+    generate_clip,
+    generate_training_clip,
+    render_clip,
+)
+from world.scene import COLOURS, MATERIALS, ROOMS, SIZES, Ball, Flight, Pulse, Scene, sample_scene
 from world.sound import SAMPLE_RATE
 
 __all__ = [
@@ -14,13 +23,17 @@ __all__ = [
     "ROOMS",
     "SAMPLE_RATE",
     "SIZES",
+    "TRAINING_FRAME_RATES",
     "WORLD_VOCABULARY",
     "Ball",
     "Clip",
+    "Flight",
+    "Pulse",
     "Impact",
     "Scene",
     "caption",
     "generate_clip",
+    "generate_training_clip",
     "render_clip",
     "sample_scene",
 ]

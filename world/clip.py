@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from world.detectors import resample
+from world.events import sample_event_scene, sample_pulse_scene, sample_rhythm_scene
 from world.render import render_frames
 from world.scene import Scene, sample_scene, scene_contacts
 from world.sound import SAMPLE_RATE, render_audio
@@ -23,8 +25,21 @@ WORLD_VOCABULARY: tuple[str, ...] = tuple(
         "a an the and on in with of ball balls bounces bounce bouncing floor room hall small large bright dark "
         "red green blue yellow wood metal glass stone hollow knocks ringing clanks clinks dull thuds short long "
         "echoes echo".split()
+        # Added with the scenes of `world.events` (after the first words, so that those keep their token ids):
+        + "light pulses voice above speech to drum beat hits".split()
     )
 )
+# How often the training data draws each kind of clip (`generate_training_clip`): the original world (balls released
+# from rest), balls coming in at any moment, balls on another generator's rhythm with impact or drum sounds, a light
+# pulsing with a voice.
+TRAINING_CLIP_KINDS: dict[str, float] = {
+    "released": 0.35,
+    "events": 0.2,
+    "rhythm_impacts": 0.15,
+    "rhythm_drums": 0.15,
+    "pulse": 0.15,
+}
+TRAINING_FRAME_RATES = (24.0, 25.0, 30.0)  # fps the embedded model is trained at
 
 
 @dataclass(frozen=True)
@@ -59,8 +74,18 @@ class Clip:
 
 def caption(scene: Scene) -> str:
     """One sentence naming the source, the material and the space, as the LTX prompting guide recommends."""
+    if scene.pulse is not None:
+        return (
+            f"a {scene.pulse.size} {scene.pulse.colour} light pulses with a voice above a {scene.material} floor in "
+            f"{ROOM_WORDS[scene.room]}, speech with {ECHO_WORDS[scene.room]}"
+        )
     balls = [f"a {ball.size} {ball.colour} ball" for ball in scene.balls]
     verb = "bounces" if len(balls) == 1 else "bounce"
+    if scene.sound == "drums":
+        return (
+            f"{' and '.join(balls)} {verb} to a drum beat on a {scene.material} floor in {ROOM_WORDS[scene.room]}, "
+            f"drum hits with {ECHO_WORDS[scene.room]}"
+        )
     return (
         f"{' and '.join(balls)} {verb} on a {scene.material} floor in {ROOM_WORDS[scene.room]}, "
         f"{MATERIAL_SOUND_WORDS[scene.material]} with {ECHO_WORDS[scene.room]}"
@@ -103,9 +128,14 @@ def render_clip(
         for contact in contacts
         if int(round(contact.time * frame_rate)) < num_frames
     )
+    audio = render_audio(scene, contacts, num_samples, sampling_rate, num_channels, seed=seed)
+    heard = None
+    if scene.pulse is not None:  # the light follows the sound as heard (16 kHz mono)
+        mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+        heard = resample(mono, sampling_rate, SAMPLE_RATE)
     return Clip(
-        frames=render_frames(scene, height, width, num_frames, frame_rate),
-        audio=render_audio(scene, contacts, num_samples, sampling_rate, num_channels, seed=seed),
+        frames=render_frames(scene, height, width, num_frames, frame_rate, heard),
+        audio=audio,
         sampling_rate=sampling_rate,
         frame_rate=float(frame_rate),
         caption=caption(scene),
@@ -128,3 +158,24 @@ def generate_clip(
     """A clip drawn from `seed` (same seed, same clip); `attributes` may fix colour, size, material or room."""
     scene = sample_scene(seed, num_balls=num_balls, **attributes)
     return render_clip(scene, height, width, num_frames, frame_rate, sampling_rate, num_channels, seed=seed)
+
+
+def sample_training_scene(seed: int, duration_s: float) -> Scene:
+    """A scene of one of TRAINING_CLIP_KINDS, drawn with their shares from `seed`."""
+    rng = np.random.default_rng(seed + 7_919)  # a stream apart from the one each kind draws its scene with
+    kind = rng.choice(list(TRAINING_CLIP_KINDS), p=list(TRAINING_CLIP_KINDS.values()))
+    if kind == "released":
+        return sample_scene(seed, num_balls=int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1])))
+    if kind == "events":
+        return sample_event_scene(seed, duration_s)
+    if kind == "pulse":
+        return sample_pulse_scene(seed)
+    return sample_rhythm_scene(seed, duration_s, sound="drums" if kind == "rhythm_drums" else "impacts")
+
+
+def generate_training_clip(
+    seed: int, height: int = 128, width: int = 128, num_frames: int = 97, frame_rate: float = 24.0
+) -> Clip:
+    """A training clip of the richer world (`sample_training_scene`) at `frame_rate`; same seed, same clip."""
+    scene = sample_training_scene(seed, num_frames / frame_rate)
+    return render_clip(scene, height, width, num_frames, frame_rate, seed=seed)

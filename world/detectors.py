@@ -14,6 +14,7 @@ import numpy as np
 from world.render import FLOOR_LINE
 from world.scene import COLOURS, IMPACT_SPEED_BANDS, MATERIALS, ROOMS, SIZES, sample_scene, scene_contacts
 from world.sound import SAMPLE_RATE, render_audio
+from world.voice import loudness
 
 BALL_MIN_SATURATION = 0.35  # walls and floors are greyer than this, balls far more saturated
 BALL_MIN_VALUE = 0.35  # the dark hall's walls are darker than this
@@ -300,3 +301,51 @@ def hits_by_speed(speeds: list[float], hits: list[bool]) -> list[tuple[float, fl
         inside = [hit for speed, hit in zip(speeds, hits, strict=True) if low <= speed < high]
         bands.append((low, high, len(inside), sum(inside)))
     return bands
+
+
+# --- Several balls, a pulsing light ------------------------------------------------------------------------------
+
+LANE_GAP_COLUMNS = 3  # columns without any ball pixel in the whole clip that separate two balls' lanes
+
+
+def ball_lanes(frames: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) column ranges in which ball pixels appear anywhere in the clip, split where at least
+    LANE_GAP_COLUMNS columns never show one: balls that keep to their own lanes are told apart."""
+    occupied = np.flatnonzero(ball_mask(frames).any(axis=(0, 1)))
+    if len(occupied) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(occupied) > LANE_GAP_COLUMNS)
+    starts = np.concatenate([[occupied[0]], occupied[breaks + 1]])
+    ends = np.concatenate([occupied[breaks], [occupied[-1]]]) + 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def visual_impacts_in_lanes(frames: np.ndarray, frame_rate: float) -> np.ndarray:
+    """`visual_impacts` of each ball lane (`ball_lanes`) on its own, merged in time order (contacts in two lanes
+    within a frame of each other count once). For one ball it equals `visual_impacts`."""
+    times = np.sort(
+        np.concatenate(
+            [visual_impacts(frames[:, :, start:end], frame_rate) for start, end in ball_lanes(frames)] or [[]]
+        )
+    )
+    kept: list[float] = []
+    for time in times:
+        if not kept or time - kept[-1] > 1.0 / frame_rate + 1e-9:
+            kept.append(float(time))
+    return np.array(kept)
+
+
+def pulse_sizes(frames: np.ndarray) -> np.ndarray:
+    """(F,) square root of the saturated pixels above the floor in each frame: a pulsing light's radius, up to a
+    constant."""
+    return np.sqrt(ball_mask(frames).sum(axis=(1, 2)).astype(np.float64))
+
+
+def loudness_tracking(frames: np.ndarray, frame_rate: float, audio: np.ndarray, sampling_rate: int) -> float:
+    """Pearson correlation between the pulsing light's size in each frame (`pulse_sizes`) and the audio's loudness at
+    that frame's instant (`world.voice.loudness`); 0 where either does not vary."""
+    sizes = pulse_sizes(frames)
+    levels = loudness(np.asarray(audio, np.float64), sampling_rate, np.arange(len(frames)) / frame_rate)
+    if np.std(sizes) == 0 or np.std(levels) == 0:
+        return 0.0
+    return float(np.corrcoef(sizes, levels)[0, 1])

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from world.scene import Contact, Scene
+from world.voice import speech
 
 SAMPLE_RATE = 16_000  # Hz
 BALL_PITCH_HZ: dict[str, float] = {"small": 1_000.0, "large": 520.0}  # fundamental before the floor's factor
 MAX_MODE_HZ = 7_600.0  # modes above this are dropped (16 kHz audio keeps < 8 kHz)
 IMPACT_GAIN = 0.12  # amplitude per unit of impact speed
 PAN_WIDTH = 0.8  # stereo: 0 keeps the centre, 1 pans fully with the ball's x
+DRUM_GAIN = 0.3  # peak amplitude of a drum hit
+DRUM_VOICES = ("kick", "snare", "hihat")  # ball k of a drums scene plays DRUM_VOICES[k % 3]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,22 @@ def impact(material: str, ball_size: str, speed: float, sampling_rate: int, rng:
     return IMPACT_GAIN * speed * sound
 
 
+def drum(voice: str, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The dry sound of one drum hit (kick: a falling sine; snare: a tone and noise; hi-hat: bright noise)."""
+    time = np.arange(int(0.4 * sampling_rate)) / sampling_rate
+    noise = rng.standard_normal(len(time))
+    if voice == "kick":
+        frequency = 45.0 + 75.0 * np.exp(-time / 0.03)
+        sound = np.sin(2 * np.pi * np.cumsum(frequency) / sampling_rate) * np.exp(-time / 0.12)
+        sound += 0.3 * noise * np.exp(-time / 0.003)
+    elif voice == "snare":
+        sound = 0.5 * np.sin(2 * np.pi * 185.0 * time) * np.exp(-time / 0.05)
+        sound += 0.7 * np.diff(noise, prepend=0.0) * np.exp(-time / 0.09)
+    else:
+        sound = 0.6 * np.diff(noise, n=2, prepend=(0.0, 0.0)) * np.exp(-time / 0.03)
+    return DRUM_GAIN * rng.uniform(0.8, 1.0) * sound / np.abs(sound).max()
+
+
 def room_impulse_response(room: str, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
     """The wet part of the room's response (the direct sound is added separately)."""
     settings = ROOM_SOUNDS[room]
@@ -94,9 +113,14 @@ def render_audio(
         raise ValueError(f"`num_channels` must be 1 or 2; got {num_channels}.")
     rng = np.random.default_rng(seed)
     dry = np.zeros((num_channels, num_samples))
+    if scene.pulse is not None:
+        dry += speech(scene.pulse.voice_seed, num_samples, sampling_rate)[None]
     for contact in contacts:
         ball = scene.balls[contact.ball]
-        sound = impact(scene.material, ball.size, contact.speed, sampling_rate, rng)
+        if scene.sound == "drums":
+            sound = drum(DRUM_VOICES[contact.ball % len(DRUM_VOICES)], sampling_rate, rng)
+        else:
+            sound = impact(scene.material, ball.size, contact.speed, sampling_rate, rng)
         start = int(round(contact.time * sampling_rate))
         stop = min(start + len(sound), num_samples)
         if num_channels == 1:
