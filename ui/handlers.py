@@ -46,7 +46,7 @@ from .long_form import (
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
 from .retention import using_uploads
-from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
+from .state import STUDIO_MODES, TEXT_TO_AV, Run, StudioState
 
 logger = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ class StudioHandlers:
                 yield _Update(status=_status(f"Stopped at {where}. Ready for the next run."))
 
     def _generate_long(
-        self, job: GenerationRequest, run: Any, session: str, progress: Callable
+        self, job: GenerationRequest, run: Run, session: str, progress: Callable
     ) -> Iterator["_Update"]:
         """A run of chained windows (`ui.long_form`): window progress, the growing preview, the final mp4; a Stop
         keeps the finished windows as a playable mp4 (`stopped_with_file` shows it)."""
