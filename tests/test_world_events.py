@@ -78,3 +78,21 @@ def test_new_words_keep_the_first_words_token_ids():
     assert before(caption).input_ids == after(caption).input_ids
     assert len(after) <= 512  # the text encoder's vocabulary
     assert after.tokenize("a light pulses to a drum beat")[1:] == ["▁light", "▁pulses", "▁to", "▁a", "▁drum", "▁beat"]
+
+
+@pytest.mark.parametrize("frame_rate", TRAINING_FRAME_RATES)
+def test_the_benchmarks_held_out_audio_is_heard_and_its_world_rendering_seen_at_each_onset(frame_rate):
+    from benchmarks.held_out_audio import drum_pattern, hummed_voice, irregular_tosses
+
+    tolerance = 2 / frame_rate
+    for clip in (irregular_tosses(7_000_001, 97, frame_rate), drum_pattern(7_100_003, 168.0, 97, frame_rate)):
+        assert len(clip.onsets) >= 5 and np.all(np.diff(clip.onsets) > 0.03)
+        heard = detectors.match_events(clip.onsets, detectors.audio_onsets(clip.audio), tolerance)[1]
+        seen = detectors.match_events(
+            clip.onsets, detectors.visual_impacts_in_lanes(clip.frames, frame_rate), tolerance
+        )[1]
+        # An onset in the last frame or two has no frames after it to show the bounce.
+        assert heard >= 0.85 * len(clip.onsets) and seen >= len(clip.onsets) - 1
+    voice = hummed_voice(7_200_000, 97, frame_rate)
+    levels = detectors.loudness(voice.audio, 16_000, np.arange(97) / frame_rate)
+    assert levels.std() > 0.2 and "light pulses with a voice" in voice.caption

@@ -48,6 +48,7 @@ class Defaults:
     seed: int = constants.DEFAULT_SEED
     modality_scale: float = constants.MODALITY_SCALE
     sizes: tuple[str, ...] | None = None  # "WxH" sizes the model was trained at; None: any
+    frame_rates: tuple[float, ...] | None = None  # fps the model was trained at; None: any
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def defaults_for(state: StudioState) -> Defaults:
         frame_rate=model.frame_rate,
         modality_scale=constants.MODALITY_SCALE if model.modality_scale is None else model.modality_scale,
         sizes=model.sizes,
+        frame_rates=model.frame_rates,
     )
 
 

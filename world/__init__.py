@@ -2,6 +2,8 @@
 
 `generate_clip(seed)` returns frames, 16 kHz audio, a caption in the LTX prompting guide's style and the list of
 impacts (time, frame, sample, ball, material, room); `world.detectors` measures the same things back from any clip.
+`generate_training_clip(seed)` draws from a richer world (`world.events`, `world.voice`): balls coming in at any
+moment, contacts on another generator's rhythm with impact or drum sounds, a light pulsing with a voice.
 """
 
 from world.clip import (
