@@ -133,6 +133,7 @@ def test_the_text_endpoint_asks_for_a_length_beyond_one_window(client: Client) -
         ({"duration_s": -2}, "`duration_s` must be a number of seconds > 0"),
         # One window of 9 frames is two latent frames: the two held would be all of it.
         ({"duration_s": 1.0, "num_frames": 9}, "smaller than the window's 2 latent frames (`num_frames` = 9)"),
+        ({"duration_s": 6.0, "length_from_prompt": True}, "`length_from_prompt` picks one clip's length"),
     ],
 )
 def test_bad_long_form_input_names_the_api_parameter(client: Client, overrides: dict, message: str) -> None:

@@ -198,8 +198,11 @@ def build_request(job: str | Mode, values: Mapping[str, Any], loras: tuple[LoraS
         height, width = studio_help.parse_resolution(values.get("resolution"))
         validation.check_size(height, width)
         inputs = _audio_inputs(values) if mode.name == "a2v" else {}
-        if any(option.keyword == "length_from_prompt" for option in mode.options):
-            inputs = {**inputs, "length_from_prompt": bool(values.get("length_from_prompt"))}
+        if any(option.keyword == "length_from_prompt" for option in mode.options) and values.get("length_from_prompt"):
+            inputs = {
+                **inputs,
+                "length_from_prompt": True,
+            }  # only when asked: the long-form pipeline has no such input
     else:
         height, width, num_frames, frame_rate, inputs = _video_inputs(mode, values)
     request = GenerationRequest(

@@ -68,6 +68,11 @@ def long_form_inputs(mode: Mode, values: Mapping[str, Any], num_frames: int) -> 
             "`image` applies to one-clip runs; a run with `duration_s` (chained windows) takes no image: "
             "remove the image or set `duration_s` to 0."
         )
+    if values.get("length_from_prompt"):
+        raise ValueError(
+            "`length_from_prompt` picks one clip's length; a run with `duration_s` has the length it asks for: "
+            "untick it or set `duration_s` to 0."
+        )
     if values.get("pad_audio"):
         raise ValueError(
             "`pad_audio` applies to one-clip runs; a run with `duration_s` uses the clip as it is: "
