@@ -20,6 +20,7 @@ with contextlib.suppress(ImportError):
 
 from ltx_pipeline import assembly  # noqa: E402
 from ui import StudioConfig, StudioState, build_demo, launch_options  # noqa: E402
+from ui.long_form import check_audio_limit  # noqa: E402
 from ui.retention import RetentionPolicy, parse_size  # noqa: E402
 from ui.zerogpu import on_zero_gpu  # noqa: E402
 
@@ -45,6 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="refuse jobs above height x width x frames (default: 128x128x257 on a CPU, 1920x1088x257 on a GPU); "
         "env LTX_MAX_PIXEL_FRAMES",
+    )
+    parser.add_argument(
+        "--max-audio-duration",
+        type=float,
+        default=defaults.max_audio_duration_s,
+        metavar="SECONDS",
+        help=f"refuse long runs from audio clips longer than this (default {defaults.max_audio_duration_s:g}, 10 min)",
     )
     parser.add_argument(
         "--keep-outputs-days", type=float, default=7.0, help="outputs older than this are removed (default 7)"
@@ -77,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> StudioConfig:
     """The studio's settings; raises ValueError naming the first bad option."""
     settings = assembly.settings_from_args(args)
+    check_audio_limit(args.max_audio_duration, "--max-audio-duration")
     return StudioConfig(
         model=settings.model,
         spatial_upsampler=settings.spatial_upsampler,
@@ -92,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         distilled_lora=args.distilled_lora,
         num_gpus=settings.num_gpus,
         max_pixel_frames=args.max_pixel_frames,
+        max_audio_duration_s=args.max_audio_duration,
         retention=RetentionPolicy(
             max_age_s=args.keep_outputs_days * 86400.0,
             max_total_bytes=parse_size(args.max_outputs_size),

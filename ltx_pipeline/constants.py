@@ -223,6 +223,8 @@ LONG_FORM_HELD_STRENGTH = 1.0
 # An audio file longer than this is refused by audio-to-video long form (the input is held in memory: 23 MB a minute
 # at 48 kHz stereo float32).
 LONG_FORM_MAX_AUDIO_DURATION_S = 600.0  # s, 10 min
+# The lowest such limit a caller or a studio may set: below a second no long run is possible.
+LONG_FORM_MIN_AUDIO_LIMIT_S = 1.0  # s
 # Generated audio (text to audio+video) crosses from one window's sound to the next's over this much, just before
 # the seam: both windows decoded the same held latents there, so the fade only hides the decoders' edge differences.
 LONG_FORM_AUDIO_CROSSFADE_S = 0.01  # s

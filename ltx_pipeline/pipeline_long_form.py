@@ -210,7 +210,9 @@ class LongFormPipeline(LTXAVPipelineBase):
         max_duration_s: float,
     ) -> tuple[Audio | None, float]:
         """The user's clip from `start_time` for `duration_s` (None: to its end), and the clip's duration."""
-        validation.check_scale("max_audio_duration_s", max_duration_s, 1.0, float("inf"))
+        validation.check_scale(
+            "max_audio_duration_s", max_duration_s, constants.LONG_FORM_MIN_AUDIO_LIMIT_S, float("inf")
+        )
         if duration_s is not None and (
             isinstance(duration_s, bool)
             or not isinstance(duration_s, (int, float))

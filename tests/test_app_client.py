@@ -390,6 +390,23 @@ def test_lora_options_come_from_the_flags_or_the_environment(monkeypatch: pytest
         app.main(["--distilled-lora", str(missing), "--output-dir", str(tmp_path)])
 
 
+def test_the_audio_limit_comes_from_its_flag_and_a_bad_one_is_refused_in_its_terms(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import app
+
+    assert app.config_from_args(app.parse_args([])).max_audio_duration_s == 600.0  # 10 min
+    assert app.config_from_args(app.parse_args(["--max-audio-duration", "45"])).max_audio_duration_s == 45.0
+    # Refused before anything is launched or loaded, naming the flag and what was given.
+    for given, shown in (("0", "0.0"), ("-5", "-5.0"), ("nan", "nan"), ("inf", "inf")):
+        with pytest.raises(SystemExit, match=rf"^error: --max-audio-duration must be a number of seconds >= 1 .*; "
+                           rf"got {shown}\.$"):  # fmt: skip
+            app.main(["--max-audio-duration", given, "--output-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        app.parse_args(["--max-audio-duration", "ten minutes"])
+    assert "argument --max-audio-duration: invalid float value: 'ten minutes'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_studio_over_2_processes_serves_a_generation_and_closes(tmp_path: Path) -> None:
     """`python app.py --num-gpus 2 --device cpu`: torchrun, 2 gloo ranks, rank 0's page, Ctrl+C ends every rank."""

@@ -135,6 +135,18 @@ def test_ten_minute_clip_uses_only_the_cut_from_the_start_time(handlers: StudioH
     assert "300.00 s of audio" in message and "longest video" in message and suggested is None
 
 
+def test_a_long_run_from_a_clip_over_the_studios_limit_is_refused_naming_it(tmp_path: Path) -> None:
+    # A studio limited to 2 s: nothing is loaded, the clip is refused before any work.
+    state = StudioState(StudioConfig(output_dir=tmp_path / "outputs", max_audio_duration_s=2.0))
+    clip = write_clip(tmp_path / "three_seconds.wav", 3.0, sampling_rate=8_000)
+    with pytest.raises(gr.Error) as error:
+        list(StudioHandlers(state).audio_to_video(**{**A2V_WIDGETS, "audio": str(clip)}, duration_s=2.5))
+    assert "lasts 3.0 s, longer than this studio's limit of 2 s for a long clip" in error.value.message
+    assert not state.is_loaded
+    with pytest.raises(ValueError, match=r"`max_audio_duration_s` must be a number of seconds >= 1 .*; got 0\.5\."):
+        StudioConfig(output_dir=tmp_path, max_audio_duration_s=0.5)
+
+
 def test_a_start_image_conditions_the_first_frame(handlers: StudioHandlers, tmp_path: Path) -> None:
     from PIL import Image
 

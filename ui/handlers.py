@@ -222,8 +222,6 @@ def build_request(job: str | Mode, values: Mapping[str, Any], loras: tuple[LoraS
         inputs=inputs,
         long_form=long_form_inputs(mode, values, num_frames) if extends(mode) else None,
     )
-    if request.long_form is not None and "audio" in inputs:
-        check_audio_length(inputs["audio"])
     image = values.get("image")
     if image and mode.takes_images:
         strength = studio_help.real_number("image_strength", values.get("image_strength"))
@@ -410,6 +408,8 @@ class StudioHandlers:
         terms = terms or UserTerms()
         with user_errors(terms):
             self.state.work_limit.check(job.height, job.width, job.num_frames)  # before the model is touched
+            if job.long_form is not None and "audio" in job.inputs:
+                check_audio_length(job.inputs["audio"], self.state.config.max_audio_duration_s)
             if job.long_form is not None and self.state.config.num_gpus > 1:
                 raise ValueError(
                     f"`duration_s` must be 0 in this studio: long runs (chained windows) run on one GPU and it runs "
@@ -469,7 +469,8 @@ class StudioHandlers:
         keeps the finished windows as a playable mp4 (`stopped_with_file` shows it)."""
         self._kept_at_stop.pop((session, job.job), None)
         output = self.state.new_output_path(job.job)
-        events = run.pipeline.stream(output=output, **job.stream_kwargs())
+        limit = self.state.config.max_audio_duration_s  # the pipeline's own check, at the studio's limit
+        events = run.pipeline.stream(output=output, max_audio_duration_s=limit, **job.stream_kwargs())
         shown = LongFormRun(job.job, job.seed, self.state.new_output_path, progress)
         fields: dict[str, Any] = {}
 

@@ -81,13 +81,31 @@ def long_form_inputs(mode: Mode, values: Mapping[str, Any], num_frames: int) -> 
     return {"duration_s": duration, "prompt_timeline": timeline.strip() or None, "window_frames": num_frames}
 
 
+def check_audio_limit(limit_s: Any, name: str = "`max_audio_duration_s`") -> None:
+    """A studio's longest clip for a long run: a finite number of seconds, at least the long-form pipeline's floor.
+    `name` is the setting as its user gives it (the config field, or `app.py`'s flag)."""
+    lowest = constants.LONG_FORM_MIN_AUDIO_LIMIT_S
+    if (
+        isinstance(limit_s, bool)
+        or not isinstance(limit_s, (int, float))
+        or not math.isfinite(limit_s)
+        or limit_s < lowest
+    ):
+        raise ValueError(
+            f"{name} must be a number of seconds >= {lowest:g} (default "
+            f"{constants.LONG_FORM_MAX_AUDIO_DURATION_S:g}); got {limit_s!r}."
+        )
+
+
 def check_audio_length(audio: str, limit_s: float = constants.LONG_FORM_MAX_AUDIO_DURATION_S) -> None:
-    """A clip longer than the studio's limit is refused before anything is loaded, naming the limit."""
+    """A clip longer than the studio's limit (`StudioConfig.max_audio_duration_s`) is refused before anything is
+    loaded, naming the limit."""
     seconds = probe_audio_duration(audio)
     if seconds > limit_s:
+        minutes = f" ({limit_s / 60:g} min)" if limit_s >= 60 else ""
         raise ValueError(
-            f"`audio` lasts {seconds:.1f} s, longer than this studio's limit of {limit_s:g} s "
-            f"({limit_s / 60:g} min) for a long clip; cut it to at most {limit_s:g} s."
+            f"`audio` lasts {seconds:.1f} s, longer than this studio's limit of {limit_s:g} s{minutes} "
+            f"for a long clip; cut it to at most {limit_s:g} s."
         )
 
 

@@ -30,6 +30,7 @@ from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
 from ltx_pipeline.speed.warmup import WarmUp, needs_warm_up, warm_up
 
+from .long_form import check_audio_limit
 from .pump import ABANDONED_S, HEARTBEAT_S
 from .retention import STAGE_FOLDER, UPLOAD_LIFETIME_S, UPLOAD_SWEEP_S, RetentionPolicy, prune
 
@@ -66,6 +67,8 @@ class StudioConfig:
     num_gpus: int = 1  # GPUs each generation is split over (context parallelism; the app is started by torchrun)
     retention: RetentionPolicy = RetentionPolicy()  # how long outputs stay (age, total size, stage-1 clips)
     max_pixel_frames: int | None = None  # height x width x frames per job; None: LTX_MAX_PIXEL_FRAMES or the device's
+    # s: a long run's audio clip longer than this is refused, naming it (`app.py --max-audio-duration`)
+    max_audio_duration_s: float = constants.LONG_FORM_MAX_AUDIO_DURATION_S
     # s without the client asking for output before a run is stopped as abandoned (`ui.pump`; gradio asks every
     # heartbeat while its client listens)
     abandoned_after_s: float = ABANDONED_S
@@ -88,6 +91,7 @@ class StudioConfig:
     def __post_init__(self) -> None:
         if self.max_pixel_frames is not None:
             WorkLimit(self.max_pixel_frames)
+        check_audio_limit(self.max_audio_duration_s)
         if not isinstance(self.abandoned_after_s, (int, float)) or not self.abandoned_after_s > HEARTBEAT_S:
             raise ValueError(f"`abandoned_after_s` must be more than {HEARTBEAT_S} s; got {self.abandoned_after_s!r}.")
         settings = self.settings  # checked on creation
