@@ -15,8 +15,11 @@ from gradio_client.exceptions import AppError
 
 from ltx_pipeline import constants
 from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.modes import MODES
 from ui import StudioConfig, StudioState, build_demo, launch_options
-from ui.long_form import clip_length, plan_notice
+from ui.handlers import page_parameters
+from ui.long_form import clip_length, plan_notice, window_count
+from ui.zerogpu import MAX_DURATION_S, duration_for
 
 FRAME_RATE = 25.0
 WINDOW = 17  # frames: two latent frames held of three, so each window adds 8 frames after the first
@@ -171,6 +174,24 @@ def test_the_page_says_what_a_length_makes_before_generating(tmp_path: Path) -> 
     assert short["value"] == 0 and no_notice == ""
     assert "**60.00 s as 17 windows** of 97 frames (4.04 s each" in plan_notice(60, 97, 24.0)
     assert plan_notice(0, 97, 24.0) == ""
+
+
+@pytest.mark.parametrize("mode_name", ["a2v", "t2av"])
+def test_zero_gpu_asks_for_every_window_of_a_long_run_up_to_its_maximum(
+    mode_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    mode = MODES[mode_name]
+    duration = duration_for(mode, page_parameters(mode))
+    request = {**SETTINGS, "resolution": "768x512", "num_frames": 97, "frame_rate": 24.0, "audio": "clip.wav"}
+    one_window = duration(**request)
+    assert duration(**request, duration_s=0) == one_window  # 0: one clip
+    windows = window_count(10.0, 97, 24.0)
+    assert windows == 3 and one_window * windows < MAX_DURATION_S
+    assert duration(**request, duration_s=10.0) == windows * one_window
+    assert duration(**request, duration_s=-3) == one_window  # refused by the handler at once
+    # Ten minutes is far beyond what one ZeroGPU call may ask for: the maximum, and the log says it will be cut.
+    assert duration(**request, duration_s=600.0) == MAX_DURATION_S
+    assert "more than the 300 s a call may ask for" in caplog.text
 
 
 def test_stop_keeps_the_finished_windows_and_the_recipe_says_where(tmp_path: Path) -> None:

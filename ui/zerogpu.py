@@ -4,14 +4,16 @@ Where the `spaces` package is absent (any machine but a Space), `on_gpu` returns
 """
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
-from ltx_pipeline import constants, versions
+from ltx_pipeline import constants, validation, versions
 from ltx_pipeline.modes import Mode
 from ltx_pipeline.video_input import probe_video
 
 from . import help as studio_help
+from .long_form import window_count
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +66,30 @@ def estimate_gpu_seconds(
     return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
 
 
+def windows_asked(values: dict[str, Any]) -> int:
+    """How many windows a request makes: `duration_s` > 0 on a tab that extends asks for chained windows of the chosen
+    Length (`ui.long_form`); 1 for one clip, or while an input is invalid (the handler names it at once)."""
+    duration_s = values.get("duration_s")
+    if duration_s in (None, "", 0):
+        return 1
+    try:
+        duration_s = studio_help.real_number("duration_s", duration_s)
+        num_frames = studio_help.whole_number("num_frames", values.get("num_frames"))
+        validation.check_num_frames(num_frames)
+        frame_rate = studio_help.real_number("frame_rate", values.get("frame_rate"))
+        validation.check_frame_rate(frame_rate)
+        if not math.isfinite(duration_s) or duration_s <= 0:
+            return 1
+        return window_count(duration_s, num_frames, frame_rate)
+    except ValueError:  # e.g. a window too short to hold the overlap
+        return 1
+
+
 def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
     """What `spaces.GPU` calls with a mode's handler arguments (named `parameters`, in order): its GPU seconds. A
-    mode that takes a video reads its size and length from the video's header."""
+    mode that takes a video reads its size and length from the video's header. A long run (`duration_s`) asks for
+    its window count times one window's seconds, at most `MAX_DURATION_S`: ZeroGPU ends a call at its duration, so a
+    run needing more ends there with ZeroGPU's error (a warning in the log says so beforehand)."""
 
     def duration(*args: Any, **kwargs: Any) -> int:
         values = dict(zip(parameters, args, strict=False)) | kwargs
@@ -87,9 +110,19 @@ def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
             frames = int(versions.AUTO_DURATION_MAX_SECONDS * frame_rate)
             num_frames = frames // constants.VIDEO_TEMPORAL_COMPRESSION * constants.VIDEO_TEMPORAL_COMPRESSION + 1
         schedule = values.get("mode")
-        return estimate_gpu_seconds(
+        window_s = estimate_gpu_seconds(
             num_frames, size, schedule, values.get("num_inference_steps"), values.get("modality_scale"), mode.two_stage
         )
+        windows = windows_asked(values)
+        if windows * window_s > MAX_DURATION_S:
+            logger.warning(
+                "ZeroGPU: a run of %d windows needs about %d s of GPU, more than the %d s a call may ask for; it "
+                "will be stopped there",
+                windows,
+                windows * window_s,
+                MAX_DURATION_S,
+            )
+        return min(MAX_DURATION_S, windows * window_s)
 
     return duration
 
