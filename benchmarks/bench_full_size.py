@@ -127,19 +127,15 @@ def full_size_component_kwargs() -> dict[str, dict]:
 # --- Measurement helpers ------------------------------------------------------------------------------------------
 
 
-class Bench:
-    """Holds the device, the deadline and the results; writes the results file after every section."""
+class BenchRun:
+    """Holds the device, the deadline and the results; writes the results file after every section (the LTX-2.5
+    benchmark's runs too)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
         self.start = time.perf_counter()
         self.results: dict = {"sections": {}, "errors": {}}
-        self.shapes = dict(TINY_SHAPES if args.tiny else FULL_SHAPES)
-        if args.no_large:  # the pipelines' two sizes only
-            self.shapes = dict(list(self.shapes.items())[:2])
-        self.e2e_size = TINY_E2E if args.tiny else FULL_E2E
-        self.text_tokens = 16 if args.tiny else TEXT_TOKENS
 
     def left_s(self) -> float:
         return self.args.deadline_s - (time.perf_counter() - self.start)
@@ -165,6 +161,18 @@ class Bench:
 
     def allocated_gib(self) -> float | None:
         return round(torch.cuda.memory_allocated() / 2**30, 2) if self.device.type == "cuda" else None
+
+
+class Bench(BenchRun):
+    """A run of this benchmark: the transformer's shapes, the pipelines' size and the text length."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.shapes = dict(TINY_SHAPES if args.tiny else FULL_SHAPES)
+        if args.no_large:  # the pipelines' two sizes only
+            self.shapes = dict(list(self.shapes.items())[:2])
+        self.e2e_size = TINY_E2E if args.tiny else FULL_E2E
+        self.text_tokens = 16 if args.tiny else TEXT_TOKENS
 
     def time_ms(self, function, warmup: int, repeats: int) -> tuple[float, list[float]]:
         """Median milliseconds of `function()` after `warmup` calls, with CUDA events on a GPU."""

@@ -17,9 +17,6 @@ the product offers, T2AV). Results go to `--out` as JSON after every section and
 """
 
 import argparse
-import contextlib
-import gc
-import json
 import os
 import platform
 import statistics
@@ -33,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_full_size import BenchRun, default_dtype, free_memory, parameter_count  # noqa: E402
 from diffusers import (  # noqa: E402
     AutoencoderKLLTX2Audio,
     AutoencoderKLLTX2Video,
@@ -79,57 +77,20 @@ PROMPT = "a man speaks to the camera in a quiet kitchen while a kettle starts to
 SECTIONS = ("build", "decoders", "duration", "e2e_t2av", "e2e_a2v", "e2e_memory")
 
 
-class Bench:
+class Bench(BenchRun):
     """The device, the size, the deadline and the results; the results file is written after every section."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+        super().__init__(args)
         self.size = TINY_E2E if args.tiny else FULL_E2E
-        self.start = time.perf_counter()
-        self.results: dict = {"device": device_name(self.device), "sections": {}, "errors": {}}
+        self.results["device"] = device_name(self.device)
         self.results["text_encoder_sizes"] = "tiny" if args.tiny else "assumed: Gemma 3 12B's text tower"
-
-    def left_s(self) -> float:
-        return self.args.deadline_s - (time.perf_counter() - self.start)
-
-    def record(self, section: str, key: str, value: object) -> None:
-        self.results["sections"].setdefault(section, {})[key] = value
-        print(f"[{time.perf_counter() - self.start:6.1f}s] {section}.{key} = {value}", flush=True)
-
-    def save(self) -> None:
-        Path(self.args.out).write_text(json.dumps(self.results, indent=1, default=str))
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def reset_peak(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-
-    def peak_gib(self) -> float | None:
-        return round(torch.cuda.max_memory_allocated() / 2**30, 2) if self.device.type == "cuda" else None
-
-    def allocated_gib(self) -> float | None:
-        return round(torch.cuda.memory_allocated() / 2**30, 2) if self.device.type == "cuda" else None
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} threads)"
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def full_size_kwargs() -> dict[str, dict]:
@@ -199,16 +160,6 @@ def make_pipelines(state: dict) -> tuple[TI2VidTwoStagesPipeline, A2VidPipelineT
     t2av.duration_head, t2av.diffusion_decoder = state["duration_head"], state["diffusion_decoder"]
     t2av.set_progress_bar_config(disable=True)
     return t2av, A2VidPipelineTwoStage.from_pipe(t2av)
-
-
-def parameter_count(module: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def time_s(bench: Bench, function, warmup: int = 1, repeats: int = 3) -> tuple[float, list[float]]:
