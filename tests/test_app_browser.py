@@ -7,7 +7,6 @@ Run with `pytest -m browser tests/test_app_browser.py`. Skips, saying why, where
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from ltx_pipeline.media import probe_mp4
+from tests.studio_server import free_port
 from ui.help import format_frame_count
 from ui.state import EXAMPLES_DIR, REPO_ROOT
 
@@ -71,12 +71,6 @@ def browser_or_skip() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)")
     pytest.importorskip("playwright", reason="pip install playwright (the package only; the browser is Debian's)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +370,11 @@ def download_final(page, prefix: str, path: Path) -> Path:
     page.wait_for_function(
         f"document.querySelector('#{prefix}-status').innerText.includes('Done')", timeout=RUN_TIMEOUT_MS
     )
+    return download(page, prefix, path)
+
+
+def download(page, prefix: str, path: Path) -> Path:
+    """Saves the tab's final mp4 as the page's Download gives it."""
     with page.expect_download() as download_info:
         page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
             page.locator(f"#{prefix}-final").get_by_role("button", name="Download")

@@ -2,7 +2,6 @@
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from ltx_pipeline.media import probe_mp4
-from ui import StudioConfig, StudioState, build_demo, launch_options
+from tests.studio_server import free_port, served
+from ui import StudioConfig, StudioState
 from ui.retention import STAGE_FOLDER
 from ui.state import EXAMPLES_DIR, REPO_ROOT
 
@@ -46,29 +46,13 @@ SETTINGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StudioState]]:
     config = StudioConfig(
         output_dir=tmp_path_factory.mktemp("outputs"), max_file_size=MAX_UPLOAD, abandoned_after_s=ABANDONED_AFTER_S
     )
-    state = StudioState(config)
-    state.load()
-    demo = build_demo(state)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(config),
-    )
-    yield url, state
-    demo.close()
+    with served(config) as (url, state):
+        yield url, state
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ from ltx_pipeline.__main__ import main
 from ltx_pipeline.media import probe_mp4
 from ltx_pipeline.modes import MODES
 from tests import official_layout_2_5
-from tests.test_app_client import SETTINGS, free_port
+from tests.studio_server import served
+from tests.test_app_client import SETTINGS
 from tests.test_cli_as_a_user import run_cli
 from tests.test_ui_handlers import T2AV_WIDGETS
-from ui import StudioConfig, StudioState, build_demo, launch_options
+from ui import StudioConfig, StudioState
 from ui.handlers import StudioHandlers, page_parameters
 from ui.zerogpu import duration_for
 
@@ -88,19 +89,8 @@ def test_cli_refuses_length_from_the_prompt_for_a_model_without_a_duration_head(
 
 @pytest.fixture(scope="module")
 def studio(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, StudioState]]:
-    config = StudioConfig(model=str(folder), output_dir=tmp_path_factory.mktemp("outputs"))
-    state = StudioState(config)
-    state.load()
-    demo = build_demo(state)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(config),
-    )
-    yield Client(url, verbose=False, download_files=True), state
-    demo.close()
+    with served(StudioConfig(model=str(folder), output_dir=tmp_path_factory.mktemp("outputs"))) as (url, state):
+        yield Client(url, verbose=False, download_files=True), state
 
 
 def test_api_takes_the_length_from_the_prompt_and_names_the_version(studio: tuple[Client, StudioState]) -> None:

@@ -15,6 +15,7 @@ from tests.test_app_browser import (  # noqa: F401 (fixtures)
     RUN_TIMEOUT_MS,
     browser,
     choose,
+    download,
     studio_url,
     upload,
     write_tone,
@@ -35,15 +36,6 @@ def small_run(page, prefix: str) -> None:
     """64 x 64 px and windows of 17 frames."""
     choose(page, f"{prefix}-resolution", "64 x 64 - smoke test - real weights only")
     choose(page, f"{prefix}-frames", format_frame_count(WINDOW, FRAME_RATE))
-
-
-def download(page, prefix: str, path: Path) -> Path:
-    with page.expect_download() as download_info:
-        page.locator(f"#{prefix}-final").get_by_role("link", name="Download").or_(
-            page.locator(f"#{prefix}-final").get_by_role("button", name="Download")
-        ).first.click()
-    download_info.value.save_as(path)
-    return path
 
 
 def status_has(page, prefix: str, text: str, timeout: int = RUN_TIMEOUT_MS) -> None:

@@ -16,7 +16,8 @@ from gradio_client.exceptions import AppError
 from ltx_pipeline import constants
 from ltx_pipeline.media import probe_mp4
 from ltx_pipeline.modes import MODES
-from ui import StudioConfig, StudioState, build_demo, launch_options
+from tests.studio_server import served
+from ui import StudioConfig, StudioState
 from ui.handlers import page_parameters
 from ui.long_form import clip_length, plan_notice, window_count
 from ui.zerogpu import MAX_DURATION_S, duration_for
@@ -37,30 +38,11 @@ SETTINGS = {
 }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     output_dir = tmp_path_factory.mktemp("outputs")
-    config = StudioConfig(output_dir=output_dir)
-    state = StudioState(config)
-    state.load()
-    demo = build_demo(state)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(config),
-    )
-    yield url, output_dir
-    demo.close()
+    with served(StudioConfig(output_dir=output_dir)) as (url, _):
+        yield url, output_dir
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ removes files by the age of their inode. Here the sweep runs every second with a
 outputs may take 40 kB, which holds one small run (20-40 kB, as tests/test_retention.py checks) but not two.
 """
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ import pytest
 import soundfile as sf
 from gradio_client import Client
 
-from ui import StudioConfig, StudioState, build_demo, launch_options
+from tests.studio_server import served
+from ui import StudioConfig
 from ui.retention import STAGE_FOLDER, RetentionPolicy
 
 UPLOAD_LIFETIME_S = 6  # s: short, so the test sees the sweep (the studio's default is an hour)
@@ -44,17 +44,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Clie
         upload_sweep=(1, UPLOAD_LIFETIME_S),
         retention=RetentionPolicy(max_total_bytes=OUTPUTS_LIMIT_BYTES),
     )
-    state = StudioState(config)
-    state.load()
-    demo = build_demo(state)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(config)
-    )
-    yield url, Client(url, verbose=False), config.output_dir
-    demo.close()
+    with served(config) as (url, _):
+        yield url, Client(url, verbose=False), config.output_dir
 
 
 def upload(url: str, path: Path) -> Path:
