@@ -40,6 +40,7 @@ from .conditioning import (
     prepare_image,
 )
 from .duration import DurationPrediction, encode_for_connectors, predict_num_frames
+from .engine.cross_modulation import use_reference_1_2_modulation
 from .engine.latents import LatentGeometry
 from .engine.prompt import TOKENIZER_LOCK, TextConditioning
 from .engine.stages import RunContext
@@ -131,6 +132,8 @@ class LTXAVPipelineBase(DiffusionPipeline):
         )
         # Video positions rounded to the transformer's dtype in bf16 runs, as the reference (see `positions`).
         use_reference_position_precision(transformer)
+        if transformer is not None and self.version_profile.reference_release == "1.2.0":  # LTX-2.5
+            use_reference_1_2_modulation(transformer)
         self._cancel_event = threading.Event()
         self._preview_decoder: LatentPreviewDecoder | None = None
         self._prompt_cache: dict[tuple, TextConditioning] = {}

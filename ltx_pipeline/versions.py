@@ -52,6 +52,10 @@ class VersionProfile:
     video_decoders: tuple[str, ...]  # "conv": AutoencoderKLLTX2Video; "diffusion": LTX2VideoDiffusionDecoderModel
     vocoder_sample_rate: int  # Hz of the vocoder's output
     layout: str  # how the official weights ship: "single file" or "per component"
+    # The reference release whose cross-modal conditioning the transformer runs with: "1.0.0" (PyPI ltx-core, what
+    # LTX-2.3 and 2.0 are judged against) or "1.2.0" (the first with LTX-2.5: own-timestep scale/shift, frozen
+    # streams at modality sigma 0; `engine.cross_modulation`).
+    reference_release: str
 
 
 PROFILES: dict[str, VersionProfile] = {
@@ -66,6 +70,7 @@ PROFILES: dict[str, VersionProfile] = {
         video_decoders=("conv", "diffusion"),
         vocoder_sample_rate=48_000,
         layout="per component",
+        reference_release="1.2.0",
     ),
     "2.3": VersionProfile(
         version="2.3",
@@ -78,6 +83,7 @@ PROFILES: dict[str, VersionProfile] = {
         video_decoders=("conv",),
         vocoder_sample_rate=48_000,
         layout="single file",
+        reference_release="1.0.0",
     ),
     "2.0": VersionProfile(
         version="2.0",
@@ -90,6 +96,7 @@ PROFILES: dict[str, VersionProfile] = {
         video_decoders=("conv",),
         vocoder_sample_rate=24_000,
         layout="single file",
+        reference_release="1.0.0",
     ),
 }
 

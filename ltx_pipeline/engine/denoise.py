@@ -16,6 +16,7 @@ from .. import constants
 from ..guiders import MultiModalGuider
 from ..perturbations import perturb_only
 from ..sampling_2_5 import euler_ancestral_step
+from .cross_modulation import follows_reference_1_2
 from .latents import LatentGeometry
 from .prompt import TextConditioning
 from .streams import StreamSpec
@@ -46,11 +47,13 @@ def transformer_velocity(
     stg_blocks: tuple[int, ...] | None = None,
     graph_state: tuple = (),
     video_positions: torch.Tensor | None = None,
+    modality_sigmas: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One transformer pass at the step's `sigma` (on the [0, 1] scale); returns float32 (video, audio) velocities.
 
-    As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma: it drives
-    the stream's prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
+    As in the reference (`modality_from_latent_state`), each stream's modality sigma is the step's sigma, or the
+    (video, audio) `modality_sigmas` where given (reference 1.2.0 gives a frozen stream 0): it drives the stream's
+    prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
     `*_timesteps`: (1, S) per token, a number for all tokens, None for the step's sigma; 0 where a token is held
     clean. `video_positions` (1, 3, S, 2) are the video tokens' positions where the grid's own do not cover them
     (appended keyframe tokens). Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
@@ -66,7 +69,7 @@ def transformer_velocity(
         value = sigma if level is None else level
         return torch.full((batch,), value * scale, device=video.device, dtype=torch.float32)
 
-    modality_sigma = timesteps(None)
+    video_sigma, audio_sigma = (None, None) if modality_sigmas is None else modality_sigmas
     # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
     # pass's graph outputs may be overwritten. Without such graphs this only advances a counter.
     torch.compiler.cudagraph_mark_step_begin()
@@ -77,8 +80,8 @@ def transformer_velocity(
         audio_encoder_hidden_states=text.audio.to(dtype),
         timestep=timesteps(video_timesteps),
         audio_timestep=timesteps(audio_timesteps),
-        sigma=modality_sigma,
-        audio_sigma=modality_sigma,
+        sigma=timesteps(video_sigma),
+        audio_sigma=timesteps(audio_sigma),
         encoder_attention_mask=text.transformer_mask,
         audio_encoder_attention_mask=text.transformer_mask,
         num_frames=geometry.frames,
@@ -119,6 +122,12 @@ def _token_levels(spec: StreamSpec, sigma: float) -> torch.Tensor | float:
     return sigma if spec.denoise_mask is None else sigma * spec.denoise_mask[..., 0]
 
 
+def _modality_sigma(spec: StreamSpec, sigma: float, reference_1_2: bool) -> float:
+    """A stream's modality sigma: the step's, or 0 for a frozen stream under reference 1.2.0's conventions (its
+    `modality_from_latent_state`; 1.0.0 kept the step's, see `cross_modulation`)."""
+    return 0.0 if reference_1_2 and spec.frozen else sigma
+
+
 def _held_back(estimate: torch.Tensor, spec: StreamSpec) -> torch.Tensor:
     """Pulls held tokens' clean estimate back to the stream's clean latents (the reference's `post_process_latent`)."""
     if spec.denoise_mask is None:
@@ -141,11 +150,12 @@ def denoise(
 ) -> Iterator[DenoiseStep]:
     """Euler denoising of both streams from one noise state; yields after every step, ends when `interrupted()`.
 
-    A frozen stream is conditioning only: its tokens' timesteps are 0, it is never stepped (so it stays
-    bit-identical) and its guidance is not run. Partly held streams (images, kept time spans) are pulled back to
-    their clean latents by `1 - mask` after every step. With `ancestral_noise` (a draw of standard normal noise of a
-    shape) every step is LTX-2.5's ancestral Euler step instead (`sampling_2_5`), drawing video noise, then audio,
-    for each generated stream (reference `_ancestral_euler_denoising_loop`).
+    A frozen stream is conditioning only: its tokens' timesteps are 0 (and its modality sigma, on a transformer that
+    follows reference 1.2.0: `cross_modulation`), it is never stepped (so it stays bit-identical) and its guidance is
+    not run. Partly held streams (images, kept time spans) are pulled back to their clean latents by `1 - mask` after
+    every step. With `ancestral_noise` (a draw of standard normal noise of a shape) every step is LTX-2.5's ancestral
+    Euler step instead (`sampling_2_5`), drawing video noise, then audio, for each generated stream (reference
+    `_ancestral_euler_denoising_loop`).
     """
     streams = [spec for spec in (video, audio) if not spec.frozen]
     guiders = {id(spec): MultiModalGuider(spec.guidance) for spec in (video, audio)}
@@ -177,12 +187,14 @@ def denoise(
         if not spec.frozen and guiders[id(spec)].needs_perturbed
     }
     total_steps = len(sigmas) - 1
+    reference_1_2 = follows_reference_1_2(transformer)
 
     for index in range(total_steps):
         if interrupted():
             return
         sigma = sigmas[index]
         video_levels, audio_levels = _token_levels(video, sigma), _token_levels(audio, sigma)
+        modality_sigmas = (_modality_sigma(video, sigma, reference_1_2), _modality_sigma(audio, sigma, reference_1_2))
         velocity = functools.partial(
             transformer_velocity,
             transformer,
@@ -192,6 +204,7 @@ def denoise(
             audio_timesteps=audio_levels,
             graph_state=graph_state,
             video_positions=video.positions,
+            modality_sigmas=modality_sigmas,
         )
         current = (video_latents, audio_latents)
         levels = (_as_column(video_levels), _as_column(audio_levels))
