@@ -2,9 +2,10 @@
 
 `tools/parity_2_5/record_transformer.py` wrote a seeded tiny LTX-2.5 transformer file in the official per-component
 layout, loaded it with the reference's own builder and recorded, in float32, its velocities, its clean estimates and
-one distilled stage-1 step (ancestral Euler, LTX-2.5's sampler) and one plain Euler step from recorded noise. Here the
-project's loader reads the same file into diffusers' transformer and must reproduce them: relative L2 error at most
-`TOLERANCE`.
+one distilled stage-1 step (ancestral Euler, LTX-2.5's sampler) and one plain Euler step from recorded noise, for
+text-to-AV and for audio-to-video (the audio frozen). Here the project's loader reads the same file into diffusers'
+transformer, given LTX-2.5's cross-modal conditioning as the pipelines give it (`engine.cross_modulation`), and must
+reproduce them: relative L2 error at most `TOLERANCE`.
 """
 
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ltx_pipeline.engine import StreamSpec, denoise
+from ltx_pipeline import TI2VidTwoStagesPipeline, tiny
+from ltx_pipeline.engine import StreamSpec, denoise, frozen_stream
+from ltx_pipeline.engine.cross_modulation import follows_reference_1_2, use_reference_1_2_modulation
 from ltx_pipeline.engine.latents import LatentGeometry
 from ltx_pipeline.engine.prompt import TextConditioning
 from ltx_pipeline.loading_2_5 import load_transformer_file
@@ -32,13 +35,18 @@ def run() -> dict:
     inputs = load_file(str(FIXTURES / "inputs.safetensors"))
     reference = load_file(str(FIXTURES / "reference_outputs.safetensors"))
     transformer = load_transformer_file(FIXTURES / "tiny_ltx_2_5_transformer.safetensors")
+    use_reference_1_2_modulation(transformer)  # what every pipeline does to an LTX-2.5 transformer
     return {"inputs": inputs, "reference": reference, "transformer": transformer}
 
 
-def velocities(run: dict, keyframes: bool = False, frozen_audio: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def velocities(run: dict, case: str = "plain") -> tuple[torch.Tensor, torch.Tensor]:
+    """The transformer's velocities for a recorded case: "plain"; "keyframes" (the keyframe embedding on the first
+    latent frame); "frozen_audio" (the audio's tokens clean, timesteps 0, at the step's modality sigma); "a2v" (the
+    audio frozen as reference 1.2.0's pipelines freeze it: timesteps and modality sigma 0)."""
     inputs, transformer = run["inputs"], run["transformer"]
     sigma = inputs["sigmas"][0].item()
-    audio_level = 0.0 if frozen_audio else sigma  # held-clean audio: timesteps 0, modality sigma the step's
+    audio_level = 0.0 if case in ("frozen_audio", "a2v") else sigma
+    audio_sigma = 0.0 if case == "a2v" else sigma
     scale = transformer.config.timestep_scale_multiplier
     video, audio = inputs["video.latent"], inputs["audio.latent"]
     with torch.no_grad():
@@ -50,40 +58,40 @@ def velocities(run: dict, keyframes: bool = False, frozen_audio: bool = False) -
             timestep=torch.full(video.shape[:2], sigma * scale),
             audio_timestep=torch.full(audio.shape[:2], audio_level * scale),
             sigma=torch.tensor([sigma * scale]),
-            audio_sigma=torch.tensor([sigma * scale]),
+            audio_sigma=torch.tensor([audio_sigma * scale]),
             video_coords=inputs["video.coords"],
             audio_coords=inputs["audio.coords"],
-            use_cross_timestep=True,  # 2.3's cross-modal AdaLN convention, kept by 2.5
-            video_keyframes_mask=inputs["video.keyframes_mask"] if keyframes else None,
+            use_cross_timestep=True,  # the gate from the other stream's sigma, as the engine calls it
+            video_keyframes_mask=inputs["video.keyframes_mask"] if case == "keyframes" else None,
             return_dict=False,
         )
 
 
-# Held-clean audio (audio-to-video): reference 1.2.0 (Lightricks/LTX-2 commit 203d484, 2026-05-28) takes each stream's
-# audio-video cross-attention scale/shift from the stream's own per-token timesteps and only the gate from the other
-# stream's sigma; diffusers 0.42.1 (`use_cross_timestep=True`, reference 1.0.0's convention) takes both from the
-# other stream's sigma. The two agree when every token is at the step's sigma, not when the audio is clean: measured
-# 1.75e-2 relative L2 on the video velocity here, 1.0e-7 once the gate alone reads the other stream's sigma. The
-# engine has to make that split for exact 1.2.0 parity in A2V (and any mode with clean tokens).
-FROZEN_AUDIO = pytest.param(
-    "frozen_audio",
-    marks=pytest.mark.xfail(strict=True, reason="diffusers 0.42.1 keeps reference 1.0.0's cross-attention timesteps"),
-)
-
-
-@pytest.mark.parametrize("case", ["plain", "keyframes", FROZEN_AUDIO])
+# Clean audio tokens are where reference 1.2.0 parts from diffusers' own forward: each stream's audio-video
+# cross-attention scale/shift from its own per-token timesteps (the gate from the other stream's sigma), and in
+# audio-to-video the frozen audio at modality sigma 0. `cross_modulation` makes both.
+@pytest.mark.parametrize("case", ["plain", "keyframes", "frozen_audio", "a2v"])
 def test_transformer_forward_matches_the_reference(run: dict, case: str) -> None:
-    video, audio = velocities(run, keyframes=case == "keyframes", frozen_audio=case == "frozen_audio")
+    video, audio = velocities(run, case)
     suffix = "" if case == "plain" else f".{case}"
     assert relative_error(video, run["reference"][f"video.velocity{suffix}"]) <= TOLERANCE
     assert relative_error(audio, run["reference"][f"audio.velocity{suffix}"]) <= TOLERANCE
 
 
-@pytest.mark.parametrize("case", ["keyframes", "frozen_audio"])
-def test_each_recorded_case_differs_from_the_plain_run(run: dict, case: str) -> None:
-    # Otherwise matching it would prove nothing: the keyframe embedding is non-zero, the clean audio changes the video.
-    plain, other = run["reference"]["video.velocity"], run["reference"][f"video.velocity.{case}"]
-    assert relative_error(other, plain) > 100 * TOLERANCE
+@pytest.mark.parametrize(("case", "other"), [("keyframes", ""), ("frozen_audio", ""), ("a2v", ".frozen_audio")])
+def test_each_recorded_case_differs_from_the_one_before(run: dict, case: str, other: str) -> None:
+    # Otherwise matching it would prove nothing: the keyframe embedding is non-zero, the clean audio changes the
+    # video, and so does the frozen audio's modality sigma.
+    before, after = run["reference"][f"video.velocity{other}"], run["reference"][f"video.velocity.{case}"]
+    assert relative_error(after, before) > 100 * TOLERANCE
+
+
+def test_diffusers_own_cross_timesteps_miss_the_held_audio_case(run: dict) -> None:
+    # What `cross_modulation` changes: diffusers' forward alone (reference 1.0.0's convention, kept for LTX-2.3)
+    # takes the video's cross-attention scale/shift from the audio's sigma and is off where the audio is clean.
+    plain_transformer = load_transformer_file(FIXTURES / "tiny_ltx_2_5_transformer.safetensors")
+    video, _ = velocities({**run, "transformer": plain_transformer}, "frozen_audio")
+    assert relative_error(video, run["reference"]["video.velocity.frozen_audio"]) > 100 * TOLERANCE
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "euler"])
@@ -99,11 +107,13 @@ def test_one_distilled_step_matches_the_reference(run: dict, sampler: str) -> No
         assert relative_error(step, reference[f"{stream}.{sampler}_step"]) <= TOLERANCE
 
 
+@pytest.mark.parametrize("mode", ["t2av", "a2v"])
 @pytest.mark.parametrize("sampler", ["ancestral", "euler"])
-def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: str) -> None:
+def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: str, mode: str) -> None:
     # The project's own loop (`engine.denoise`, what every mode runs), not the step function alone: its transformer
     # call, clean estimate and, on LTX-2.5's distilled stage 1, its ancestral step fed the reference's recorded noise
-    # in the order the loop draws it (video, then audio).
+    # in the order the loop draws it (video, then audio). In audio-to-video the audio is a frozen stream, as the A2V
+    # pipeline declares it: never stepped, and at modality sigma 0 in the transformer call.
     inputs, reference = run["inputs"], run["reference"]
     text = TextConditioning(
         video=inputs["video.context"], audio=inputs["audio.context"], mask=torch.ones(1, 16), all_real=True
@@ -111,12 +121,13 @@ def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: st
     draws = iter([inputs["video.noise"], inputs["audio.noise"]])
     noise = (lambda shape: next(draws)) if sampler == "ancestral" else None
     geometry = LatentGeometry(frames=2, height=2, width=2, audio_frames=6, frame_rate=24.0)  # the recorded grid
+    audio = frozen_stream(inputs["audio.latent"]) if mode == "a2v" else StreamSpec()
     with torch.no_grad():
         step = next(
             denoise(
                 run["transformer"],
                 StreamSpec(positions=inputs["video.coords"]),
-                StreamSpec(),
+                audio,
                 inputs["video.latent"],
                 inputs["audio.latent"],
                 inputs["sigmas"].tolist(),
@@ -127,7 +138,18 @@ def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: st
                 ancestral_noise=noise,
             )
         )
-    assert relative_error(step.video_latents, reference[f"video.{sampler}_step"]) <= TOLERANCE
-    assert relative_error(step.audio_latents, reference[f"audio.{sampler}_step"]) <= TOLERANCE
+    suffix = ".a2v" if mode == "a2v" else ""
+    assert relative_error(step.video_estimate, reference[f"video.x0{suffix}"]) <= TOLERANCE
+    assert relative_error(step.video_latents, reference[f"video.{sampler}_step{suffix}"]) <= TOLERANCE
+    if mode == "a2v":  # the reference pulls a frozen stream back to its clean latents after every step
+        assert torch.equal(step.audio_latents, inputs["audio.latent"])
+    else:
+        assert relative_error(step.audio_latents, reference[f"audio.{sampler}_step"]) <= TOLERANCE
     other = "euler" if sampler == "ancestral" else "ancestral"
-    assert relative_error(step.video_latents, reference[f"video.{other}_step"]) > 100 * TOLERANCE
+    assert relative_error(step.video_latents, reference[f"video.{other}_step{suffix}"]) > 100 * TOLERANCE
+
+
+def test_the_pipelines_give_only_ltx_2_5_reference_1_2s_conditioning(tiny_components: dict) -> None:
+    # LTX-2.3 keeps reference 1.0.0's conventions (its parity suite, tests/test_parity.py, measures them).
+    assert follows_reference_1_2(TI2VidTwoStagesPipeline(**tiny.build_tiny_components("2.5")).transformer)
+    assert not follows_reference_1_2(TI2VidTwoStagesPipeline(**tiny_components).transformer)

@@ -15,9 +15,16 @@ Two halves, two processes:
 2. `--record` (re-run with the reference source first on `sys.path`, nothing of the project imported): load the file
    with the reference's own builder (`SingleGPUModelBuilder`, `LTXModelConfigurator`,
    `LTXV_MODEL_COMFY_RENAMING_MAP`), run `LTXModel` on those inputs in float32 (plain, with the keyframe embedding,
-   and with the audio held clean as in audio-to-video), `X0Model` on the plain run, take one distilled
-   stage-1 step with `EulerAncestralDiffusionStep(eta=1, s_noise=1)` (LTX-2.5's sampler) and one plain Euler step,
-   and save everything to `reference_outputs.safetensors`.
+   with the audio's tokens clean at the step's modality sigma, and audio-to-video as the reference's pipelines run
+   it), `X0Model` on the plain and audio-to-video runs, take one distilled stage-1 step of each with
+   `EulerAncestralDiffusionStep(eta=1, s_noise=1)` (LTX-2.5's sampler) and one plain Euler step, and save everything
+   to `reference_outputs.safetensors`.
+
+Audio-to-video ("a2v") builds the audio's `Modality` as 1.2.0's `modality_from_latent_state` does for a frozen
+stream (ltx_pipelines/utils/helpers.py): per-token timesteps 0 (`denoise_mask * sigma`) and modality sigma 0. Only
+the video is stepped: the reference's loops pull a frozen stream back to its clean latents after each step
+(`post_process_latent`, mask 0). The loop itself is not run: `ltx_pipelines` imports torchaudio and OpenImageIO,
+which the project's environment lacks; its per-step arithmetic is the ltx-core step objects used here.
 """
 
 import argparse
@@ -95,10 +102,11 @@ def record(out: Path) -> None:
 
     sigma, sigma_next = inputs["sigmas"].tolist()
     outputs: dict[str, torch.Tensor] = {}
-    # Runs: plain; with the keyframe embedding on the first latent frame; audio held clean (A2V: its tokens'
-    # timesteps 0, its modality sigma still the step's, the reference's convention).
-    for run in ("plain", "keyframes", "frozen_audio"):
-        keyframes, audio_level = run == "keyframes", 0.0 if run == "frozen_audio" else sigma
+    # Runs: plain; with the keyframe embedding on the first latent frame; the audio's tokens clean (timesteps 0) at
+    # the step's modality sigma; audio-to-video, the audio frozen (timesteps and modality sigma 0, see above).
+    for run in ("plain", "keyframes", "frozen_audio", "a2v"):
+        keyframes, audio_level = run == "keyframes", 0.0 if run in ("frozen_audio", "a2v") else sigma
+        audio_sigma = 0.0 if run == "a2v" else sigma
         video = Modality(
             latent=inputs["video.latent"],
             sigma=torch.tensor([sigma]),
@@ -109,7 +117,7 @@ def record(out: Path) -> None:
         )
         audio = Modality(
             latent=inputs["audio.latent"],
-            sigma=torch.tensor([sigma]),
+            sigma=torch.tensor([audio_sigma]),
             timesteps=torch.full((*inputs["audio.latent"].shape[:2], 1), audio_level),
             positions=inputs["audio.coords"],
             context=inputs["audio.context"],
@@ -119,18 +127,19 @@ def record(out: Path) -> None:
             video_x0, audio_x0 = X0Model(model)(video, audio, None)
         suffix = "" if run == "plain" else f".{run}"
         outputs[f"video.velocity{suffix}"], outputs[f"audio.velocity{suffix}"] = video_velocity, audio_velocity
-        if run != "plain":
+        if run not in ("plain", "a2v"):
             continue
-        outputs["video.x0"], outputs["audio.x0"] = video_x0, audio_x0
         sigmas = torch.tensor([sigma, sigma_next])
         ancestral = EulerAncestralDiffusionStep(eta=1.0, s_noise=1.0)
         euler = EulerDiffusionStep()
-        for stream, x0 in (("video", video_x0), ("audio", audio_x0)):
+        stepped = (("video", video_x0), ("audio", audio_x0)) if run == "plain" else (("video", video_x0),)
+        for stream, x0 in stepped:
             latent = inputs[f"{stream}.latent"]
-            outputs[f"{stream}.ancestral_step"] = ancestral.step(
+            outputs[f"{stream}.x0{suffix}"] = x0
+            outputs[f"{stream}.ancestral_step{suffix}"] = ancestral.step(
                 latent, x0, sigmas, 0, noise=inputs[f"{stream}.noise"]
             )
-            outputs[f"{stream}.euler_step"] = euler.step(latent, x0, sigmas, 0)
+            outputs[f"{stream}.euler_step{suffix}"] = euler.step(latent, x0, sigmas, 0)
     outputs = {key: value.float().contiguous() for key, value in outputs.items()}
     save_file(outputs, str(out / "reference_outputs.safetensors"))
 
