@@ -15,12 +15,13 @@ import torch
 from safetensors.torch import load_file
 
 from ltx_pipeline import TI2VidTwoStagesPipeline, tiny
-from ltx_pipeline.engine import StreamSpec, denoise, frozen_stream
+from ltx_pipeline.engine import DenoiseStep, StreamSpec, denoise, frozen_stream
 from ltx_pipeline.engine.cross_modulation import follows_reference_1_2, use_reference_1_2_modulation
 from ltx_pipeline.engine.latents import LatentGeometry
 from ltx_pipeline.engine.prompt import TextConditioning
 from ltx_pipeline.loading_2_5 import load_transformer_file
 from ltx_pipeline.sampling_2_5 import euler_ancestral_step
+from ltx_pipeline.speed.acceleration import SpeedOptions, apply_speed_options
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity_2_5"
 TOLERANCE = 1e-5
@@ -107,14 +108,9 @@ def test_one_distilled_step_matches_the_reference(run: dict, sampler: str) -> No
         assert relative_error(step, reference[f"{stream}.{sampler}_step"]) <= TOLERANCE
 
 
-@pytest.mark.parametrize("mode", ["t2av", "a2v"])
-@pytest.mark.parametrize("sampler", ["ancestral", "euler"])
-def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: str, mode: str) -> None:
-    # The project's own loop (`engine.denoise`, what every mode runs), not the step function alone: its transformer
-    # call, clean estimate and, on LTX-2.5's distilled stage 1, its ancestral step fed the reference's recorded noise
-    # in the order the loop draws it (video, then audio). In audio-to-video the audio is a frozen stream, as the A2V
-    # pipeline declares it: never stepped, and at modality sigma 0 in the transformer call.
-    inputs, reference = run["inputs"], run["reference"]
+def engine_step(run: dict, sampler: str, mode: str) -> DenoiseStep:
+    """One step of `engine.denoise` on the recorded inputs: text-to-AV, or audio-to-video with the audio frozen."""
+    inputs = run["inputs"]
     text = TextConditioning(
         video=inputs["video.context"], audio=inputs["audio.context"], mask=torch.ones(1, 16), all_real=True
     )
@@ -123,7 +119,7 @@ def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: st
     geometry = LatentGeometry(frames=2, height=2, width=2, audio_frames=6, frame_rate=24.0)  # the recorded grid
     audio = frozen_stream(inputs["audio.latent"]) if mode == "a2v" else StreamSpec()
     with torch.no_grad():
-        step = next(
+        return next(
             denoise(
                 run["transformer"],
                 StreamSpec(positions=inputs["video.coords"]),
@@ -138,6 +134,17 @@ def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: st
                 ancestral_noise=noise,
             )
         )
+
+
+@pytest.mark.parametrize("mode", ["t2av", "a2v"])
+@pytest.mark.parametrize("sampler", ["ancestral", "euler"])
+def test_the_engines_denoising_step_matches_the_reference(run: dict, sampler: str, mode: str) -> None:
+    # The project's own loop (`engine.denoise`, what every mode runs), not the step function alone: its transformer
+    # call, clean estimate and, on LTX-2.5's distilled stage 1, its ancestral step fed the reference's recorded noise
+    # in the order the loop draws it (video, then audio). In audio-to-video the audio is a frozen stream, as the A2V
+    # pipeline declares it: never stepped, and at modality sigma 0 in the transformer call.
+    inputs, reference = run["inputs"], run["reference"]
+    step = engine_step(run, sampler, mode)
     suffix = ".a2v" if mode == "a2v" else ""
     assert relative_error(step.video_estimate, reference[f"video.x0{suffix}"]) <= TOLERANCE
     assert relative_error(step.video_latents, reference[f"video.{sampler}_step{suffix}"]) <= TOLERANCE
@@ -153,3 +160,20 @@ def test_the_pipelines_give_only_ltx_2_5_reference_1_2s_conditioning(tiny_compon
     # LTX-2.3 keeps reference 1.0.0's conventions (its parity suite, tests/test_parity.py, measures them).
     assert follows_reference_1_2(TI2VidTwoStagesPipeline(**tiny.build_tiny_components("2.5")).transformer)
     assert not follows_reference_1_2(TI2VidTwoStagesPipeline(**tiny_components).transformer)
+
+
+@pytest.mark.slow  # compiles the tiny transformer's blocks on the CPU, about a minute
+def test_compiled_blocks_with_fused_processors_keep_the_parity(run: dict) -> None:
+    # The speed options swap the rotary processors and compile the blocks with the fused-norms pass; 1.2.0's
+    # conditioning is made outside the blocks, so the compiled transformer must match the reference as eager does.
+    torch._dynamo.reset()
+    transformer = load_transformer_file(FIXTURES / "tiny_ltx_2_5_transformer.safetensors")
+    use_reference_1_2_modulation(transformer)
+    apply_speed_options(transformer, SpeedOptions(compile=True, fused_rotary=True, fused_norms=True))
+    compiled = {**run, "transformer": transformer}
+    with torch._inductor.config.patch(fx_graph_cache=False):  # a cached graph would not run the fused-norms pass
+        video, audio = velocities(compiled, "a2v")
+        step = engine_step(compiled, "ancestral", "a2v")
+    assert relative_error(video, run["reference"]["video.velocity.a2v"]) <= TOLERANCE
+    assert relative_error(audio, run["reference"]["audio.velocity.a2v"]) <= TOLERANCE
+    assert relative_error(step.video_latents, run["reference"]["video.ancestral_step.a2v"]) <= TOLERANCE
