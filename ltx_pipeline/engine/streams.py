@@ -3,7 +3,8 @@
 After the reference's `ModalitySpec` and conditioning items (ltx_pipelines/utils/blocks.py, ltx_core/conditioning):
 every held-clean token, whether it belongs to an image, a kept time span or a whole frozen stream, is a 0 in its
 stream's denoise mask. The denoising loop then gives each token the timestep `mask * sigma` while the stream's
-modality sigma stays the step's sigma, and pulls the token's clean estimate back to `clean` by `1 - mask`.
+modality sigma stays the step's sigma (0 for a frozen stream where the transformer follows reference 1.2.0, see
+`cross_modulation`), and pulls the token's clean estimate back to `clean` by `1 - mask`.
 """
 
 import functools
