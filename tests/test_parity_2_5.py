@@ -89,7 +89,8 @@ def test_each_recorded_case_differs_from_the_one_before(run: dict, case: str, ot
 
 def test_diffusers_own_cross_timesteps_miss_the_held_audio_case(run: dict) -> None:
     # What `cross_modulation` changes: diffusers' forward alone (reference 1.0.0's convention, kept for LTX-2.3)
-    # takes the video's cross-attention scale/shift from the audio's sigma and is off where the audio is clean.
+    # takes each stream's cross-attention scale/shift from the other stream's sigma, so the clean audio's reads the
+    # video's sigma instead of its own timesteps 0.
     plain_transformer = load_transformer_file(FIXTURES / "tiny_ltx_2_5_transformer.safetensors")
     video, _ = velocities({**run, "transformer": plain_transformer}, "frozen_audio")
     assert relative_error(video, run["reference"]["video.velocity.frozen_audio"]) > 100 * TOLERANCE
