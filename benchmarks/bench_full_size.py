@@ -1316,6 +1316,64 @@ def measure_memory_mode(bench: Bench, state: dict, mode: str, cap_gib: float) ->
         free_memory()
 
 
+def fastest_options() -> "acceleration.SpeedOptions":
+    """The product's fastest options (those of `fp8_graph_forward`, the fastest measured forward): fp8 products with
+    the row kernel, compiled blocks with fused norms, GELU epilogue and fused rotary, the whole forward as one graph."""
+    return acceleration.SpeedOptions(
+        compile=True,
+        gelu_epilogue=True,
+        fused_rotary=True,
+        fp8=True,
+        fp8_row_kernel=True,
+        fused_norms=True,
+        forward_graph=True,
+    )
+
+
+def section_first_generation(bench: Bench, state: dict) -> None:
+    """The first generation of a process against the next ones (issue 28, item 4), placed the product's way.
+
+    Fresh components are placed with `place_pipeline` and `fastest_options()`, as the command line and the studio do
+    (so torch.compile's caches go where the product keeps them: `compile_cache`), then the studio's start-up warm-up
+    (`speed.warmup.warm_up`, text to audio+video at the benchmark's size) is timed, then each pipeline twice, writing
+    its mp4 while decoding. Run it as the only section of a process, twice in a row on one machine: the first process
+    finds no cache (the first run after installing), the second finds the first one's (the first run after a
+    restart). `first_over_warm` is the warm-up's time over the warm T2AV's."""
+    from ltx_pipeline.pipeline_a2vid_two_stage import A2VidPipelineTwoStage
+    from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+    from ltx_pipeline.speed import compile_cache
+    from ltx_pipeline.speed.warmup import warm_up
+
+    section = "first_generation"
+    state.pop("components", None)
+    free_memory()
+    cache = compile_cache.compile_cache_dir()
+    bench.record(section, "cache_files_before", sum(1 for path in cache.rglob("*") if path.is_file()))
+    begin = time.perf_counter()
+    components = build_components(bench)
+    t2av = TI2VidTwoStagesPipeline(**components)
+    t2av.set_progress_bar_config(disable=True)
+    options = fastest_options() if bench.device.type == "cuda" else acceleration.SpeedOptions(compile=True)
+    acceleration.place_pipeline(t2av, bench.device, None, options)
+    bench.synchronize()
+    bench.record(section, "options", str(options))
+    bench.record(section, "setup_s", round(time.perf_counter() - begin, 1))
+    state["components"] = components
+    height, width, num_frames = bench.e2e_size
+    first = warm_up(t2av, height, width, num_frames, FRAME_RATE)
+    bench.record(section, "warm_up_s", round(first.seconds, 2))
+    a2v = A2VidPipelineTwoStage.from_pipe(t2av)
+    audio_path = _audio_file(bench)
+    for run in ("first", "second"):
+        for name, pipe, audio in (("t2av", t2av, None), ("a2v", a2v, audio_path)):
+            result = run_pipeline(bench, pipe, f"{section}_{name}_{run}", audio, write=True, streamed=True)
+            bench.record(section, f"{name}.{run}", result)
+    warm = bench.results["sections"][section]["t2av.second"]["end_to_end_s"]
+    bench.record(section, "first_over_warm", round(first.seconds / warm, 2))
+    bench.record(section, "cache_files_after", sum(1 for path in cache.rglob("*") if path.is_file()))
+    state.pop("components", None)
+
+
 def section_mode_24gb(bench: Bench, state: dict) -> None:
     """The "24gb" mode (the fp8 transformer resident, the rest streamed) under a 24 GiB cap."""
     measure_memory_mode(bench, state, "24gb", 24.0)
@@ -1362,6 +1420,7 @@ SECTIONS = {
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
     "mode_16gb": section_mode_16gb,
+    "first_generation": section_first_generation,
     "graph_forward": section_graph_forward,
     "graph_forward_norms": section_graph_forward_norms,
     "float_tables_experiment": section_float_tables_experiment,

@@ -60,6 +60,32 @@ def test_audio_latents_stay_clean_through_both_stages(pipe, tmp_path):
     assert all(torch.equal(audio_sigma, sigma) and float(sigma.min()) > 0 for *_, sigma, audio_sigma in seen)
 
 
+def test_the_transformer_sees_the_same_input_shapes_as_in_text_to_audio_video(pipe, tmp_path):
+    # So compiled blocks and recorded CUDA graphs made by a text-to-AV run (the studio's warm-up) serve audio to video
+    # without compiling again: the held-clean audio's per-token timesteps were (1, tokens) against (1,) before.
+    from ltx_pipeline.pipeline_ti2vid_two_stages import TI2VidTwoStagesPipeline
+
+    write_clip(tmp_path / "clip.wav")
+    t2av = TI2VidTwoStagesPipeline.from_pipe(pipe)
+    shapes = {"t2av": set(), "a2v": set()}
+    current = []
+
+    def record(module, args, kwargs):
+        tensors = {name: value for name, value in kwargs.items() if torch.is_tensor(value)}
+        current[0].add(tuple(sorted((name, tuple(value.shape)) for name, value in tensors.items())))
+
+    handle = pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        current[:] = [shapes["t2av"]]
+        t2av(frame_rate=FRAME_RATE, **SMALL)
+        current[:] = [shapes["a2v"]]
+        pipe(audio=tmp_path / "clip.wav", frame_rate=FRAME_RATE, **SMALL)
+    finally:
+        handle.remove()
+    assert len(shapes["t2av"]) == 2  # one set of shapes per stage
+    assert shapes["a2v"] == shapes["t2av"]
+
+
 def test_video_follows_the_audio(pipe, tmp_path):
     write_clip(tmp_path / "slow.wav", beat_hz=2.0)
     write_clip(tmp_path / "fast.wav", beat_hz=7.0)

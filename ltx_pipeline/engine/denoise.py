@@ -63,11 +63,12 @@ def transformer_velocity(
     dtype = transformer.dtype
     scale = transformer.config.timestep_scale_multiplier
 
-    def timesteps(level: torch.Tensor | float | None) -> torch.Tensor:
+    def timesteps(level: torch.Tensor | float | None, tokens: int | None = None) -> torch.Tensor:
         if torch.is_tensor(level):
             return (level * scale).to(torch.float32).expand(batch, -1)
         value = sigma if level is None else level
-        return torch.full((batch,), value * scale, device=video.device, dtype=torch.float32)
+        shape = (batch,) if tokens is None else (batch, tokens)
+        return torch.full(shape, value * scale, device=video.device, dtype=torch.float32)
 
     video_sigma, audio_sigma = (None, None) if modality_sigmas is None else modality_sigmas
     # Each pass is a new step for CUDA graphs recorded by torch.compile (SpeedOptions.cuda_graphs): the last
@@ -79,7 +80,10 @@ def transformer_velocity(
         encoder_hidden_states=text.video.to(dtype),
         audio_encoder_hidden_states=text.audio.to(dtype),
         timestep=timesteps(video_timesteps),
-        audio_timestep=timesteps(audio_timesteps),
+        # Per token even where all are equal: the same shapes whether the audio is generated or held clean, so
+        # compiled blocks and recorded graphs serve text to audio+video and audio to video alike (a few hundred
+        # audio tokens; the video's thousands keep one timestep where they can).
+        audio_timestep=timesteps(audio_timesteps, tokens=audio.shape[1]),
         sigma=timesteps(video_sigma),
         audio_sigma=timesteps(audio_sigma),
         encoder_attention_mask=text.transformer_mask,

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from .. import constants
 
@@ -30,9 +31,19 @@ def use_persistent_compile_cache(directory: Path | None = None) -> Path:
     """
     directory = Path(directory) if directory is not None else compile_cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory / "inductor"))
+    if not _chosen_by_user(os.environ.get("TORCHINDUCTOR_CACHE_DIR")):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory / "inductor")
     os.environ.setdefault("TRITON_CACHE_DIR", str(directory / "triton"))
     torch._inductor.config.fx_graph_cache = True
     torch._functorch.config.enable_autograd_cache = True
     logger.info("torch.compile caches in %s.", os.environ["TORCHINDUCTOR_CACHE_DIR"])
     return directory
+
+
+def _chosen_by_user(inductor_cache_dir: str | None) -> bool:
+    """Whether TORCHINDUCTOR_CACHE_DIR names a folder of the user's choosing. Inductor writes its own default (under
+    /tmp) into that variable the first time it looks for its folder, which importing diffusers' models already does,
+    so a value equal to that default is torch's, not the user's."""
+    if inductor_cache_dir is None:
+        return False
+    return os.path.abspath(inductor_cache_dir) != os.path.abspath(default_cache_dir())
