@@ -17,8 +17,16 @@ the clip's absolute time is never shown to the model, so no window sees position
 The output is written window by window to one mp4 (`StreamingMp4Writer`); nothing holds the whole video. A Stop
 ends the run after the current step; the windows finished before it make a valid file, and the recipe says where
 it stopped.
+
+A run is resumable: `plan_run()` checks a request into a `LongFormPlan`, `run_windows()` makes any range of its
+windows from a `LongFormResume` (the one before's held latents and sound, the noise generators' states) and hands
+back the next one, and `LongFormWriter` grows the mp4 from their events. `stream()` is the three in one process; a
+host whose GPU calls are short (a ZeroGPU Space, `ui.zerogpu`) runs groups of windows as separate calls, passing
+the plan and resume points, both plain tensors and data that pickle, and keeps the writer itself. The clip is the
+same either way.
 """
 
+import copy
 import dataclasses
 import logging
 import math
@@ -67,6 +75,43 @@ class _Carry:
     audio_first: int  # the audio grid's index of the window's first audio latent
     audio_tail: Audio | None  # the end of its sound, held back to cross into the next window's (text to audio+video)
 
+    def to(self, device: torch.device | str) -> "_Carry":
+        """The same carry with its tensors on `device` (the CPU before it leaves a GPU process)."""
+        audio_latents = self.audio_latents.to(device) if self.audio_latents is not None else None
+        tail = _audio_to(self.audio_tail, device)
+        return _Carry(
+            self.video_stage_1.to(device), self.video_stage_2.to(device), audio_latents, self.audio_first, tail
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LongFormPlan:
+    """A checked long run as plain data: what every window needs, wherever it runs (it pickles)."""
+
+    recipe: Recipe  # the run's recipe before its first window (the writer fills in the rest)
+    output: Path  # the mp4
+    clip: Audio | None  # the user's sound from its start time, audio to video; None: text to audio+video
+    windows: tuple[Window, ...]
+    segments: tuple[PromptSegment, ...]
+    video_guidance: GuidanceParams
+    audio_guidance: GuidanceParams | None
+    preview_audio: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LongFormResume:
+    """Where a run stands after a window: all the next window needs of the ones before. Yielded by `run_windows()`
+    after each window; passed back to it, the run goes on as if it had never paused."""
+
+    next_window: int  # 0-based index of the window to make next
+    carry: _Carry  # what the last window hands the next (its held latents, its audio tail)
+    noise_state: torch.Tensor  # the run's noise generator (`torch.Generator.get_state()`)
+    ancestral_noise_state: torch.Tensor | None  # LTX-2.5's stage-1 ancestral noise generator; None without one
+    started: float  # time.perf_counter() at the run's start (elapsed times count from it)
+
+    def to(self, device: torch.device | str) -> "LongFormResume":
+        return dataclasses.replace(self, carry=self.carry.to(device))
+
 
 @dataclasses.dataclass(frozen=True)
 class _RunPlan:
@@ -84,7 +129,15 @@ class _RunPlan:
 class LongFormPipeline(LTXAVPipelineBase):
     """Generates a clip of any length as windows; audio to video when `audio` is given, text to audio+video if not."""
 
-    def stream(
+    def stream(self, prompt: str, output: str | os.PathLike, **kwargs: Any) -> Iterator[PipelineEvent]:
+        """Checks every input (`plan_run()`, which names them), then returns a generator of events.
+
+        The events: per window `WindowStarted`, its `StepPreview`s and `StageDecoded`, `WindowFinished`; at the end
+        `LongFormFinished` with the mp4 and recipe written at `output`.
+        """
+        return self.run_with_cleanup(self._generate(self.plan_run(prompt, output, **kwargs)))
+
+    def plan_run(
         self,
         prompt: str,
         output: str | os.PathLike,
@@ -108,11 +161,10 @@ class LongFormPipeline(LTXAVPipelineBase):
         preview_audio: bool = True,
         seam: str = constants.LONG_FORM_SEAM,
         held_strength: float = constants.LONG_FORM_HELD_STRENGTH,
-    ) -> Iterator[PipelineEvent]:
-        """Checks every input (and the free disk space), then returns a generator of events.
+    ) -> LongFormPlan:
+        """Checks every input (and the free disk space) and reads the audio: the run as a `LongFormPlan`.
 
-        The events: per window `WindowStarted`, its `StepPreview`s and `StageDecoded`, `WindowFinished`; at the end
-        `LongFormFinished` with the mp4 and recipe written at `output`. `duration_s`: the clip's length; with `audio`,
+        `output`: where the mp4 and its recipe are written. `duration_s`: the clip's length; with `audio`,
         None means the whole clip from `audio_start_time`. `window_frames` (8k + 1) is one window's length, the
         model's own clip length (121 for LTX-2.3, 97 for the embedded model); `overlap_latent_frames` how many of
         its latent frames it holds from the window before. `prompt_timeline`: '0-10 s: ...; 10-25 s: ...' (or a
@@ -190,10 +242,10 @@ class LongFormPipeline(LTXAVPipelineBase):
                 "audio_start_time": audio_start_time,
             }
             recipe.audio_sampling_rate = clip.sampling_rate
-        generation = self._generate(
-            recipe, output_path, clip, windows, segments, video_guidance, audio_guidance, preview_audio
+        recipe.stage_1_sigmas, recipe.stage_2_sigmas = self.stage_sigmas(recipe.mode, num_inference_steps)
+        return LongFormPlan(
+            recipe, output_path, clip, tuple(windows), tuple(segments), video_guidance, audio_guidance, preview_audio
         )
-        return self.run_with_cleanup(generation)
 
     def __call__(self, **kwargs: Any) -> LongFormFinished:
         """Runs `stream()` to the end; returns its `LongFormFinished` (the mp4 is already written, also after a Stop)."""
@@ -254,92 +306,84 @@ class LongFormPipeline(LTXAVPipelineBase):
             return Audio(audio.waveform[:, first : first + count], audio.sampling_rate), duration_s
         return load_audio(audio, start_time=start_time, duration=duration_s), duration_s
 
+    def run_windows(
+        self, plan: LongFormPlan, resume: LongFormResume | None = None, end: int | None = None
+    ) -> Iterator[PipelineEvent | LongFormResume]:
+        """The windows of `plan` from `resume` (None: the first) up to `end` (0-based, exclusive; None: the last):
+        each window's events, then a `LongFormResume` to go on from. A Stop (`cancel()`) ends it after the current
+        step, before that window's resume point. Writes nothing: `LongFormWriter` makes the mp4 of the events."""
+        end = len(plan.windows) if end is None else end
+        first = resume.next_window if resume is not None else 0
+        if not 0 <= first < end <= len(plan.windows):
+            raise ValueError(
+                f"`end` must be after the next window ({first}) and at most {len(plan.windows)}; got {end}."
+            )
+        return self.run_with_cleanup(self._windows(plan, resume, end))
+
     @torch.no_grad()
-    def _generate(
-        self,
-        recipe: Recipe,
-        output: Path,
-        clip: Audio | None,
-        windows: list[Window],
-        segments: list[PromptSegment],
-        video_guidance: GuidanceParams,
-        audio_guidance: GuidanceParams | None,
-        preview_audio: bool,
-    ) -> Iterator[PipelineEvent]:
-        start = time.perf_counter()
-        device = self._execution_device
-        frame_rate = recipe.frame_rate
-        stage_1_sigmas, stage_2_sigmas = self.stage_sigmas(recipe.mode, recipe.inputs["num_inference_steps"])
-        recipe.stage_1_sigmas, recipe.stage_2_sigmas = stage_1_sigmas, stage_2_sigmas
-        plan = _RunPlan(
-            noise=NoiseSource(torch.Generator().manual_seed(recipe.seed), device),
-            started=start,
-            sigmas=(stage_1_sigmas, stage_2_sigmas),
-            video_guidance=video_guidance,
-            audio_guidance=audio_guidance,
-            preview_audio=preview_audio,
-            ancestral_noise=self.ancestral_noise(recipe.seed, recipe.mode),
-        )
-        writer = StreamingMp4Writer(output, frame_rate)
-        window_seconds: list[float] = []
-        recipe.inputs["window_seconds"] = window_seconds
-        recipe.inputs["window_prompts"] = []
-        carry: _Carry | None = None
-        finished = 0
+    def _generate(self, plan: LongFormPlan) -> Iterator[PipelineEvent]:
+        """Every window of `plan` in this process, written as it comes."""
+        writer = LongFormWriter(plan)
+        resume = None
         try:
-            for window in windows:
-                window_start = time.perf_counter()
-                written_start_s = window.written_start_frame / frame_rate
-                written_end_s = (window.written_start_frame + window.num_written) / frame_rate
-                prompt = window_prompt(segments, written_start_s, written_end_s, recipe.prompt)
-                recipe.inputs["window_prompts"].append(prompt)
-                yield WindowStarted(
-                    window.index + 1, len(windows), window.start_frame / frame_rate, written_end_s, prompt
-                )
-                result = yield from self._run_window(recipe, window, prompt, clip, carry, plan, device)
-                if result is None:
-                    break
-                frames, sound, carry = self._window_output(
-                    recipe, window, clip, carry, result, last=window is windows[-1]
-                )
-                writer.append(frames, sound)
-                finished += 1
-                window_seconds.append(time.perf_counter() - window_start)
-                yield WindowFinished(
-                    window=window.index + 1,
-                    total_windows=len(windows),
-                    elapsed_s=self.elapsed(start),
-                    frames=frames,
-                    audio=sound,
-                    frame_rate=frame_rate,
-                    written_s=writer.frames_written / frame_rate,
-                )
-            if finished == 0:
-                writer.abort()
-                return
-            stopped = finished < len(windows)
-            if stopped and carry.audio_tail is not None:  # the held-back end of the last finished window's sound
-                writer.append(None, carry.audio_tail)
-            path = writer.close()
+            for event in self._windows(plan, None, len(plan.windows)):
+                if isinstance(event, LongFormResume):
+                    resume = event
+                    continue
+                writer.on_event(event)
+                yield event
+            finished = writer.finish(resume)
         except BaseException:
             writer.abort()
             raise
-        duration = writer.frames_written / frame_rate
-        recipe.inputs["stopped"] = stopped
-        recipe.inputs["written_s"] = duration
-        if stopped:
-            recipe.inputs["stopped_after_window"] = finished
-            logger.info("Stopped after window %d of %d: %s holds %.2f s.", finished, len(windows), path, duration)
-        recipe.timings_s = {"total": self.elapsed(start)}
-        recipe_path = write_recipe(path, recipe.to_dict())
-        yield LongFormFinished(
-            elapsed_s=self.elapsed(start),
-            path=path,
-            recipe_path=recipe_path,
-            duration_s=duration,
-            stopped=stopped,
-            recipe=recipe.to_dict(),
+        if finished is not None:
+            yield finished
+
+    @torch.no_grad()
+    def _windows(
+        self, plan: LongFormPlan, resume: LongFormResume | None, end: int
+    ) -> Iterator[PipelineEvent | LongFormResume]:
+        device = self._execution_device
+        recipe, frame_rate, windows = plan.recipe, plan.recipe.frame_rate, plan.windows
+        noise = torch.Generator().manual_seed(recipe.seed)
+        ancestral_noise = self.ancestral_noise(recipe.seed, recipe.mode)
+        carry, started = None, time.perf_counter()
+        if resume is not None:
+            noise.set_state(resume.noise_state)
+            if ancestral_noise is not None:
+                ancestral_noise.generator.set_state(resume.ancestral_noise_state)
+            carry, started = resume.carry.to(device), resume.started
+        run_plan = _RunPlan(
+            noise=NoiseSource(noise, device),
+            started=started,
+            sigmas=(recipe.stage_1_sigmas, recipe.stage_2_sigmas),
+            video_guidance=plan.video_guidance,
+            audio_guidance=plan.audio_guidance,
+            preview_audio=plan.preview_audio,
+            ancestral_noise=ancestral_noise,
         )
+        for window in windows[resume.next_window if resume is not None else 0 : end]:
+            written_start_s = window.written_start_frame / frame_rate
+            written_end_s = (window.written_start_frame + window.num_written) / frame_rate
+            prompt = window_prompt(list(plan.segments), written_start_s, written_end_s, recipe.prompt)
+            yield WindowStarted(window.index + 1, len(windows), window.start_frame / frame_rate, written_end_s, prompt)
+            result = yield from self._run_window(recipe, window, prompt, plan.clip, carry, run_plan, device)
+            if result is None:
+                return
+            frames, sound, carry = self._window_output(
+                recipe, window, plan.clip, carry, result, last=window is windows[-1]
+            )
+            yield WindowFinished(
+                window=window.index + 1,
+                total_windows=len(windows),
+                elapsed_s=self.elapsed(started),
+                frames=frames,
+                audio=sound,
+                frame_rate=frame_rate,
+                written_s=written_end_s,
+            )
+            ancestral_state = ancestral_noise.generator.get_state() if ancestral_noise is not None else None
+            yield LongFormResume(window.index + 1, carry, noise.get_state(), ancestral_state, started)
 
     def _run_window(
         self,
@@ -519,6 +563,79 @@ class LongFormPipeline(LTXAVPipelineBase):
             tail = Audio(waveform[:, waveform.shape[-1] - keep :], rate)
             waveform = waveform[:, : waveform.shape[-1] - keep]
         return frames, Audio(waveform, rate), _Carry(tail_1, tail_2, stage_2.audio_latents, first, tail)
+
+
+class LongFormWriter:
+    """Grows a run's mp4 from its window events and finishes it with its recipe, in whichever process holds the file
+    (the windows may be made elsewhere, `run_windows()`)."""
+
+    def __init__(self, plan: LongFormPlan):
+        self.plan = plan
+        self.recipe = copy.deepcopy(plan.recipe)
+        self.recipe.inputs |= {"window_seconds": [], "window_prompts": []}
+        self.started = time.perf_counter()
+        self.finished_windows = 0
+        self._window_started = self.started
+        self._writer = StreamingMp4Writer(plan.output, plan.recipe.frame_rate)
+
+    def on_event(self, event: PipelineEvent) -> None:
+        """Notes a window's prompt when it starts; appends its frames and sound when it finishes."""
+        if isinstance(event, WindowStarted):
+            self._window_started = time.perf_counter()
+            self.recipe.inputs["window_prompts"].append(event.prompt)
+        elif isinstance(event, WindowFinished):
+            self._writer.append(event.frames, event.audio)
+            self.finished_windows += 1
+            self.recipe.inputs["window_seconds"].append(time.perf_counter() - self._window_started)
+
+    def finish(self, resume: LongFormResume | None) -> LongFormFinished | None:
+        """Closes the mp4 and writes its recipe; `resume`: the last finished window's resume point (its held-back
+        sound ends a stopped file). None, the file removed, when no window finished."""
+        if self.finished_windows == 0:
+            self._writer.abort()
+            return None
+        total = len(self.plan.windows)
+        stopped = self.finished_windows < total
+        if stopped and resume is not None and resume.carry.audio_tail is not None:
+            self._writer.append(None, _audio_to(resume.carry.audio_tail, "cpu"))
+        path = self._writer.close()
+        frame_rate = self.recipe.frame_rate
+        duration = self._writer.frames_written / frame_rate
+        self.recipe.inputs |= {"stopped": stopped, "written_s": duration}
+        if stopped:
+            self.recipe.inputs["stopped_after_window"] = self.finished_windows
+            logger.info(
+                "Stopped after window %d of %d: %s holds %.2f s.", self.finished_windows, total, path, duration
+            )
+        elapsed = time.perf_counter() - self.started
+        self.recipe.timings_s = {"total": elapsed}
+        recipe_path = write_recipe(path, self.recipe.to_dict())
+        return LongFormFinished(
+            elapsed_s=elapsed,
+            path=path,
+            recipe_path=recipe_path,
+            duration_s=duration,
+            stopped=stopped,
+            recipe=self.recipe.to_dict(),
+        )
+
+    def abort(self) -> None:
+        """Removes the unfinished file (after an error)."""
+        self._writer.abort()
+
+
+def portable(event: PipelineEvent | LongFormResume) -> PipelineEvent | LongFormResume:
+    """The event with its tensors on the CPU, to pickle it out of a GPU process."""
+    if isinstance(event, LongFormResume):
+        return event.to("cpu")
+    audio = getattr(event, "audio", None)
+    if isinstance(audio, Audio):
+        return dataclasses.replace(event, audio=_audio_to(audio, "cpu"))
+    return event
+
+
+def _audio_to(audio: Audio | None, device: torch.device | str) -> Audio | None:
+    return Audio(audio.waveform.to(device), audio.sampling_rate) if audio is not None else None
 
 
 def _frames_for(duration_s: float, frame_rate: float) -> int:

@@ -16,7 +16,7 @@ from ltx_pipeline.long_form import (
     window_prompt,
 )
 from ltx_pipeline.media import probe_mp4
-from ltx_pipeline.pipeline_long_form import LongFormPipeline
+from ltx_pipeline.pipeline_long_form import LongFormPipeline, LongFormResume, LongFormWriter, portable
 from ltx_pipeline.types import LongFormFinished, StepPreview, WindowFinished, WindowStarted
 
 FRAME_RATE = 25.0
@@ -278,3 +278,45 @@ def test_held_strength_below_1_lets_the_model_repaint_the_held_frames(pipe, tmp_
         torch.testing.assert_close(timestep[:, :held], 0.5 * timestep[:, held:].max().expand(1, held))
     with pytest.raises(ValueError, match="`held_strength` must be a number from 0 to 1; got 1.5"):
         pipe.stream(audio=click_track(1.5), output=tmp_path / "y.mp4", held_strength=1.5, **SMALL, **WINDOW)
+
+
+def decoded_frames(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def comparable(recipe: dict) -> dict:
+    """A recipe without its wall-clock fields."""
+    return {key: value for key, value in recipe.items() if key not in ("timings_s", "window_seconds")}
+
+
+@pytest.mark.parametrize("source", ["audio", "text"])
+def test_a_run_resumed_across_processes_makes_the_same_clip(pipe, tmp_path, source):
+    """Groups of windows, with the plan and resume points pickled between them as a ZeroGPU call boundary does, make
+    the mp4 and recipe one uninterrupted run makes with the same seed."""
+    import pickle
+
+    length = {"audio": click_track(2.0)} if source == "audio" else {"duration_s": 2.0}
+    single = drain(pipe.stream(**length, output=tmp_path / "single.mp4", **SMALL, **WINDOW))[-1]
+    plan = pickle.loads(pickle.dumps(pipe.plan_run(**length, output=tmp_path / "grouped.mp4", **SMALL, **WINDOW)))
+    assert len(plan.windows) == 4
+    writer, resume = LongFormWriter(plan), None
+    for end in (1, 3, 4):  # three "calls": windows 1, 2-3, 4
+        for event in pipe.run_windows(plan, resume, end):
+            event = pickle.loads(pickle.dumps(portable(event)))
+            if isinstance(event, LongFormResume):
+                resume = event
+            else:
+                writer.on_event(event)
+        assert resume.next_window == end
+    grouped = writer.finish(resume)
+    assert not grouped.stopped
+    np.testing.assert_array_equal(decoded_frames(grouped.path), decoded_frames(single.path))
+    np.testing.assert_array_equal(read_mp4_audio(grouped.path), read_mp4_audio(single.path))
+    assert comparable(grouped.recipe) == comparable(single.recipe)
+
+
+def test_run_windows_refuses_a_range_outside_the_plan(pipe, tmp_path):
+    plan = pipe.plan_run(duration_s=1.0, output=tmp_path / "long.mp4", **SMALL, **WINDOW)
+    with pytest.raises(ValueError, match=r"`end` must be after the next window \(0\) and at most 2; got 3"):
+        pipe.run_windows(plan, None, 3)
