@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -26,6 +27,7 @@ from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.modes import SHARED_OPTIONS, SIZE_OPTIONS, Mode, Option, mode_named
+from ltx_pipeline.pipeline_long_form import LongFormPlan, LongFormResume, portable
 from ltx_pipeline.pipeline_retake import STREAMS as RETAKE_STREAMS
 from ltx_pipeline.pipeline_retake import check_span
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
@@ -42,11 +44,13 @@ from .long_form import (
     long_form_events,
     long_form_inputs,
     long_mode,
+    window_count,
 )
 from .previews import audio_for_widget, preview_grid
 from .pump import pumped
 from .retention import using_uploads
-from .state import STUDIO_MODES, TEXT_TO_AV, Run, StudioState
+from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
+from .zerogpu import check_window_fits, clip_gpu_seconds, on_zero_gpu, windows_in_calls
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +325,9 @@ class StudioHandlers:
         self._entry_points: dict[str, Callable[..., Iterator[tuple]]] = {}
         # (session, job) -> the page fields of a long run's mp4 kept at a Stop, for `stopped_with_file`.
         self._kept_at_stop: dict[tuple[str, str], dict[str, Any]] = {}
+        # ZeroGPU: (session, job) -> the Stop of a long run whose windows go call by call (no pipeline is lent here).
+        self._runs_in_calls: dict[tuple[str, str], threading.Event] = {}
+        self._gpu_windows: Callable[..., Iterator[Any]] | None = None  # `_window_group` as a `spaces.GPU` function
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
@@ -388,10 +395,13 @@ class StudioHandlers:
 
         def stop() -> None:
             for run in started:
-                self.state.stop_run(run)
+                if isinstance(run, threading.Event):  # a ZeroGPU long run's Stop (`_generate_long_in_calls`)
+                    run.set()
+                else:
+                    self.state.stop_run(run)
 
         def stopped() -> bool:
-            return any(run.stop_requested.is_set() for run in started)
+            return any((run if isinstance(run, threading.Event) else run.stop_requested).is_set() for run in started)
 
         abandoned_s = self.state.config.abandoned_after_s
         return pumped(updates, heartbeat=_Update, stop=stop, abandoned_s=abandoned_s, stopped=stopped)
@@ -415,6 +425,11 @@ class StudioHandlers:
                     f"`duration_s` must be 0 in this studio: long runs (chained windows) run on one GPU and it runs "
                     f"on {self.state.config.num_gpus}; got {job.long_form['duration_s']:g} s."
                 )
+            in_calls = job.long_form is not None and on_zero_gpu()
+            if in_calls:
+                window_s = _window_gpu_seconds(job)
+                check_window_fits(window_s, job.num_frames, job.height, job.width)
+                total = window_count(job.long_form["duration_s"], job.long_form["window_frames"], job.frame_rate)
         waiting = "Loading the model..." if not self.state.is_loaded else "Starting..."
         yield _Update(None, None, None, None, _status(waiting), None)  # clears the previous run's outputs
         try:
@@ -422,6 +437,9 @@ class StudioHandlers:
         except Exception as error:
             message = terms.say(f"The model `{self.state.config.model}` could not be loaded: {error}")
             raise gr.Error(message) from error
+        if in_calls:
+            yield from self._generate_long_in_calls(job, session, progress, terms, started, (total, window_s))
+            return
         with (
             user_errors(terms),
             using_uploads(job.files()),
@@ -433,7 +451,10 @@ class StudioHandlers:
                 yield _Update(status=_status("Stopped before the start. Ready for the next run."))
                 return
             if job.long_form is not None:
-                yield from self._generate_long(job, run, session, progress)
+                limit = self.state.config.max_audio_duration_s  # the pipeline's own check, at the studio's limit
+                output = self.state.new_output_path(job.job)
+                events = run.pipeline.stream(output=output, max_audio_duration_s=limit, **job.stream_kwargs())
+                yield from self._generate_long(job, events, session, progress, run.stop_requested.is_set)
                 return
             last, step_update, stage_update = None, _Update(), _Update()
             with closing(run.pipeline.stream(**job.stream_kwargs())) as events:
@@ -463,14 +484,16 @@ class StudioHandlers:
                 yield _Update(status=_status(f"Stopped at {where}. Ready for the next run."))
 
     def _generate_long(
-        self, job: GenerationRequest, run: Run, session: str, progress: Callable
+        self,
+        job: GenerationRequest,
+        events: Iterator[Any],
+        session: str,
+        progress: Callable,
+        stopped: Callable[[], bool],
     ) -> Iterator["_Update"]:
-        """A run of chained windows (`ui.long_form`): window progress, the growing preview, the final mp4; a Stop
-        keeps the finished windows as a playable mp4 (`stopped_with_file` shows it)."""
+        """A run of chained windows (`ui.long_form`) from its pipeline events: window progress, the growing preview,
+        the final mp4; a Stop keeps the finished windows as a playable mp4 (`stopped_with_file` shows it)."""
         self._kept_at_stop.pop((session, job.job), None)
-        output = self.state.new_output_path(job.job)
-        limit = self.state.config.max_audio_duration_s  # the pipeline's own check, at the studio's limit
-        events = run.pipeline.stream(output=output, max_audio_duration_s=limit, **job.stream_kwargs())
         shown = LongFormRun(job.job, job.seed, self.state.new_output_path, progress)
         fields: dict[str, Any] = {}
 
@@ -478,7 +501,7 @@ class StudioHandlers:
             self._kept_at_stop[(session, job.job)] = kept
 
         try:
-            for update in long_form_events(events, shown, run.stop_requested.is_set, keep):
+            for update in long_form_events(events, shown, stopped, keep):
                 fields |= update
                 if "final_video" in update:  # the last yield is what an API caller gets: every output
                     update = fields | {"stage_video": shown.preview or gr.skip()}
@@ -486,6 +509,68 @@ class StudioHandlers:
         finally:
             shown.remove_parts()
         self.state.prune_outputs()
+
+    def _generate_long_in_calls(
+        self,
+        job: GenerationRequest,
+        session: str,
+        progress: Callable,
+        terms: "UserTerms",
+        started: list | None,
+        windows: tuple[int, float],
+    ) -> Iterator["_Update"]:
+        """ZeroGPU: a long run whose windows go to the GPU in groups, one call each (`ui.zerogpu.windows_in_calls`);
+        this process grows the mp4, shows the progress and takes the Stop, as `_generate_long` does in one process.
+        `windows`: how many the run makes, and one's estimated GPU seconds."""
+        key, stop = (session, job.job), threading.Event()
+        self._runs_in_calls[key] = stop
+        if started is not None:
+            started.append(stop)
+        output = self.state.new_output_path(job.job)
+        request = {"job": job, "session": session, "output": str(output)}
+        stop_file = output.with_suffix(".stop")
+        events = windows_in_calls(self._gpu_window_calls(), request, *windows, stop_file, stop.is_set)
+        try:
+            with user_errors(terms), using_uploads(job.files()):
+                yield from self._generate_long(job, events, session, progress, stop.is_set)
+        finally:
+            if self._runs_in_calls.get(key) is stop:
+                del self._runs_in_calls[key]
+
+    def _gpu_window_calls(self) -> Callable[..., Iterator[Any]]:
+        """`_window_group` as a `spaces.GPU` function asking for its `gpu_seconds`, made once."""
+        if self._gpu_windows is None:
+            import spaces
+
+            self._gpu_windows = spaces.GPU(duration=_requested_seconds)(self._window_group)
+        return self._gpu_windows
+
+    def _window_group(
+        self,
+        job: GenerationRequest,
+        session: str,
+        output: str,
+        plan: LongFormPlan | None,
+        resume: LongFormResume | None,
+        end: int,
+        gpu_seconds: int,
+        stop_file: str,
+    ) -> Iterator[Any]:
+        """One ZeroGPU call of a long run, in the GPU worker: the first plans the run (and yields the plan), each
+        makes windows up to `end` from `resume`, yielding their events with tensors on the CPU (they are pickled
+        back). `stop_file` appearing stops the run after its step, as Stop does."""
+        limit = self.state.config.max_audio_duration_s
+        with self.state.run(session, job.job, job.loras, job.pipeline_job) as run:
+            pipeline = run.pipeline
+            if plan is None:
+                plan = pipeline.plan_run(output=output, max_audio_duration_s=limit, **job.stream_kwargs())
+                end = min(end, len(plan.windows))
+                yield plan
+            with closing(pipeline.run_windows(plan, resume, end)) as events:
+                for event in events:
+                    if Path(stop_file).exists():
+                        pipeline.cancel()
+                    yield portable(event)
 
     def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":
         stages = 2 if mode_named(job.job).two_stage else 1
@@ -526,9 +611,16 @@ class StudioHandlers:
 
     def _stop(self, job: str, request: gr.Request | None) -> str:
         self._stop_clicks[(_session(request), job)] = time.monotonic()
-        if self.state.stop(_session(request), job):
+        in_calls = self._runs_in_calls.get((_session(request), job))
+        if in_calls is not None:
+            in_calls.set()
+        if self.state.stop(_session(request), job) or in_calls is not None:
             return _status("Stopped; the step in progress finishes first...")
         return _status("Ready for the next run.")
+
+    def _is_running(self, session: str, job: str) -> bool:
+        """A run of `job` in flight for `session`: on a lent pipeline, or (ZeroGPU) a long run going call by call."""
+        return self.state.is_running(session, job) or (session, job) in self._runs_in_calls
 
     def stopped(self, job: str, request: gr.Request | None = None) -> str:
         """After Stop in the tab of mode `job`: "ready" once its run has let go of its pipeline."""
@@ -538,7 +630,7 @@ class StudioHandlers:
         """After Stop: "ready" only once the stopped run has let go of its pipeline. Gradio's cancel of the event
         completes only then too, and a Generate clicked before would be cancelled with it."""
         session, deadline = _session(request), time.monotonic() + STOP_WAIT_S
-        while self.state.is_running(session, job):
+        while self._is_running(session, job):
             if time.monotonic() > deadline:
                 return _status("The stopped run is still finishing its step; try again shortly.")
             time.sleep(STOP_POLL_S)
@@ -559,7 +651,7 @@ class StudioHandlers:
         session = _session(request)
         clicked = self._stop_clicks.pop((session, job), None)
         if clicked is not None and time.monotonic() - clicked < STOP_WAIT_S:
-            if self.state.is_running(session, job):  # the page says "ready" once the stopped run let go
+            if self._is_running(session, job):  # the page says "ready" once the stopped run let go
                 return _status("Stopped; the step in progress finishes first...")
             return _status("Stopped. Ready for the next run.")
         return _status("The last run ended with an error (see the message). Ready for the next run.")
@@ -747,6 +839,21 @@ class _Update:
 
 def _status(message: str) -> str:
     return f"**{message}**"
+
+
+def _window_gpu_seconds(job: GenerationRequest) -> float:
+    """ZeroGPU: the estimated GPU seconds of one window of a long run (`ui.zerogpu.clip_gpu_seconds`)."""
+    schedule = job.mode or AUTO_MODE
+    resolution = f"{job.width}x{job.height}"
+    two_stage = mode_named(job.pipeline_job).two_stage
+    return clip_gpu_seconds(
+        job.num_frames, resolution, schedule, job.num_inference_steps, job.modality_scale, two_stage
+    )
+
+
+def _requested_seconds(*args: Any, **kwargs: Any) -> int:
+    """What a ZeroGPU call of `_window_group` asks for: the `gpu_seconds` it is given."""
+    return kwargs["gpu_seconds"]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,25 @@
 """Optional Hugging Face ZeroGPU support: `spaces.GPU` with a duration computed from the request.
 
 Where the `spaces` package is absent (any machine but a Space), `on_gpu` returns the handler unchanged.
+
+A ZeroGPU call lasts at most `MAX_DURATION_S` and runs in a forked GPU worker that hands back what it yields by
+pickling it. A one-clip run is one call. A long run (chained windows) is not: its handler stays in the studio
+process, which runs its windows as groups that each fit one call (`windows_in_calls`), passing the run's plan and
+resume point (`ltx_pipeline.pipeline_long_form`) from call to call, and grows the mp4 itself.
 """
 
+import functools
+import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ltx_pipeline import constants, validation, versions
 from ltx_pipeline.modes import Mode
+from ltx_pipeline.pipeline_long_form import LongFormPlan, LongFormResume, LongFormWriter
+from ltx_pipeline.types import PipelineEvent
 from ltx_pipeline.video_input import probe_video
 
 from . import help as studio_help
@@ -41,8 +51,16 @@ def forward_seconds(num_frames: int, height: int, width: int) -> float:
 def estimate_gpu_seconds(
     num_frames: Any, resolution: Any, mode: Any, num_inference_steps: Any, modality_scale: Any, two_stage: bool = True
 ) -> int:
-    """Seconds of GPU to ask ZeroGPU for: stage 1 at half size with its guidance passes, stage 2 at full size; a
-    one-stage mode runs the stage-1 schedule at full size."""
+    """Seconds of GPU to ask ZeroGPU for one clip (or one window), from `MIN_DURATION_S` to `MAX_DURATION_S`."""
+    seconds = clip_gpu_seconds(num_frames, resolution, mode, num_inference_steps, modality_scale, two_stage)
+    return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
+
+
+def clip_gpu_seconds(
+    num_frames: Any, resolution: Any, mode: Any, num_inference_steps: Any, modality_scale: Any, two_stage: bool = True
+) -> float:
+    """Estimated seconds of one clip (or window) with `SAFETY_FACTOR`, unbounded: stage 1 at half size with its
+    guidance passes, stage 2 at full size; a one-stage mode runs the stage-1 schedule at full size."""
     try:
         num_frames = studio_help.whole_number("num_frames", num_frames)
         height, width = studio_help.parse_resolution(resolution)
@@ -56,14 +74,10 @@ def estimate_gpu_seconds(
     else:
         stage_1_steps, passes = DISTILLED_STAGE_1_STEPS, 1 + (modality_scale != 1.0)
     if not two_stage:
-        seconds = SAFETY_FACTOR * (
-            FIXED_OVERHEAD_S + stage_1_steps * passes * forward_seconds(num_frames, height, width)
-        )
-        return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
+        return SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1_steps * passes * forward_seconds(num_frames, height, width))
     stage_1 = stage_1_steps * passes * forward_seconds(num_frames, height // 2, width // 2)
     stage_2 = STAGE_2_STEPS * forward_seconds(num_frames, height, width)
-    seconds = SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1 + stage_2)
-    return int(min(MAX_DURATION_S, max(MIN_DURATION_S, seconds)))
+    return SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1 + stage_2)
 
 
 def windows_asked(values: dict[str, Any]) -> int:
@@ -87,9 +101,8 @@ def windows_asked(values: dict[str, Any]) -> int:
 
 def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
     """What `spaces.GPU` calls with a mode's handler arguments (named `parameters`, in order): its GPU seconds. A
-    mode that takes a video reads its size and length from the video's header. A long run (`duration_s`) asks for
-    its window count times one window's seconds, at most `MAX_DURATION_S`: ZeroGPU ends a call at its duration, so a
-    run needing more ends there with ZeroGPU's error (a warning in the log says so beforehand)."""
+    mode that takes a video reads its size and length from the video's header. A long run (`duration_s`) never asks
+    through here: `on_gpu` keeps it in the studio process, whose windows ask call by call (`windows_in_calls`)."""
 
     def duration(*args: Any, **kwargs: Any) -> int:
         values = dict(zip(parameters, args, strict=False)) | kwargs
@@ -110,21 +123,94 @@ def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
             frames = int(versions.AUTO_DURATION_MAX_SECONDS * frame_rate)
             num_frames = frames // constants.VIDEO_TEMPORAL_COMPRESSION * constants.VIDEO_TEMPORAL_COMPRESSION + 1
         schedule = values.get("mode")
-        window_s = estimate_gpu_seconds(
+        return estimate_gpu_seconds(
             num_frames, size, schedule, values.get("num_inference_steps"), values.get("modality_scale"), mode.two_stage
         )
-        windows = windows_asked(values)
-        if windows * window_s > MAX_DURATION_S:
-            logger.warning(
-                "ZeroGPU: a run of %d windows needs about %d s of GPU, more than the %d s a call may ask for; it "
-                "will be stopped there",
-                windows,
-                windows * window_s,
-                MAX_DURATION_S,
-            )
-        return min(MAX_DURATION_S, windows * window_s)
 
     return duration
+
+
+# --- Long runs: groups of windows, one call each ---------------------------------------------------------------------
+
+
+def is_long_run(values: dict[str, Any]) -> bool:
+    """Whether a request asks for a length beyond one clip (`duration_s`), so its windows go call by call."""
+    return values.get("duration_s") not in (None, "", 0)
+
+
+def windows_per_call(window_s: float, total_windows: int) -> int:
+    """How many windows of `window_s` estimated seconds (safety factor included) one call holds, within
+    `MAX_DURATION_S`; `check_window_fits` refuses a window that alone exceeds it."""
+    return max(1, min(total_windows, int(MAX_DURATION_S // window_s)))
+
+
+def group_seconds(num_windows: int, window_s: float) -> int:
+    """The duration one call of `num_windows` windows asks for."""
+    return int(min(MAX_DURATION_S, max(MIN_DURATION_S, math.ceil(num_windows * window_s))))
+
+
+def check_window_fits(window_s: float, num_frames: int, height: int, width: int) -> None:
+    """Refuses a long run whose one window would need more than one ZeroGPU call, in the terms of the page's Length
+    and Resolution, before anything runs."""
+    if window_s > MAX_DURATION_S:
+        raise ValueError(
+            f"`num_frames` {num_frames} at `resolution` {width}x{height} needs about {window_s:.0f} s of GPU for one "
+            f"window of a long run, more than the {MAX_DURATION_S} s a ZeroGPU call may last; pick a shorter "
+            "`num_frames` or a smaller `resolution`."
+        )
+
+
+def windows_in_calls(
+    gpu_windows: Callable[..., Iterator[Any]],
+    request: dict[str, Any],
+    total_windows: int,
+    window_s: float,
+    stop_file: Path,
+    stopped: Callable[[], bool],
+) -> Iterator[PipelineEvent]:
+    """A long run's events, as `LongFormPipeline.stream()` yields them, made by calls of `gpu_windows` (a
+    `spaces.GPU` function: it takes `request` and `plan`, `resume`, `end`, `gpu_seconds`, `stop_file` by name,
+    plans the run in its first call, yields the `LongFormPlan`, then each window's events and `LongFormResume`).
+
+    Each call makes the windows that fit `MAX_DURATION_S`; the plan and the last resume point go into the next. The
+    mp4 grows here, in the studio process. `stopped()` true: `stop_file` tells the worker to stop after its step;
+    no further call starts, and the finished windows make the mp4."""
+    plan: LongFormPlan | None = None
+    writer: LongFormWriter | None = None
+    resume: LongFormResume | None = None
+    per_call = windows_per_call(window_s, total_windows)
+    first, finished = 0, None
+    try:
+        while first < total_windows and not stopped():
+            end = min(first + per_call, total_windows)
+            seconds = group_seconds(end - first, window_s)
+            logger.info("ZeroGPU: windows %d-%d of %d in one call of %d s", first + 1, end, total_windows, seconds)
+            calls = gpu_windows(**request, plan=plan, resume=resume, end=end, gpu_seconds=seconds,
+                                stop_file=str(stop_file))  # fmt: skip
+            for event in calls:
+                if isinstance(event, LongFormPlan):
+                    plan, writer = event, LongFormWriter(event)
+                    total_windows = len(plan.windows)
+                elif isinstance(event, LongFormResume):
+                    resume = event
+                else:
+                    writer.on_event(event)
+                    yield event
+                if stopped():
+                    stop_file.touch()
+            if resume is None or resume.next_window < end:
+                break  # stopped within the call
+            first = end
+        if writer is not None:
+            finished = writer.finish(resume)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        stop_file.unlink(missing_ok=True)
+    if finished is not None:
+        yield finished
 
 
 def on_zero_gpu() -> bool:
@@ -137,10 +223,22 @@ def on_zero_gpu() -> bool:
 
 
 def on_gpu(handler: Callable, duration: Callable[..., int]) -> Callable:
-    """`spaces.GPU(duration=duration)(handler)` on a Space with the `spaces` package; `handler` itself elsewhere."""
+    """`spaces.GPU(duration=duration)(handler)` on a Space with the `spaces` package; `handler` itself elsewhere. A
+    handler that takes `duration_s` runs a long run outside the GPU call, in the studio process (its windows ask for
+    the GPU call by call), and any other run in one call."""
     try:
         import spaces
     except ImportError:
         return handler
     logger.info("ZeroGPU: %s asks for a GPU per call, duration from the request", handler.__name__)
-    return spaces.GPU(duration=duration)(handler)
+    in_one_call = spaces.GPU(duration=duration)(handler)
+    signature = inspect.signature(handler)
+    if "duration_s" not in signature.parameters:
+        return in_one_call
+
+    @functools.wraps(handler)
+    def routed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        values = signature.bind_partial(*args, **kwargs).arguments
+        yield from (handler if is_long_run(values) else in_one_call)(*args, **kwargs)
+
+    return routed

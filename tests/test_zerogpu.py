@@ -1,0 +1,225 @@
+"""Long runs on ZeroGPU: the studio's page handler with a stand-in for the third-party `spaces` package, whose
+`GPU(duration=...)` records what each call asks for, refuses a call over ZeroGPU's 300 s and pickles what crosses
+the call (its arguments in, every item it yields out), as the forked GPU worker does. Our own parts are real: the
+handlers over the embedded model at 64 x 64 px, on the CPU."""
+
+import functools
+import pickle
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import gradio as gr
+import numpy as np
+import pytest
+
+from ltx_pipeline.media import probe_mp4
+from ltx_pipeline.modes import MODES
+from ui import StudioConfig, StudioState
+from ui.handlers import StudioHandlers, page_parameters
+from ui.long_form import window_count
+from ui.zerogpu import (
+    MAX_DURATION_S,
+    clip_gpu_seconds,
+    duration_for,
+    group_seconds,
+    on_gpu,
+    windows_per_call,
+)
+
+ZERO_GPU_LIMIT_S = 300  # what a ZeroGPU call may ask for, as the `spaces` package refuses it
+FRAME_RATE = 25.0
+WINDOW = 17  # frames: each window after the first adds 8
+SETTINGS = {
+    "prompt": "a red ball drops on a wooden floor with a loud thud",
+    "negative_prompt": "",
+    "num_frames": WINDOW,
+    "frame_rate": FRAME_RATE,
+    "resolution": "64x64",
+    "seed": 3,
+    "randomize_seed": False,
+    "mode": "distilled",
+    "num_inference_steps": 30,
+    "modality_scale": 3.0,
+}
+# 3.4 s is 85 frames: 10 windows of about 30 s of estimated GPU each (the fixed overhead with its safety factor), so
+# more than one call's 300 s.
+LONG_S = 3.4
+ENCODER_NOISE_LEVELS = 0.5  # mean |difference| per frame, in 8-bit levels, two encodes of the same frames may show
+
+
+class GpuCall:
+    """One call through the stand-in: what it asked for and what it yielded (by type name)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+        self.yielded: list[str] = []
+
+    @property
+    def windows(self) -> int:
+        return self.yielded.count("WindowFinished")
+
+
+def fake_spaces(calls: list[GpuCall]) -> types.ModuleType:
+    """A `spaces` module: `config.Config.zero_gpu` true, `GPU(duration=...)` as described above."""
+    spaces, config = types.ModuleType("spaces"), types.ModuleType("spaces.config")
+    config.Config = type("Config", (), {"zero_gpu": True})
+    spaces.config = config
+
+    def gpu(duration: Callable[..., int] | int = 60) -> Callable:
+        def decorate(task: Callable[..., Iterator]) -> Callable[..., Iterator]:
+            @functools.wraps(task)
+            def call(*args, **kwargs) -> Iterator:
+                seconds = duration(*args, **kwargs) if callable(duration) else duration
+                if seconds > ZERO_GPU_LIMIT_S:
+                    raise gr.Error(f"ZeroGPU: a call may ask for at most {ZERO_GPU_LIMIT_S} s; asked {seconds} s")
+                record = GpuCall(seconds)
+                calls.append(record)
+                args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
+                for item in task(*args, **kwargs):
+                    item = pickle.loads(pickle.dumps(item))
+                    record.yielded.append(type(item).__name__)
+                    yield item
+
+            return call
+
+        return decorate
+
+    spaces.GPU = gpu
+    return spaces
+
+
+@pytest.fixture
+def gpu_calls(monkeypatch: pytest.MonkeyPatch) -> list[GpuCall]:
+    calls: list[GpuCall] = []
+    spaces = fake_spaces(calls)
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
+    monkeypatch.setitem(sys.modules, "spaces.config", spaces.config)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> StudioState:
+    # A work limit far above the CPU default: the refusal of a window too big for one call comes first.
+    config = StudioConfig(output_dir=tmp_path_factory.mktemp("outputs"), max_pixel_frames=10**9)
+    state = StudioState(config)
+    state.load()
+    return state
+
+
+def page_handler(handlers: StudioHandlers) -> Callable[..., Iterator[tuple]]:
+    """The text tab's Generate as the page wires it (`ui.layout`)."""
+    mode = MODES["t2av"]
+    return on_gpu(handlers.generation(mode), duration_for(mode, page_parameters(mode)))
+
+
+def final_outputs(run: Iterator[tuple]) -> tuple:
+    """The last yield: what an API caller gets."""
+    return list(run)[-1]
+
+
+def frames_and_sound(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with av.open(path) as container:
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    with av.open(path) as container:
+        sound = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=-1)
+    return frames, sound
+
+
+def without_timings(recipe: dict) -> dict:
+    return {
+        key: value
+        for key, value in recipe.items()
+        if key not in ("timings_s", "window_seconds", "output_file", "recipe_file")
+    }
+
+
+def test_a_long_run_goes_as_calls_that_each_fit_and_makes_the_clip_one_run_makes(
+    state: StudioState, gpu_calls: list[GpuCall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = StudioHandlers(state)
+    *_, final_video, status, recipe = final_outputs(page_handler(handlers)(**SETTINGS, duration_s=LONG_S))
+    windows = window_count(LONG_S, WINDOW, FRAME_RATE)
+    assert windows == 10 and "Done" in status and f"{windows} windows" in status
+    window_s = clip_gpu_seconds(WINDOW, "64x64", "distilled", 30, 3.0)
+    assert windows * window_s > MAX_DURATION_S  # more than one call's worth
+    assert len(gpu_calls) == 2
+    assert sum(call.windows for call in gpu_calls) == windows
+    for call in gpu_calls:
+        assert call.seconds <= ZERO_GPU_LIMIT_S
+        assert call.windows * window_s <= call.seconds  # each call asks for all its windows need
+    # The same request off ZeroGPU: one run in this process. Same frames, same sound, same recipe.
+    monkeypatch.delitem(sys.modules, "spaces")
+    monkeypatch.delitem(sys.modules, "spaces.config")
+    *_, single_video, _, single_recipe = final_outputs(
+        page_handler(StudioHandlers(state))(**SETTINGS, duration_s=LONG_S)
+    )
+    assert len(gpu_calls) == 2  # no call without the package
+    frames, sound = frames_and_sound(final_video)
+    single_frames, single_sound = frames_and_sound(single_video)
+    assert frames.shape[0] == probe_mp4(single_video).num_frames == 85
+    np.testing.assert_array_equal(sound, single_sound)
+    # The frames as decoded: the mp4 encoder's threads may round a pixel differently from one encode to the next
+    # (0.15 levels per frame at most here); `tests/test_long_form.py` compares the generated frames bit for bit.
+    difference = np.abs(frames.astype(np.int16) - single_frames.astype(np.int16)).mean(axis=(1, 2, 3))
+    assert difference.max() < ENCODER_NOISE_LEVELS, difference
+    assert without_timings(recipe) == without_timings(single_recipe)
+    assert recipe["windows"] == windows and recipe["stopped"] is False
+
+
+def test_progress_and_stop_carry_across_calls(state: StudioState, gpu_calls: list[GpuCall]) -> None:
+    """Stop in the second call's window: it ends after its step, the nine finished windows make the mp4."""
+    handlers = StudioHandlers(state)
+    run = page_handler(handlers)(**SETTINGS, duration_s=LONG_S)
+    statuses = []
+    for outputs in run:
+        statuses.append(outputs[4])
+        if isinstance(outputs[4], str) and "Window 10 of 10 - stage 1/2 - step 2/8" in outputs[4]:
+            break
+    assert any("Window 3 of 10 - stage 2/2 - step 1/3" in str(status) for status in statuses)
+    assert any("Window 9 of 10 finished" in str(status) for status in statuses)
+    assert len(gpu_calls) == 2  # the stop came in the second call
+    handlers.stop("text_to_av")
+    run.close()  # what gradio's cancel does
+    status, final_video, recipe = handlers.stopped_with_file("text_to_av")
+    assert "Stopped after window 9 of 10" in status
+    assert probe_mp4(final_video).num_frames == WINDOW + 8 * 8
+    assert recipe["stopped"] is True and recipe["stopped_after_window"] == 9
+    assert recipe["written_s"] == pytest.approx((WINDOW + 64) / FRAME_RATE)
+    assert not list(Path(final_video).parent.glob("*.stop"))
+    assert handlers.stopped("text_to_av").startswith("**Stopped. Ready")
+
+
+def test_a_window_too_big_for_one_call_is_refused_before_any_call(
+    state: StudioState, gpu_calls: list[GpuCall]
+) -> None:
+    """1536 x 1024 at 257 frames with 60 dev steps needs far more than 300 s for one window: said in the page's words
+    before anything runs."""
+    handlers = StudioHandlers(state)
+    assert clip_gpu_seconds(257, "1536x1024", "dev", 60, 3.0) > 1.5 * MAX_DURATION_S
+    request = {**SETTINGS, "num_frames": 257, "resolution": "1536x1024", "mode": "dev", "duration_s": 30.0}
+    request["num_inference_steps"] = 60
+    with pytest.raises(gr.Error) as refused:
+        list(page_handler(handlers)(**request))
+    message = refused.value.message
+    assert message.startswith('"Length" 257 at "Resolution" 1536x1024 needs about')
+    assert "more than the 300 s a ZeroGPU call may last" in message and not gpu_calls
+
+
+def test_one_clip_stays_one_call(state: StudioState, gpu_calls: list[GpuCall]) -> None:
+    handlers = StudioHandlers(state)
+    *_, final_video, status, _ = final_outputs(page_handler(handlers)(**SETTINGS))
+    assert "Done" in status and probe_mp4(final_video).num_frames == WINDOW
+    assert len(gpu_calls) == 1 and gpu_calls[0].yielded[-1] == "tuple"  # the page's outputs, from the worker
+
+
+def test_calls_hold_as_many_windows_as_fit() -> None:
+    # Ten minutes at 768 x 512: every call within the limit, together all the windows.
+    window_s = clip_gpu_seconds(97, "768x512", "distilled", 30, 3.0)
+    windows = window_count(600.0, 97, 24.0)
+    per_call = windows_per_call(window_s, windows)
+    assert per_call * window_s <= MAX_DURATION_S < (per_call + 1) * window_s
+    assert group_seconds(per_call, window_s) <= MAX_DURATION_S
+    assert windows_per_call(window_s, 2) == 2 and group_seconds(1, 5.0) == 30  # at least the minimum
