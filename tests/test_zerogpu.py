@@ -6,6 +6,7 @@ handlers over the embedded model at 64 x 64 px, on the CPU."""
 import functools
 import pickle
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 
 from ltx_pipeline.media import probe_mp4
 from ltx_pipeline.modes import MODES
+from ltx_pipeline.pipeline_long_form import LongFormPipeline
+from ltx_pipeline.types import LongFormFinished, StepPreview, WindowFinished, WindowStarted
 from ui import StudioConfig, StudioState
 from ui.handlers import StudioHandlers, page_parameters
 from ui.long_form import window_count
@@ -26,6 +29,8 @@ from ui.zerogpu import (
     duration_for,
     group_seconds,
     on_gpu,
+    windows_in_calls,
+    windows_in_worker,
     windows_per_call,
 )
 
@@ -169,6 +174,7 @@ def test_a_long_run_goes_as_calls_that_each_fit_and_makes_the_clip_one_run_makes
     assert recipe["windows"] == windows and recipe["stopped"] is False
 
 
+@pytest.mark.slow  # 10 windows on the CPU; the stop file's round trip is tested at once below
 def test_progress_and_stop_carry_across_calls(state: StudioState, gpu_calls: list[GpuCall]) -> None:
     """Stop in the second call's window: it ends after its step, the nine finished windows make the mp4."""
     handlers = StudioHandlers(state)
@@ -223,3 +229,42 @@ def test_calls_hold_as_many_windows_as_fit() -> None:
     assert per_call * window_s <= MAX_DURATION_S < (per_call + 1) * window_s
     assert group_seconds(per_call, window_s) <= MAX_DURATION_S
     assert windows_per_call(window_s, 2) == 2 and group_seconds(1, 5.0) == 30  # at least the minimum
+
+
+def crossing(value):
+    """`value` as the other side of a ZeroGPU call gets it: pickled."""
+    return pickle.loads(pickle.dumps(value))
+
+
+def test_the_studio_s_stop_reaches_the_worker_through_its_stop_file(tiny_components, tmp_path: Path) -> None:
+    """The worker's pipeline never sees the studio's Stop flag (another process): the stop file ends its call after
+    the step, and no further call starts. Tiny components, 4 windows at an estimate of 150 s each: 2 calls."""
+    worker_pipeline = LongFormPipeline(**tiny_components)
+    request = {"prompt": "a red ball bounces", "output": str(tmp_path / "long.mp4"), "duration_s": 2.0}
+    request |= {"height": 64, "width": 64, "frame_rate": FRAME_RATE, "window_frames": 17, "overlap_latent_frames": 1}
+    asked = []
+
+    def gpu_windows(*, plan, resume, end, gpu_seconds, stop_file, **request):
+        asked.append(gpu_seconds)
+        plan, resume = crossing((plan, resume))
+        if plan is None:
+            plan = worker_pipeline.plan_run(**request)
+            yield crossing(plan)
+        for event in windows_in_worker(worker_pipeline, plan, resume, end, stop_file):
+            yield crossing(event)
+
+    stop, events = threading.Event(), []
+    for event in windows_in_calls(gpu_windows, request, 4, 150.0, tmp_path / "long.stop", stop.is_set):
+        events.append(event)
+        if isinstance(event, StepPreview) and sum(isinstance(seen, WindowStarted) for seen in events) == 3:
+            stop.set()  # in window 3, the second call's first
+    assert asked == [300, 300]
+    finished = events[-1]
+    assert isinstance(finished, LongFormFinished) and finished.stopped
+    assert [event.window for event in events if isinstance(event, WindowFinished)] == [1, 2]
+    starts = [index for index, event in enumerate(events) if isinstance(event, WindowStarted)]
+    window_3 = events[starts[2] :]
+    steps = sum(isinstance(event, StepPreview) for event in window_3)
+    assert steps <= 2  # of 11: it ended after the step in work when the worker saw the file
+    assert probe_mp4(finished.path).num_frames == 33 and finished.recipe["stopped_after_window"] == 2
+    assert not (tmp_path / "long.stop").exists()

@@ -27,7 +27,7 @@ from ltx_pipeline.lora import LoraSpec, check_lora_spec
 from ltx_pipeline.media import recipe_to_json, save_output, write_mp4
 from ltx_pipeline.model_defaults import defaults_for_model, longest_frames_within
 from ltx_pipeline.modes import SHARED_OPTIONS, SIZE_OPTIONS, Mode, Option, mode_named
-from ltx_pipeline.pipeline_long_form import LongFormPlan, LongFormResume, portable
+from ltx_pipeline.pipeline_long_form import LongFormPlan, LongFormResume
 from ltx_pipeline.pipeline_retake import STREAMS as RETAKE_STREAMS
 from ltx_pipeline.pipeline_retake import check_span
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
@@ -50,7 +50,7 @@ from .previews import audio_for_widget, preview_grid
 from .pump import pumped
 from .retention import using_uploads
 from .state import STUDIO_MODES, TEXT_TO_AV, StudioState
-from .zerogpu import check_window_fits, clip_gpu_seconds, on_zero_gpu, windows_in_calls
+from .zerogpu import check_window_fits, clip_gpu_seconds, on_zero_gpu, windows_in_calls, windows_in_worker
 
 logger = logging.getLogger(__name__)
 
@@ -557,8 +557,7 @@ class StudioHandlers:
         stop_file: str,
     ) -> Iterator[Any]:
         """One ZeroGPU call of a long run, in the GPU worker: the first plans the run (and yields the plan), each
-        makes windows up to `end` from `resume`, yielding their events with tensors on the CPU (they are pickled
-        back). `stop_file` appearing stops the run after its step, as Stop does."""
+        makes windows up to `end` from `resume` (`ui.zerogpu.windows_in_worker`, which `stop_file` stops)."""
         limit = self.state.config.max_audio_duration_s
         with self.state.run(session, job.job, job.loras, job.pipeline_job) as run:
             pipeline = run.pipeline
@@ -566,11 +565,7 @@ class StudioHandlers:
                 plan = pipeline.plan_run(output=output, max_audio_duration_s=limit, **job.stream_kwargs())
                 end = min(end, len(plan.windows))
                 yield plan
-            with closing(pipeline.run_windows(plan, resume, end)) as events:
-                for event in events:
-                    if Path(stop_file).exists():
-                        pipeline.cancel()
-                    yield portable(event)
+            yield from windows_in_worker(pipeline, plan, resume, end, stop_file)
 
     def _on_step(self, event: StepPreview, job: GenerationRequest, progress: Callable) -> "_Update":
         stages = 2 if mode_named(job.job).two_stage else 1

@@ -13,12 +13,13 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from ltx_pipeline import constants, validation, versions
 from ltx_pipeline.modes import Mode
-from ltx_pipeline.pipeline_long_form import LongFormPlan, LongFormResume, LongFormWriter
+from ltx_pipeline.pipeline_long_form import LongFormPipeline, LongFormPlan, LongFormResume, LongFormWriter, portable
 from ltx_pipeline.types import PipelineEvent
 from ltx_pipeline.video_input import probe_video
 
@@ -211,6 +212,19 @@ def windows_in_calls(
         stop_file.unlink(missing_ok=True)
     if finished is not None:
         yield finished
+
+
+def windows_in_worker(
+    pipeline: LongFormPipeline, plan: LongFormPlan, resume: LongFormResume | None, end: int, stop_file: str
+) -> Iterator[Any]:
+    """The GPU worker's side of one call of `windows_in_calls`: the windows up to `end` from `resume`, each event
+    with its tensors on the CPU (they are pickled back). The studio's Stop cannot reach the worker's memory: the
+    `stop_file` it writes cancels the pipeline here, which ends after its step."""
+    with closing(pipeline.run_windows(plan, resume, end)) as events:
+        for event in events:
+            if Path(stop_file).exists():
+                pipeline.cancel()
+            yield portable(event)
 
 
 def on_zero_gpu() -> bool:
