@@ -175,7 +175,8 @@ def windows_in_calls(
 
     Each call makes the windows that fit `MAX_DURATION_S`; the plan and the last resume point go into the next. The
     mp4 grows here, in the studio process. `stopped()` true: `stop_file` tells the worker to stop after its step;
-    no further call starts, and the finished windows make the mp4."""
+    no further call starts, and the finished windows make the mp4. Closed early (the page went away) or failed:
+    the stop file is left for a call still in work, which removes it as it stops."""
     plan: LongFormPlan | None = None
     writer: LongFormWriter | None = None
     resume: LongFormResume | None = None
@@ -188,28 +189,29 @@ def windows_in_calls(
             logger.info("ZeroGPU: windows %d-%d of %d in one call of %d s", first + 1, end, total_windows, seconds)
             calls = gpu_windows(**request, plan=plan, resume=resume, end=end, gpu_seconds=seconds,
                                 stop_file=str(stop_file))  # fmt: skip
-            for event in calls:
-                if isinstance(event, LongFormPlan):
-                    plan, writer = event, LongFormWriter(event)
-                    total_windows = len(plan.windows)
-                elif isinstance(event, LongFormResume):
-                    resume = event
-                else:
-                    writer.on_event(event)
-                    yield event
-                if stopped():
-                    stop_file.touch()
+            with closing(calls):
+                for event in calls:
+                    if isinstance(event, LongFormPlan):
+                        plan, writer = event, LongFormWriter(event)
+                        total_windows = len(plan.windows)
+                    elif isinstance(event, LongFormResume):
+                        resume = event
+                    else:
+                        writer.on_event(event)
+                        yield event
+                    if stopped():
+                        stop_file.touch()
             if resume is None or resume.next_window < end:
                 break  # stopped within the call
             first = end
         if writer is not None:
             finished = writer.finish(resume)
     except BaseException:
+        stop_file.touch()
         if writer is not None:
             writer.abort()
         raise
-    finally:
-        stop_file.unlink(missing_ok=True)
+    stop_file.unlink(missing_ok=True)
     if finished is not None:
         yield finished
 
@@ -225,6 +227,7 @@ def windows_in_worker(
             if Path(stop_file).exists():
                 pipeline.cancel()
             yield portable(event)
+    Path(stop_file).unlink(missing_ok=True)
 
 
 def on_zero_gpu() -> bool:
