@@ -17,14 +17,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ltx_pipeline import constants, validation, versions
+from ltx_pipeline import constants, versions
 from ltx_pipeline.modes import Mode
 from ltx_pipeline.pipeline_long_form import LongFormPipeline, LongFormPlan, LongFormResume, LongFormWriter, portable
 from ltx_pipeline.types import PipelineEvent
 from ltx_pipeline.video_input import probe_video
 
 from . import help as studio_help
-from .long_form import window_count
 
 logger = logging.getLogger(__name__)
 
@@ -79,25 +78,6 @@ def clip_gpu_seconds(
     stage_1 = stage_1_steps * passes * forward_seconds(num_frames, height // 2, width // 2)
     stage_2 = STAGE_2_STEPS * forward_seconds(num_frames, height, width)
     return SAFETY_FACTOR * (FIXED_OVERHEAD_S + stage_1 + stage_2)
-
-
-def windows_asked(values: dict[str, Any]) -> int:
-    """How many windows a request makes: `duration_s` > 0 on a tab that extends asks for chained windows of the chosen
-    Length (`ui.long_form`); 1 for one clip, or while an input is invalid (the handler names it at once)."""
-    duration_s = values.get("duration_s")
-    if duration_s in (None, "", 0):
-        return 1
-    try:
-        duration_s = studio_help.real_number("duration_s", duration_s)
-        num_frames = studio_help.whole_number("num_frames", values.get("num_frames"))
-        validation.check_num_frames(num_frames)
-        frame_rate = studio_help.real_number("frame_rate", values.get("frame_rate"))
-        validation.check_frame_rate(frame_rate)
-        if not math.isfinite(duration_s) or duration_s <= 0:
-            return 1
-        return window_count(duration_s, num_frames, frame_rate)
-    except ValueError:  # e.g. a window too short to hold the overlap
-        return 1
 
 
 def duration_for(mode: Mode, parameters: tuple[str, ...]) -> Callable[..., int]:
