@@ -328,6 +328,8 @@ class StudioHandlers:
         # ZeroGPU: (session, job) -> the Stop of a long run whose windows go call by call (no pipeline is lent here).
         self._runs_in_calls: dict[tuple[str, str], threading.Event] = {}
         self._gpu_windows: Callable[..., Iterator[Any]] | None = None  # `_window_group` as a `spaces.GPU` function
+        if on_zero_gpu():
+            self._gpu_window_calls()  # made with the page, before it launches, as ZeroGPU functions are
 
     # ---- generation -----------------------------------------------------------------------------------------------
 
