@@ -26,6 +26,10 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
     at its original sample rate.
     """
 
+    # The reference's audio-to-video pipeline (`A2VidPipelineTwoStage`, ltx-pipelines 1.2.0) steps with plain Euler
+    # on every generation, LTX-2.5 included: the ancestral stage 1 is its distilled text/image pipeline's alone.
+    versioned_stage_1_sampler = False
+
     def stream(
         self,
         audio: str | os.PathLike | Audio,

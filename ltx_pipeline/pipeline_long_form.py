@@ -278,8 +278,10 @@ class LongFormPipeline(LTXAVPipelineBase):
             video_guidance=video_guidance,
             audio_guidance=audio_guidance,
             preview_audio=preview_audio,
-            ancestral_noise=self.ancestral_noise(recipe.seed, recipe.mode),
+            ancestral_noise=None if clip is not None else self.ancestral_noise(recipe.seed, recipe.mode),
         )
+        if clip is not None:  # audio to video steps with plain Euler, as the reference's A2V pipeline does
+            recipe.stage_1_sampler = "euler"
         writer = StreamingMp4Writer(output, frame_rate)
         window_seconds: list[float] = []
         recipe.inputs["window_seconds"] = window_seconds
