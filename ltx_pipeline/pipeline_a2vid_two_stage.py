@@ -26,8 +26,9 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
     at its original sample rate.
     """
 
-    # The reference's audio-to-video pipeline (`A2VidPipelineTwoStage`, ltx-pipelines 1.2.0) steps with plain Euler
-    # on every generation, LTX-2.5 included: the ancestral stage 1 is its distilled text/image pipeline's alone.
+    # Plain Euler on every generation, LTX-2.5 included: in the reference (ltx-pipelines 1.2.0) the ancestral stage 1
+    # is `DistilledPipeline`'s alone (text/images to AV, no frozen stream); its pipelines with a frozen stream or
+    # held tokens, `A2VidPipelineTwoStage` and the distilled `RetakePipeline`, step with Euler.
     versioned_stage_1_sampler = False
 
     def stream(
