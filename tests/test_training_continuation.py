@@ -179,7 +179,8 @@ def test_compiled_training_at_three_frame_rates_compiles_a_bounded_number_of_gra
     that follow compile nothing more (aot_eager: the same graphs dynamo makes for inductor, without code generation)."""
     torch._dynamo.reset()
     argv = ["--stage", "transformer", "--steps", "12", "--out", str(tmp_path), "--world", "rich", "--compile"]
-    argv += ["--compile-backend", "aot_eager", "--freeze-text-encoder", "--frame-rates", "24", "25", "30", *TOY]
+    argv += ["--compile-backend", "aot_eager", "--compile-dynamic", "--freeze-text-encoder"]
+    argv += ["--frame-rates", "24", "25", "30", *TOY]
     argv += ["--num-clips", "6"]
     before = compiled_graph_count()
     state = train(parse_args(argv))

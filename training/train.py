@@ -202,6 +202,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="transformer: torch.compile its repeated blocks (one graph per stage shape and cross-modal setting)",
     )
     parser.add_argument(
+        "--compile-dynamic",
+        action="store_true",
+        help="with --compile at several --frame-rates: compile the token counts as dynamic sizes (2-4 graphs for every "
+        "stage and rate) instead of one static graph per stage, rate and cross-modal setting (4 per rate); dynamo "
+        "traces dynamic graphs ~4x slower (training/README.md)",
+    )
+    parser.add_argument(
         "--compile-backend",
         default="inductor",
         help="with --compile: torch.compile's backend ('aot_eager' traces the same graphs without generating code: "
@@ -970,9 +977,9 @@ class StageTrainer:
         attention on and off, each frame rate's audio length) before the clock starts; if compiling fails, train
         uncompiled (slower, not wrong).
 
-        At one frame rate each shape is a static graph of its own (4). At several, the token counts are compiled as
-        dynamic sizes: one graph for cross-modal attention on and one for off, whatever the stage and the rate (static
-        graphs would be 4 per rate, each as long to compile as the training it buys in a device command)."""
+        Each shape is a static graph of its own: 4 per frame rate (batches are bucketed by rate, so no other shape
+        ever comes). With --compile-dynamic the token counts are dynamic sizes instead: one graph for cross-modal
+        attention on and one for off whatever the stage and rate (2-4 in all), at ~4x dynamo's tracing time."""
         started = time.time()
         cache = self.args.compile_cache
         if cache is not None and cache.is_file():
@@ -980,7 +987,7 @@ class StageTrainer:
                 print(f"compile cache {cache} could not be read; compiling from scratch", flush=True)
             else:
                 print(f"loaded compile cache artifacts from {cache}", flush=True)
-        dynamic = len(self.groups) > 1
+        dynamic = self.args.compile_dynamic and len(self.groups) > 1
         self.transformer.compile_repeated_blocks(dynamic=dynamic, backend=self.args.compile_backend)
         generator = torch.Generator().manual_seed(self.args.seed + 1)  # leaves the training draws untouched
         graphs_before = compiled_graph_count()
@@ -1096,14 +1103,15 @@ def train(args: argparse.Namespace) -> dict:
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         state["step"] += 1
-        if step % args.log_every == 0 or step == total:
+        out_of_time = budget_s is not None and time.time() - started > budget_s
+        if step % args.log_every == 0 or step == total or out_of_time:
             elapsed = time.time() - started
             entry = {"step": state["step"], "loss": round(float(loss.item()), 5), "elapsed_s": round(elapsed, 1)}
             state["log"].append(entry)
             print(f"{args.stage} {entry}", flush=True)
         if step % args.save_every == 0:
             save()
-        if budget_s is not None and time.time() - started > budget_s:
+        if out_of_time:
             print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
             break
     save()
