@@ -15,10 +15,11 @@
 # NO_COMPILE (transformer_only: train eagerly); CACHE_OUT (transformer_only: where the compile cache goes, default
 # RESULT_DIR/compile_cache.bin).
 # chunk: transformer_only with the issue-30/26 recipe (rich world at 24, 25 and 30 fps, clips cut mid-scene, the
-# continuation case, --decoded-ball-row-gain 8; train.py's defaults for their shares), sized to end within
+# continuation case, --decoded-ball-row-gain 8; train.py's defaults for their shares; a checkpoint every 400 steps,
+# packed as it is written), sized to end within
 # CHUNK_SECONDS (default 390) of this script's start: training stops 40 s before (BENCH_SECONDS more if set), the
 # parts are packed, the candidate is exported to CAND (default /tmp/cand) and, with BENCH_SECONDS, benchmarked on
-# held-out audio (on BENCH_DEVICE, default cuda) for at most that long. Only the parts (2 of <= 15 MB), summary.txt
+# held-out audio (on BENCH_DEVICE, default cuda) for at most that long. Only the parts (1-2 of <= 15 MB), summary.txt
 # and the benchmark's table go to RESULT_DIR; the compile cache (> 16 MB) stays in /tmp for a next command on the same
 # machine. No optimizer state is kept (every run restarts AdamW, with a 10-step warm-up). Eager unless COMPILE=static
 # (4 graphs per frame rate) or COMPILE=dynamic (--compile-dynamic): a cold compile costs more than it buys in one
@@ -66,7 +67,7 @@ elif [ "$phase" = transformer_only ] || [ "$phase" = chunk ]; then
     NUM_CLIPS=${NUM_CLIPS:-3072}; CACHE_OUT=${CACHE_OUT:-/tmp/compile_cache.bin}
     [ -z "${COMPILE:-}" ] && NO_COMPILE=1
     [ "${COMPILE:-}" = dynamic ] && extra="--compile-dynamic $extra"
-    extra="--world rich --frame-rates 24 25 30 --decoded-ball-row-gain 8 $extra"
+    extra="--world rich --frame-rates 24 25 30 --decoded-ball-row-gain 8 --save-every 400 $extra"
   fi
   stop_at=$(python3 -c "print(round($script_start + ${TRAIN_UNTIL_MINUTES:-7.8} * 60 * $scale))")
   hard_stop_s=$(python3 -c "print(max(round($stop_at + 30 * $scale - $(date +%s)), 1))")  # if saving hangs
