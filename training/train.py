@@ -1115,6 +1115,8 @@ def train(args: argparse.Namespace) -> dict:
             print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
             break
     save()
+    if getattr(args, "compile", False):  # a recompile during training would show here as more than the traced ones
+        print(f"{args.stage}: {compiled_graph_count()} graphs compiled in all", flush=True)
     return state
 
 
