@@ -51,8 +51,8 @@ BF16_COMPONENTS = (
 FLOAT32_COMPONENTS = ("vocoder",)
 # Components whose weights `fp8-storage` keeps in float8 (the ones that hold nearly all of the parameters).
 FP8_STORAGE_COMPONENTS = ("transformer", "connectors", "text_encoder")
-# LTX-2.5's optional modules, held by the pipeline beside its registered components (`LTXAVPipelineBase`): placed by the
-# memory modes like the VAE.
+# LTX-2.5's optional modules, held by the pipeline beside its registered components (`LTXAVPipelineBase`): placed
+# by the memory modes like the VAE.
 OPTIONAL_COMPONENTS = ("diffusion_decoder", "duration_head")
 
 
@@ -150,7 +150,8 @@ class SpeedOptions:
     """Speed options for the transformer, the component that takes nearly all of the time.
 
     compile: diffusers' regional compilation, `transformer.compile_repeated_blocks(fullgraph=True)`: one compiled
-        graph shared by the 48 identical blocks (compiled at the first forward of each new shape).
+        graph shared by the 48 identical blocks (compiled at the first forward of each new shape). Not with the
+        "fp8-storage" and "16gb" memory modes, whose hooks torch.compile cannot trace (`check_speed_for_memory_mode`).
     attention_backend: a diffusers attention backend name, e.g. "native" (PyTorch SDPA), "_native_cudnn",
         "_native_flash", "flash" or "_flash_3" where those packages are installed; None keeps the default.
     video_attention_backend: a backend for the video self-attention alone (each block's `attn1`), which holds
@@ -202,9 +203,10 @@ class SpeedOptions:
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
         is recorded; the graphs hold one more copy of the forward's activations. Not with `cuda_graphs` (a graph
-        cannot hold torch.compile's own), nor with the "fp8-storage", "24gb" and "16gb" memory modes (their hooks move and
-        cast weights during the forward). Elsewhere than CUDA the forward runs as usual. Outputs unchanged; it pays
-        most at small sizes (stage 1), where launches and copies weigh most.
+        cannot hold torch.compile's own), nor with the "fp8-storage" and "16gb" memory modes (their hooks move and
+        cast weights during the forward; "24gb" holds its fp8 weights in its own layers, without hooks). Elsewhere
+        than CUDA the forward runs as usual. Outputs unchanged; it pays most at small sizes (stage 1), where launches
+        and copies weigh most.
 
     What each option gains, and its deviation from eager bf16, is measured in benchmarks/RESULTS.md.
     """
@@ -905,15 +907,17 @@ def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryM
     placement = PLACEMENTS[mode]
     if speed.compile_vae and placement.tiled_vae:
         raise ValueError(
-            f"`compile_vae=True` cannot be combined with memory mode {mode.value!r} (its VAE streams its weights layer "
-            "by layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave compile_vae off."
+            f"`compile_vae=True` cannot be combined with memory mode {mode.value!r} (its VAE streams its weights "
+            "layer by layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave "
+            "compile_vae off."
         )
     if not placement.hooks_transformer():
         return
     why = (
         "its transformer streams its weights onto the GPU in hooks around each group of blocks"
         if "transformer" in placement.streamed
-        else "its fp8 storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot trace"
+        else "its fp8 storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot "
+        "trace"
     )
     if speed.compile:
         raise ValueError(
@@ -922,8 +926,8 @@ def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryM
         )
     if speed.forward_graph:
         raise ValueError(
-            f"`forward_graph=True` cannot be combined with memory mode {mode.value!r} ({why}, which a CUDA graph cannot "
-            "replay); use memory mode '24gb' or 'full-gpu-bf16', or leave forward_graph off."
+            f"`forward_graph=True` cannot be combined with memory mode {mode.value!r} ({why}, which a CUDA graph "
+            "cannot replay); use memory mode '24gb' or 'full-gpu-bf16', or leave forward_graph off."
         )
 
 
