@@ -61,9 +61,7 @@ class MemoryMode(str, Enum):
 
     FULL_GPU_BF16 = "full-gpu-bf16"  # every component on the GPU in bf16 (about 64 GiB with the text encoder)
     FP8_STORAGE = "fp8-storage"  # as above, large components stored in float8 and cast to bf16 layer by layer
-    GPU_24GB = (
-        "24gb"  # the transformer resident in fp8 layers (compilable), the rest fp8-stored and streamed; tiled VAE
-    )
+    GPU_24GB = "24gb"  # the transformer resident in its own fp8 layers (compilable), the rest streamed; tiled VAE
     GPU_16GB = "16gb"  # fp8 storage; every component streamed, the transformer group by group; tiled VAE decode
 
     @classmethod
@@ -513,8 +511,7 @@ class LinearTanhGelu(nn.Module):
         if not _is_fusable_gelu(gelu):
             raise ValueError(
                 "`gelu` must be a diffusers GELU with approximate='tanh' and a plain nn.Linear or Fp8StorageLinear "
-                f"`proj`; got "
-                f"{type(gelu).__name__} with approximate={getattr(gelu, 'approximate', None)!r} and "
+                f"`proj`; got {type(gelu).__name__} with approximate={getattr(gelu, 'approximate', None)!r} and "
                 f"proj={type(getattr(gelu, 'proj', None)).__name__}."
             )
         self.proj = gelu.proj
