@@ -1288,7 +1288,16 @@ def test_the_24gb_transformer_compiles_its_blocks_in_full_graphs():
     assert torch.equal(video, eager_video) and torch.equal(audio, eager_audio)
 
 
-def test_compiled_options_are_accepted_by_the_24gb_mode():
+@pytest.fixture
+def compile_cache_in_tmp(tmp_path, monkeypatch):
+    """Compiled options point torch's caches at a persistent folder through the environment: a temporary one here,
+    and the environment restored after the test."""
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LTX_COMPILE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_compiled_options_are_accepted_by_the_24gb_mode(compile_cache_in_tmp):
     components = build_tiny_components()
     options = SpeedOptions(compile=True, fp8=True, fp8_row_kernel=True, fused_rotary=True, fused_norms=True)
     place_pipeline(components, "cpu", "24gb", options)
@@ -1299,7 +1308,7 @@ def test_compiled_options_are_accepted_by_the_24gb_mode():
 
 
 @pytest.mark.slow
-def test_the_24gb_mode_with_compile_runs_inductor_on_cpu():
+def test_the_24gb_mode_with_compile_runs_inductor_on_cpu(compile_cache_in_tmp):
     torch._dynamo.reset()
     reference = build_tiny_components()
     apply_memory_mode(reference, "24gb", "cpu")
