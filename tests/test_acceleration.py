@@ -1332,7 +1332,7 @@ def full_size_transformer_in_the_24gb_mode(fp8_products: bool) -> nn.Module:
     from ltx_pipeline.loading import FULL_SIZE_PRESETS
 
     with torch.device("meta"):
-        transformer = LTX2VideoTransformer3DModel(**FULL_SIZE_PRESETS["2.3"]["transformer"]).to(torch.bfloat16)
+        transformer = LTX2VideoTransformer3DModel(**FULL_SIZE_PRESETS["2.3"]["transformer"])  # cast by the mode
     if fp8_products:
         quantize_linear_layers_to_fp8(transformer, emulate=True)
     apply_memory_mode({"transformer": transformer}, "24gb", "meta")
