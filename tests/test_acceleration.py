@@ -1359,3 +1359,14 @@ def test_the_24gb_transformer_holds_about_one_byte_per_linear_weight(fp8_product
     fp8 = sum(buffer.numel() for buffer in transformer.buffers() if buffer.dtype == FP8_DTYPE)
     assert fp8 > 18e9 and parameters < 0.1e9  # ~19B weights in fp8, the bf16 rest small
     assert weight_bytes(transformer) <= 18.5 * 2**30
+
+
+def test_model_settings_take_compiled_options_with_the_24gb_mode_and_refuse_them_with_16gb():
+    from ltx_pipeline.assembly import ModelSettings
+
+    fastest = SpeedOptions(compile=True, forward_graph=True, fp8=True, fused_rotary=True, gelu_epilogue=True)
+    assert ModelSettings(device="cpu", memory_mode="24gb", speed=fastest).speed == fastest
+    with pytest.raises(ValueError, match=r"`compile=True` cannot be combined with memory mode '16gb'.*'24gb'"):
+        ModelSettings(device="cpu", memory_mode="16gb", speed=fastest)
+    with pytest.raises(ValueError, match=r"`forward_graph=True` cannot be combined with memory mode 'fp8-storage'"):
+        ModelSettings(device="cpu", memory_mode="fp8-storage", speed=SpeedOptions(forward_graph=True))
