@@ -1370,3 +1370,14 @@ def test_model_settings_take_compiled_options_with_the_24gb_mode_and_refuse_them
         ModelSettings(device="cpu", memory_mode="16gb", speed=fastest)
     with pytest.raises(ValueError, match=r"`forward_graph=True` cannot be combined with memory mode 'fp8-storage'"):
         ModelSettings(device="cpu", memory_mode="fp8-storage", speed=SpeedOptions(forward_graph=True))
+
+
+def test_fp8_products_can_be_made_layer_by_layer_on_another_device():
+    # The "24gb" mode's way for a model loaded in CPU memory: each layer quantized where it will run (here the meta
+    # device stands for the GPU), the rest left for the mode to place.
+    transformer = build_tiny_components()["transformer"]
+    replaced = quantize_linear_layers_to_fp8(transformer, device="meta")
+    layers = [module for module in transformer.modules() if isinstance(module, Fp8Linear)]
+    assert len(layers) == replaced > 0
+    assert all(layer.weight_fp8.device.type == "meta" and layer.emulate for layer in layers)
+    assert transformer.proj_in.weight.device.type == "cpu"

@@ -398,16 +398,22 @@ def _replace_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child_name, module)
 
 
-def quantize_linear_layers_to_fp8(model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None) -> int:
+def quantize_linear_layers_to_fp8(
+    model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None, device: torch.device | str | None = None
+) -> int:
     """Replace the eligible Linear layers of `model`'s repeated blocks by `Fp8Linear`, in place.
 
-    Frees each bf16 weight as its fp8 copy is made. `emulate=None` uses the fp8 kernels where the model's device
-    has them and the float32 emulation elsewhere. Returns the number of layers replaced.
+    Frees each bf16 weight as its fp8 copy is made. With `device`, each layer is moved there and quantized there
+    (a GPU quantizes fast; the rest of the model stays where it is, for a memory mode to place). `emulate=None` uses
+    the fp8 kernels where the layers' device has them and the float32 emulation elsewhere. Returns the number of
+    layers replaced.
     """
     if emulate is None:
-        emulate = not fp8_matmul_supported(next(model.parameters()).device)
+        emulate = not fp8_matmul_supported(device if device is not None else next(model.parameters()).device)
     targets = [(name, module) for name, module in model.named_modules() if _fp8_eligible(name, module)]
     for name, linear in targets:
+        if device is not None:
+            linear = linear.to(device)
         _replace_submodule(model, name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
     logger.info(
         "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
@@ -693,9 +699,10 @@ def rotary_embeddings(transformer: nn.Module) -> list[nn.Module]:
     return [module for name in ROTARY_EMBEDDINGS if isinstance(module := getattr(transformer, name, None), nn.Module)]
 
 
-def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
+def apply_speed_options(pipe: object, options: SpeedOptions, fp8_device: torch.device | str | None = None) -> None:
     """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself), and
-    `compile_vae` to its video VAE.
+    `compile_vae` to its video VAE. `fp8_device`: where the fp8 layers are made (`quantize_linear_layers_to_fp8`'s
+    `device`; default: where the transformer is).
 
     Order matters: the attention backend, the fp8 layers and the fused feed-forwards are set first, so that
     compilation sees them; the feed-forwards are fused after the fp8 layers are made, so those are left alone.
@@ -731,7 +738,7 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
                 "`fp8=True` cannot be applied to a transformer that already streams its weights (memory mode '16gb'): "
                 "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
             )
-        quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
+        quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling, device=fp8_device)
         if options.fp8_row_kernel:
             fuse_fp8_feed_forwards(transformer)
             fuse_fp8_gated_outputs(transformer)
@@ -942,7 +949,9 @@ def place_pipeline(
         use_persistent_compile_cache()
     streamed = memory_mode is not None and bool(PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed)
     if streamed:
-        apply_speed_options(pipe, speed)
+        # A resident transformer's fp8 layers are made on the device, layer by layer, as the mode then makes the
+        # rest: a model loaded in CPU memory is quantized at the GPU's pace, and never whole in bf16 on the GPU.
+        apply_speed_options(pipe, speed, fp8_device=None if streams_transformer(memory_mode) else device)
         apply_memory_mode(pipe, memory_mode, device)
         return
     if memory_mode is None:
