@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from diffusers.hooks.group_offloading import _is_group_offload_enabled
 
 from ltx_pipeline import (
     A2VidPipelineTwoStage,
@@ -30,6 +31,7 @@ from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS
 from ltx_pipeline.media import probe_mp4, save_output
 from ltx_pipeline.pipeline_long_form import LongFormPipeline
 from ltx_pipeline.sampling_2_5 import euler_ancestral_step
+from ltx_pipeline.speed.acceleration import SpeedOptions, place_pipeline
 from tests import official_layout_2_5
 from tests.test_pipeline_a2v import write_clip
 from tests.test_pipeline_v2a import write_video
@@ -267,3 +269,33 @@ def test_image_to_video_recompresses_the_still_at_2_5s_crf(t2av: TI2VidTwoStages
 
     torch.testing.assert_close(held, encoded(versions.IMAGE_CONDITIONING_CRF_2_5))
     assert not torch.allclose(held, encoded(33), atol=1e-4)
+
+
+def tiny_pipeline_with_optional_parts() -> TI2VidTwoStagesPipeline:
+    pipe = TI2VidTwoStagesPipeline(**tiny.build_tiny_components("2.5"))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.duration_head, pipe.diffusion_decoder = tiny.build_tiny_duration_head(), tiny.build_tiny_diffusion_decoder()
+    return pipe
+
+
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
+def test_streaming_modes_place_the_diffusion_decoder_and_duration_head_like_the_vae(memory_mode: str) -> None:
+    pipe = tiny_pipeline_with_optional_parts()
+    place_pipeline(pipe, "cpu", memory_mode, SpeedOptions())
+    for module in (pipe.vae, pipe.diffusion_decoder, pipe.duration_head):
+        assert _is_group_offload_enabled(module)  # streamed layer by layer, not moved whole on first use
+        assert {parameter.dtype for parameter in module.parameters()} == {torch.bfloat16}
+    assert pipe.vae.use_tiling and pipe.diffusion_decoder.use_tiling
+    prediction = pipe.predict_length(PROMPT, 24.0)
+    assert prediction.num_frames % 8 == 1
+    output = pipe(**SMALL, num_frames=9)
+    assert output.recipe["video_decoder"] == "diffusion"
+    assert output.frames.shape == (9, 64, 64, 3)
+
+
+def test_resident_modes_cast_the_diffusion_decoder_and_duration_head_to_bf16() -> None:
+    pipe = tiny_pipeline_with_optional_parts()
+    place_pipeline(pipe, "cpu", "full-gpu-bf16", SpeedOptions())
+    for module in (pipe.diffusion_decoder, pipe.duration_head):
+        assert not _is_group_offload_enabled(module)
+        assert {parameter.dtype for parameter in module.parameters()} == {torch.bfloat16}
