@@ -124,6 +124,13 @@ PLACEMENTS: dict["MemoryMode", Placement] = {
 }
 
 
+def stores_transformer_in_fp8(memory_mode: "str | MemoryMode") -> bool:
+    """Whether `memory_mode` holds the transformer's weights in float8 (a hook's storage or `Fp8StorageLinear`s): LoRA
+    layers must then be loaded before the mode is applied (those added after would be cast to float8 with them)."""
+    placement = PLACEMENTS[MemoryMode.from_name(memory_mode)]
+    return "transformer" in placement.fp8_storage or "transformer" in placement.fp8_layers
+
+
 def streams_transformer(memory_mode: "str | MemoryMode | None") -> bool:
     """Whether `memory_mode` streams the transformer's weights (its fp8 products must then be made before)."""
     return memory_mode is not None and "transformer" in PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed
