@@ -664,9 +664,7 @@ def test_gelu_epilogue_leaves_the_fp8_feed_forwards_alone():
 
 
 def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes():
-    reference = build_tiny_components()
-    apply_memory_mode(reference, "fp8-storage", "cpu")
-    reference_video, reference_audio = run_transformer(reference["transformer"], torch.bfloat16)
+    reference_video, reference_audio = transformer_output_in_mode("fp8-storage")
 
     components = build_tiny_components()
     place_pipeline(components, "cpu", "fp8-storage", SpeedOptions(gelu_epilogue=True))
@@ -678,9 +676,7 @@ def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes():
 
 
 def test_gelu_epilogue_under_the_24gb_mode_computes_what_the_24gb_mode_computes():
-    reference = build_tiny_components()
-    apply_memory_mode(reference, "24gb", "cpu")
-    reference_video, reference_audio = run_transformer(reference["transformer"], torch.bfloat16)
+    reference_video, reference_audio = transformer_output_in_mode("24gb")
 
     components = build_tiny_components()
     place_pipeline(components, "cpu", "24gb", SpeedOptions(gelu_epilogue=True))
@@ -1014,10 +1010,15 @@ def test_full_gpu_bf16_mode_puts_components_in_bf16_and_the_vocoder_in_float32()
     assert torch.isfinite(video).all()
 
 
+def transformer_output_in_mode(memory_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiny transformer's (video, audio) output with fresh components placed in `memory_mode` on the CPU."""
+    components = build_tiny_components()
+    apply_memory_mode(components, memory_mode, "cpu")
+    return run_transformer(components["transformer"], torch.bfloat16)
+
+
 def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16():
-    bf16_components = build_tiny_components()
-    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
-    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+    reference_video, _ = transformer_output_in_mode("full-gpu-bf16")
 
     components = build_tiny_components()
     apply_memory_mode(components, "fp8-storage", "cpu")
@@ -1033,9 +1034,7 @@ def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16
 
 
 def test_the_16gb_mode_computes_what_fp8_storage_computes():
-    fp8_components = build_tiny_components()
-    apply_memory_mode(fp8_components, "fp8-storage", "cpu")
-    reference_video, reference_audio = run_transformer(fp8_components["transformer"], torch.bfloat16)
+    reference_video, reference_audio = transformer_output_in_mode("fp8-storage")
 
     components = build_tiny_components()
     apply_memory_mode(components, "16gb", "cpu")
@@ -1050,12 +1049,8 @@ def test_the_16gb_mode_computes_what_fp8_storage_computes():
 
 
 def test_the_24gb_mode_keeps_the_transformer_in_fp8_layers_without_hooks_and_streams_the_rest():
-    bf16_components = build_tiny_components()
-    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
-    reference_video, reference_audio = run_transformer(bf16_components["transformer"], torch.bfloat16)
-    hooked_components = build_tiny_components()
-    apply_memory_mode(hooked_components, "fp8-storage", "cpu")
-    hooked_video, hooked_audio = run_transformer(hooked_components["transformer"], torch.bfloat16)
+    reference_video, reference_audio = transformer_output_in_mode("full-gpu-bf16")
+    hooked_video, hooked_audio = transformer_output_in_mode("fp8-storage")
 
     components = build_tiny_components()
     apply_memory_mode(components, "24gb", "cpu")
@@ -1080,9 +1075,7 @@ def test_the_24gb_mode_keeps_the_transformer_in_fp8_layers_without_hooks_and_str
 
 
 def test_fp8_products_on_top_of_fp8_storage_compute_in_bf16():
-    bf16_components = build_tiny_components()
-    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
-    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+    reference_video, _ = transformer_output_in_mode("full-gpu-bf16")
 
     components = build_tiny_components()
     apply_memory_mode(components, "fp8-storage", "cpu")
