@@ -663,26 +663,18 @@ def test_gelu_epilogue_leaves_the_fp8_feed_forwards_alone():
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
 
 
-def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes():
-    reference_video, reference_audio = transformer_output_in_mode("fp8-storage")
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb"])
+def test_gelu_epilogue_under_an_fp8_memory_mode_computes_what_the_mode_computes(memory_mode: str):
+    reference_video, reference_audio = transformer_output_in_mode(memory_mode)
 
     components = build_tiny_components()
-    place_pipeline(components, "cpu", "fp8-storage", SpeedOptions(gelu_epilogue=True))
+    place_pipeline(components, "cpu", memory_mode, SpeedOptions(gelu_epilogue=True))
     fused = feed_forward_activations(components["transformer"])
     assert all(isinstance(module, LinearTanhGelu) for module in fused)
-    assert all(module.proj.weight.dtype == FP8_DTYPE for module in fused)  # still stored in fp8, cast by its hook
-    video, audio = run_transformer(components["transformer"], torch.bfloat16)
-    assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
-
-
-def test_gelu_epilogue_under_the_24gb_mode_computes_what_the_24gb_mode_computes():
-    reference_video, reference_audio = transformer_output_in_mode("24gb")
-
-    components = build_tiny_components()
-    place_pipeline(components, "cpu", "24gb", SpeedOptions(gelu_epilogue=True))
-    fused = feed_forward_activations(components["transformer"])
-    assert all(isinstance(module, LinearTanhGelu) for module in fused)
-    assert all(isinstance(module.proj, Fp8StorageLinear) for module in fused)  # its fp8 layer, no hook
+    if memory_mode == "24gb":  # its own fp8 layer, no hook
+        assert all(isinstance(module.proj, Fp8StorageLinear) for module in fused)
+    else:  # still stored in fp8, cast by the hook
+        assert all(module.proj.weight.dtype == FP8_DTYPE for module in fused)
     video, audio = run_transformer(components["transformer"], torch.bfloat16)
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
 
