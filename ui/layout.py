@@ -32,6 +32,7 @@ from .handlers import (
     sets_size,
 )
 from .long_form import LongFormControls, clip_length, extends, long_form_controls, plan_notice
+from .retention import keeping_queued_uploads
 from .state import EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import duration_for, on_gpu
 
@@ -147,6 +148,7 @@ def launch_options(config: StudioConfig) -> dict[str, Any]:
         "allowed_paths": [str(config.output_dir), str(EXAMPLES_DIR)],
         "ssr_mode": False,  # server-side rendering needs Node; the studio must open offline on a bare machine
         "footer_links": ["api", "gradio"],
+        "app_kwargs": {"lifespan": keeping_queued_uploads()},  # waiting jobs keep their uploads (`retention`)
     }
 
 
