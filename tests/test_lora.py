@@ -469,7 +469,9 @@ def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
     return ((output - reference).norm() / reference.norm()).item()
 
 
-def test_loras_loaded_before_the_24gb_mode_run_on_its_fp8_layers(tmp_path, pipe):
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb", "fp8-storage"])
+def test_loras_loaded_before_an_fp8_memory_mode_run_on_its_fp8_weights(tmp_path, pipe, memory_mode):
+    # What the command line does (`assemble` loads --lora before placing the model), in every mode with fp8 weights.
     from ltx_pipeline.speed.acceleration import Fp8StorageLinear, apply_memory_mode
 
     path, layers = official_file(tmp_path, pipe, seed=12)
@@ -481,10 +483,13 @@ def test_loras_loaded_before_the_24gb_mode_run_on_its_fp8_layers(tmp_path, pipe)
     expected = bf16_transformer_output(patched)
 
     load_loras(pipe, [(path, 1.0)])
-    apply_memory_mode(pipe, "24gb", "cpu")
+    apply_memory_mode(pipe, memory_mode, "cpu")
     wrapper = pipe.transformer.transformer_blocks[0].attn1.to_q
-    assert isinstance(wrapper.base_layer, Fp8StorageLinear)
-    assert all(type(layer) is torch.nn.Linear for layer in wrapper.lora_A.values())  # adapters stay in bf16
+    if memory_mode == "24gb":
+        assert isinstance(wrapper.base_layer, Fp8StorageLinear)
+    else:  # stored in fp8 by the casting hook
+        assert wrapper.base_layer.weight.dtype == torch.float8_e4m3fn
+    assert all(layer.weight.dtype == torch.bfloat16 for layer in wrapper.lora_A.values())  # adapters stay in bf16
     output = bf16_transformer_output(pipe.transformer)
     assert relative_error(output, expected) < 0.1 < relative_error(base_output, expected)
 
