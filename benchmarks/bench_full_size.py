@@ -1286,33 +1286,45 @@ def section_e2e_compile_vae(bench: Bench, state: dict) -> None:
         state["components"]["vae"].decoder._compiled_call_impl = None
 
 
-def measure_memory_mode(bench: Bench, state: dict, mode: str, cap_gib: float) -> None:
-    """Fresh components placed for memory `mode` with fp8 products (`place_pipeline`, as the CLI and the studio do),
-    then the pipelines end to end (audio file or prompt to mp4) with the process's GPU memory capped at `cap_gib`
-    (`torch.cuda.set_per_process_memory_fraction`: an allocation past it fails as on a card of that size)."""
-    section = f"mode_{mode}"
+def measure_memory_mode(
+    bench: Bench,
+    state: dict,
+    mode: str,
+    cap_gib: float,
+    options: "acceleration.SpeedOptions | None" = None,
+    section: str | None = None,
+) -> None:
+    """Fresh components placed for memory `mode` with `options` (default: fp8 products alone; `place_pipeline`, as
+    the CLI and the studio do), then the pipelines end to end (audio file or prompt to mp4) with the process's GPU
+    memory capped at `cap_gib` (`torch.cuda.set_per_process_memory_fraction`: an allocation past it fails as on a card
+    of that size). Compiled options get a first run of each pipeline that compiles (`warmup_s`), then the timed one."""
+    options = options or acceleration.SpeedOptions(fp8=True)
+    section = section or f"mode_{mode}"
     state.pop("components", None)
     state.pop("references", None)
     torch._dynamo.reset()
     free_memory()
+    bench.record(section, "speed_options", dataclasses.asdict(options))
     begin = time.perf_counter()
     components = build_components(bench)
     bench.synchronize()
-    acceleration.place_pipeline(components, bench.device, mode, acceleration.SpeedOptions(fp8=True))
+    acceleration.place_pipeline(components, bench.device, mode, options)
     free_memory()
     bench.record(section, "setup_s", round(time.perf_counter() - begin, 1))
     bench.record(section, "allocated_gib_after_setup", bench.allocated_gib())
+    bench.record(section, "transformer_gib", round(acceleration.weight_bytes(components["transformer"]) / 2**30, 2))
     state["components"] = components
     if bench.device.type == "cuda":
         total = torch.cuda.get_device_properties(bench.device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total))
         bench.record(section, "memory_cap_gib", cap_gib)
     try:
-        e2e(bench, state, section, warmup=False)
+        e2e(bench, state, section, warmup=options.compile)
     finally:
         if bench.device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0)
         state.pop("components", None)
+        torch._dynamo.reset()  # compiled blocks hold the section's modules
         free_memory()
 
 
@@ -1379,6 +1391,27 @@ def section_mode_24gb(bench: Bench, state: dict) -> None:
     measure_memory_mode(bench, state, "24gb", 24.0)
 
 
+def mode_24gb_compiled_options(state: dict) -> "acceleration.SpeedOptions":
+    """Every speed option the "24gb" mode allows, now that its transformer holds its fp8 weights in its own layers
+    (no hook): the product's fastest fp8 set (`fp8_graph_forward`'s), the whole forward as one CUDA graph."""
+    return dataclasses.replace(
+        fused_options(state), cuda_graphs=False, forward_graph=True, fp8=True, fp8_row_kernel=True, fused_norms=True
+    )
+
+
+def section_mode_24gb_compiled(bench: Bench, state: dict) -> None:
+    """The "24gb" mode under a 24 GiB cap with compiled blocks and the whole-forward CUDA graph (the graph's pool
+    holds one more copy of the forward's activations, inside the cap)."""
+    measure_memory_mode(bench, state, "24gb", 24.0, mode_24gb_compiled_options(state), "mode_24gb_compiled")
+
+
+def section_mode_24gb_compiled_blocks(bench: Bench, state: dict) -> None:
+    """As `mode_24gb_compiled` without the whole-forward graph (compiled blocks launched one by one): what the mode
+    gives if the graph's activations do not fit under the cap."""
+    options = dataclasses.replace(mode_24gb_compiled_options(state), forward_graph=False)
+    measure_memory_mode(bench, state, "24gb", 24.0, options, "mode_24gb_compiled_blocks")
+
+
 def section_mode_16gb(bench: Bench, state: dict) -> None:
     """The "16gb" mode (every component streamed, the transformer group by group) under a 16 GiB cap."""
     measure_memory_mode(bench, state, "16gb", 16.0)
@@ -1419,6 +1452,8 @@ SECTIONS = {
     "e2e_fp8_row_kernel": section_e2e_fp8_row_kernel,
     "e2e_compile_vae": section_e2e_compile_vae,
     "mode_24gb": section_mode_24gb,
+    "mode_24gb_compiled": section_mode_24gb_compiled,
+    "mode_24gb_compiled_blocks": section_mode_24gb_compiled_blocks,
     "mode_16gb": section_mode_16gb,
     "first_generation": section_first_generation,
     "graph_forward": section_graph_forward,

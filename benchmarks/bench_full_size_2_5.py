@@ -302,28 +302,45 @@ def section_e2e_a2v(bench: Bench, state: dict) -> None:
 
 
 def section_e2e_memory(bench: Bench, state: dict) -> None:
-    """T2AV's peak under each of the product's memory modes, each on a fresh set of components (a mode moves and
-    casts weights), where the deadline leaves time."""
+    """T2AV's peak under each of the product's memory modes with the `--speed` options (LTX-2.5's diffusion decoder
+    and duration head placed by the mode too), each on a fresh set of components (a mode moves and casts weights),
+    where the deadline leaves time. Compiled options get a first run that compiles (`<mode>_warmup_s`); a mode that
+    cannot take them is recorded as refused, with the product's message."""
+    options = speed_options(bench)
     for mode in bench.args.memory_modes.split(",") if bench.args.memory_modes else ():
         if bench.left_s() < bench.args.e2e_reserve_s:
             bench.record("e2e_memory", mode, f"skipped: deadline ({bench.left_s():.0f} s left)")
             continue
+        try:
+            acceleration.check_speed_for_memory_mode(options, mode)
+        except ValueError as error:
+            bench.record("e2e_memory", mode, f"refused: {error}")
+            continue
         state.clear()
+        torch._dynamo.reset()
         free_memory()
         state.update(build(bench))
         t2av, _ = make_pipelines(state)
-        acceleration.place_pipeline(t2av, bench.device, mode, acceleration.SpeedOptions())
+        acceleration.place_pipeline(t2av, bench.device, mode, options)
+        if options.compile:
+            begin = time.perf_counter()
+            run(bench, t2av, None)
+            bench.record("e2e_memory", f"{mode}_warmup_s", round(time.perf_counter() - begin, 1))
         bench.record("e2e_memory", mode, run(bench, t2av, None))
+
+
+def speed_options(bench: Bench) -> "acceleration.SpeedOptions":
+    """The `--speed` switches as `SpeedOptions`."""
+    names = [name for name in bench.args.speed.split(",") if name]
+    return acceleration.SpeedOptions(**{name: True for name in names})
 
 
 def apply_speed(bench: Bench, state: dict) -> None:
     """`--speed`: the product's speed options, applied to the transformer before the sections that follow."""
     if not bench.args.speed:
         return
-    names = [name for name in bench.args.speed.split(",") if name]
-    options = acceleration.SpeedOptions(**{name: True for name in names})
-    acceleration.apply_speed_options(state["components"]["transformer"], options)
-    bench.record("build", "speed_options", names)
+    acceleration.apply_speed_options(state["components"]["transformer"], speed_options(bench))
+    bench.record("build", "speed_options", [name for name in bench.args.speed.split(",") if name])
 
 
 SECTION_FUNCTIONS = {

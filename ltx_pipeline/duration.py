@@ -78,7 +78,7 @@ def predict_num_frames(
             f"{max_seconds!r}."
         )
     prompt_embeds, mask = encode_for_connectors(prompt, tokenizer, text_encoder, max_sequence_length)
-    connector_dtype = next(connectors.parameters()).dtype
+    connector_dtype = connectors.dtype  # the compute dtype: the fp8 memory modes store the weights in float8
     video_tokens, audio_tokens, _ = connectors(prompt_embeds.to(connector_dtype), mask, padding_side="left")
     predicted_seconds = duration_head(video_tokens, audio_tokens).item()
     num_frames = duration_head.predict_num_frames(

@@ -220,7 +220,7 @@ def lora_mismatches(layers: Mapping[str, torch.Tensor], model: torch.nn.Module, 
         if shape is None:
             problems.append(
                 f"{where}: is a {type(modules[name]).__name__}, not a torch Linear "
-                "(load LoRAs before fp8 or other layer swaps)"
+                "(load LoRAs before fp8 or other layer swaps: `fp8=True`, memory mode '24gb')"
             )
             continue
         if set(pair) != {"lora_A", "lora_B"}:
@@ -375,6 +375,31 @@ def _is_fused(model: torch.nn.Module | None) -> bool:
     return model is not None and any(layer.merged for layer in _lora_layers(model))
 
 
+def _check_weights_can_change(model: torch.nn.Module, component: str, fusing: bool) -> None:
+    """Refuses to fuse LoRAs into, or take them out of, base layers without a weight of their own to change: fp8
+    layers made after the LoRAs were loaded (memory mode "24gb"'s `Fp8StorageLinear`, `fp8=True`'s `Fp8Linear`)."""
+    kinds = sorted(
+        {
+            type(layer.get_base_layer()).__name__
+            for layer in _lora_layers(model)
+            if not isinstance(layer.get_base_layer(), torch.nn.Linear)
+        }
+    )
+    if not kinds:
+        return
+    if fusing:
+        action, advice = (
+            "fused into",
+            "fuse them when loading (`fuse_loras=True`, --fuse-loras), or leave them unfused",
+        )
+    else:
+        action, advice = "taken out of", "they stay fused: load the model again to change or remove them"
+    raise ValueError(
+        f"LoRAs cannot be {action} the {component}'s {', '.join(kinds)} layers (fp8 weights made after the LoRAs "
+        f"were loaded: memory mode '24gb', `fp8=True`); {advice}."
+    )
+
+
 def fuse_loras(pipe: Any) -> None:
     """Merges the active adapters, at their current strengths, into the base weights (no per-layer LoRA cost).
 
@@ -387,6 +412,7 @@ def fuse_loras(pipe: Any) -> None:
             continue
         layers = list(_lora_layers(model))
         if layers and not layers[0].disable_adapters:
+            _check_weights_can_change(model, component, fusing=True)
             model.fuse_lora(adapter_names=list(layers[0].active_adapters))
 
 
@@ -395,6 +421,7 @@ def unfuse_loras(pipe: Any) -> None:
     for component in LORA_COMPONENTS:
         model = getattr(pipe, component, None)
         if _is_fused(model):
+            _check_weights_can_change(model, component, fusing=False)
             model.unfuse_lora()
 
 

@@ -26,6 +26,11 @@ class A2VidPipelineTwoStage(LTXAVPipelineBase):
     at its original sample rate.
     """
 
+    # Plain Euler on every generation, LTX-2.5 included: in the reference (ltx-pipelines 1.2.0) the ancestral stage 1
+    # is `DistilledPipeline`'s alone (text/images to AV, no frozen stream); its pipelines with a frozen stream or
+    # held tokens, `A2VidPipelineTwoStage` and the distilled `RetakePipeline`, step with Euler.
+    versioned_stage_1_sampler = False
+
     def stream(
         self,
         audio: str | os.PathLike | Audio,

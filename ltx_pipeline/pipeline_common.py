@@ -27,6 +27,7 @@ from diffusers import (
     LTX2Pipeline,
     LTX2VideoTransformer3DModel,
 )
+from diffusers.hooks.group_offloading import _is_group_offload_enabled
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase
 
@@ -329,9 +330,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
             )
         validation.check_prompt(prompt)
         validation.check_frame_rate(frame_rate)
-        device = next(self.connectors.parameters()).device
-        if next(self.duration_head.parameters()).device != device:
-            self.duration_head.to(device)  # not a registered module: placement does not move it
+        _move_unless_streamed(self.duration_head, next(self.connectors.parameters()).device)
         with TOKENIZER_LOCK:
             return predict_num_frames(
                 prompt,
@@ -627,8 +626,7 @@ class LTXAVPipelineBase(DiffusionPipeline):
         """LTX-2.5's diffusion decoder (diffusers' `LTX2VideoDiffusionDecoderModel.decode`, as
         `LTX2VideoDiffusionDecodePipeline` calls it) on un-normalised latents."""
         decoder = self.diffusion_decoder
-        if next(decoder.parameters()).device != latents.device:
-            decoder.to(latents.device)  # it is not one of the registered modules that placement moves
+        _move_unless_streamed(decoder, latents.device)
         video = decoder.decode(latents.to(decoder.dtype), generator=generator, return_dict=False)[0]
         return _video_to_uint8(video[0])
 
@@ -760,6 +758,15 @@ def _host_frames(frames: torch.Tensor, copied: "torch.cuda.Event | None") -> np.
     if copied is not None:
         copied.synchronize()  # waits without holding the GIL
     return frames.numpy()
+
+
+def _move_unless_streamed(module: torch.nn.Module, device: torch.device) -> None:
+    """Moves one of LTX-2.5's optional modules (not registered with the pipeline, so `pipe.to` leaves it) to the
+    device it runs on, unless a memory mode streams its weights there (`speed.acceleration.apply_memory_mode`)."""
+    if _is_group_offload_enabled(module):
+        return
+    if next(module.parameters()).device != device:
+        module.to(device)
 
 
 def _video_to_uint8(video: torch.Tensor) -> np.ndarray:

@@ -243,6 +243,8 @@ class LongFormPipeline(LTXAVPipelineBase):
             }
             recipe.audio_sampling_rate = clip.sampling_rate
         recipe.stage_1_sigmas, recipe.stage_2_sigmas = self.stage_sigmas(recipe.mode, num_inference_steps)
+        if clip is not None:  # audio to video steps with plain Euler, as the reference's A2V pipeline does
+            recipe.stage_1_sampler = "euler"
         return LongFormPlan(
             recipe, output_path, clip, tuple(windows), tuple(segments), video_guidance, audio_guidance, preview_audio
         )
@@ -346,7 +348,8 @@ class LongFormPipeline(LTXAVPipelineBase):
         device = self._execution_device
         recipe, frame_rate, windows = plan.recipe, plan.recipe.frame_rate, plan.windows
         noise = torch.Generator().manual_seed(recipe.seed)
-        ancestral_noise = self.ancestral_noise(recipe.seed, recipe.mode)
+        # Audio to video steps with plain Euler, as the reference's A2V pipeline does (`plan_run` says so in the recipe).
+        ancestral_noise = None if plan.clip is not None else self.ancestral_noise(recipe.seed, recipe.mode)
         carry, started = None, time.perf_counter()
         if resume is not None:
             noise.set_state(resume.noise_state)

@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 class V2AudPipeline(LTXAVPipelineBase):
     """Generates audio for a given video; the video comes back unchanged."""
 
+    # Plain Euler on LTX-2.5 too, as the reference's pipelines with a frozen stream step (see A2VidPipelineTwoStage).
+    versioned_stage_1_sampler = False
+
     def stream(
         self,
         video: str | os.PathLike,

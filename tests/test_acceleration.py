@@ -27,12 +27,13 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from benchmarks.bench_full_size import unfuse_feed_forward_gelu, use_diffusers_rotary  # the benchmark's undo steps
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
-from ltx_pipeline.speed import fp8_kernels, rotary_kernels
+from ltx_pipeline.speed import forward_graphs, fp8_kernels, rotary_kernels
 from ltx_pipeline.speed.acceleration import (
     FP8_DTYPE,
     ROTARY_EMBEDDINGS,
     Fp8GeluFeedForward,
     Fp8Linear,
+    Fp8StorageLinear,
     LinearTanhGelu,
     MemoryMode,
     SpeedOptions,
@@ -50,6 +51,7 @@ from ltx_pipeline.speed.acceleration import (
     quantize_to_fp8,
     rotary_embeddings,
     speed_options_from_args,
+    weight_bytes,
 )
 from ltx_pipeline.speed.attention_processors import HalfTableRotaryPosEmbed, OutOfPlaceRotaryAttnProcessor
 from ltx_pipeline.speed.fused_norms import fuse_modulated_norms
@@ -662,16 +664,17 @@ def test_gelu_epilogue_leaves_the_fp8_feed_forwards_alone():
 
 
 @pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb"])
-def test_gelu_epilogue_under_fp8_storage_computes_what_fp8_storage_computes(memory_mode):
-    reference = build_tiny_components()
-    apply_memory_mode(reference, "fp8-storage", "cpu")
-    reference_video, reference_audio = run_transformer(reference["transformer"], torch.bfloat16)
+def test_gelu_epilogue_under_an_fp8_memory_mode_computes_what_the_mode_computes(memory_mode: str):
+    reference_video, reference_audio = transformer_output_in_mode(memory_mode)
 
     components = build_tiny_components()
     place_pipeline(components, "cpu", memory_mode, SpeedOptions(gelu_epilogue=True))
     fused = feed_forward_activations(components["transformer"])
     assert all(isinstance(module, LinearTanhGelu) for module in fused)
-    assert all(module.proj.weight.dtype == FP8_DTYPE for module in fused)  # still stored in fp8, cast by its hook
+    if memory_mode == "24gb":  # its own fp8 layer, no hook
+        assert all(isinstance(module.proj, Fp8StorageLinear) for module in fused)
+    else:  # still stored in fp8, cast by the hook
+        assert all(module.proj.weight.dtype == FP8_DTYPE for module in fused)
     video, audio = run_transformer(components["transformer"], torch.bfloat16)
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
 
@@ -999,10 +1002,15 @@ def test_full_gpu_bf16_mode_puts_components_in_bf16_and_the_vocoder_in_float32()
     assert torch.isfinite(video).all()
 
 
+def transformer_output_in_mode(memory_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiny transformer's (video, audio) output with fresh components placed in `memory_mode` on the CPU."""
+    components = build_tiny_components()
+    apply_memory_mode(components, memory_mode, "cpu")
+    return run_transformer(components["transformer"], torch.bfloat16)
+
+
 def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16():
-    bf16_components = build_tiny_components()
-    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
-    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+    reference_video, _ = transformer_output_in_mode("full-gpu-bf16")
 
     components = build_tiny_components()
     apply_memory_mode(components, "fp8-storage", "cpu")
@@ -1017,29 +1025,49 @@ def test_fp8_storage_mode_stores_block_weights_in_fp8_and_computes_close_to_bf16
     assert 1e-4 < relative_error(video, reference_video) < 0.1
 
 
-@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
-def test_streaming_modes_compute_what_fp8_storage_computes(memory_mode):
-    fp8_components = build_tiny_components()
-    apply_memory_mode(fp8_components, "fp8-storage", "cpu")
-    reference_video, reference_audio = run_transformer(fp8_components["transformer"], torch.bfloat16)
+def test_the_16gb_mode_computes_what_fp8_storage_computes():
+    reference_video, reference_audio = transformer_output_in_mode("fp8-storage")
 
     components = build_tiny_components()
-    apply_memory_mode(components, memory_mode, "cpu")
+    apply_memory_mode(components, "16gb", "cpu")
     assert components["vae"].use_tiling
-    # "24gb" keeps the transformer resident and streams the rest; "16gb" streams the transformer too.
-    assert _is_group_offload_enabled(components["transformer"]) == (memory_mode == "16gb")
     assert all(
-        _is_group_offload_enabled(components[name]) for name in ("text_encoder", "connectors", "vae", "audio_vae")
+        _is_group_offload_enabled(components[name])
+        for name in ("transformer", "text_encoder", "connectors", "vae", "audio_vae")
     )
     assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == FP8_DTYPE
     video, audio = run_transformer(components["transformer"], torch.bfloat16)
     assert torch.equal(video, reference_video) and torch.equal(audio, reference_audio)
 
 
+def test_the_24gb_mode_keeps_the_transformer_in_fp8_layers_without_hooks_and_streams_the_rest():
+    reference_video, reference_audio = transformer_output_in_mode("full-gpu-bf16")
+    hooked_video, hooked_audio = transformer_output_in_mode("fp8-storage")
+
+    components = build_tiny_components()
+    apply_memory_mode(components, "24gb", "cpu")
+    transformer = components["transformer"]
+    assert components["vae"].use_tiling
+    assert not _is_group_offload_enabled(transformer)
+    assert all(
+        _is_group_offload_enabled(components[name]) for name in ("text_encoder", "connectors", "vae", "audio_vae")
+    )
+    assert not any(forward_graphs._hooked(module) for module in transformer.modules())
+    layer = transformer.transformer_blocks[0].ff.net[2]
+    assert isinstance(layer, Fp8StorageLinear) and layer.weight_fp8.dtype == FP8_DTYPE
+    # Every Linear but the ones diffusers' fp8 storage leaves in bf16 too (the patchify projections).
+    plain = [name for name, module in transformer.named_modules() if type(module) is nn.Linear]
+    assert plain == ["proj_in", "proj_out"]
+    assert all(parameter.dtype == torch.bfloat16 for parameter in transformer.parameters())
+    assert transformer.dtype == torch.bfloat16
+    # Per-channel scales: as close to bf16 as the hook's unscaled fp8 storage, within fp8 rounding.
+    video, audio = run_transformer(transformer, torch.bfloat16)
+    for output, reference, hooked in ((video, reference_video, hooked_video), (audio, reference_audio, hooked_audio)):
+        assert 1e-4 < relative_error(output, reference) < 1.5 * relative_error(hooked, reference) + 0.01
+
+
 def test_fp8_products_on_top_of_fp8_storage_compute_in_bf16():
-    bf16_components = build_tiny_components()
-    apply_memory_mode(bf16_components, "full-gpu-bf16", "cpu")
-    reference_video, _ = run_transformer(bf16_components["transformer"], torch.bfloat16)
+    reference_video, _ = transformer_output_in_mode("full-gpu-bf16")
 
     components = build_tiny_components()
     apply_memory_mode(components, "fp8-storage", "cpu")
@@ -1197,10 +1225,147 @@ def test_compiled_options_keep_torch_compile_caches_in_the_persistent_folder(tmp
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
-@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb", "16gb"])
-def test_compile_with_an_fp8_storage_mode_is_a_clear_error_before_anything_moves(memory_mode):
+@pytest.mark.parametrize(("memory_mode", "why"), [("fp8-storage", "hook"), ("16gb", "streams its weights")])
+def test_compile_with_a_hooked_transformer_is_a_clear_error_before_anything_moves(memory_mode, why):
     # Compiled, the first forward fails inside dynamo: the layerwise-casting hook builds an nn.Parameter.
     components = build_tiny_components()
-    with pytest.raises(ValueError, match=rf"`compile=True` cannot be combined with memory mode '{memory_mode}'"):
+    with pytest.raises(
+        ValueError, match=rf"`compile=True` cannot be combined with memory mode '{memory_mode}' .*{why}"
+    ):
         place_pipeline(components, "cpu", memory_mode, SpeedOptions(compile=True))
     assert components["transformer"].transformer_blocks[0].ff.net[2].weight.dtype == torch.float32
+
+
+# --- fp8 weight storage without hooks ("24gb") -------------------------------------------------------------------
+
+
+def test_fp8_storage_linear_computes_dequantize_then_linear():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48).to(torch.bfloat16)
+    layer = Fp8StorageLinear(linear)
+    assert layer.weight_fp8.dtype == FP8_DTYPE and layer.weight_scale.shape == (48, 1)
+    assert layer.weight_scale.dtype == torch.float32 and layer.bias.dtype == torch.bfloat16
+    weight = layer.weight_fp8.to(torch.bfloat16) * layer.weight_scale.to(torch.bfloat16)
+    inputs = torch.randn(2, 5, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(layer(inputs), F.linear(inputs, weight, layer.bias))
+        # Each row's largest weight maps to e4m3's largest: rows keep fp8's relative precision (3 mantissa bits).
+        error = (weight.float() - linear.weight.float()).abs()
+        assert (error <= linear.weight.float().abs() * 2**-4 + layer.weight_scale * 2**-9).all()
+        assert relative_error(layer(inputs).float(), linear(inputs).float()) < 0.05
+
+
+def test_fp8_storage_linear_compiles_in_one_graph():
+    torch.manual_seed(0)
+    layer = Fp8StorageLinear(nn.Linear(32, 16))
+    inputs = torch.randn(3, 32)
+    with torch.no_grad():
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(inputs)
+        assert torch.equal(compiled, layer(inputs))
+
+
+def test_the_24gb_transformer_compiles_its_blocks_in_full_graphs():
+    torch._dynamo.reset()
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", "24gb", SpeedOptions(fused_rotary=True, gelu_epilogue=True))
+    transformer = components["transformer"]
+    eager_video, eager_audio = run_transformer(transformer, torch.bfloat16)
+    for block in transformer.transformer_blocks:  # inductor's CPU compile takes a minute: the slow test below
+        block.compile(fullgraph=True, backend="aot_eager")
+    video, audio = run_transformer(transformer, torch.bfloat16)
+    assert torch.equal(video, eager_video) and torch.equal(audio, eager_audio)
+
+
+@pytest.fixture
+def compile_cache_in_tmp(tmp_path, monkeypatch):
+    """Compiled options point torch's caches at a persistent folder through the environment: a temporary one here,
+    and the environment restored after the test."""
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LTX_COMPILE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_compiled_options_are_accepted_by_the_24gb_mode(compile_cache_in_tmp):
+    components = build_tiny_components()
+    options = SpeedOptions(compile=True, fp8=True, fp8_row_kernel=True, fused_rotary=True, fused_norms=True)
+    place_pipeline(components, "cpu", "24gb", options)
+    transformer = components["transformer"]
+    assert all(block._compiled_call_impl is not None for block in transformer.transformer_blocks)
+    assert any(isinstance(module, Fp8Linear) for module in transformer.modules())
+    assert any(isinstance(module, Fp8StorageLinear) for module in transformer.modules())
+
+
+@pytest.mark.slow
+def test_the_24gb_mode_with_compile_runs_inductor_on_cpu(compile_cache_in_tmp):
+    torch._dynamo.reset()
+    reference = build_tiny_components()
+    apply_memory_mode(reference, "24gb", "cpu")
+    reference_video, _ = run_transformer(reference["transformer"], torch.bfloat16)
+    components = build_tiny_components()
+    place_pipeline(components, "cpu", "24gb", SpeedOptions(compile=True, gelu_epilogue=True))
+    video, _ = run_transformer(components["transformer"], torch.bfloat16)
+    assert relative_error(video, reference_video) < 0.03  # inductor rounds to bf16 at other points
+
+
+def test_fp8_products_made_on_the_cpu_use_the_device_kernels_where_the_mode_places_them():
+    components = build_tiny_components()
+    quantize_linear_layers_to_fp8(components["transformer"], emulate=False)  # as made for another device
+    apply_memory_mode(components, "24gb", "cpu")
+    layers = [module for module in components["transformer"].modules() if isinstance(module, Fp8Linear)]
+    assert layers and all(layer.emulate for layer in layers)  # the CPU has no fp8 kernels
+
+
+def full_size_transformer_in_the_24gb_mode(fp8_products: bool) -> nn.Module:
+    """LTX-2.3's full-size transformer on the meta device (no memory), placed as the "24gb" mode places it."""
+    from ltx_pipeline.loading import FULL_SIZE_PRESETS
+
+    with torch.device("meta"):
+        transformer = LTX2VideoTransformer3DModel(**FULL_SIZE_PRESETS["2.3"]["transformer"])  # cast by the mode
+    if fp8_products:
+        quantize_linear_layers_to_fp8(transformer, emulate=True)
+    apply_memory_mode({"transformer": transformer}, "24gb", "meta")
+    return transformer
+
+
+@pytest.mark.parametrize("fp8_products", [False, True])
+def test_the_24gb_transformer_holds_about_one_byte_per_linear_weight(fp8_products):
+    tiny = build_tiny_components()["transformer"]
+    linear_weights = sum(module.weight.numel() for module in tiny.modules() if isinstance(module, nn.Linear))
+    total = sum(parameter.numel() for parameter in tiny.parameters())
+    apply_memory_mode({"transformer": tiny}, "24gb", "cpu")
+    layers = [module for module in tiny.modules() if isinstance(module, Fp8StorageLinear)]
+    fp8_weights = sum(layer.weight_fp8.numel() for layer in layers)
+    assert fp8_weights > 0.7 * linear_weights  # all but the two patchify projections
+    # 1 byte per stored weight, 2 per bf16 parameter left (biases, norms, modulation tables), plus the buffers.
+    other_buffers = sum(
+        buffer.numel() * buffer.element_size() for buffer in tiny.buffers() if buffer.dtype != FP8_DTYPE
+    )
+    assert weight_bytes(tiny) == fp8_weights + 2 * (total - fp8_weights) + other_buffers
+
+    transformer = full_size_transformer_in_the_24gb_mode(fp8_products)
+    parameters = sum(parameter.numel() for parameter in transformer.parameters())
+    fp8 = sum(buffer.numel() for buffer in transformer.buffers() if buffer.dtype == FP8_DTYPE)
+    assert fp8 > 18e9 and parameters < 0.1e9  # ~19B weights in fp8, the bf16 rest small
+    assert weight_bytes(transformer) <= 18.5 * 2**30
+
+
+def test_model_settings_take_compiled_options_with_the_24gb_mode_and_refuse_them_with_16gb():
+    from ltx_pipeline.assembly import ModelSettings
+
+    fastest = SpeedOptions(compile=True, forward_graph=True, fp8=True, fused_rotary=True, gelu_epilogue=True)
+    assert ModelSettings(device="cpu", memory_mode="24gb", speed=fastest).speed == fastest
+    with pytest.raises(ValueError, match=r"`compile=True` cannot be combined with memory mode '16gb'.*'24gb'"):
+        ModelSettings(device="cpu", memory_mode="16gb", speed=fastest)
+    with pytest.raises(ValueError, match=r"`forward_graph=True` cannot be combined with memory mode 'fp8-storage'"):
+        ModelSettings(device="cpu", memory_mode="fp8-storage", speed=SpeedOptions(forward_graph=True))
+
+
+def test_fp8_products_can_be_made_layer_by_layer_on_another_device():
+    # The "24gb" mode's way for a model loaded in CPU memory: each layer quantized where it will run (here the meta
+    # device stands for the GPU), the rest left for the mode to place.
+    transformer = build_tiny_components()["transformer"]
+    replaced = quantize_linear_layers_to_fp8(transformer, device="meta")
+    layers = [module for module in transformer.modules() if isinstance(module, Fp8Linear)]
+    assert len(layers) == replaced > 0
+    assert all(layer.weight_fp8.device.type == "meta" and layer.emulate for layer in layers)
+    assert transformer.proj_in.weight.device.type == "cpu"

@@ -53,11 +53,12 @@ def test_forward_graph_cannot_be_combined_with_per_block_graphs():
         SpeedOptions(compile=True, cuda_graphs=True, forward_graph=True)
 
 
-@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb"])
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "16gb"])
 def test_forward_graph_is_refused_with_the_memory_modes_that_hook_the_weights(memory_mode):
     with pytest.raises(ValueError, match=f"forward_graph=True.*memory mode '{memory_mode}'.*'full-gpu-bf16'"):
         check_speed_for_memory_mode(SpeedOptions(forward_graph=True), memory_mode)
-    check_speed_for_memory_mode(SpeedOptions(forward_graph=True), "full-gpu-bf16")  # no error
+    for allowed in ("full-gpu-bf16", "24gb"):  # the "24gb" transformer is resident, in fp8 layers without hooks
+        check_speed_for_memory_mode(SpeedOptions(forward_graph=True), allowed)
 
 
 def test_forward_graph_flag_reaches_the_speed_options():

@@ -450,3 +450,80 @@ def test_dev_run_applies_the_stage_2_lora_in_stage_2_only(tmp_path, pipe):
     stage_1_both, final_both = run([(distilled, 1.0)])
     assert np.array_equal(stage_1_both, stage_1_user)  # stage 1: the user's LoRA alone
     assert not np.array_equal(final_both, final_user)  # stage 2: the distilled LoRA joins
+
+
+# --- The "24gb" memory mode's fp8 layers --------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def bf16_transformer_output(transformer: torch.nn.Module) -> torch.Tensor:
+    inputs = {
+        name: value.to(torch.bfloat16) if torch.is_tensor(value) and value.is_floating_point() else value
+        for name, value in transformer_inputs().items()
+    }
+    video, audio = transformer(**inputs)
+    return torch.cat([video.flatten(), audio.flatten()]).float()
+
+
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((output - reference).norm() / reference.norm()).item()
+
+
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb", "fp8-storage"])
+def test_loras_loaded_before_an_fp8_memory_mode_run_on_its_fp8_weights(tmp_path, pipe, memory_mode):
+    # What the command line does (`assemble` loads --lora before placing the model), in every mode with fp8 weights.
+    from ltx_pipeline.speed.acceleration import Fp8StorageLinear, apply_memory_mode
+
+    path, layers = official_file(tmp_path, pipe, seed=12)
+    base = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0))
+    apply_memory_mode(base, "full-gpu-bf16", "cpu")
+    base_output = bf16_transformer_output(base.transformer)
+    patched = with_updates(pipe.transformer, (layers, 1.0))
+    apply_memory_mode({"transformer": patched}, "full-gpu-bf16", "cpu")
+    expected = bf16_transformer_output(patched)
+
+    load_loras(pipe, [(path, 1.0)])
+    apply_memory_mode(pipe, memory_mode, "cpu")
+    wrapper = pipe.transformer.transformer_blocks[0].attn1.to_q
+    if memory_mode == "24gb":
+        assert isinstance(wrapper.base_layer, Fp8StorageLinear)
+    else:  # stored in fp8 by the casting hook
+        assert wrapper.base_layer.weight.dtype == torch.float8_e4m3fn
+    assert all(layer.weight.dtype == torch.bfloat16 for layer in wrapper.lora_A.values())  # adapters stay in bf16
+    output = bf16_transformer_output(pipe.transformer)
+    assert relative_error(output, expected) < 0.1 < relative_error(base_output, expected)
+
+
+def test_loras_fused_before_the_24gb_mode_stay_fused_and_cannot_be_taken_out(tmp_path, pipe):
+    from ltx_pipeline.speed.acceleration import apply_memory_mode
+
+    path, _ = official_file(tmp_path, pipe, seed=13)
+    stages = StageLoras.load(pipe, [(path, 1.0)], fuse=True)
+    unfused_reference = copy.deepcopy(pipe.transformer)
+    apply_memory_mode({"transformer": unfused_reference}, "full-gpu-bf16", "cpu")
+    expected = bf16_transformer_output(unfused_reference)
+
+    apply_memory_mode(pipe, "24gb", "cpu")
+    assert relative_error(bf16_transformer_output(pipe.transformer), expected) < 0.1
+    with pytest.raises(ValueError, match=r"cannot be taken out of the transformer's Fp8StorageLinear layers.*again"):
+        stages.update(pipe, [])
+
+
+def test_loras_after_the_24gb_mode_are_refused_naming_the_fp8_layers(tmp_path, pipe):
+    from ltx_pipeline.speed.acceleration import apply_memory_mode
+
+    path, _ = official_file(tmp_path, pipe, seed=14)
+    apply_memory_mode(pipe, "24gb", "cpu")
+    with pytest.raises(ValueError, match=r"does not fit this model.*Fp8StorageLinear, not a torch Linear.*'24gb'"):
+        load_loras(pipe, [(path, 1.0)])
+    assert adapter_names(pipe) == []
+
+
+def test_fusing_loras_into_the_24gb_modes_fp8_layers_is_refused(tmp_path, pipe):
+    from ltx_pipeline.speed.acceleration import apply_memory_mode
+
+    path, _ = official_file(tmp_path, pipe, seed=15)
+    load_loras(pipe, [(path, 1.0)])
+    apply_memory_mode(pipe, "24gb", "cpu")
+    with pytest.raises(ValueError, match=r"cannot be fused into the transformer's Fp8StorageLinear.*when loading"):
+        fuse_loras(pipe)

@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from diffusers.hooks.group_offloading import _is_group_offload_enabled
 
 from ltx_pipeline import (
     A2VidPipelineTwoStage,
@@ -30,6 +31,7 @@ from ltx_pipeline.constants import DISTILLED_STAGE_1_SIGMAS
 from ltx_pipeline.media import probe_mp4, save_output
 from ltx_pipeline.pipeline_long_form import LongFormPipeline
 from ltx_pipeline.sampling_2_5 import euler_ancestral_step
+from ltx_pipeline.speed.acceleration import SpeedOptions, place_pipeline
 from tests import official_layout_2_5
 from tests.test_pipeline_a2v import write_clip
 from tests.test_pipeline_v2a import write_video
@@ -129,7 +131,7 @@ def test_dev_mode_stays_euler_on_2_5(t2av: TI2VidTwoStagesPipeline) -> None:
     assert output.frames.shape == (9, 64, 64, 3)
 
 
-def test_audio_to_video_holds_the_clip_and_steps_the_video_ancestrally(
+def test_audio_to_video_holds_the_clip_and_steps_the_video_with_euler_as_the_reference(
     t2av: TI2VidTwoStagesPipeline, tmp_path: Path
 ) -> None:
     pipe = A2VidPipelineTwoStage.from_pipe(t2av)
@@ -140,15 +142,16 @@ def test_audio_to_video_holds_the_clip_and_steps_the_video_ancestrally(
         output = pipe(audio=clip, **SMALL, num_frames=17)
     finally:
         handle.remove()
-    assert output.recipe["model_version"] == "2.5" and output.recipe["stage_1_sampler"] == "euler_ancestral"
-    # The audio is conditioning only: no noise is drawn for it, so the video takes every draw.
-    assert_stage_1_sampler(passes[:STAGE_1_STEPS], SMALL["seed"], ("video",), ancestral=True)
+    # The reference's audio-to-video pipeline steps with plain Euler on 2.5 too (the ancestral stage 1 is its
+    # distilled text/image pipeline's).
+    assert output.recipe["model_version"] == "2.5" and output.recipe["stage_1_sampler"] == "euler"
+    assert_stage_1_sampler(passes[:STAGE_1_STEPS], SMALL["seed"], ("video",), ancestral=False)
     assert all(torch.equal(p["audio"], passes[0]["audio"]) for p in passes[:STAGE_1_STEPS])
     mp4, _ = save_output(output, tmp_path / "a2v.mp4")
     assert_playable(mp4, 17, output.frame_rate)
 
 
-def test_video_to_audio_keeps_the_frames_and_steps_the_audio_ancestrally(
+def test_video_to_audio_keeps_the_frames_and_steps_the_audio_with_euler(
     t2av: TI2VidTwoStagesPipeline, tmp_path: Path
 ) -> None:
     pipe = V2AudPipeline.from_pipe(t2av)
@@ -158,8 +161,8 @@ def test_video_to_audio_keeps_the_frames_and_steps_the_audio_ancestrally(
         output = pipe(video=source, prompt=PROMPT, seed=SMALL["seed"])
     finally:
         handle.remove()
-    assert output.recipe["model_version"] == "2.5" and output.recipe["stage_1_sampler"] == "euler_ancestral"
-    assert_stage_1_sampler(passes, SMALL["seed"], ("audio",), ancestral=True)
+    assert output.recipe["model_version"] == "2.5" and output.recipe["stage_1_sampler"] == "euler"
+    assert_stage_1_sampler(passes, SMALL["seed"], ("audio",), ancestral=False)
     mp4, _ = save_output(output, tmp_path / "v2a.mp4")
     assert_playable(mp4, 17, output.frame_rate)
     assert np.abs(output.audio.waveform.numpy()).max() > 0
@@ -199,6 +202,28 @@ def test_long_form_text_to_av_chains_windows_on_2_5(t2av: TI2VidTwoStagesPipelin
     # The first window's stage 1 is a text-to-AV stage 1: ancestral from the run's seed + 10000.
     assert_stage_1_sampler(passes[:STAGE_1_STEPS], SMALL["seed"], ("video", "audio"), ancestral=True)
     assert_playable(output, 30, 25.0)
+
+
+def test_long_form_audio_to_video_steps_with_euler_on_2_5(t2av: TI2VidTwoStagesPipeline, tmp_path: Path) -> None:
+    pipe = LongFormPipeline.from_pipe(t2av)
+    clip = tmp_path / "clip.wav"
+    write_clip(clip, seconds=1.2)
+    passes, handle = record_passes(pipe)
+    try:
+        events = list(
+            pipe.stream(
+                **SMALL,
+                output=tmp_path / "long.mp4",
+                audio=clip,
+                frame_rate=25.0,
+                window_frames=17,
+                overlap_latent_frames=1,
+            )
+        )
+    finally:
+        handle.remove()
+    assert events[-1].recipe["stage_1_sampler"] == "euler"
+    assert_stage_1_sampler(passes[:STAGE_1_STEPS], SMALL["seed"], ("video",), ancestral=False)
 
 
 def test_diffusion_decoder_decodes_the_final_video_where_its_file_is_there(
@@ -244,3 +269,33 @@ def test_image_to_video_recompresses_the_still_at_2_5s_crf(t2av: TI2VidTwoStages
 
     torch.testing.assert_close(held, encoded(versions.IMAGE_CONDITIONING_CRF_2_5))
     assert not torch.allclose(held, encoded(33), atol=1e-4)
+
+
+def tiny_pipeline_with_optional_parts() -> TI2VidTwoStagesPipeline:
+    pipe = TI2VidTwoStagesPipeline(**tiny.build_tiny_components("2.5"))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.duration_head, pipe.diffusion_decoder = tiny.build_tiny_duration_head(), tiny.build_tiny_diffusion_decoder()
+    return pipe
+
+
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
+def test_streaming_modes_place_the_diffusion_decoder_and_duration_head_like_the_vae(memory_mode: str) -> None:
+    pipe = tiny_pipeline_with_optional_parts()
+    place_pipeline(pipe, "cpu", memory_mode, SpeedOptions())
+    for module in (pipe.vae, pipe.diffusion_decoder, pipe.duration_head):
+        assert _is_group_offload_enabled(module)  # streamed layer by layer, not moved whole on first use
+        assert {parameter.dtype for parameter in module.parameters()} == {torch.bfloat16}
+    assert pipe.vae.use_tiling and pipe.diffusion_decoder.use_tiling
+    prediction = pipe.predict_length(PROMPT, 24.0)
+    assert prediction.num_frames % 8 == 1
+    output = pipe(**SMALL, num_frames=9)
+    assert output.recipe["video_decoder"] == "diffusion"
+    assert output.frames.shape == (9, 64, 64, 3)
+
+
+def test_resident_modes_cast_the_diffusion_decoder_and_duration_head_to_bf16() -> None:
+    pipe = tiny_pipeline_with_optional_parts()
+    place_pipeline(pipe, "cpu", "full-gpu-bf16", SpeedOptions())
+    for module in (pipe.diffusion_decoder, pipe.duration_head):
+        assert not _is_group_offload_enabled(module)
+        assert {parameter.dtype for parameter in module.parameters()} == {torch.bfloat16}

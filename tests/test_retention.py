@@ -78,3 +78,40 @@ def test_the_app_takes_the_retention_options() -> None:
     assert config.retention == RetentionPolicy(max_age_s=2 * 86400.0, max_total_bytes=300 * 10**6)
     with pytest.raises(ValueError, match="`--max-outputs-size` must be a size such as 5gb or 500mb; got 'x'."):
         app.config_from_args(app.parse_args(["--max-outputs-size", "x"]))
+
+
+def test_uploads_of_jobs_waiting_in_the_queue_are_kept_until_their_job_starts(tmp_path: Path) -> None:
+    # A job's uploads were only touched once it started, so one waiting in gradio's queue for over an hour lost its
+    # input to the cache sweep. The server's lifespan now touches the uploads of the waiting jobs.
+    import asyncio
+
+    import gradio as gr
+    from gradio.data_classes import PredictBodyInternal
+    from gradio.queueing import Event, EventQueue
+    from gradio.routes import App
+
+    from ui.retention import keeping_queued_uploads, queued_upload_paths
+
+    uploads = tmp_path / "uploads"
+    waiting = write(uploads / "a" / "clip.wav", 10, 3000.0)
+    idle = write(uploads / "b" / "other.wav", 10, 3000.0)  # uploaded, asked for by no job
+    example = write(tmp_path / "examples" / "example.wav", 10, 3000.0)  # not an upload: never touched
+    with gr.Blocks() as demo:
+        clip, name = gr.Audio(type="filepath"), gr.Textbox()
+        gr.Button().click(lambda audio, text: text, [clip, name], name)
+    demo.queue()
+    event = Event("session", next(iter(demo.fns.values())), None, None)
+    file_input = {"path": str(waiting), "meta": {"_type": "gradio.FileData"}}
+    event.data = PredictBodyInternal(data=[file_input, {"path": str(example)}], event_id="e", fn_index=0)
+    waiting_jobs = EventQueue(event.concurrency_id, 1)
+    waiting_jobs.queue.append(event)
+    demo._queue.event_queue_per_concurrency_id[event.concurrency_id] = waiting_jobs
+    assert queued_upload_paths(demo._queue) == [waiting, example]
+
+    async def serve_briefly() -> None:
+        async with keeping_queued_uploads(interval_s=0.05, upload_folder=uploads)(App.create_app(demo)):
+            await asyncio.sleep(0.3)
+
+    asyncio.run(serve_briefly())
+    assert time.time() - waiting.stat().st_mtime < 60
+    assert time.time() - idle.stat().st_mtime > 2900 and time.time() - example.stat().st_mtime > 2900

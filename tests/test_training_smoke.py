@@ -169,7 +169,9 @@ def test_a_clean_stream_has_timestep_0_and_the_other_streams_sigma_as_its_modali
     draw = TransformerDraw(torch.tensor([0, 1, 2, 0]), 1, video_sigma, audio_sigma, torch.zeros(4, dtype=bool), False)
     assert torch.isfinite(trainer.transformer_loss(draw))
     scale = trainer.transformer.config.timestep_scale_multiplier
-    torch.testing.assert_close(seen["timestep"], video_sigma * scale)
+    # Video timesteps per token (B, tokens), every token at its sample's sigma here (no leading frames held).
+    assert seen["timestep"].shape == seen["hidden_states"].shape[:2]
+    torch.testing.assert_close(seen["timestep"], (video_sigma * scale)[:, None].expand_as(seen["timestep"]))
     torch.testing.assert_close(seen["audio_timestep"], audio_sigma * scale)
     torch.testing.assert_close(seen["sigma"], torch.tensor([0.5, 0.7, 0.3, 0.4]) * scale)
     torch.testing.assert_close(seen["audio_sigma"], torch.tensor([0.5, 0.7, 0.3, 0.9]) * scale)

@@ -17,7 +17,7 @@ from ltx_pipeline.media import probe_mp4
 from ltx_pipeline.model_defaults import defaults_for_model
 from ltx_pipeline.tiny import RANDOM_MODEL_LABEL
 from ui import help as studio_help
-from ui.handlers import StudioHandlers, build_request
+from ui.handlers import StudioHandlers, build_request, pick_loras
 from ui.state import AUDIO_TO_VIDEO, EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from ui.zerogpu import estimate_gpu_seconds, on_gpu
 
@@ -577,6 +577,36 @@ def test_the_picker_lists_the_lora_folder_and_an_absent_folder_lists_nothing(
     assert lora_handlers.lora_choices()[0]["choices"][0] == ("none", "")
     absent = StudioState(StudioConfig(output_dir=tmp_path, lora_folder=tmp_path / "no-such-folder"))
     assert absent.lora_files() == {}
+
+
+@pytest.mark.parametrize("memory_mode", ["fp8-storage", "24gb", "16gb"])
+def test_a_memory_mode_with_fp8_weights_turns_the_picker_off_and_names_why(
+    lora_handlers: StudioHandlers, tmp_path: Path, memory_mode: str
+) -> None:
+    # The transformer's weights go to fp8 at start-up: LoRA layers added per run after that were cast to fp8 with them
+    # and the run failed inside PEFT's forward (checked in 16gb on the CPU).
+    folder = lora_handlers.state.config.lora_folder
+    studio = StudioState(StudioConfig(output_dir=tmp_path, lora_folder=folder, memory_mode=memory_mode))
+    assert studio.lora_files() == {}
+    with pytest.raises(ValueError, match=rf"`lora_1` must be empty in this studio \(.*memory mode {memory_mode}"):
+        pick_loras([("style/crayon.safetensors", 1.0)], studio.lora_files(), studio.lora_picker_off_reason)
+    full = StudioState(StudioConfig(output_dir=tmp_path, lora_folder=folder, memory_mode="full-gpu-bf16"))
+    assert list(full.lora_files()) == list(lora_handlers.state.lora_files())
+
+
+def test_the_page_says_why_a_lora_folder_with_files_cannot_be_used(
+    lora_handlers: StudioHandlers, tmp_path: Path
+) -> None:
+    from ui import build_demo
+
+    folder = lora_handlers.state.config.lora_folder
+    demo = build_demo(StudioState(StudioConfig(output_dir=tmp_path, lora_folder=folder, memory_mode="24gb")))
+    sections = [block for block in demo.blocks.values() if (block.elem_id or "").endswith("-loras")]
+    assert sections and all(section.visible for section in sections)
+    notes = [block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any("cannot be picked per run in memory mode 24gb" in note for note in notes)
+    pickers = [block for block in demo.blocks.values() if (block.elem_id or "").endswith("-lora-1")]
+    assert pickers and not any(picker.visible for picker in pickers)
 
 
 def test_a_lora_reaches_the_pipeline_strength_0_keeps_the_output_and_1_changes_it(

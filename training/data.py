@@ -17,15 +17,26 @@ class ClipBatch:
     audio: torch.Tensor  # (N, samples) float32, 16 kHz mono
     captions: list[str]
     impact_frames: list[list[int]]
+    start_frames: list[int] | None = None  # the scene's frame each clip starts at (0: the scene's start)
 
 
 WORLDS = ("original", "rich")  # `world.generate_clip` (balls released from rest), `world.generate_training_clip`
+MID_SCENE_SEED_OFFSET = 104_729  # the draw of a clip's start frame: a stream apart from the scene's own
 
 
-def _render(args: tuple[int, int, int, int, float, str]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
-    seed, height, width, num_frames, frame_rate, world = args
+def mid_scene_start(seed: int, num_frames: int, fraction: float) -> int:
+    """The scene frame the clip of `seed` starts at: with probability `fraction` one drawn uniformly from 1 to
+    num_frames - 1 (the ball in flight, bouncing or at rest, as a long run's later windows start), else 0."""
+    rng = np.random.default_rng(seed + MID_SCENE_SEED_OFFSET)
+    if rng.random() >= fraction:
+        return 0
+    return int(rng.integers(1, num_frames))
+
+
+def _render(args: tuple[int, int, int, int, float, str, int]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
+    seed, height, width, num_frames, frame_rate, world, start_frame = args
     generate = generate_training_clip if world == "rich" else generate_clip
-    clip = generate(seed, height, width, num_frames, frame_rate)
+    clip = generate(seed, height, width, num_frames, frame_rate, start_frame=start_frame)
     return clip.frames, clip.audio, clip.caption, [impact.frame for impact in clip.impacts]
 
 
@@ -37,12 +48,18 @@ def render_clips(
     frame_rate: float,
     workers: int = 1,
     world: str = "original",
+    mid_scene_fraction: float = 0.0,
 ) -> ClipBatch:
     """Render one clip per seed (in `workers` processes) of `world` (one of WORLDS); seeds make the data set
-    reproducible."""
+    reproducible. A `mid_scene_fraction` of them start mid-scene (`mid_scene_start`)."""
     if world not in WORLDS:
         raise ValueError(f"`world` must be one of {WORLDS}; got {world!r}.")
-    jobs = [(seed, height, width, num_frames, frame_rate, world) for seed in seeds]
+    if not 0.0 <= mid_scene_fraction <= 1.0:
+        raise ValueError(f"`mid_scene_fraction` must be in [0, 1]; got {mid_scene_fraction}.")
+    starts = [mid_scene_start(seed, num_frames, mid_scene_fraction) for seed in seeds]
+    jobs = [
+        (seed, height, width, num_frames, frame_rate, world, start) for seed, start in zip(seeds, starts, strict=True)
+    ]
     frames = audio = None
     captions, impact_frames = [], []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
@@ -61,6 +78,7 @@ def render_clips(
         audio=torch.from_numpy(audio),
         captions=captions,
         impact_frames=impact_frames,
+        start_frames=starts,
     )
 
 

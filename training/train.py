@@ -54,8 +54,15 @@ DEFAULTS = {  # per stage: batch size, learning rate, number of training clips
     "audio_vae": {"batch_size": 32, "lr": 1e-3, "num_clips": 2048},
     "vocoder": {"batch_size": 32, "lr": 2e-3, "num_clips": 2048},
     "upsampler": {"batch_size": 16, "lr": 1e-3, "num_clips": 512},
-    "transformer": {"batch_size": 64, "lr": 4e-4, "num_clips": 4096},
+    "transformer": {
+        "batch_size": 64,
+        "lr": 4e-4,
+        "num_clips": 4096,
+        "mid_scene_fraction": 0.5,
+        "continuation_fraction": 0.3,
+    },
 }
+STAGE_OPTION_DEFAULTS = {"mid_scene_fraction": 0.0, "continuation_fraction": 0.0}  # stages without their own
 VIDEO_WINDOW_FRAMES = 33  # VAE training crops (8k + 1 frames)
 MOVING_PIXEL_GAIN = 40.0  # loss weight on moving pixels (REFERENCE.md: the ball vanished without it)
 # --impact-frame-gain weighs the frames around each impact too: 8 frames share a latent frame, and a decoder that
@@ -82,6 +89,11 @@ DECODED_BALL_ROW_CLIPS = 4
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
 # (audio to video), video clean (video to audio), independent sigmas.
 TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
+# --continuation-fraction: a share of the samples whose video is being denoised also hold their first 1 ...
+# CONTINUATION_MAX_HELD_FRAMES latent frames clean, as every long-form window after the first holds the window before's
+# last ones (ltx_pipeline/long_form.py): on top of the joint case that is text-to-audio+video continuation, of the
+# clean-audio case audio-to-video continuation.
+CONTINUATION_MAX_HELD_FRAMES = constants.LONG_FORM_OVERLAP_LATENT_FRAMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,6 +125,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="'original': balls released from rest (every run before 2026-12-07); 'rich': world.generate_training_clip "
         "(balls coming in at any moment, other generators' rhythms with impact or drum sounds, a light pulsing with a "
         "voice)",
+    )
+    parser.add_argument(
+        "--mid-scene-fraction",
+        type=float,
+        help="share of the clips cut from a longer scene at a random frame (1 to num_frames - 1), so that they start "
+        "with the balls in flight, bouncing or at rest, as a long run's later windows do (transformer default 0.5, "
+        "other stages 0)",
+    )
+    parser.add_argument(
+        "--continuation-fraction",
+        type=float,
+        help="transformer: share of the samples whose video is denoised that hold their first 1 or 2 latent frames "
+        "clean (timestep 0, no loss), as a long run's later windows do; with clean audio that is audio-to-video "
+        "continuation, with noised audio text-to-audio+video continuation (default 0.3)",
     )
     parser.add_argument("--workers", type=int, default=1, help="processes rendering the clips")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
@@ -176,6 +202,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="transformer: torch.compile its repeated blocks (one graph per stage shape and cross-modal setting)",
     )
     parser.add_argument(
+        "--compile-dynamic",
+        action="store_true",
+        help="with --compile at several --frame-rates: compile the token counts as dynamic sizes (2-4 graphs for every "
+        "stage and rate) instead of one static graph per stage, rate and cross-modal setting (4 per rate); dynamo "
+        "traces dynamic graphs ~4x slower (training/README.md)",
+    )
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="with --compile: torch.compile's backend ('aot_eager' traces the same graphs without generating code: "
+        "for counting recompiles on a CPU)",
+    )
+    parser.add_argument(
         "--compile-cache",
         type=Path,
         help="with --compile: torch.compile's cache artifacts, loaded from this file if it exists and saved to it after "
@@ -185,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stop-at", type=float, help="Unix time at which to stop and save, setup included (a device command's end)"
     )
     args = parser.parse_args(argv)
-    for key, value in DEFAULTS[args.stage].items():
+    for key, value in {**STAGE_OPTION_DEFAULTS, **DEFAULTS[args.stage]}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.steps < 1:
@@ -200,6 +239,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--frame-rates is for the transformer stage; got it with --stage {args.stage}")
     if not all(0 < rate <= 60 for rate in args.frame_rates) or len(args.frame_rates) > args.num_clips:
         parser.error(f"--frame-rates must be fps in (0, 60], at most one per clip; got {args.frame_rates}")
+    for name in ("mid_scene_fraction", "continuation_fraction"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}")
+    if args.continuation_fraction and args.stage != "transformer":
+        parser.error(f"--continuation-fraction is for the transformer stage; got it with --stage {args.stage}")
+    if args.continuation_fraction and (args.num_frames - 1) // 8 < CONTINUATION_MAX_HELD_FRAMES:
+        parser.error(
+            f"--continuation-fraction needs more than {CONTINUATION_MAX_HELD_FRAMES} latent frames "
+            f"(--num-frames >= {8 * CONTINUATION_MAX_HELD_FRAMES + 1}); got --num-frames {args.num_frames}"
+        )
     if not args.impact_frame_gain >= 0:  # a negative gain could make the loss weights sum to zero or below
         parser.error(f"--impact-frame-gain must be >= 0 (0: off); got {args.impact_frame_gain}")
     for name in ("video_impact_gain", "audio_tail_gain", "ball_row_gain", "decoded_ball_row_gain"):
@@ -265,6 +314,7 @@ def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> Non
             "CAPTION_DROPOUT": CAPTION_DROPOUT,
             "ISOLATED_FRACTION": ISOLATED_FRACTION,
             "TRANSFORMER_CASES": TRANSFORMER_CASES,
+            "CONTINUATION_MAX_HELD_FRAMES": CONTINUATION_MAX_HELD_FRAMES,
             "LATENT_MOTION_GAIN": LATENT_MOTION_GAIN,
             "AUDIO_ONSET_GAIN": AUDIO_ONSET_GAIN,
             "AUDIO_TAIL_SECONDS": AUDIO_TAIL_SECONDS,
@@ -452,8 +502,8 @@ def audio_tail_mask(impact_frames: list[list[int]], frame_rate: float, audio_fra
 
 
 def weighted_token_mean(error: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(B, tokens) error, (B, tokens) weight -> (B,) weighted mean per sample."""
-    return (error * weight).sum(dim=1) / weight.sum(dim=1)
+    """(B, tokens) error, (B, tokens) weight -> (B,) weighted mean per sample (0 where every weight is 0)."""
+    return (error * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1e-12)
 
 
 class CaptionCache:
@@ -514,6 +564,7 @@ class TransformerDraw(NamedTuple):
     caption_dropped: torch.Tensor  # (B,) bool: the empty prompt instead of the clip's caption
     isolate: bool  # cross-modal attention off
     group: int = 0  # the frame rate's group (`ClipGroup`) every clip of the batch is in
+    held_frames: torch.Tensor | None = None  # (B,) int: leading latent video frames held clean (None: none)
 
 
 class ClipGroup(NamedTuple):
@@ -525,10 +576,35 @@ class ClipGroup(NamedTuple):
     count: int
 
 
+def draw_held_frames(video_sigma: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """(B,) leading latent video frames each sample holds clean: 1 ... CONTINUATION_MAX_HELD_FRAMES for a `fraction` of
+    the samples whose video is denoised (sigma > 0), else 0."""
+    batch = len(video_sigma)
+    held = torch.randint(1, CONTINUATION_MAX_HELD_FRAMES + 1, (batch,), generator=generator)
+    chosen = (torch.rand(batch, generator=generator) < fraction) & (video_sigma > 0)
+    return torch.where(chosen, held, torch.zeros_like(held))
+
+
+def video_token_levels(
+    video_sigma: torch.Tensor, held_frames: torch.Tensor, num_tokens: int, latent_frames: int
+) -> torch.Tensor:
+    """(B, tokens) noise level of each video latent token: the sample's sigma, 0 on the tokens of its first
+    `held_frames` latent frames (packed order: frame, row, column), as the pipelines' denoise masks give them."""
+    tokens_per_frame = num_tokens // latent_frames
+    position = torch.arange(num_tokens, device=video_sigma.device)
+    denoised = position[None, :] >= (held_frames.to(video_sigma.device) * tokens_per_frame)[:, None]
+    return video_sigma[:, None] * denoised
+
+
 def draw_transformer_batch(
-    batch: int, num_clips: int, generator: torch.Generator, groups: list[ClipGroup] | None = None
+    batch: int,
+    num_clips: int,
+    generator: torch.Generator,
+    groups: list[ClipGroup] | None = None,
+    continuation_fraction: float = 0.0,
 ) -> TransformerDraw:
-    """A batch's random choices; with `groups`, one group drawn uniformly and `indices` within it (`num_clips` unused)."""
+    """A batch's random choices; with `groups`, one group drawn uniformly and `indices` within it (`num_clips`
+    unused); a `continuation_fraction` of the samples hold leading video frames clean (`draw_held_frames`)."""
     group = 0
     if groups is not None and len(groups) > 1:
         group = int(torch.randint(len(groups), (1,), generator=generator))
@@ -538,7 +614,8 @@ def draw_transformer_batch(
     video_sigma, audio_sigma = draw_sigmas(batch, generator)
     caption_dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
     isolate = bool(torch.rand(1, generator=generator) < ISOLATED_FRACTION)
-    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate, group)
+    held_frames = draw_held_frames(video_sigma, continuation_fraction, generator) if continuation_fraction else None
+    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate, group, held_frames)
 
 
 class StageTrainer:
@@ -564,7 +641,11 @@ class StageTrainer:
             start = index * args.num_clips // len(args.frame_rates)
             count = (index + 1) * args.num_clips // len(args.frame_rates) - start
             seeds = range(first_seed + start, first_seed + start + count)
-            batches.append(render_clips(seeds, *video_size, args.num_frames, rate, args.workers, args.world))
+            batches.append(
+                render_clips(
+                    seeds, *video_size, args.num_frames, rate, args.workers, args.world, args.mid_scene_fraction
+                )
+            )
             self.groups.append(ClipGroup(rate, start, count))
         # Frames share one shape at every frame rate; audio is as long as its clip, so it stays per group.
         self.group_audio = [batch.audio for batch in batches]
@@ -573,11 +654,13 @@ class StageTrainer:
             audio=batches[0].audio,
             captions=[caption for batch in batches for caption in batch.captions],
             impact_frames=[frames for batch in batches for frames in batch.impact_frames],
+            start_frames=[start for batch in batches for start in batch.start_frames],
         )
         del batches
+        mid_scene = sum(start > 0 for start in self.data.start_frames)
         print(
-            f"rendered {args.num_clips} clips ({args.world} world) at {video_size}, {args.frame_rates} fps in "
-            f"{time.time() - started:.1f} s",
+            f"rendered {args.num_clips} clips ({args.world} world, {mid_scene} from mid-scene) at {video_size}, "
+            f"{args.frame_rates} fps in {time.time() - started:.1f} s",
             flush=True,
         )
         getattr(self, f"setup_{args.stage}")()
@@ -787,7 +870,13 @@ class StageTrainer:
 
     def step_transformer(self) -> torch.Tensor:
         return self.transformer_loss(
-            draw_transformer_batch(self.args.batch_size, self.args.num_clips, self.generator, self.groups)
+            draw_transformer_batch(
+                self.args.batch_size,
+                self.args.num_clips,
+                self.generator,
+                self.groups,
+                self.args.continuation_fraction,
+            )
         )
 
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -802,9 +891,14 @@ class StageTrainer:
         audio_indices = indices - self.groups[draw.group].start  # positions inside the group's audio
         audio_clean = self.audio_latents[draw.group][audio_indices]
         video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
+        held_frames = torch.zeros_like(draw.indices) if draw.held_frames is None else draw.held_frames
+        # Per-token video levels, always (B, tokens) so every case runs the same graph: 0 on held tokens.
+        video_levels = video_token_levels(
+            video_sigma, self.to_device(held_frames), video_clean.shape[1], self.geometry[draw.stage][0]
+        )
         video_noise, audio_noise = torch.randn_like(video_clean), torch.randn_like(audio_clean)
         # Flow matching (the pipeline's sampler): x_t = (1 - sigma) x0 + sigma noise, velocity = noise - x0.
-        video_noisy = (1 - video_sigma[:, None, None]) * video_clean + video_sigma[:, None, None] * video_noise
+        video_noisy = (1 - video_levels[:, :, None]) * video_clean + video_levels[:, :, None] * video_noise
         audio_noisy = (1 - audio_sigma[:, None, None]) * audio_clean + audio_sigma[:, None, None] * audio_noise
         video_coords, audio_coords = self.coords[(draw.stage, draw.group)]
         scale = self.transformer.config.timestep_scale_multiplier
@@ -828,7 +922,7 @@ class StageTrainer:
                 audio_hidden_states=audio_noisy,
                 encoder_hidden_states=video_text,
                 audio_encoder_hidden_states=audio_text,
-                timestep=video_sigma * scale,
+                timestep=video_levels * scale,
                 audio_timestep=audio_sigma * scale,
                 sigma=video_modality_sigma * scale,
                 audio_sigma=audio_modality_sigma * scale,
@@ -840,9 +934,10 @@ class StageTrainer:
                 use_cross_timestep=True,
                 return_dict=False,
             )
+        # Held tokens are conditioning, not targets: their weight is 0.
         video_error = weighted_token_mean(
             (video_velocity.float() - (video_noise - video_clean)).pow(2).mean(dim=2),
-            self.video_weights[draw.stage][indices],
+            self.video_weights[draw.stage][indices] * (video_levels > 0),
         )
         audio_error = weighted_token_mean(
             (audio_velocity.float() - (audio_noise - audio_clean)).pow(2).mean(dim=2),
@@ -853,7 +948,7 @@ class StageTrainer:
         audio_loss = (audio_error * (audio_sigma > 0)).sum() / (audio_sigma > 0).sum().clamp_min(1)
         loss = video_loss + audio_loss
         if self.args.decoded_ball_row_gain:
-            estimate = video_noisy - video_sigma[:, None, None] * video_velocity.float()  # x0, as the sampler's step
+            estimate = video_noisy - video_levels[:, :, None] * video_velocity.float()  # x0, as the sampler's step
             loss = loss + self.args.decoded_ball_row_gain * self.decoded_ball_row_loss(draw, estimate, video_sigma)
         return loss
 
@@ -879,7 +974,12 @@ class StageTrainer:
 
     def compile_transformer(self) -> None:
         """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
-        attention on and off) before the clock starts; if compiling fails, train uncompiled (slower, not wrong)."""
+        attention on and off, each frame rate's audio length) before the clock starts; if compiling fails, train
+        uncompiled (slower, not wrong).
+
+        Each shape is a static graph of its own: 4 per frame rate (batches are bucketed by rate, so no other shape
+        ever comes). With --compile-dynamic the token counts are dynamic sizes instead: one graph for cross-modal
+        attention on and one for off whatever the stage and rate (2-4 in all), at ~4x dynamo's tracing time."""
         started = time.time()
         cache = self.args.compile_cache
         if cache is not None and cache.is_file():
@@ -887,14 +987,20 @@ class StageTrainer:
                 print(f"compile cache {cache} could not be read; compiling from scratch", flush=True)
             else:
                 print(f"loaded compile cache artifacts from {cache}", flush=True)
-        self.transformer.compile_repeated_blocks(dynamic=False)
+        dynamic = self.args.compile_dynamic and len(self.groups) > 1
+        self.transformer.compile_repeated_blocks(dynamic=dynamic, backend=self.args.compile_backend)
         generator = torch.Generator().manual_seed(self.args.seed + 1)  # leaves the training draws untouched
+        graphs_before = compiled_graph_count()
         try:
             for stage in (1, 2):
                 for isolate in (False, True):
-                    for group in range(len(self.groups)):  # each frame rate's audio length is a graph of its own
+                    for group in range(len(self.groups)):  # each frame rate's audio length
                         draw = draw_transformer_batch(
-                            self.args.batch_size, self.args.num_clips, generator, [self.groups[group]]
+                            self.args.batch_size,
+                            self.args.num_clips,
+                            generator,
+                            [self.groups[group]],
+                            self.args.continuation_fraction,
                         )
                         self.transformer_loss(draw._replace(stage=stage, isolate=isolate, group=group)).backward()
         except Exception as error:  # inductor or triton failing on this machine
@@ -909,7 +1015,12 @@ class StageTrainer:
         else:
             # A graph nobody traced above (or one failing later) then runs eagerly instead of ending the run.
             torch._dynamo.config.suppress_errors = True
-            print(f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s", flush=True)
+            shapes = "dynamic" if dynamic else "static"
+            print(
+                f"compiled and traced the transformer's blocks in {time.time() - started:.1f} s: "
+                f"{compiled_graph_count() - graphs_before} graphs ({shapes} shapes)",
+                flush=True,
+            )
             saved = torch.compiler.save_cache_artifacts() if cache is not None else None
             if saved is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
@@ -922,6 +1033,11 @@ class StageTrainer:
         finish = getattr(self, f"finish_{self.args.stage}", None)
         if finish is not None:
             finish()
+
+
+def compiled_graph_count() -> int:
+    """Graphs torch.compile has made in this process so far (dynamo's count; a recompile is one more)."""
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 def initial_state(args: argparse.Namespace) -> dict:
@@ -987,17 +1103,20 @@ def train(args: argparse.Namespace) -> dict:
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         state["step"] += 1
-        if step % args.log_every == 0 or step == total:
+        out_of_time = budget_s is not None and time.time() - started > budget_s
+        if step % args.log_every == 0 or step == total or out_of_time:
             elapsed = time.time() - started
             entry = {"step": state["step"], "loss": round(float(loss.item()), 5), "elapsed_s": round(elapsed, 1)}
             state["log"].append(entry)
             print(f"{args.stage} {entry}", flush=True)
         if step % args.save_every == 0:
             save()
-        if budget_s is not None and time.time() - started > budget_s:
+        if out_of_time:
             print(f"{args.stage}: stopping at step {state['step']} (time limit)", flush=True)
             break
     save()
+    if getattr(args, "compile", False):  # a recompile during training would show here as more than the traced ones
+        print(f"{args.stage}: {compiled_graph_count()} graphs compiled in all", flush=True)
     return state
 
 

@@ -8,11 +8,13 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ltx_pipeline import constants
+from ltx_pipeline.lora import list_lora_files
 from ltx_pipeline.model_defaults import defaults_for_model
 from ltx_pipeline.modes import Mode, Option
 
@@ -30,6 +32,7 @@ from .handlers import (
     sets_size,
 )
 from .long_form import LongFormControls, clip_length, extends, long_form_controls, plan_notice
+from .retention import keeping_queued_uploads
 from .state import EXAMPLES_DIR, STUDIO_MODES, TEXT_TO_AV, StudioConfig, StudioState
 from .zerogpu import duration_for, on_gpu
 
@@ -145,6 +148,7 @@ def launch_options(config: StudioConfig) -> dict[str, Any]:
         "allowed_paths": [str(config.output_dir), str(EXAMPLES_DIR)],
         "ssr_mode": False,  # server-side rendering needs Node; the studio must open offline on a bare machine
         "footer_links": ["api", "gradio"],
+        "app_kwargs": {"lifespan": keeping_queued_uploads()},  # waiting jobs keep their uploads (`retention`)
     }
 
 
@@ -407,12 +411,18 @@ def _image_controls(defaults: Defaults, prefix: str) -> tuple[gr.Image, gr.Markd
 
 
 def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdown, gr.Slider], ...]:
-    """Up to LORA_SLOTS files of the LoRA folder, each with a strength; hidden when the folder has none."""
+    """Up to LORA_SLOTS files of the LoRA folder, each with a strength; hidden when the folder has none. Where this
+    studio cannot take LoRAs per run (`lora_picker_off_reason`) but its folder has files, the section says why."""
     files = handlers.state.lora_files()
+    off_reason = handlers.state.lora_picker_off_reason
+    folder = Path(handlers.state.config.lora_folder)
+    unusable = off_reason is not None and folder.is_dir() and bool(list_lora_files(folder))
     rows = []
-    with gr.Accordion("LoRAs (optional)", open=False, visible=bool(files), elem_id=f"{prefix}-loras"):
+    with gr.Accordion("LoRAs (optional)", open=False, visible=bool(files) or unusable, elem_id=f"{prefix}-loras"):
         gr.Markdown(
-            f"Files in the studio's LoRA folder (`{handlers.state.config.lora_folder.name}/`), applied in both stages."
+            f"{off_reason}."
+            if unusable
+            else f"Files in the studio's LoRA folder (`{folder.name}/`), applied in both stages."
         )
         for slot in range(1, LORA_SLOTS + 1):
             with gr.Row():
@@ -420,6 +430,7 @@ def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdo
                     choices=lora_menu(files),
                     value=NO_LORA,
                     label=f"LoRA {slot}",
+                    visible=not unusable,
                     elem_id=f"{prefix}-lora-{slot}",
                 )
                 strength = gr.Slider(
@@ -428,10 +439,11 @@ def _lora_picker(handlers: StudioHandlers, prefix: str) -> tuple[tuple[gr.Dropdo
                     value=constants.DEFAULT_LORA_STRENGTH,
                     step=0.05,
                     label=f"LoRA {slot} strength",
+                    visible=not unusable,
                     elem_id=f"{prefix}-lora-{slot}-strength",
                 )
             rows.append((lora, strength))
-        refresh = gr.Button("Look for new files", size="sm", elem_id=f"{prefix}-lora-refresh")
+        refresh = gr.Button("Look for new files", size="sm", visible=not unusable, elem_id=f"{prefix}-lora-refresh")
     menus = [lora for lora, _ in rows]
     refresh.click(handlers.lora_choices, None, menus, queue=False, api_visibility="private")
     return tuple(rows)

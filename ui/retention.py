@@ -7,18 +7,21 @@ finished run, so the folder never holds more than one run beyond the limits.
 
 Uploads live in gradio's cache, which removes every file `UPLOAD_LIFETIME_S` after its inode last changed. An upload
 no job uses goes that long after it arrived; `using_uploads` touches the files a job reads when it starts and when it
-ends, so a job never loses its input to the sweep (a queued clip older than an hour was removed before) and a clip
-kept on the page for another run stays an hour after its last use.
+ends, so a job never loses its input to the sweep and a clip kept on the page for another run stays an hour after its
+last use. A job still waiting in gradio's queue has not started: `keeping_queued_uploads` (the server's lifespan)
+touches the uploads of waiting jobs every `QUEUED_UPLOAD_TOUCH_S`, so a long queue does not cost a job its input.
 """
 
+import asyncio
 import logging
 import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio.utils
 
@@ -28,6 +31,7 @@ STAGE_FOLDER = "stage1"  # under the output folder: stage-1 clips, removed after
 STAGE_LIFETIME_S = 3600.0  # s: long enough for the page to play a run's stage-1 clip, short enough not to pile up
 UPLOAD_LIFETIME_S = 3600  # s: an upload no job has used for this long is removed (gradio's cache sweep)
 UPLOAD_SWEEP_S = 600  # s between gradio's sweeps of its cache
+QUEUED_UPLOAD_TOUCH_S = UPLOAD_SWEEP_S / 2  # s between touches of waiting jobs' uploads: twice per sweep
 SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 
 
@@ -104,14 +108,64 @@ def _touch(paths: Iterable[Path]) -> None:
             pass
 
 
+def _uploads(paths: Iterable[Path], upload_folder: Path | None) -> list[Path]:
+    """Those of `paths` under `upload_folder` (gradio's own by default): examples and outputs are never touched."""
+    folder = Path(upload_folder or gradio.utils.get_upload_folder()).resolve()
+    return [path for path in map(Path, paths) if path.resolve().is_relative_to(folder)]
+
+
 @contextmanager
 def using_uploads(paths: Iterable[Path], upload_folder: Path | None = None) -> Iterator[None]:
     """While a job reads `paths`, and for `UPLOAD_LIFETIME_S` after it ends, gradio's sweep keeps those of them that
     are uploads (under `upload_folder`, gradio's own by default); other files (examples) are left untouched."""
-    folder = Path(upload_folder or gradio.utils.get_upload_folder()).resolve()
-    paths = [path for path in map(Path, paths) if path.resolve().is_relative_to(folder)]
+    paths = _uploads(paths, upload_folder)
     _touch(paths)
     try:
         yield
     finally:
         _touch(paths)
+
+
+def _named_files(value: Any) -> Iterator[Path]:
+    """The files a request's payload names: gradio sends each file input as a dict with its server-side `path`."""
+    if isinstance(value, dict):
+        if isinstance(value.get("path"), str):
+            yield Path(value["path"])
+        for item in value.values():
+            yield from _named_files(item) if isinstance(item, (dict, list, tuple)) else ()
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _named_files(item)
+
+
+def queued_upload_paths(queue: Any) -> list[Path]:
+    """The files named by the inputs of the jobs waiting in gradio's `queue` (a `gradio.queueing.Queue`)."""
+    paths: list[Path] = []
+    for event_queue in list(queue.event_queue_per_concurrency_id.values()):
+        for event in list(event_queue.queue):
+            if event.data is not None:
+                paths.extend(_named_files(event.data.data))
+    return paths
+
+
+def keeping_queued_uploads(interval_s: float = QUEUED_UPLOAD_TOUCH_S, upload_folder: Path | None = None) -> Any:
+    """A lifespan for the studio's server (`demo.launch(app_kwargs={"lifespan": ...})`): while it runs, every
+    `interval_s` the uploads of the jobs waiting in its queue are touched, so gradio's sweep keeps them until their job
+    starts (`using_uploads` keeps them from then on)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                queue = getattr(app.get_blocks(), "_queue", None)
+                if queue is not None:
+                    _touch(_uploads(queued_upload_paths(queue), upload_folder))
+
+        task = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan

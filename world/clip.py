@@ -1,5 +1,6 @@
 """One clip of the world: frames, audio, caption and the exact impact list."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,11 +154,18 @@ def generate_clip(
     sampling_rate: int = SAMPLE_RATE,
     num_channels: int = 1,
     num_balls: int = 1,
+    start_frame: int = 0,
     **attributes: str,
 ) -> Clip:
-    """A clip drawn from `seed` (same seed, same clip); `attributes` may fix colour, size, material or room."""
+    """A clip drawn from `seed` (same seed, same clip); `attributes` may fix colour, size, material or room.
+    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`): the balls are already falling."""
     scene = sample_scene(seed, num_balls=num_balls, **attributes)
-    return render_clip(scene, height, width, num_frames, frame_rate, sampling_rate, num_channels, seed=seed)
+    if not start_frame:
+        return render_clip(scene, height, width, num_frames, frame_rate, sampling_rate, num_channels, seed=seed)
+    longer = render_clip(
+        scene, height, width, start_frame + num_frames + 1, frame_rate, sampling_rate, num_channels, seed=seed
+    )
+    return cut_clip(longer, start_frame, num_frames)
 
 
 def sample_training_scene(seed: int, duration_s: float) -> Scene:
@@ -174,8 +182,48 @@ def sample_training_scene(seed: int, duration_s: float) -> Scene:
 
 
 def generate_training_clip(
-    seed: int, height: int = 128, width: int = 128, num_frames: int = 97, frame_rate: float = 24.0
+    seed: int,
+    height: int = 128,
+    width: int = 128,
+    num_frames: int = 97,
+    frame_rate: float = 24.0,
+    start_frame: int = 0,
 ) -> Clip:
-    """A training clip of the richer world (`sample_training_scene`) at `frame_rate`; same seed, same clip."""
-    scene = sample_training_scene(seed, num_frames / frame_rate)
-    return render_clip(scene, height, width, num_frames, frame_rate, seed=seed)
+    """A training clip of the richer world (`sample_training_scene`) at `frame_rate`; same seed, same clip.
+    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`), which then lasts that much longer."""
+    scene = sample_training_scene(seed, (start_frame + num_frames) / frame_rate)
+    if not start_frame:  # bit-identical to the clips every earlier run trained on
+        return render_clip(scene, height, width, num_frames, frame_rate, seed=seed)
+    longer = render_clip(scene, height, width, start_frame + num_frames + 1, frame_rate, seed=seed)
+    return cut_clip(longer, start_frame, num_frames)
+
+
+def cut_clip(clip: Clip, start_frame: int, num_frames: int | None = None) -> Clip:
+    """The part of `clip` from frame `start_frame` on (`num_frames` of them; default: all but the last, so that the
+    audio keeps its full length): a clip that starts mid-scene, the ball already in flight or bouncing, as every
+    window of a long run after the first does. Its impacts are those from `start_frame` on, their time, frame and
+    sample counted from the cut; the audio is cut at the sample nearest the cut's instant."""
+    if not isinstance(start_frame, int) or not 0 <= start_frame < clip.frames.shape[0]:
+        raise ValueError(f"`start_frame` must be an int in [0, {clip.frames.shape[0]}); got {start_frame!r}.")
+    num_frames = clip.frames.shape[0] - start_frame - 1 if num_frames is None else num_frames
+    if not 1 <= start_frame + num_frames <= clip.frames.shape[0]:
+        raise ValueError(f"`num_frames` must be in [1, {clip.frames.shape[0] - start_frame}]; got {num_frames}.")
+    start_s = start_frame / clip.frame_rate
+    first_sample = int(round(start_s * clip.sampling_rate))
+    num_samples = int(round(num_frames / clip.frame_rate * clip.sampling_rate))
+    audio = clip.audio[first_sample : first_sample + num_samples]
+    if audio.shape[0] < num_samples:  # only where the clip itself ends there
+        audio = np.concatenate([audio, np.zeros((num_samples - audio.shape[0], *audio.shape[1:]), audio.dtype)])
+    impacts = tuple(
+        dataclasses.replace(
+            impact,
+            time=impact.time - start_s,
+            frame=impact.frame - start_frame,
+            sample=int(round((impact.time - start_s) * clip.sampling_rate)),
+        )
+        for impact in clip.impacts
+        if 0 <= impact.frame - start_frame < num_frames
+    )
+    return dataclasses.replace(
+        clip, frames=clip.frames[start_frame : start_frame + num_frames].copy(), audio=audio.copy(), impacts=impacts
+    )

@@ -11,6 +11,7 @@ the benchmarks all run the same code:
 
 import argparse
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
 from diffusers.hooks.group_offloading import _is_group_offload_enabled
+from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 from diffusers.models.activations import GELU
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
@@ -36,10 +38,22 @@ logger = logging.getLogger(__name__)
 
 FP8_SCALINGS = ("rowwise", "tensor")
 # Components that run in bf16; the vocoder stays in float32 (bf16 degrades its bandwidth-extension output).
-BF16_COMPONENTS = ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "latent_upsampler")
+BF16_COMPONENTS = (
+    "text_encoder",
+    "connectors",
+    "transformer",
+    "vae",
+    "audio_vae",
+    "latent_upsampler",
+    "diffusion_decoder",
+    "duration_head",
+)
 FLOAT32_COMPONENTS = ("vocoder",)
 # Components whose weights `fp8-storage` keeps in float8 (the ones that hold nearly all of the parameters).
 FP8_STORAGE_COMPONENTS = ("transformer", "connectors", "text_encoder")
+# LTX-2.5's optional modules, held by the pipeline beside its registered components (`LTXAVPipelineBase`): placed
+# by the memory modes like the VAE.
+OPTIONAL_COMPONENTS = ("diffusion_decoder", "duration_head")
 
 
 class MemoryMode(str, Enum):
@@ -47,7 +61,7 @@ class MemoryMode(str, Enum):
 
     FULL_GPU_BF16 = "full-gpu-bf16"  # every component on the GPU in bf16 (about 64 GiB with the text encoder)
     FP8_STORAGE = "fp8-storage"  # as above, large components stored in float8 and cast to bf16 layer by layer
-    GPU_24GB = "24gb"  # fp8 storage; the transformer resident, the other components streamed; tiled VAE decode
+    GPU_24GB = "24gb"  # the transformer resident in its own fp8 layers (compilable), the rest streamed; tiled VAE
     GPU_16GB = "16gb"  # fp8 storage; every component streamed, the transformer group by group; tiled VAE decode
 
     @classmethod
@@ -66,7 +80,10 @@ class MemoryMode(str, Enum):
 class Placement:
     """What a memory mode keeps where: the declaration `apply_memory_mode` carries out.
 
-    fp8_storage: components whose layer weights are stored in float8 e4m3 and cast to bf16 layer by layer.
+    fp8_storage: components whose layer weights are stored in float8 e4m3 and cast to bf16 layer by layer (diffusers'
+        layerwise-casting hook, which torch.compile cannot trace).
+    fp8_layers: components whose Linear layers become `Fp8StorageLinear`s (float8 weights with per-channel scales,
+        dequantized inside their own forward: no hook, so they compile and can be replayed in a CUDA graph).
     streamed: components whose weights stay in CPU memory and are streamed to the GPU as they run (the transformer
         in groups of blocks, the others layer by layer); every other component is resident on the GPU.
     tiled_vae: decode the video in spatial tiles (bounded activation memory).
@@ -75,19 +92,43 @@ class Placement:
     fp8_storage: tuple[str, ...] = ()
     streamed: tuple[str, ...] = ()
     tiled_vae: bool = False
+    fp8_layers: tuple[str, ...] = ()
+
+    def hooks_transformer(self) -> bool:
+        """Whether this placement leaves hooks on the transformer that move or cast its weights in each forward."""
+        return "transformer" in self.fp8_storage or "transformer" in self.streamed
 
 
 # The text encoder, the connectors and the decoders run once or twice a generation: streaming them costs little time.
-# The transformer runs 11+ times: the "24gb" mode keeps it resident (about 18 GiB of fp8 weights for LTX-2.3's 19B).
-_STREAMED_BESIDE_TRANSFORMER = ("text_encoder", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
+# The transformer runs 11+ times: the "24gb" mode keeps it resident (about 18 GiB of fp8 weights for LTX-2.3's 19B),
+# its Linear layers as `Fp8StorageLinear`s so that it compiles.
+_STREAMED_BESIDE_TRANSFORMER = (
+    "text_encoder",
+    "connectors",
+    "vae",
+    "audio_vae",
+    "vocoder",
+    "latent_upsampler",
+    *OPTIONAL_COMPONENTS,
+)
+_FP8_STORAGE_BESIDE_TRANSFORMER = tuple(name for name in FP8_STORAGE_COMPONENTS if name != "transformer")
 PLACEMENTS: dict["MemoryMode", Placement] = {
     MemoryMode.FULL_GPU_BF16: Placement(),
     MemoryMode.FP8_STORAGE: Placement(fp8_storage=FP8_STORAGE_COMPONENTS),
-    MemoryMode.GPU_24GB: Placement(FP8_STORAGE_COMPONENTS, _STREAMED_BESIDE_TRANSFORMER, tiled_vae=True),
+    MemoryMode.GPU_24GB: Placement(
+        _FP8_STORAGE_BESIDE_TRANSFORMER, _STREAMED_BESIDE_TRANSFORMER, tiled_vae=True, fp8_layers=("transformer",)
+    ),
     MemoryMode.GPU_16GB: Placement(
         FP8_STORAGE_COMPONENTS, ("transformer", *_STREAMED_BESIDE_TRANSFORMER), tiled_vae=True
     ),
 }
+
+
+def stores_transformer_in_fp8(memory_mode: "str | MemoryMode") -> bool:
+    """Whether `memory_mode` holds the transformer's weights in float8 (a hook's storage or `Fp8StorageLinear`s): LoRA
+    layers must then be loaded before the mode is applied (those added after would be cast to float8 with them)."""
+    placement = PLACEMENTS[MemoryMode.from_name(memory_mode)]
+    return "transformer" in placement.fp8_storage or "transformer" in placement.fp8_layers
 
 
 def streams_transformer(memory_mode: "str | MemoryMode | None") -> bool:
@@ -114,7 +155,8 @@ class SpeedOptions:
     """Speed options for the transformer, the component that takes nearly all of the time.
 
     compile: diffusers' regional compilation, `transformer.compile_repeated_blocks(fullgraph=True)`: one compiled
-        graph shared by the 48 identical blocks (compiled at the first forward of each new shape).
+        graph shared by the 48 identical blocks (compiled at the first forward of each new shape). Not with the
+        "fp8-storage" and "16gb" memory modes, whose hooks torch.compile cannot trace (`check_speed_for_memory_mode`).
     attention_backend: a diffusers attention backend name, e.g. "native" (PyTorch SDPA), "_native_cudnn",
         "_native_flash", "flash" or "_flash_3" where those packages are installed; None keeps the default.
     video_attention_backend: a backend for the video self-attention alone (each block's `attn1`), which holds
@@ -166,9 +208,10 @@ class SpeedOptions:
         the other arguments, the LoRA state) and replayed (`forward_graphs`), instead of `cuda_graphs`' graph per
         block with the CPU launching and copying between them. The first pass of each signature runs as usual and
         is recorded; the graphs hold one more copy of the forward's activations. Not with `cuda_graphs` (a graph
-        cannot hold torch.compile's own), nor with the "fp8-storage", "24gb" and "16gb" memory modes (their hooks move and
-        cast weights during the forward). Elsewhere than CUDA the forward runs as usual. Outputs unchanged; it pays
-        most at small sizes (stage 1), where launches and copies weigh most.
+        cannot hold torch.compile's own), nor with the "fp8-storage" and "16gb" memory modes (their hooks move and
+        cast weights during the forward; "24gb" holds its fp8 weights in its own layers, without hooks). Elsewhere
+        than CUDA the forward runs as usual. Outputs unchanged; it pays most at small sizes (stage 1), where launches
+        and copies weigh most.
 
     What each option gains, and its deviation from eager bf16, is measured in benchmarks/RESULTS.md.
     """
@@ -362,21 +405,102 @@ def _replace_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child_name, module)
 
 
-def quantize_linear_layers_to_fp8(model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None) -> int:
+def quantize_linear_layers_to_fp8(
+    model: nn.Module, scaling: str = "rowwise", emulate: bool | None = None, device: torch.device | str | None = None
+) -> int:
     """Replace the eligible Linear layers of `model`'s repeated blocks by `Fp8Linear`, in place.
 
-    Frees each bf16 weight as its fp8 copy is made. `emulate=None` uses the fp8 kernels where the model's device
-    has them and the float32 emulation elsewhere. Returns the number of layers replaced.
+    Frees each bf16 weight as its fp8 copy is made. With `device`, each layer is moved there and quantized there
+    (a GPU quantizes fast; the rest of the model stays where it is, for a memory mode to place). `emulate=None` uses
+    the fp8 kernels where the layers' device has them and the float32 emulation elsewhere. Returns the number of
+    layers replaced.
     """
     if emulate is None:
-        emulate = not fp8_matmul_supported(next(model.parameters()).device)
+        emulate = not fp8_matmul_supported(device if device is not None else next(model.parameters()).device)
     targets = [(name, module) for name, module in model.named_modules() if _fp8_eligible(name, module)]
     for name, linear in targets:
+        if device is not None:
+            linear = linear.to(device)
         _replace_submodule(model, name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
     logger.info(
         "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
     )
     return len(targets)
+
+
+# --- fp8 weight storage without hooks -----------------------------------------------------------------------------
+
+
+class Fp8StorageLinear(nn.Module):
+    """A Linear layer whose weight is stored in float8 e4m3 with one float32 scale per output channel, dequantized
+    to the input's dtype inside its own forward, then an ordinary product.
+
+    Half the memory of a bf16 weight, and, unlike diffusers' layerwise-casting hook (which builds an `nn.Parameter`
+    in a hook around the forward), a pure function of the module's buffers: torch.compile traces it, fusing the
+    dequantization into one pass, and a CUDA graph can replay it. The per-channel scale keeps each row's largest
+    weight at e4m3's largest value, so small weights keep their precision (the hook casts without a scale).
+    """
+
+    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        weight_fp8, weight_scale = quantize_to_fp8(linear.weight, "rowwise")
+        self.register_buffer("weight_fp8", weight_fp8)  # (out_features, in_features)
+        self.register_buffer("weight_scale", weight_scale)  # (out_features, 1), float32
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach().to(compute_dtype), requires_grad=False)
+
+    def dequantized_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """The (out_features, in_features) weight in `dtype`: each fp8 value (exact in bf16) times its row's scale,
+        computed in `dtype` (compiled, one pass reading 1 byte and writing 2 per weight in bf16)."""
+        return self.weight_fp8.to(dtype) * self.weight_scale.to(dtype)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(hidden_states.dtype)
+        return F.linear(hidden_states, self.dequantized_weight(hidden_states.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weights in float8 e4m3"
+
+
+def _fp8_storage_skip_patterns(model: nn.Module) -> tuple[str, ...]:
+    """The module-name patterns diffusers' layerwise casting leaves in bf16 for `model` (its defaults, the model's own
+    `_skip_layerwise_casting_patterns`, and PEFT's adapter layers), so that both kinds of fp8 storage store the same
+    layers."""
+    patterns = (*DEFAULT_SKIP_MODULES_PATTERN, *(getattr(model, "_skip_layerwise_casting_patterns", None) or ()))
+    return (*patterns, "lora_")
+
+
+def store_linear_weights_in_fp8(
+    model: nn.Module, device: torch.device | str | None = None, compute_dtype: torch.dtype = torch.bfloat16
+) -> int:
+    """Replace each plain Linear layer of `model` (not `Fp8Linear`s, not the layers diffusers' fp8 storage leaves in
+    bf16: norms, patchify projections, LoRA adapters) by an `Fp8StorageLinear` on `device`, in place.
+
+    One layer at a time: each is moved to `device` (a GPU quantizes fast) and quantized there, and its bf16 weight
+    freed, so a model loaded in CPU memory needs about its fp8 size on the device. Returns the number replaced.
+    """
+    patterns = _fp8_storage_skip_patterns(model)
+    targets = [
+        name
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear and not any(re.search(pattern, name) for pattern in patterns)
+    ]
+    for name in targets:
+        linear = model.get_submodule(name)
+        if device is not None:
+            linear = linear.to(device)
+        _replace_submodule(model, name, Fp8StorageLinear(linear, compute_dtype))
+    logger.info("Stored the weights of %d Linear layers in fp8 (per-channel scales).", len(targets))
+    return len(targets)
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of `model`'s parameters and buffers as placed (fp8 weights at 1 byte each), without touching them
+    (works on the meta device)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
 # --- Feed-forward GELU in the matrix product's epilogue -----------------------------------------------------------
@@ -391,15 +515,16 @@ class LinearTanhGelu(nn.Module):
     inductor keeps that op as an extern call, so the fusion survives `torch.compile`.
 
     The module holds the GELU's own `proj` Linear under the same name, so state dicts, LoRA loading, offloading and
-    layerwise-casting hooks find it where they did.
+    layerwise-casting hooks find it where they did; the "24gb" mode's `Fp8StorageLinear` there keeps the epilogue
+    (its weight dequantized, then the one call).
     """
 
     def __init__(self, gelu: GELU) -> None:
         super().__init__()
         if not _is_fusable_gelu(gelu):
             raise ValueError(
-                "`gelu` must be a diffusers GELU with approximate='tanh' and a plain nn.Linear `proj`; got "
-                f"{type(gelu).__name__} with approximate={getattr(gelu, 'approximate', None)!r} and "
+                "`gelu` must be a diffusers GELU with approximate='tanh' and a plain nn.Linear or Fp8StorageLinear "
+                f"`proj`; got {type(gelu).__name__} with approximate={getattr(gelu, 'approximate', None)!r} and "
                 f"proj={type(getattr(gelu, 'proj', None)).__name__}."
             )
         self.proj = gelu.proj
@@ -408,34 +533,53 @@ class LinearTanhGelu(nn.Module):
         if not self._runs_in_epilogue(hidden_states):
             # diffusers' GELU.forward; its float32 upcast on mps is for torch < 2.0, which this project does not run.
             return F.gelu(self.proj(hidden_states), approximate="tanh")
+        proj = self.proj
+        weight = proj.weight if type(proj) is nn.Linear else proj.dequantized_weight(hidden_states.dtype)
         leading_shape = hidden_states.shape[:-1]
-        inputs = hidden_states.reshape(-1, self.proj.in_features)  # (..., in) -> (tokens, in)
-        output = torch._addmm_activation(self.proj.bias, inputs, self.proj.weight.t(), use_gelu=True)
-        return output.reshape(*leading_shape, self.proj.out_features)  # (tokens, out) -> (..., out)
+        inputs = hidden_states.reshape(-1, proj.in_features)  # (..., in) -> (tokens, in)
+        output = torch._addmm_activation(proj.bias, inputs, weight.t(), use_gelu=True)
+        return output.reshape(*leading_shape, proj.out_features)  # (tokens, out) -> (..., out)
 
     def _runs_in_epilogue(self, hidden_states: torch.Tensor) -> bool:
-        """Whether the product can bypass the Linear's own forward: only where that forward is a plain product."""
+        """Whether the product can bypass the Linear's own forward: only where that forward is a plain product (of
+        the weight as stored, or of an `Fp8StorageLinear`'s dequantized weight)."""
         proj = self.proj
-        return (
-            hidden_states.is_cuda  # on the CPU the same call computes the exact (erf) GELU, not the tanh one
-            and type(proj) is nn.Linear  # a LoRA or fp8 layer swapped in since runs its own forward
-            and proj.bias is not None  # the epilogue is GELU_BIAS
+        if type(proj) is nn.Linear:
             # Weights stored in another dtype (fp8-storage) or on another device (offloading) are cast or moved by
             # the Linear's forward hooks, which calling it runs.
-            and proj.weight.dtype == hidden_states.dtype
-            and proj.weight.device == hidden_states.device
+            stored_as_computed = (
+                proj.weight.dtype == hidden_states.dtype and proj.weight.device == hidden_states.device
+            )
+        elif type(proj) is Fp8StorageLinear:
+            stored_as_computed = proj.weight_fp8.device == hidden_states.device
+        else:
+            return False  # a LoRA or fp8-product layer swapped in since runs its own forward
+        return (
+            hidden_states.is_cuda  # on the CPU the same call computes the exact (erf) GELU, not the tanh one
+            and proj.bias is not None  # the epilogue is GELU_BIAS
+            and proj.bias.dtype == hidden_states.dtype
+            and stored_as_computed
             # torch._addmm_activation has no derivative.
-            and not (torch.is_grad_enabled() and (hidden_states.requires_grad or proj.weight.requires_grad))
+            and not (torch.is_grad_enabled() and (hidden_states.requires_grad or _requires_grad(proj)))
         )
 
     def extra_repr(self) -> str:
         return "approximate=tanh, GELU in the product's epilogue on CUDA"
 
 
+def _requires_grad(module: nn.Module) -> bool:
+    return any(parameter.requires_grad for parameter in module.parameters())
+
+
 def _is_fusable_gelu(module: nn.Module) -> bool:
-    # cuBLASLt's GELU epilogue is the tanh approximation. A plain Linear only: `torch._scaled_mm` (Fp8Linear) has no
-    # GELU epilogue, and LoRA or other Linear subclasses have forwards of their own.
-    return isinstance(module, GELU) and module.approximate == "tanh" and type(module.proj) is nn.Linear
+    # cuBLASLt's GELU epilogue is the tanh approximation. A plain Linear (or its fp8-stored form) only:
+    # `torch._scaled_mm` (Fp8Linear) has no GELU epilogue, and LoRA or other Linear subclasses have forwards of their
+    # own.
+    return (
+        isinstance(module, GELU)
+        and module.approximate == "tanh"
+        and type(module.proj) in (nn.Linear, Fp8StorageLinear)
+    )
 
 
 def fuse_feed_forward_gelu(model: nn.Module) -> int:
@@ -531,11 +675,16 @@ def fuse_fp8_gated_outputs(model: nn.Module) -> int:
 
 
 def _components(target: object) -> dict[str, object]:
-    """The named components of a pipeline (its `components`), a dict of components, or {"transformer": model}."""
+    """The named components of a pipeline (its `components` and the `OPTIONAL_COMPONENTS` it holds), a dict of
+    components, or {"transformer": model}."""
     if isinstance(target, Mapping):
         return dict(target)
     if hasattr(target, "components"):
-        return dict(target.components)
+        components = dict(target.components)
+        for name in OPTIONAL_COMPONENTS:  # held beside the registered components, placed with them
+            if isinstance(module := getattr(target, name, None), nn.Module):
+                components[name] = module
+        return components
     if isinstance(target, nn.Module):
         return {"transformer": target}
     raise ValueError(
@@ -557,9 +706,10 @@ def rotary_embeddings(transformer: nn.Module) -> list[nn.Module]:
     return [module for name in ROTARY_EMBEDDINGS if isinstance(module := getattr(transformer, name, None), nn.Module)]
 
 
-def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
+def apply_speed_options(pipe: object, options: SpeedOptions, fp8_device: torch.device | str | None = None) -> None:
     """Apply `options` to the transformer of `pipe` (a pipeline, a dict of components or the transformer itself), and
-    `compile_vae` to its video VAE.
+    `compile_vae` to its video VAE. `fp8_device`: where the fp8 layers are made (`quantize_linear_layers_to_fp8`'s
+    `device`; default: where the transformer is).
 
     Order matters: the attention backend, the fp8 layers and the fused feed-forwards are set first, so that
     compilation sees them; the feed-forwards are fused after the fp8 layers are made, so those are left alone.
@@ -595,7 +745,7 @@ def apply_speed_options(pipe: object, options: SpeedOptions) -> None:
                 "`fp8=True` cannot be applied to a transformer that already streams its weights (memory mode '16gb'): "
                 "apply the speed options before the memory mode, or use memory mode 'fp8-storage' or 'full-gpu-bf16'."
             )
-        quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling)
+        quantize_linear_layers_to_fp8(transformer, scaling=options.fp8_scaling, device=fp8_device)
         if options.fp8_row_kernel:
             fuse_fp8_feed_forwards(transformer)
             fuse_fp8_gated_outputs(transformer)
@@ -666,11 +816,14 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
     - "full-gpu-bf16": every component on `device`, in bf16 (vocoder in float32).
     - "fp8-storage": as above, with the transformer's, connectors' and text encoder's layer weights stored in float8
       e4m3 and cast to bf16 just before each layer runs (diffusers layerwise casting).
-    - "24gb": fp8 storage; the transformer resident on `device`, every other component's weights in CPU memory,
-      streamed to `device` layer by layer, the next prefetched on a side stream while the current one computes
-      (diffusers group offloading); tiled VAE decode.
-    - "16gb": as "24gb" with the transformer streamed too, group by group of blocks.
-    Each mode's declaration is `PLACEMENTS[mode]`.
+    - "24gb": the transformer resident on `device`, its Linear layers `Fp8StorageLinear`s (float8 weights with
+      per-channel scales, dequantized in their own forward: it compiles), its other weights in bf16; every other
+      component's weights in CPU memory (the connectors' and text encoder's in float8), streamed to `device` layer by
+      layer, the next prefetched on a side stream while the current one computes (diffusers group offloading); tiled
+      VAE decode.
+    - "16gb": fp8 storage as "fp8-storage", every component streamed, the transformer group by group of blocks.
+    LTX-2.5's diffusion decoder and duration head, where the pipeline holds them, are placed like the VAE. Each
+    mode's declaration is `PLACEMENTS[mode]`.
     """
     mode = MemoryMode.from_name(mode)
     placement = PLACEMENTS[mode]
@@ -678,6 +831,8 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
     components = _components(pipe)
     for name, module in _modules(components):
         target = torch.device("cpu") if name in placement.streamed else device
+        if name in placement.fp8_layers:  # layer by layer onto the device: it never holds the bf16 weights
+            store_linear_weights_in_fp8(module, target)
         if target.type != "cpu":  # cast on the GPU (fast), after the move
             module.to(device=target)
         if name in BF16_COMPONENTS + FLOAT32_COMPONENTS:
@@ -686,6 +841,7 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
             _store_in_fp8(module)
         if target.type == "cpu":  # cast where the weights are (a GPU, if built there), then move the smaller copy
             module.to(device=target)
+        _use_fp8_products_on(module, device)
     use_stream = device.type == "cuda"
     for name, module in _modules(components):
         if name not in placement.streamed:
@@ -700,21 +856,34 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
         else:
             # leaf level: each layer is its own group, so even the 12B text encoder needs little GPU memory.
             apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=use_stream)
-    if placement.tiled_vae and isinstance(components.get("vae"), nn.Module):
-        enable_vae_tiling(components["vae"])
+    if placement.tiled_vae:
+        if isinstance(components.get("vae"), nn.Module):
+            enable_vae_tiling(components["vae"])
+        if hasattr(components.get("diffusion_decoder"), "enable_tiling"):
+            components["diffusion_decoder"].enable_tiling()
     logger.info("Memory mode %r applied on %s.", mode.value, device)
     return mode
+
+
+def _use_fp8_products_on(module: nn.Module, device: torch.device) -> None:
+    """Point `module`'s `Fp8Linear`s at the fp8 kernels where `device` has them (the float32 emulation elsewhere):
+    the streaming modes make them before the weights reach the device, where they were told to emulate."""
+    emulate = not fp8_matmul_supported(device)
+    for submodule in module.modules():
+        if isinstance(submodule, Fp8Linear):
+            submodule.emulate = emulate
 
 
 def _cast_floating_weights(module: nn.Module, dtype: torch.dtype) -> None:
     """Cast a module's floating parameters and buffers to `dtype` where its parameters are not all `dtype` already.
 
-    fp8 layers swapped in by `SpeedOptions(fp8=True)` keep their float8 weights and float32 scales.
+    fp8 layers (`Fp8Linear` swapped in by `SpeedOptions(fp8=True)`, `Fp8StorageLinear` by the "24gb" mode) keep their
+    float8 weights and float32 scales.
     """
     if all(parameter.dtype == dtype for parameter in module.parameters() if parameter.element_size() > 1):
         return  # e.g. loaded in bf16: leave float32 buffers such as rotary frequencies alone
     for submodule in module.modules():
-        if isinstance(submodule, Fp8Linear):
+        if isinstance(submodule, (Fp8Linear, Fp8StorageLinear)):
             continue
         for parameter in submodule._parameters.values():
             if parameter is not None and parameter.is_floating_point() and parameter.element_size() > 1:
@@ -737,31 +906,40 @@ def _store_in_fp8(module: nn.Module) -> None:
 
 
 def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryMode | None") -> None:
-    """Raises ValueError for speed options that `memory_mode` cannot take (checked before any model is loaded)."""
-    if speed.compile_vae and memory_mode is not None and PLACEMENTS[MemoryMode.from_name(memory_mode)].tiled_vae:
+    """Raises ValueError for speed options that `memory_mode` cannot take (checked before any model is loaded).
+
+    Compiled blocks, per-block and whole-forward CUDA graphs need a transformer without hooks: every mode but
+    "fp8-storage" (its layerwise-casting hook builds an `nn.Parameter` in each layer's forward, which torch.compile's
+    full-graph capture refuses) and "16gb" (its offloading hooks move each group of blocks' weights onto the GPU).
+    """
+    if memory_mode is None:
+        return
+    mode = MemoryMode.from_name(memory_mode)
+    placement = PLACEMENTS[mode]
+    if speed.compile_vae and placement.tiled_vae:
         raise ValueError(
-            f"`compile_vae=True` cannot be combined with memory mode {MemoryMode.from_name(memory_mode).value!r} (its "
-            "VAE streams its weights layer by layer and decodes in tiles); use memory mode 'fp8-storage' or "
-            "'full-gpu-bf16', or leave compile_vae off."
+            f"`compile_vae=True` cannot be combined with memory mode {mode.value!r} (its VAE streams its weights "
+            "layer by layer and decodes in tiles); use memory mode 'fp8-storage' or 'full-gpu-bf16', or leave "
+            "compile_vae off."
         )
-    if (
-        speed.compile
-        and memory_mode is not None
-        and "transformer" in PLACEMENTS[MemoryMode.from_name(memory_mode)].fp8_storage
-    ):
+    if not placement.hooks_transformer():
+        return
+    why = (
+        "its transformer streams its weights onto the GPU in hooks around each group of blocks"
+        if "transformer" in placement.streamed
+        else "its fp8 storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot "
+        "trace"
+    )
+    if speed.compile:
         raise ValueError(
-            f"`compile=True` cannot be combined with memory mode {MemoryMode.from_name(memory_mode).value!r} (its fp8 "
-            "storage casts each layer's weights in a hook that torch.compile's full-graph capture cannot trace); use "
-            "memory mode 'full-gpu-bf16', or leave compile off (fp8=True still gives fp8 products)."
+            f"`compile=True` cannot be combined with memory mode {mode.value!r} ({why}); use memory mode '24gb' or "
+            "'full-gpu-bf16', or leave compile off (fp8=True still gives fp8 products)."
         )
-    if speed.forward_graph and memory_mode is not None:
-        mode = MemoryMode.from_name(memory_mode)
-        if mode is not MemoryMode.FULL_GPU_BF16:
-            raise ValueError(
-                f"`forward_graph=True` cannot be combined with memory mode {mode.value!r} (its hooks move or cast the "
-                "weights during each forward, which a CUDA graph cannot replay); use memory mode 'full-gpu-bf16', or "
-                "leave forward_graph off."
-            )
+    if speed.forward_graph:
+        raise ValueError(
+            f"`forward_graph=True` cannot be combined with memory mode {mode.value!r} ({why}, which a CUDA graph "
+            "cannot replay); use memory mode '24gb' or 'full-gpu-bf16', or leave forward_graph off."
+        )
 
 
 def place_pipeline(
@@ -778,11 +956,16 @@ def place_pipeline(
         use_persistent_compile_cache()
     streamed = memory_mode is not None and bool(PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed)
     if streamed:
-        apply_speed_options(pipe, speed)
+        # A resident transformer's fp8 layers are made on the device, layer by layer, as the mode then makes the
+        # rest: a model loaded in CPU memory is quantized at the GPU's pace, and never whole in bf16 on the GPU.
+        apply_speed_options(pipe, speed, fp8_device=None if streams_transformer(memory_mode) else device)
         apply_memory_mode(pipe, memory_mode, device)
         return
     if memory_mode is None:
         pipe.to(device)
+        for name, module in _modules(_components(pipe)):
+            if name in OPTIONAL_COMPONENTS:  # not registered with the pipeline, so `pipe.to` leaves them
+                module.to(device)
     else:
         apply_memory_mode(pipe, memory_mode, device)
     apply_speed_options(pipe, speed)
