@@ -325,3 +325,25 @@ def test_run_windows_refuses_a_range_outside_the_plan(pipe, tmp_path):
     plan = pipe.plan_run(duration_s=1.0, output=tmp_path / "long.mp4", **SMALL, **WINDOW)
     with pytest.raises(ValueError, match=r"`end` must be after the next window \(0\) and at most 2; got 3"):
         pipe.run_windows(plan, None, 3)
+
+
+def test_an_ltx_2_5_run_resumed_across_processes_carries_its_ancestral_noise(tmp_path):
+    """LTX-2.5's distilled text to audio+video draws stage 1's ancestral noise from a generator of its own: a resumed
+    run goes on from its state (a fresh one would draw the first window's noise again)."""
+    import pickle
+
+    from ltx_pipeline import tiny
+
+    pipe = LongFormPipeline(**tiny.build_tiny_components("2.5"))
+    request = {**SMALL, **WINDOW, "duration_s": 1.0, "mode": "distilled"}
+    single = [
+        event for event in pipe.stream(**request, output=tmp_path / "a.mp4") if isinstance(event, WindowFinished)
+    ]
+    plan = pipe.plan_run(**request, output=tmp_path / "b.mp4")
+    assert plan.recipe.stage_1_sampler == "euler_ancestral"
+    first = [pickle.loads(pickle.dumps(portable(event))) for event in pipe.run_windows(plan, None, 1)]
+    resume = first[-1]
+    assert isinstance(resume, LongFormResume) and resume.ancestral_noise_state is not None
+    second = [event for event in pipe.run_windows(plan, resume, 2) if isinstance(event, WindowFinished)]
+    np.testing.assert_array_equal(second[0].frames, single[1].frames)
+    torch.testing.assert_close(second[0].audio.waveform, single[1].audio.waveform, rtol=0, atol=0)
