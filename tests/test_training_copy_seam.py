@@ -191,3 +191,22 @@ def test_a_copy_sample_is_the_windows_97_frames_at_24_25_and_30_fps(tmp_path):
         seen = transformer_inputs(trainer, draw)
         assert seen["hidden_states"].shape[1] == 13 * trainer.geometry[2][1] * trainer.geometry[2][2]
         assert seen["audio_hidden_states"].shape[1] == audio_frames
+
+
+def test_the_decoded_ball_row_loss_skips_the_frames_the_held_latents_decode_to(tmp_path):
+    argv = ["--stage", "transformer", "--steps", "1", "--out", str(tmp_path), *TOY, "--decoded-ball-row-gain", "8"]
+    trainer = StageTrainer(parse_args(argv))
+    clips = trainer.groups[0].seam_clips.tolist()[:4]
+    draw = copy_draw(clips, 0.5, 0.0, 2)  # sample 0 holds 2 latent frames: its pixel frames 0 ... 8 are given
+    estimate = trainer.seam_video_latents[2][trainer.seam_row[torch.tensor(clips)]]
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(trainer.decoded_ball_row_loss(draw, estimate, draw.video_sigma))
+
+    baseline, frames, original = loss(), trainer.data.frames, trainer.data.frames[clips[0]].clone()
+    frames[clips[0], :9] = original[:9].flip(1)  # the ball's rows turned upside down in the given frames
+    assert loss() == pytest.approx(baseline, rel=1e-6)
+    frames[clips[0]] = original
+    frames[clips[0], 9:] = original[9:].flip(1)  # and in the generated ones
+    assert loss() != pytest.approx(baseline, rel=1e-3)

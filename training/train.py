@@ -628,6 +628,16 @@ def video_token_levels(
     return video_sigma[:, None] * denoised
 
 
+def generated_frames(held_frames: torch.Tensor | None, count: int, num_frames: int) -> torch.Tensor:
+    """(count, num_frames) 1 on the pixel frames the first `count` samples generate, 0 on the 8(K - 1) + 1 that their
+    K held latent frames decode to (`long_form.shared_frames`)."""
+    if held_frames is None:
+        return torch.ones(count, num_frames)
+    held = held_frames[:count]
+    given = torch.where(held > 0, constants.VIDEO_TEMPORAL_COMPRESSION * (held - 1) + 1, torch.zeros_like(held))
+    return (torch.arange(num_frames)[None, :] >= given[:, None]).float()
+
+
 def draw_transformer_batch(
     batch: int,
     num_clips: int,
@@ -1074,7 +1084,9 @@ class StageTrainer:
     ) -> torch.Tensor:
         """`ball_row_loss` of the first DECODED_BALL_ROW_CLIPS clips' clean-video estimates (packed, normalised),
         decoded at the stage's size, against their clips; each clip weighted by 1 - sigma (a clean one by 0: nothing to
-        learn there)."""
+        learn there), less the frames its held latents decode to (`held_frames`: 8(K - 1) + 1 for K held), which are
+        given, not generated (long form writes them from the window before), and under "copy" start with a latent the
+        decoder reads as one frame that encodes eight."""
         count = min(DECODED_BALL_ROW_CLIPS, len(draw.indices))
         frames, height, width = self.geometry[draw.stage]
         config = self.transformer.config
@@ -1087,7 +1099,10 @@ class StageTrainer:
         video = frames_to_video(self.to_device(self.data.frames[draw.indices[:count]]))
         video = downsample_video(video, 2) if draw.stage == 1 else video
         clip_weight = (1 - sigma[:count]) * (sigma[:count] > 0)
-        return ball_row_loss(decoded, video, clip_weight.view(-1, 1, 1, 1, 1).expand(-1, 1, video.shape[2], 1, 1))
+        frame_weight = clip_weight[:, None] * generated_frames(draw.held_frames, count, video.shape[2]).to(
+            sigma.device
+        )
+        return ball_row_loss(decoded, video, frame_weight[:, None, :, None, None])
 
     def compile_transformer(self) -> None:
         """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
