@@ -17,7 +17,7 @@ from training.train import (
     parse_args,
     stereo_mel,
 )
-from world import generate_clip
+from world import generate_clip, generate_training_clip
 
 TOY = ["--variant", "tiny", "--height", "64", "--width", "64", "--num-frames", "17", "--num-clips", "12"]
 TOY += ["--batch-size", "4", "--log-every", "1", "--device", "cpu", "--mid-scene-fraction", "1"]
@@ -182,6 +182,12 @@ def test_a_copy_sample_is_the_windows_97_frames_at_24_25_and_30_fps(tmp_path):
         clip = int(group.seam_clips[0])
         start = trainer.data.start_frames[clip]
         assert start % seam_start_step(group.frame_rate) == 0 and 0 < start < 97
+        # The rich world's seam clip is its scene from the cut: the clip the generator cuts at that start.
+        scene = generate_training_clip(clip, 64, 64, 97, group.frame_rate, start_frame=start, cut=False)
+        expected = generate_training_clip(clip, 64, 64, 97, group.frame_rate, start_frame=start)
+        assert scene.frames.shape[0] == start + 97 + 1
+        assert np.array_equal(trainer.data.frames[clip].numpy(), expected.frames)
+        assert np.array_equal(scene.frames[start : start + 97], expected.frames)
         assert trainer.audio_latents[index].shape[1] == audio_frames  # 97 frames' time: round(97 / fps x 25)
         for stage in (1, 2):
             frames, height, width = trainer.geometry[stage]
