@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import LTX2Pipeline
 
+from ltx_pipeline.audio import seconds_to_samples
 from training.data import downsample_video, frames_to_video, is_seam_start, render_clips, seam_cut, seam_start_step
 from training.train import (
     ClipGroup,
@@ -106,23 +107,38 @@ def test_copy_samples_hold_the_scenes_own_latents_from_the_cut(trainer):
         assert (own[:, :per_frame] - expected[:, :per_frame]).abs().amax() > 1e-2  # a one-frame latent 0 instead
 
 
-def test_copy_samples_audio_latents_are_the_scenes_from_the_clips_first_frame(trainer):
+def test_copy_samples_audio_latents_are_the_scenes_over_the_windows_time(trainer):
     clips, scenes = seam_scenes(trainer)
     audio_vae = trainer.fresh["audio_vae"]
     count = round(17 / 24 * 25)
-    first = round(24 / 24 * 25)  # the clip's first frame, 1 s into the scene: audio latent 25
-    mel = stereo_mel(torch.from_numpy(np.stack([scene.audio for scene in scenes])))
-    with torch.no_grad():
-        latents = audio_vae.encode(mel).latent_dist.mode().float()
 
-    def scene_latents(offset: int) -> torch.Tensor:
+    def encoded(audio: list[np.ndarray], offset: int = 0) -> torch.Tensor:
+        with torch.no_grad():
+            latents = audio_vae.encode(stereo_mel(torch.from_numpy(np.stack(audio)))).latent_dist.mode().float()
         packed = LTX2Pipeline._pack_audio_latents(latents[:, :, offset : offset + count])
         return LTX2Pipeline._normalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std)
 
-    seen = transformer_inputs(trainer, copy_draw(clips[:4], 0.5, 0.0, 1))  # audio to video: audio held clean
-    torch.testing.assert_close(seen["audio_hidden_states"], scene_latents(first)[:4], rtol=0, atol=0)
+    # Text to audio+video continuation (audio generated): the scene's audio latents on its grid from the clip's first
+    # frame, 1 s into the scene (audio latent 25), as long form's grid gives a window's.
+    first = round(24 / 24 * 25)
+    scene_audio = [scene.audio for scene in scenes]
+    table = trainer.scene_audio_latents[0][torch.tensor(clips)]
+    torch.testing.assert_close(table, encoded(scene_audio, first), rtol=0, atol=0)
     for shifted in (first - 1, first + 1):  # a cut off by one audio latent (40 ms) would show
-        assert not torch.allclose(seen["audio_hidden_states"], scene_latents(shifted)[:4])
+        assert not torch.allclose(table, encoded(scene_audio, shifted))
+    seen = transformer_inputs(trainer, copy_draw(clips[:4], 0.5, 1e-6, 1))
+    torch.testing.assert_close(seen["audio_hidden_states"], table[:4], rtol=0, atol=1e-4)
+    # Audio to video continuation (audio held clean): the scene's sound over the window's time, sliced as long form
+    # slices a window's (`seconds_to_samples` of its first and last frame's time) and encoded alone.
+    begin, end = seconds_to_samples(24 / 24, 16_000), seconds_to_samples((24 + 17) / 24, 16_000)
+    sliced = encoded([scene.audio[begin:end] for scene in scenes[:4]])
+    seen = transformer_inputs(trainer, copy_draw(clips[:4], 0.5, 0.0, 1))
+    torch.testing.assert_close(seen["audio_hidden_states"], sliced, rtol=0, atol=0)
+    assert not torch.allclose(sliced, table[:4], atol=1e-3)  # the two kinds differ: the test tells them apart
+    later = seconds_to_samples(25 / 24, 16_000)  # a slice one frame late would show
+    assert not torch.allclose(
+        seen["audio_hidden_states"], encoded([s.audio[later : later + end - begin] for s in scenes[:4]])
+    )
 
 
 def test_seam_clips_impacts_and_onset_weights_are_shifted_by_the_cut(trainer):

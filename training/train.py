@@ -944,9 +944,10 @@ class StageTrainer:
         so the held latents are 8-frame latents from mid-scene encoded with the context before them, as a window's
         latents follow the window before's. Video at both stages goes to `seam_video_latents` (a row per seam clip;
         `seam_row` maps a clip to its row); the scene's audio latents from the clip's start (long form's audio grid:
-        the nearest latent to its first frame, which `seam_start_step` puts on it) replace the clip's own in
-        `audio_latents`, for every sample of the clip. The clip's frames, impacts and loss weights are the cut's."""
-        self.seam_video_latents = self.seam_row = None
+        the nearest latent to its first frame, which `seam_start_step` puts on it) go to `scene_audio_latents` (each
+        group's `audio_latents` with the seam clips' rows replaced). The clip's frames, impacts and loss weights are
+        the cut's."""
+        self.seam_video_latents = self.seam_row = self.scene_audio_latents = None
         seam_clips = [clip for group in self.groups for clip in group.seam_clips.tolist()]
         if not seam_clips:
             return
@@ -958,6 +959,7 @@ class StageTrainer:
         for index, group in enumerate(self.groups):
             for clip in group.seam_clips.tolist():
                 by_scene_length.setdefault((index, self.data.start_frames[clip]), []).append(clip)
+        self.scene_audio_latents = [latents.clone() for latents in self.audio_latents]
         with torch.no_grad():
             for (index, start), clips in sorted(by_scene_length.items()):
                 group = self.groups[index]
@@ -984,7 +986,7 @@ class StageTrainer:
                         packed, audio_vae.latents_mean, audio_vae.latents_std
                     )
                     positions = torch.tensor(chunk) - group.start
-                    self.audio_latents[index][positions.to(self.device)] = packed.to(self.device)
+                    self.scene_audio_latents[index][positions.to(self.device)] = packed.to(self.device)
         self.seam_video_latents = {
             stage: torch.stack(stage_rows).to(self.device) for stage, stage_rows in rows.items()
         }
@@ -1012,12 +1014,18 @@ class StageTrainer:
     def transformer_loss(self, draw: TransformerDraw) -> torch.Tensor:
         indices = self.to_device(draw.indices)
         video_clean = self.video_latents[draw.stage][indices]
-        if draw.copied is not None and self.seam_video_latents is not None:  # "copy": the scene's latents from the cut
-            seam = self.seam_video_latents[draw.stage][self.seam_row[indices]]
-            video_clean = torch.where(self.to_device(draw.copied)[:, None, None], seam, video_clean)
         audio_indices = indices - self.groups[draw.group].start  # positions inside the group's audio
         audio_clean = self.audio_latents[draw.group][audio_indices]
         video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
+        if draw.copied is not None and self.seam_video_latents is not None:  # "copy": the scene's latents from the cut
+            copied = self.to_device(draw.copied)
+            seam = self.seam_video_latents[draw.stage][self.seam_row[indices]]
+            video_clean = torch.where(copied[:, None, None], seam, video_clean)
+            # Audio generated (text to audio+video continuation): the scene's audio latents on its grid, as long form
+            # generates a window's. Audio held clean (audio to video): the window's slice encoded alone (the clip's
+            # own, cut at the same instant), as long form's audio to video encodes a window's sound.
+            scene_audio = self.scene_audio_latents[draw.group][audio_indices]
+            audio_clean = torch.where((copied & (audio_sigma > 0))[:, None, None], scene_audio, audio_clean)
         held_frames = torch.zeros_like(draw.indices) if draw.held_frames is None else draw.held_frames
         # Per-token video levels, always (B, tokens) so every case runs the same graph: 0 on held tokens.
         video_levels = video_token_levels(
