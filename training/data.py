@@ -3,11 +3,13 @@
 import contextlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from world import generate_clip, generate_training_clip
+from ltx_pipeline import constants
+from world import cut_clip, generate_clip, generate_training_clip
 from world.render import FLOOR_LINE
 
 
@@ -18,26 +20,91 @@ class ClipBatch:
     captions: list[str]
     impact_frames: list[list[int]]
     start_frames: list[int] | None = None  # the scene's frame each clip starts at (0: the scene's start)
+    # Seam clips only (`is_seam_start`; None for the others): the scene's frames before the clip, (start, H, W, 3)
+    # uint8, and its audio from the scene's start to one frame past the clip's end, (samples,) float32.
+    context_frames: list[np.ndarray | None] | None = None
+    scene_audio: list[np.ndarray | None] | None = None
 
 
 WORLDS = ("original", "rich")  # `world.generate_clip` (balls released from rest), `world.generate_training_clip`
 MID_SCENE_SEED_OFFSET = 104_729  # the draw of a clip's start frame: a stream apart from the scene's own
 
 
-def mid_scene_start(seed: int, num_frames: int, fraction: float) -> int:
-    """The scene frame the clip of `seed` starts at: with probability `fraction` one drawn uniformly from 1 to
-    num_frames - 1 (the ball in flight, bouncing or at rest, as a long run's later windows start), else 0."""
+def seam_start_step(frame_rate: float) -> int:
+    """Frames between the starts a seam clip may have: the fewest whole latent frames (8 pixel frames each) that last
+    a whole number of audio latents (25 a second), so that the clip's first frame is on the scene's audio latent grid
+    as on its latent frame grid: 24 at 24 and 30 fps, 8 at 25. 8 where no such count below 200 frames exists (the
+    audio latents then start up to half a latent, 20 ms, from the frame, as long form's grid does)."""
+    stride = constants.VIDEO_TEMPORAL_COMPRESSION
+    for count in range(1, 26):
+        latents = stride * count / frame_rate * constants.AUDIO_LATENTS_PER_SECOND
+        if abs(latents - round(latents)) < 1e-9:
+            return stride * count
+    return stride
+
+
+def is_seam_start(start_frame: int, frame_rate: float) -> bool:
+    """Whether a clip starting at this scene frame is a seam clip: cut mid-scene at a seam start (`seam_start_step`),
+    so that the scene's latents from the cut on are a window's latents as long form's "copy" seam hands them over."""
+    return start_frame > 0 and start_frame % seam_start_step(frame_rate) == 0
+
+
+class SeamCut(NamedTuple):
+    """Where a seam clip's latents lie in its scene's (the scene encoded from its start)."""
+
+    latent_start: int  # the scene's latent frame that is the clip's latent frame 0 (pixel frames start - 7 ... start)
+    audio_start: int  # the scene's audio latent at the clip's first frame: the nearest, as long form's `_audio_grid`
+
+
+def seam_cut(start_frame: int, frame_rate: float) -> SeamCut:
+    """The latent cut of a seam clip that starts at `start_frame` of its scene (`is_seam_start`).
+
+    The causal VAE's latent frame k > 0 holds pixel frames 8k - 7 ... 8k, so the scene's latent frame start / 8 ends at
+    the clip's first frame: held clean, it is what "copy" hands a window (the window before's last latent, which
+    encodes 8 frames ending at the window's frame 0), and the clip's later latent frames follow it as a window's do.
+    """
+    stride = constants.VIDEO_TEMPORAL_COMPRESSION
+    if start_frame < stride or start_frame % stride:
+        raise ValueError(f"`start_frame` must be a positive multiple of {stride}; got {start_frame}.")
+    audio_start = round(start_frame / frame_rate * constants.AUDIO_LATENTS_PER_SECOND)
+    return SeamCut(latent_start=start_frame // stride, audio_start=audio_start)
+
+
+def mid_scene_start(
+    seed: int, num_frames: int, fraction: float, seam_share: float = 0.0, frame_rate: float = 24.0
+) -> int:
+    """The scene frame the clip of `seed` starts at: with probability `fraction` a mid-scene start (the ball in flight,
+    bouncing or at rest, as a long run's later windows start), else 0. A mid-scene start is, with probability
+    `seam_share`, a seam start at `frame_rate` (a multiple of `seam_start_step` up to num_frames - 1, or the step
+    itself if that is longer), else drawn uniformly from 1 to num_frames - 1."""
     rng = np.random.default_rng(seed + MID_SCENE_SEED_OFFSET)
     if rng.random() >= fraction:
         return 0
+    if seam_share and rng.random() < seam_share:  # drawn only then: with seam_share 0 the starts are as before
+        step = seam_start_step(frame_rate)
+        return step * int(rng.integers(1, max((num_frames - 1) // step, 1) + 1))
     return int(rng.integers(1, num_frames))
 
 
-def _render(args: tuple[int, int, int, int, float, str, int]) -> tuple[np.ndarray, np.ndarray, str, list[int]]:
-    seed, height, width, num_frames, frame_rate, world, start_frame = args
+class _Rendered(NamedTuple):
+    frames: np.ndarray
+    audio: np.ndarray
+    caption: str
+    impact_frames: list[int]
+    context_frames: np.ndarray | None
+    scene_audio: np.ndarray | None
+
+
+def _render(args: tuple[int, int, int, int, float, str, int, bool]) -> _Rendered:
+    seed, height, width, num_frames, frame_rate, world, start_frame, keep_scene = args
     generate = generate_training_clip if world == "rich" else generate_clip
-    clip = generate(seed, height, width, num_frames, frame_rate, start_frame=start_frame)
-    return clip.frames, clip.audio, clip.caption, [impact.frame for impact in clip.impacts]
+    if not keep_scene:
+        clip = generate(seed, height, width, num_frames, frame_rate, start_frame=start_frame)
+        return _Rendered(clip.frames, clip.audio, clip.caption, [impact.frame for impact in clip.impacts], None, None)
+    scene = generate(seed, height, width, num_frames, frame_rate, start_frame=start_frame, cut=False)
+    clip = cut_clip(scene, start_frame, num_frames)  # what `generate` returns when it cuts
+    impacts = [impact.frame for impact in clip.impacts]
+    return _Rendered(clip.frames, clip.audio, clip.caption, impacts, scene.frames[:start_frame].copy(), scene.audio)
 
 
 def render_clips(
@@ -49,36 +116,54 @@ def render_clips(
     workers: int = 1,
     world: str = "original",
     mid_scene_fraction: float = 0.0,
+    seam_share: float = 0.0,
 ) -> ClipBatch:
     """Render one clip per seed (in `workers` processes) of `world` (one of WORLDS); seeds make the data set
-    reproducible. A `mid_scene_fraction` of them start mid-scene (`mid_scene_start`)."""
+    reproducible. A `mid_scene_fraction` of them start mid-scene (`mid_scene_start`), a `seam_share` of those at a seam
+    start; a clip that starts at a seam start (`is_seam_start`, only with `seam_share` > 0) also keeps its scene's
+    frames before it and its scene's audio (`ClipBatch.context_frames`, `scene_audio`)."""
     if world not in WORLDS:
         raise ValueError(f"`world` must be one of {WORLDS}; got {world!r}.")
-    if not 0.0 <= mid_scene_fraction <= 1.0:
-        raise ValueError(f"`mid_scene_fraction` must be in [0, 1]; got {mid_scene_fraction}.")
-    starts = [mid_scene_start(seed, num_frames, mid_scene_fraction) for seed in seeds]
+    for name, value in (("mid_scene_fraction", mid_scene_fraction), ("seam_share", seam_share)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1]; got {value}.")
+    starts = [mid_scene_start(seed, num_frames, mid_scene_fraction, seam_share, frame_rate) for seed in seeds]
     jobs = [
-        (seed, height, width, num_frames, frame_rate, world, start) for seed, start in zip(seeds, starts, strict=True)
+        (
+            seed,
+            height,
+            width,
+            num_frames,
+            frame_rate,
+            world,
+            start,
+            bool(seam_share) and is_seam_start(start, frame_rate),
+        )
+        for seed, start in zip(seeds, starts, strict=True)
     ]
     frames = audio = None
-    captions, impact_frames = [], []
+    captions, impact_frames, context_frames, scene_audio = [], [], [], []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         results = pool.map(_render, jobs, chunksize=8) if pool is not None else map(_render, jobs)
         # Each clip is copied into one preallocated array as it arrives: thousands of 128 px clips take tens of GB,
         # and a list of them stacked at the end would need twice that.
-        for position, (clip_frames, clip_audio, clip_caption, clip_impacts) in enumerate(results):
+        for position, rendered in enumerate(results):
             if frames is None:
-                frames = np.empty((len(jobs), *clip_frames.shape), clip_frames.dtype)
-                audio = np.empty((len(jobs), *clip_audio.shape), clip_audio.dtype)
-            frames[position], audio[position] = clip_frames, clip_audio
-            captions.append(clip_caption)
-            impact_frames.append(clip_impacts)
+                frames = np.empty((len(jobs), *rendered.frames.shape), rendered.frames.dtype)
+                audio = np.empty((len(jobs), *rendered.audio.shape), rendered.audio.dtype)
+            frames[position], audio[position] = rendered.frames, rendered.audio
+            captions.append(rendered.caption)
+            impact_frames.append(rendered.impact_frames)
+            context_frames.append(rendered.context_frames)
+            scene_audio.append(rendered.scene_audio)
     return ClipBatch(
         frames=torch.from_numpy(frames),
         audio=torch.from_numpy(audio),
         captions=captions,
         impact_frames=impact_frames,
         start_frames=starts,
+        context_frames=context_frames,
+        scene_audio=scene_audio,
     )
 
 

@@ -15,7 +15,8 @@
 # NO_COMPILE (transformer_only: train eagerly); CACHE_OUT (transformer_only: where the compile cache goes, default
 # RESULT_DIR/compile_cache.bin).
 # chunk: transformer_only with the issue-30/26 recipe (rich world at 24, 25 and 30 fps, clips cut mid-scene, the
-# continuation case, --decoded-ball-row-gain 8; train.py's defaults for their shares; a checkpoint every 400 steps,
+# continuation case with "copy" and "reencode" held latents, --decoded-ball-row-gain 8; train.py's defaults for their
+# shares; a checkpoint every 400 steps,
 # packed as it is written), sized to end within
 # CHUNK_SECONDS (default 390) of this script's start: training stops 40 s before (BENCH_SECONDS more if set), the
 # parts are packed, the candidate is exported to CAND (default /tmp/cand) and, with BENCH_SECONDS, benchmarked on

@@ -19,6 +19,7 @@ import types
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2Pipeline, LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2VocoderWithBWE
@@ -27,7 +28,15 @@ from transformers import Gemma3ForConditionalGeneration
 from ltx_pipeline import constants
 from ltx_pipeline.audio import log_mel_spectrogram
 from training import config
-from training.data import WORLDS, ClipBatch, downsample_video, frames_to_video, motion_weight, render_clips
+from training.data import (
+    WORLDS,
+    ClipBatch,
+    downsample_video,
+    frames_to_video,
+    motion_weight,
+    render_clips,
+    seam_cut,
+)
 from world.clip import TRAINING_CLIP_KINDS
 from world.detectors import BALL_MIN_SATURATION, BALL_MIN_VALUE, MIN_BALL_PIXELS
 from world.render import FLOOR_LINE
@@ -60,9 +69,14 @@ DEFAULTS = {  # per stage: batch size, learning rate, number of training clips
         "num_clips": 4096,
         "mid_scene_fraction": 0.5,
         "continuation_fraction": 0.3,
+        "continuation_copy_share": 0.75,
     },
 }
-STAGE_OPTION_DEFAULTS = {"mid_scene_fraction": 0.0, "continuation_fraction": 0.0}  # stages without their own
+STAGE_OPTION_DEFAULTS = {  # stages without their own
+    "mid_scene_fraction": 0.0,
+    "continuation_fraction": 0.0,
+    "continuation_copy_share": 0.0,
+}
 VIDEO_WINDOW_FRAMES = 33  # VAE training crops (8k + 1 frames)
 MOVING_PIXEL_GAIN = 40.0  # loss weight on moving pixels (REFERENCE.md: the ball vanished without it)
 # --impact-frame-gain weighs the frames around each impact too: 8 frames share a latent frame, and a decoder that
@@ -86,6 +100,7 @@ AUDIO_TAIL_SECONDS = 0.5
 # --decoded-ball-row-gain decodes the transformer's clean-video estimate of this many clips of each batch (the first
 # ones; the decoder, frozen, is the cost: its activations for the gradient) and adds the decoder's ball-row loss on it.
 DECODED_BALL_ROW_CLIPS = 4
+SEAM_ENCODE_BATCH = 16  # seam clips' scenes encoded at once (up to twice a clip's frames: half the clips' batch)
 # How often each transformer training case is drawn: both streams at one sigma (text to audio+video), audio clean
 # (audio to video), video clean (video to audio), independent sigmas.
 TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "independent": 0.1}
@@ -94,6 +109,11 @@ TRANSFORMER_CASES = {"joint": 0.55, "audio_clean": 0.3, "video_clean": 0.05, "in
 # last ones (ltx_pipeline/long_form.py): on top of the joint case that is text-to-audio+video continuation, of the
 # clean-audio case audio-to-video continuation.
 CONTINUATION_MAX_HELD_FRAMES = constants.LONG_FORM_OVERLAP_LATENT_FRAMES
+# With --continuation-copy-share > 0, this share of the mid-scene clips start at a seam start (`training.data
+# .seam_start_step`) and are also encoded as their scene's latents from the cut (`seam_cut`): the clips a "copy"
+# continuation sample is drawn from. Half: as many as the other mid-scene clips, ~2x the draws of an average clip at
+# the default shares (0.3 x 0.75 of the samples whose video is denoised come from these 25% of the clips).
+SEAM_CLIP_SHARE = 0.5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,6 +159,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="transformer: share of the samples whose video is denoised that hold their first 1 or 2 latent frames "
         "clean (timestep 0, no loss), as a long run's later windows do; with clean audio that is audio-to-video "
         "continuation, with noised audio text-to-audio+video continuation (default 0.3)",
+    )
+    parser.add_argument(
+        "--continuation-copy-share",
+        type=float,
+        help="transformer: share of the continuation samples whose held latents are what long form's default 'copy' "
+        "seam hands over: a longer scene's latents, cut at a latent frame, so the first held one encodes the 8 frames "
+        "before and at the window's first frame; the rest hold the clip's own first latents, the first encoding one "
+        "frame, as the 'reencode' seam makes them (default 0.75; 0: all 'reencode', as before 2026-12-07)",
     )
     parser.add_argument("--workers", type=int, default=1, help="processes rendering the clips")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
@@ -239,11 +267,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--frame-rates is for the transformer stage; got it with --stage {args.stage}")
     if not all(0 < rate <= 60 for rate in args.frame_rates) or len(args.frame_rates) > args.num_clips:
         parser.error(f"--frame-rates must be fps in (0, 60], at most one per clip; got {args.frame_rates}")
-    for name in ("mid_scene_fraction", "continuation_fraction"):
+    for name in ("mid_scene_fraction", "continuation_fraction", "continuation_copy_share"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}")
-    if args.continuation_fraction and args.stage != "transformer":
-        parser.error(f"--continuation-fraction is for the transformer stage; got it with --stage {args.stage}")
+    for name in ("continuation_fraction", "continuation_copy_share"):
+        if getattr(args, name) and args.stage != "transformer":
+            parser.error(f"--{name.replace('_', '-')} is for the transformer stage; got it with --stage {args.stage}")
     if args.continuation_fraction and (args.num_frames - 1) // 8 < CONTINUATION_MAX_HELD_FRAMES:
         parser.error(
             f"--continuation-fraction needs more than {CONTINUATION_MAX_HELD_FRAMES} latent frames "
@@ -315,6 +344,7 @@ def record_settings(args: argparse.Namespace, out: Path, start_step: int) -> Non
             "ISOLATED_FRACTION": ISOLATED_FRACTION,
             "TRANSFORMER_CASES": TRANSFORMER_CASES,
             "CONTINUATION_MAX_HELD_FRAMES": CONTINUATION_MAX_HELD_FRAMES,
+            "SEAM_CLIP_SHARE": SEAM_CLIP_SHARE,
             "LATENT_MOTION_GAIN": LATENT_MOTION_GAIN,
             "AUDIO_ONSET_GAIN": AUDIO_ONSET_GAIN,
             "AUDIO_TAIL_SECONDS": AUDIO_TAIL_SECONDS,
@@ -565,6 +595,7 @@ class TransformerDraw(NamedTuple):
     isolate: bool  # cross-modal attention off
     group: int = 0  # the frame rate's group (`ClipGroup`) every clip of the batch is in
     held_frames: torch.Tensor | None = None  # (B,) int: leading latent video frames held clean (None: none)
+    copied: torch.Tensor | None = None  # (B,) bool: held latents as "copy" hands them over (`seam_cut`); None: none
 
 
 class ClipGroup(NamedTuple):
@@ -574,6 +605,7 @@ class ClipGroup(NamedTuple):
     frame_rate: float
     start: int
     count: int
+    seam_clips: torch.Tensor | None = None  # (S,) the group's clips with their scene's latents (`seam_cut`), if any
 
 
 def draw_held_frames(video_sigma: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -596,15 +628,28 @@ def video_token_levels(
     return video_sigma[:, None] * denoised
 
 
+def generated_frames(held_frames: torch.Tensor | None, count: int, num_frames: int) -> torch.Tensor:
+    """(count, num_frames) 1 on the pixel frames the first `count` samples generate, 0 on the 8(K - 1) + 1 that their
+    K held latent frames decode to (`long_form.shared_frames`)."""
+    if held_frames is None:
+        return torch.ones(count, num_frames)
+    held = held_frames[:count]
+    given = torch.where(held > 0, constants.VIDEO_TEMPORAL_COMPRESSION * (held - 1) + 1, torch.zeros_like(held))
+    return (torch.arange(num_frames)[None, :] >= given[:, None]).float()
+
+
 def draw_transformer_batch(
     batch: int,
     num_clips: int,
     generator: torch.Generator,
     groups: list[ClipGroup] | None = None,
     continuation_fraction: float = 0.0,
+    copy_share: float = 0.0,
 ) -> TransformerDraw:
     """A batch's random choices; with `groups`, one group drawn uniformly and `indices` within it (`num_clips`
-    unused); a `continuation_fraction` of the samples hold leading video frames clean (`draw_held_frames`)."""
+    unused); a `continuation_fraction` of the samples hold leading video frames clean (`draw_held_frames`), a
+    `copy_share` of those (where the group has seam clips) the latents "copy" hands over, of a seam clip drawn
+    uniformly from the group's in place of the sample's clip."""
     group = 0
     if groups is not None and len(groups) > 1:
         group = int(torch.randint(len(groups), (1,), generator=generator))
@@ -615,7 +660,16 @@ def draw_transformer_batch(
     caption_dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
     isolate = bool(torch.rand(1, generator=generator) < ISOLATED_FRACTION)
     held_frames = draw_held_frames(video_sigma, continuation_fraction, generator) if continuation_fraction else None
-    return TransformerDraw(indices, stage, video_sigma, audio_sigma, caption_dropped, isolate, group, held_frames)
+    copied = None
+    seam_clips = groups[group].seam_clips if groups is not None else None
+    if held_frames is not None and copy_share and seam_clips is not None and len(seam_clips):
+        copied = (held_frames > 0) & (torch.rand(batch, generator=generator) < copy_share)
+        indices = torch.where(
+            copied, seam_clips[torch.randint(len(seam_clips), (batch,), generator=generator)], indices
+        )
+    return TransformerDraw(
+        indices, stage, video_sigma, audio_sigma, caption_dropped, isolate, group, held_frames, copied
+    )
 
 
 class StageTrainer:
@@ -637,16 +691,25 @@ class StageTrainer:
         video_size = (args.height, args.width) if args.stage in ("video_vae", "upsampler", "transformer") else (32, 32)
         started = time.time()
         self.groups, batches = [], []
+        # Seam clips (for "copy" continuation samples) only where such samples are drawn.
+        seam_share = SEAM_CLIP_SHARE if args.continuation_fraction and args.continuation_copy_share else 0.0
         for index, rate in enumerate(args.frame_rates):  # the clips split evenly between the frame rates
             start = index * args.num_clips // len(args.frame_rates)
             count = (index + 1) * args.num_clips // len(args.frame_rates) - start
             seeds = range(first_seed + start, first_seed + start + count)
-            batches.append(
-                render_clips(
-                    seeds, *video_size, args.num_frames, rate, args.workers, args.world, args.mid_scene_fraction
-                )
+            batch = render_clips(
+                seeds,
+                *video_size,
+                args.num_frames,
+                rate,
+                args.workers,
+                args.world,
+                args.mid_scene_fraction,
+                seam_share,
             )
-            self.groups.append(ClipGroup(rate, start, count))
+            seams = [start + i for i, context in enumerate(batch.context_frames) if context is not None]
+            batches.append(batch)
+            self.groups.append(ClipGroup(rate, start, count, torch.tensor(seams, dtype=torch.long)))
         # Frames share one shape at every frame rate; audio is as long as its clip, so it stays per group.
         self.group_audio = [batch.audio for batch in batches]
         self.data = ClipBatch(
@@ -655,12 +718,15 @@ class StageTrainer:
             captions=[caption for batch in batches for caption in batch.captions],
             impact_frames=[frames for batch in batches for frames in batch.impact_frames],
             start_frames=[start for batch in batches for start in batch.start_frames],
+            context_frames=[context for batch in batches for context in batch.context_frames],
+            scene_audio=[audio for batch in batches for audio in batch.scene_audio],
         )
         del batches
         mid_scene = sum(start > 0 for start in self.data.start_frames)
+        seam_count = sum(len(group.seam_clips) for group in self.groups)
         print(
-            f"rendered {args.num_clips} clips ({args.world} world, {mid_scene} from mid-scene) at {video_size}, "
-            f"{args.frame_rates} fps in {time.time() - started:.1f} s",
+            f"rendered {args.num_clips} clips ({args.world} world, {mid_scene} from mid-scene, {seam_count} of them "
+            f"seam clips) at {video_size}, {args.frame_rates} fps in {time.time() - started:.1f} s",
             flush=True,
         )
         getattr(self, f"setup_{args.stage}")()
@@ -832,6 +898,7 @@ class StageTrainer:
             )
             onset_share.append(float(onsets.mean()))
             tail_share.append(float(tails.mean()))
+        self.encode_seam_latents(vae, audio_vae)
         onsets, tails = sum(onset_share) / len(onset_share), sum(tail_share) / len(tail_share)
         covered = {stage: float((weights > 1).float().mean()) for stage, weights in self.video_weights.items()}
         tail_text = f", tail frames {tails:.1%}" if self.args.audio_tail_gain else ""
@@ -841,9 +908,12 @@ class StageTrainer:
             flush=True,
         )
         audio_shapes = ", ".join(str(tuple(latents.shape)) for latents in self.audio_latents)
+        seam_shapes = "none"
+        if self.seam_video_latents is not None:
+            seam_shapes = f"{tuple(self.seam_video_latents[1].shape)} / {tuple(self.seam_video_latents[2].shape)}"
         print(
             f"latents: stage 1 {tuple(self.video_latents[1].shape)}, stage 2 {tuple(self.video_latents[2].shape)}, "
-            f"audio {audio_shapes}; encoded in {time.time() - started:.1f} s",
+            f"audio {audio_shapes}, seam clips' scene latents {seam_shapes}; encoded in {time.time() - started:.1f} s",
             flush=True,
         )
         # RoPE coordinates per stage and frame rate, as the transformer would prepare them each step (their small
@@ -868,6 +938,61 @@ class StageTrainer:
         if self.args.compile:
             self.compile_transformer()
 
+    def encode_seam_latents(self, vae: AutoencoderKLLTX2Video, audio_vae: AutoencoderKLLTX2Audio) -> None:
+        """The seam clips' latents as long form's "copy" seam hands a window its held ones (`seam_cut`): each scene
+        encoded from its start (its frames before the clip, then the clip's) and cut at the clip's first latent frame,
+        so the held latents are 8-frame latents from mid-scene encoded with the context before them, as a window's
+        latents follow the window before's. Video at both stages goes to `seam_video_latents` (a row per seam clip;
+        `seam_row` maps a clip to its row); the scene's audio latents from the clip's start (long form's audio grid:
+        the nearest latent to its first frame, which `seam_start_step` puts on it) go to `scene_audio_latents` (each
+        group's `audio_latents` with the seam clips' rows replaced). The clip's frames, impacts and loss weights are
+        the cut's."""
+        self.seam_video_latents = self.seam_row = self.scene_audio_latents = None
+        seam_clips = [clip for group in self.groups for clip in group.seam_clips.tolist()]
+        if not seam_clips:
+            return
+        self.seam_row = torch.zeros(self.args.num_clips, dtype=torch.long)
+        self.seam_row[seam_clips] = torch.arange(len(seam_clips))
+        video_mean, video_std = vae.latents_mean.to(self.device), vae.latents_std.to(self.device)
+        rows: dict[int, list[torch.Tensor | None]] = {1: [None] * len(seam_clips), 2: [None] * len(seam_clips)}
+        by_scene_length: dict[tuple[int, int], list[int]] = {}  # (group, start) -> clips: scenes of one length
+        for index, group in enumerate(self.groups):
+            for clip in group.seam_clips.tolist():
+                by_scene_length.setdefault((index, self.data.start_frames[clip]), []).append(clip)
+        self.scene_audio_latents = [latents.clone() for latents in self.audio_latents]
+        with torch.no_grad():
+            for (index, start), clips in sorted(by_scene_length.items()):
+                group = self.groups[index]
+                cut = seam_cut(start, group.frame_rate)
+                for chunk in (clips[i : i + SEAM_ENCODE_BATCH] for i in range(0, len(clips), SEAM_ENCODE_BATCH)):
+                    scenes = np.stack(
+                        [np.concatenate([self.data.context_frames[c], self.data.frames[c].numpy()]) for c in chunk]
+                    )
+                    video = frames_to_video(torch.from_numpy(scenes).to(self.device))
+                    for stage, factor in ((1, 2), (2, 1)):
+                        latents = vae.encode(downsample_video(video, factor)).latent_dist.mode().float()
+                        latents = latents[:, :, cut.latent_start : cut.latent_start + self.geometry[stage][0]]
+                        latents = LTX2Pipeline._normalize_latents(latents, video_mean, video_std)
+                        for clip, packed in zip(chunk, LTX2Pipeline._pack_latents(latents).cpu(), strict=True):
+                            rows[stage][int(self.seam_row[clip])] = packed
+                    audio = torch.from_numpy(np.stack([self.data.scene_audio[c] for c in chunk]))
+                    latents = audio_vae.encode(stereo_mel(audio).to(self.device)).latent_dist.mode().float()
+                    count = self.audio_latents[index].shape[1]
+                    latents = latents[:, :, cut.audio_start : cut.audio_start + count]
+                    if latents.shape[2] != count:  # the scene is rendered a frame past the clip: never short
+                        raise RuntimeError(f"a seam clip's scene has {latents.shape[2]} audio latents from the cut")
+                    packed = LTX2Pipeline._pack_audio_latents(latents)
+                    packed = LTX2Pipeline._normalize_audio_latents(
+                        packed, audio_vae.latents_mean, audio_vae.latents_std
+                    )
+                    positions = torch.tensor(chunk) - group.start
+                    self.scene_audio_latents[index][positions.to(self.device)] = packed.to(self.device)
+        self.seam_video_latents = {
+            stage: torch.stack(stage_rows).to(self.device) for stage, stage_rows in rows.items()
+        }
+        self.seam_row = self.seam_row.to(self.device)
+        self.data.context_frames = self.data.scene_audio = None  # encoded: up to as much memory as the clips again
+
     def step_transformer(self) -> torch.Tensor:
         return self.transformer_loss(
             draw_transformer_batch(
@@ -876,6 +1001,7 @@ class StageTrainer:
                 self.generator,
                 self.groups,
                 self.args.continuation_fraction,
+                self.args.continuation_copy_share,
             )
         )
 
@@ -891,6 +1017,15 @@ class StageTrainer:
         audio_indices = indices - self.groups[draw.group].start  # positions inside the group's audio
         audio_clean = self.audio_latents[draw.group][audio_indices]
         video_sigma, audio_sigma = self.to_device(draw.video_sigma), self.to_device(draw.audio_sigma)
+        if draw.copied is not None and self.seam_video_latents is not None:  # "copy": the scene's latents from the cut
+            copied = self.to_device(draw.copied)
+            seam = self.seam_video_latents[draw.stage][self.seam_row[indices]]
+            video_clean = torch.where(copied[:, None, None], seam, video_clean)
+            # Audio generated (text to audio+video continuation): the scene's audio latents on its grid, as long form
+            # generates a window's. Audio held clean (audio to video): the window's slice encoded alone (the clip's
+            # own, cut at the same instant), as long form's audio to video encodes a window's sound.
+            scene_audio = self.scene_audio_latents[draw.group][audio_indices]
+            audio_clean = torch.where((copied & (audio_sigma > 0))[:, None, None], scene_audio, audio_clean)
         held_frames = torch.zeros_like(draw.indices) if draw.held_frames is None else draw.held_frames
         # Per-token video levels, always (B, tokens) so every case runs the same graph: 0 on held tokens.
         video_levels = video_token_levels(
@@ -957,7 +1092,9 @@ class StageTrainer:
     ) -> torch.Tensor:
         """`ball_row_loss` of the first DECODED_BALL_ROW_CLIPS clips' clean-video estimates (packed, normalised),
         decoded at the stage's size, against their clips; each clip weighted by 1 - sigma (a clean one by 0: nothing to
-        learn there)."""
+        learn there), less the frames its held latents decode to (`held_frames`: 8(K - 1) + 1 for K held), which are
+        given, not generated (long form writes them from the window before), and under "copy" start with a latent the
+        decoder reads as one frame that encodes eight."""
         count = min(DECODED_BALL_ROW_CLIPS, len(draw.indices))
         frames, height, width = self.geometry[draw.stage]
         config = self.transformer.config
@@ -970,7 +1107,10 @@ class StageTrainer:
         video = frames_to_video(self.to_device(self.data.frames[draw.indices[:count]]))
         video = downsample_video(video, 2) if draw.stage == 1 else video
         clip_weight = (1 - sigma[:count]) * (sigma[:count] > 0)
-        return ball_row_loss(decoded, video, clip_weight.view(-1, 1, 1, 1, 1).expand(-1, 1, video.shape[2], 1, 1))
+        frame_weight = clip_weight[:, None] * generated_frames(draw.held_frames, count, video.shape[2]).to(
+            sigma.device
+        )
+        return ball_row_loss(decoded, video, frame_weight[:, None, :, None, None])
 
     def compile_transformer(self) -> None:
         """Compile the transformer's repeated blocks and trace every graph training needs (two stage shapes, cross-modal
@@ -1001,6 +1141,7 @@ class StageTrainer:
                             generator,
                             [self.groups[group]],
                             self.args.continuation_fraction,
+                            self.args.continuation_copy_share,
                         )
                         self.transformer_loss(draw._replace(stage=stage, isolate=isolate, group=group)).backward()
         except Exception as error:  # inductor or triton failing on this machine

@@ -155,17 +155,19 @@ def generate_clip(
     num_channels: int = 1,
     num_balls: int = 1,
     start_frame: int = 0,
+    cut: bool = True,
     **attributes: str,
 ) -> Clip:
     """A clip drawn from `seed` (same seed, same clip); `attributes` may fix colour, size, material or room.
-    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`): the balls are already falling."""
+    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`): the balls are already falling; with
+    `cut=False` it returns the scene it cuts from, uncut (frame 0 to one frame past the clip's end)."""
     scene = sample_scene(seed, num_balls=num_balls, **attributes)
     if not start_frame:
         return render_clip(scene, height, width, num_frames, frame_rate, sampling_rate, num_channels, seed=seed)
     longer = render_clip(
         scene, height, width, start_frame + num_frames + 1, frame_rate, sampling_rate, num_channels, seed=seed
     )
-    return cut_clip(longer, start_frame, num_frames)
+    return cut_clip(longer, start_frame, num_frames) if cut else longer
 
 
 def sample_training_scene(seed: int, duration_s: float) -> Scene:
@@ -188,14 +190,16 @@ def generate_training_clip(
     num_frames: int = 97,
     frame_rate: float = 24.0,
     start_frame: int = 0,
+    cut: bool = True,
 ) -> Clip:
     """A training clip of the richer world (`sample_training_scene`) at `frame_rate`; same seed, same clip.
-    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`), which then lasts that much longer."""
+    `start_frame` > 0 cuts it from that frame of the scene on (`cut_clip`), which then lasts that much longer; with
+    `cut=False` it returns the scene it cuts from, uncut (frame 0 to one frame past the clip's end)."""
     scene = sample_training_scene(seed, (start_frame + num_frames) / frame_rate)
     if not start_frame:  # bit-identical to the clips every earlier run trained on
         return render_clip(scene, height, width, num_frames, frame_rate, seed=seed)
     longer = render_clip(scene, height, width, start_frame + num_frames + 1, frame_rate, seed=seed)
-    return cut_clip(longer, start_frame, num_frames)
+    return cut_clip(longer, start_frame, num_frames) if cut else longer
 
 
 def cut_clip(clip: Clip, start_frame: int, num_frames: int | None = None) -> Clip:
