@@ -1308,6 +1308,14 @@ def measure_memory_mode(
     begin = time.perf_counter()
     components = build_components(bench)
     bench.synchronize()
+    # As the product has them before placing (weights loaded in CPU memory): the random weights are made on the GPU,
+    # where it is fast, then moved out, so the mode's setup peaks as it does for a user (all 67 GiB of bf16
+    # components left on an 80 GB card beside the setup's fp8 copies ran out of memory).
+    for module in components.values():
+        if isinstance(module, torch.nn.Module):
+            module.to("cpu")
+    free_memory()
+    bench.record(section, "allocated_gib_before_placing", bench.allocated_gib())
     acceleration.place_pipeline(components, bench.device, mode, options)
     free_memory()
     bench.record(section, "setup_s", round(time.perf_counter() - begin, 1))
