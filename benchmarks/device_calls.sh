@@ -7,6 +7,9 @@
 #                                              #   memory modes under hard caps (24gb, 24gb compiled, 16gb)
 #   bash benchmarks/device_calls.sh long       # issue 26: long form at 768x512 (10 s, 60 s, 180 s A2V; 30 s T2AV)
 #
+# `versions` wants an H200 (`run` with needs_h200): on an 80 GB card LTX-2.5's full-gpu-bf16 components (67.65 GiB)
+# leave too little for its diffusion decoder, and every 2.5 pipeline section ran out of memory (run 34).
+#
 # Each one installs the carried wheels (.whl-train: diffusers, soundfile, ltx-core 1.0.0 ...; .whl-av: PyAV), logs to
 # $OUT/log.txt and writes its JSON/markdown results beside it (at most 8 files). The device's 64 MiB transfer limit
 # does not hold the embedded model beside PyAV's wheel, so these calls leave it out (benchmarks/RESULTS.md, "How to run
