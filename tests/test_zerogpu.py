@@ -20,6 +20,7 @@ from ltx_pipeline.media import probe_mp4
 from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_long_form import LongFormPipeline
 from ltx_pipeline.types import LongFormFinished, StepPreview, WindowFinished, WindowStarted
+from tests.test_long_form_studio import FRAME_RATE, SETTINGS, WINDOW  # the same page request, one window of 17 frames
 from ui import StudioConfig, StudioState
 from ui.handlers import StudioHandlers, page_parameters
 from ui.long_form import window_count
@@ -35,20 +36,6 @@ from ui.zerogpu import (
 )
 
 ZERO_GPU_LIMIT_S = 300  # what a ZeroGPU call may ask for, as the `spaces` package refuses it
-FRAME_RATE = 25.0
-WINDOW = 17  # frames: each window after the first adds 8
-SETTINGS = {
-    "prompt": "a red ball drops on a wooden floor with a loud thud",
-    "negative_prompt": "",
-    "num_frames": WINDOW,
-    "frame_rate": FRAME_RATE,
-    "resolution": "64x64",
-    "seed": 3,
-    "randomize_seed": False,
-    "mode": "distilled",
-    "num_inference_steps": 30,
-    "modality_scale": 3.0,
-}
 # 3.4 s is 85 frames: 10 windows of about 30 s of estimated GPU each (the fixed overhead with its safety factor), so
 # more than one call's 300 s.
 LONG_S = 3.4
