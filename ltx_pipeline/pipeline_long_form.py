@@ -85,17 +85,54 @@ class _Carry:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClipPart:
+    """The user's sound (audio to video) from its start time, whole or the part some windows need: `audio` begins
+    at sample `start` of the whole."""
+
+    audio: Audio
+    start: int = 0  # the whole sound's sample that is `audio`'s first
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.audio.sampling_rate
+
+    def samples(self, begin: int, end: int | None) -> torch.Tensor:
+        """The whole sound's samples `begin` to `end` (None: to its end), from this part (which must hold them)."""
+        if begin < self.start:
+            raise ValueError(f"samples from {begin} are not in this part of the clip, which starts at {self.start}")
+        return self.audio.waveform[:, begin - self.start : None if end is None else end - self.start]
+
+    def part(self, begin: int, end: int | None) -> "ClipPart":
+        """The part from sample `begin` to `end` (None: to the end)."""
+        return ClipPart(Audio(self.samples(begin, end), self.sampling_rate), begin)
+
+
+@dataclasses.dataclass(frozen=True)
 class LongFormPlan:
     """A checked long run as plain data: what every window needs, wherever it runs (it pickles)."""
 
     recipe: Recipe  # the run's recipe before its first window (the writer fills in the rest)
     output: Path  # the mp4
-    clip: Audio | None  # the user's sound from its start time, audio to video; None: text to audio+video
+    clip: ClipPart | None  # the user's sound from its start time, audio to video; None: text to audio+video
     windows: tuple[Window, ...]
     segments: tuple[PromptSegment, ...]
     video_guidance: GuidanceParams
     audio_guidance: GuidanceParams | None
     preview_audio: bool
+
+    def for_windows(self, first: int, end: int) -> "LongFormPlan":
+        """The plan with only the sound that windows `first` to `end` (exclusive) read: what a call that makes just
+        those windows is sent (ZeroGPU), so a long song is not sent again with every call."""
+        if self.clip is None:
+            return self
+        frame_rate, rate = self.recipe.frame_rate, self.clip.sampling_rate
+        begin = seconds_to_samples(self.windows[first].start_frame / frame_rate, rate)
+        stop = None  # the last window writes the sound to the clip's end
+        if end < len(self.windows):
+            stop = max(
+                seconds_to_samples((w.start_frame + w.num_frames) / frame_rate, rate) for w in self.windows[first:end]
+            )
+        return dataclasses.replace(self, clip=self.clip.part(begin, stop))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +283,14 @@ class LongFormPipeline(LTXAVPipelineBase):
         if clip is not None:  # audio to video steps with plain Euler, as the reference's A2V pipeline does
             recipe.stage_1_sampler = "euler"
         return LongFormPlan(
-            recipe, output_path, clip, tuple(windows), tuple(segments), video_guidance, audio_guidance, preview_audio
+            recipe,
+            output_path,
+            ClipPart(clip) if clip is not None else None,
+            tuple(windows),
+            tuple(segments),
+            video_guidance,
+            audio_guidance,
+            preview_audio,
         )
 
     def __call__(self, **kwargs: Any) -> LongFormFinished:
@@ -393,7 +437,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         recipe: Recipe,
         window: Window,
         prompt: str,
-        clip: Audio | None,
+        clip: ClipPart | None,
         carry: _Carry | None,
         plan: _RunPlan,
         device: torch.device,
@@ -495,14 +539,14 @@ class LongFormPipeline(LTXAVPipelineBase):
         tail = previous[:, previous.shape[1] - shared :]
         return image_tokens(count, [(slice(0, shared), tail, 1.0)], previous.shape[-1], device)
 
-    def _audio_slice(self, clip: Audio, first_frame: int, num_frames: int, frame_rate: float, pad: bool) -> Audio:
+    def _audio_slice(self, clip: ClipPart, first_frame: int, num_frames: int, frame_rate: float, pad: bool) -> Audio:
         """The clip's samples from frame `first_frame` for `num_frames` frames, silence past its end where `pad`.
 
         Sample boundaries are `seconds_to_samples(frame / frame_rate)`, so consecutive slices join without a gap."""
         rate = clip.sampling_rate
         begin = seconds_to_samples(first_frame / frame_rate, rate)
         end = seconds_to_samples((first_frame + num_frames) / frame_rate, rate)
-        waveform = clip.waveform[:, begin:end]
+        waveform = clip.samples(begin, end)
         if pad and waveform.shape[-1] < end - begin:
             waveform = torch.nn.functional.pad(waveform, (0, end - begin - waveform.shape[-1]))
         return Audio(waveform, rate)
@@ -511,7 +555,7 @@ class LongFormPipeline(LTXAVPipelineBase):
         self,
         recipe: Recipe,
         window: Window,
-        clip: Audio | None,
+        clip: ClipPart | None,
         carry: _Carry | None,
         results: tuple[StageResult, StageResult],
         last: bool,
@@ -540,7 +584,7 @@ class LongFormPipeline(LTXAVPipelineBase):
                 end = seconds_to_samples(
                     (window.written_start_frame + window.num_written) / frame_rate, clip.sampling_rate
                 )
-            sound = Audio(clip.waveform[:, begin:end], clip.sampling_rate)
+            sound = Audio(clip.samples(begin, end), clip.sampling_rate)
             return frames, sound, _Carry(tail_1, tail_2, None, 0, None)
         first, count = self._audio_grid(window, frame_rate)
         decoded = self.decode_audio(self.unpack_audio(stage_2.audio_latents), count, self.audio_latents_per_second)

@@ -265,3 +265,32 @@ def test_the_studio_s_stop_reaches_the_worker_through_its_stop_file(tiny_compone
     assert steps <= 2  # of 11: it ended after the step in work when the worker saw the file
     assert probe_mp4(finished.path).num_frames == 33 and finished.recipe["stopped_after_window"] == 2
     assert not (tmp_path / "long.stop").exists()
+
+
+def test_a_long_audio_run_sends_each_call_only_the_sound_its_windows_read(tiny_components, tmp_path: Path) -> None:
+    """The studio holds the whole song; a call after the first is sent the part its windows read (from its first
+    window's start; the last call to the song's end), not the whole clip again. 4 windows, 2 per call."""
+    from tests.test_long_form import click_track
+
+    worker_pipeline = LongFormPipeline(**tiny_components)
+    request = {"prompt": "a red ball bounces", "output": str(tmp_path / "long.mp4"), "audio": click_track(2.0)}
+    request |= {"height": 64, "width": 64, "frame_rate": FRAME_RATE, "window_frames": 17, "overlap_latent_frames": 1}
+    sent, planned = [], []
+
+    def gpu_windows(*, plan, resume, end, gpu_seconds, stop_file, **request):
+        plan, resume = crossing((plan, resume))
+        sent.append(None if plan is None else (plan.clip.start, plan.clip.audio.waveform.shape[-1]))
+        if plan is None:
+            plan = worker_pipeline.plan_run(**request)
+            planned.append(plan)
+            yield crossing(plan)
+        for event in windows_in_worker(worker_pipeline, plan, resume, end, stop_file):
+            yield crossing(event)
+
+    events = list(windows_in_calls(gpu_windows, request, 4, 150.0, tmp_path / "long.stop", lambda: False))
+    assert isinstance(events[-1], LongFormFinished) and not events[-1].stopped
+    assert [event.window for event in events if isinstance(event, WindowFinished)] == [1, 2, 3, 4]
+    (whole,) = planned
+    window_3 = whole.windows[2]
+    start = round(window_3.start_frame / FRAME_RATE * whole.clip.sampling_rate)
+    assert sent == [None, (start, whole.clip.audio.waveform.shape[-1] - start)]

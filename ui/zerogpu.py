@@ -167,7 +167,9 @@ def windows_in_calls(
             end = min(first + per_call, total_windows)
             seconds = group_seconds(end - first, window_s)
             logger.info("ZeroGPU: windows %d-%d of %d in one call of %d s", first + 1, end, total_windows, seconds)
-            calls = gpu_windows(**request, plan=plan, resume=resume, end=end, gpu_seconds=seconds,
+            # Each call is sent the sound its windows read, not the whole song again.
+            part = plan.for_windows(first, end) if plan is not None else None
+            calls = gpu_windows(**request, plan=part, resume=resume, end=end, gpu_seconds=seconds,
                                 stop_file=str(stop_file))  # fmt: skip
             with closing(calls):
                 for event in calls:
