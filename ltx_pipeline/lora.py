@@ -16,7 +16,12 @@ injected, strengths via `set_adapters`, per-stage adapter sets and fusing.
 Scaling follows the reference: a layer's update is `strength * B @ A` (ltx-core `fuse_loras._prepare_deltas`
 ignores any alpha). Files that carry an explicit `.alpha` per layer (kohya / ComfyUI convention) get the usual
 `alpha / rank` factor, folded into B, as ComfyUI applies them; a diffusers file's own adapter metadata (its
-`lora_alpha`) is honoured as diffusers does. Adapter weights take the model's dtype (PEFT casts them on load).
+`lora_alpha`) is honoured as diffusers does.
+
+Adapter weights take their base layer's compute dtype and device (PEFT places them on load): the model's dtype, or,
+beside weights stored in float8 (memory modes "fp8-storage", "24gb", "16gb"), the dtype those layers compute in
+(`speed.acceleration.declare_compute_dtypes`, `Fp8StorageLinear.compute_dtype`), so LoRAs can be loaded, switched
+and unloaded after the mode is applied without touching the fp8 weights; they are never fused into them.
 """
 
 import logging
@@ -220,7 +225,7 @@ def lora_mismatches(layers: Mapping[str, torch.Tensor], model: torch.nn.Module, 
         if shape is None:
             problems.append(
                 f"{where}: is a {type(modules[name]).__name__}, not a torch Linear "
-                "(load LoRAs before fp8 or other layer swaps: `fp8=True`, memory mode '24gb')"
+                "(load LoRAs before fp8 products or other layer swaps: `fp8=True`)"
             )
             continue
         if set(pair) != {"lora_A", "lora_B"}:
@@ -375,28 +380,32 @@ def _is_fused(model: torch.nn.Module | None) -> bool:
     return model is not None and any(layer.merged for layer in _lora_layers(model))
 
 
+def _stores_weights_in_fp8(layer: Any) -> bool:
+    """Whether a LoRA layer's base layer holds no full-precision weight to fuse into: an `Fp8StorageLinear` ("24gb"),
+    a Linear whose weights a casting hook stores in float8 ("fp8-storage", "16gb"), an `Fp8Linear` (`fp8=True`)."""
+    weight = getattr(layer.get_base_layer(), "weight", None)
+    return weight is None or weight.element_size() == 1
+
+
 def _check_weights_can_change(model: torch.nn.Module, component: str, fusing: bool) -> None:
-    """Refuses to fuse LoRAs into, or take them out of, base layers without a weight of their own to change: fp8
-    layers made after the LoRAs were loaded (memory mode "24gb"'s `Fp8StorageLinear`, `fp8=True`'s `Fp8Linear`)."""
+    """Refuses to fuse LoRAs into, or take them out of, base layers whose weights are stored in float8: the update
+    would be rounded to fp8's 3 mantissa bits, and taking it out again would not give back the weights. LoRAs
+    loaded before such a mode was applied may have been fused into the full-precision weights then."""
     kinds = sorted(
-        {
-            type(layer.get_base_layer()).__name__
-            for layer in _lora_layers(model)
-            if not isinstance(layer.get_base_layer(), torch.nn.Linear)
-        }
+        {type(layer.get_base_layer()).__name__ for layer in _lora_layers(model) if _stores_weights_in_fp8(layer)}
     )
     if not kinds:
         return
     if fusing:
         action, advice = (
             "fused into",
-            "fuse them when loading (`fuse_loras=True`, --fuse-loras), or leave them unfused",
+            "fuse them when loading, before the memory mode (`fuse_loras=True`, --fuse-loras), or leave them unfused",
         )
     else:
         action, advice = "taken out of", "they stay fused: load the model again to change or remove them"
     raise ValueError(
-        f"LoRAs cannot be {action} the {component}'s {', '.join(kinds)} layers (fp8 weights made after the LoRAs "
-        f"were loaded: memory mode '24gb', `fp8=True`); {advice}."
+        f"LoRAs cannot be {action} the {component}'s {', '.join(kinds)} layers (weights stored in float8: memory "
+        f"modes 'fp8-storage', '24gb' and '16gb', `fp8=True`); {advice}."
     )
 
 

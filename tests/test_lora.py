@@ -452,7 +452,7 @@ def test_dev_run_applies_the_stage_2_lora_in_stage_2_only(tmp_path, pipe):
     assert not np.array_equal(final_both, final_user)  # stage 2: the distilled LoRA joins
 
 
-# --- The "24gb" memory mode's fp8 layers --------------------------------------------------------------------------
+# --- The memory modes that store weights in fp8 ("fp8-storage", "24gb", "16gb") ------------------------------------
 
 
 @torch.no_grad()
@@ -509,21 +509,136 @@ def test_loras_fused_before_the_24gb_mode_stay_fused_and_cannot_be_taken_out(tmp
         stages.update(pipe, [])
 
 
-def test_loras_after_the_24gb_mode_are_refused_naming_the_fp8_layers(tmp_path, pipe):
+FP8_MEMORY_MODES = ["fp8-storage", "24gb", "16gb"]
+
+
+def file_with_connectors(tmp_path: Path, pipe, seed: int, name: str) -> Path:
+    """A LoRA for both components: each memory mode stores the connectors' weights in fp8 too."""
+    transformer_layers = random_lora_layers(pipe.transformer, TRANSFORMER_MODULES, seed=seed)
+    connector_layers = random_lora_layers(pipe.connectors, CONNECTOR_MODULES, seed=seed + 100)
+    return write_lora(tmp_path / name, official_lora_tensors(transformer_layers, connector_layers))
+
+
+@torch.no_grad()
+def bf16_outputs(pipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transformer's and the connectors' outputs on bf16 inputs, as float32."""
+    generator = torch.Generator().manual_seed(1)
+    embeds = torch.randn(1, 16, 32 * 3, generator=generator).to(torch.bfloat16)  # Gemma width x (layers + 1)
+    video, audio, _ = pipe.connectors(embeds, torch.ones(1, 16, dtype=torch.long), padding_side="left")
+    return bf16_transformer_output(pipe.transformer), torch.cat([video.flatten(), audio.flatten()]).float()
+
+
+def stored_fp8_weights(pipe) -> dict[str, torch.Tensor]:
+    """Copies of the float8 tensors of the transformer and connectors, by name as without LoRA layers."""
+    weights = {}
+    for component in ("transformer", "connectors"):
+        model = getattr(pipe, component)
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.dtype == torch.float8_e4m3fn:
+                weights[f"{component}.{name.replace('.base_layer', '')}"] = tensor.detach().clone()
+    return weights
+
+
+def assert_same_tensors(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert actual.keys() == expected.keys()
+    assert all(torch.equal(actual[name].view(torch.uint8), expected[name].view(torch.uint8)) for name in expected)
+
+
+@pytest.mark.parametrize("memory_mode", FP8_MEMORY_MODES)
+def test_loras_picked_per_run_in_an_fp8_memory_mode_match_bf16_and_leave_the_fp8_weights(tmp_path, pipe, memory_mode):
+    # What the studio does: the mode is applied at start-up, then each run's LoRAs are loaded, reweighted, swapped
+    # and unloaded by `StageLoras.update`. Before, the adapters were cast to fp8 with the weights and PEFT's forward
+    # failed on them.
     from ltx_pipeline.speed.acceleration import apply_memory_mode
 
-    path, _ = official_file(tmp_path, pipe, seed=14)
-    apply_memory_mode(pipe, "24gb", "cpu")
-    with pytest.raises(ValueError, match=r"does not fit this model.*Fp8StorageLinear, not a torch Linear.*'24gb'"):
-        load_loras(pipe, [(path, 1.0)])
+    style = file_with_connectors(tmp_path, pipe, seed=16, name="style.safetensors")
+    ink = file_with_connectors(tmp_path, pipe, seed=17, name="ink.safetensors")
+    runs = {
+        "style": [(style, 1.0)],
+        "style at 0.5": [(style, 0.5)],
+        "ink": [(ink, 1.0)],
+        "both": [(style, 0.5), (ink, 1.0)],
+    }
+    reference = TI2VidTwoStagesPipeline(**build_tiny_components("2.3", seed=0))
+    apply_memory_mode(reference, "full-gpu-bf16", "cpu")
+    stages, expected = StageLoras(), {}
+    for run, loras in runs.items():
+        stages = stages.update(reference, loras)
+        expected[run] = bf16_outputs(reference)
+
+    apply_memory_mode(pipe, memory_mode, "cpu")
+    base = bf16_outputs(pipe)
+    fp8_weights = stored_fp8_weights(pipe)
+    assert fp8_weights
+    stages = StageLoras()
+    for run, loras in runs.items():
+        stages = stages.update(pipe, loras)
+        outputs = bf16_outputs(pipe)
+        for other, other_expected in expected.items():  # near its own LoRAs, within fp8's error; far from the rest
+            for output, reference_output, base_output in zip(outputs, other_expected, base, strict=True):
+                if other == run:
+                    assert (
+                        relative_error(output, reference_output) < 0.1 < relative_error(base_output, reference_output)
+                    )
+                else:
+                    assert relative_error(output, reference_output) > 0.1
+        adapters = [
+            parameter
+            for component in ("transformer", "connectors")
+            for name, parameter in getattr(pipe, component).named_parameters()
+            if ".lora_" in name
+        ]
+        assert adapters and all(adapter.dtype == torch.bfloat16 for adapter in adapters)
+        assert_same_tensors(stored_fp8_weights(pipe), fp8_weights)  # not fused into the fp8 weights
+    stages.update(pipe, [])
     assert adapter_names(pipe) == []
+    for output, base_output in zip(bf16_outputs(pipe), base, strict=True):
+        assert torch.equal(output, base_output)
+    assert_same_tensors(stored_fp8_weights(pipe), fp8_weights)
 
 
-def test_fusing_loras_into_the_24gb_modes_fp8_layers_is_refused(tmp_path, pipe):
+@pytest.mark.parametrize("memory_mode", FP8_MEMORY_MODES)
+def test_fusing_loras_into_fp8_weights_is_refused_and_leaves_them(tmp_path, pipe, memory_mode):
+    # fp8 keeps 3 mantissa bits: a fused update would be rounded away in part, and taking it out again would not
+    # give the weights back. Unfused, the LoRA keeps working.
     from ltx_pipeline.speed.acceleration import apply_memory_mode
 
     path, _ = official_file(tmp_path, pipe, seed=15)
-    load_loras(pipe, [(path, 1.0)])
-    apply_memory_mode(pipe, "24gb", "cpu")
-    with pytest.raises(ValueError, match=r"cannot be fused into the transformer's Fp8StorageLinear.*when loading"):
+    apply_memory_mode(pipe, memory_mode, "cpu")
+    stages = StageLoras().update(pipe, [(path, 1.0)])
+    with_lora = bf16_transformer_output(pipe.transformer)
+    fp8_weights = stored_fp8_weights(pipe)
+    with pytest.raises(
+        ValueError, match=r"cannot be fused into the transformer's .*Linear layers \(weights stored in float8"
+    ):
         fuse_loras(pipe)
+    with pytest.raises(ValueError, match=r"cannot be fused into the transformer's .*Linear layers"):
+        stages.update(pipe, [(path, 1.0)], fuse=True)
+    assert_same_tensors(stored_fp8_weights(pipe), fp8_weights)
+    stages.update(pipe, [(path, 1.0)])  # unfused again
+    assert adapter_names(pipe) == list(stages.stage_1)
+    assert torch.equal(bf16_transformer_output(pipe.transformer), with_lora)
+
+
+def test_compiled_24gb_blocks_run_loras_added_reweighted_and_removed_per_run(tmp_path, pipe):
+    # The "24gb" mode is the one that compiles. Each new LoRA layout or strength recompiles the blocks it changes
+    # (PEFT's layers and scalings are part of the traced code); the compiled blocks keep giving eager's outputs.
+    from ltx_pipeline.speed.acceleration import SpeedOptions, place_pipeline
+
+    torch._dynamo.reset()
+    # The same layers in both blocks, so that the blocks share their graphs (a graph takes seconds to trace here).
+    modules = [f"transformer_blocks.{block}.{layer}" for block in (0, 1) for layer in ("attn1.to_q", "ff.net.0.proj")]
+    layers = random_lora_layers(pipe.transformer, modules, seed=18)
+    path = write_lora(tmp_path / "blocks.safetensors", official_lora_tensors(layers))
+    place_pipeline(pipe, "cpu", "24gb", SpeedOptions(fused_rotary=True, gelu_epilogue=True))
+    runs = [[], [(path, 1.0)], [(path, 0.5)], []]
+    stages, eager = StageLoras(), []
+    for loras in runs:
+        stages = stages.update(pipe, loras)
+        eager.append(bf16_transformer_output(pipe.transformer))
+    # diffusers' regional compilation, as `SpeedOptions(compile=True)` runs it; inductor on the CPU takes minutes.
+    pipe.transformer.compile_repeated_blocks(fullgraph=True, backend="eager")
+    for loras, eager_output in zip(runs, eager, strict=True):
+        stages = stages.update(pipe, loras)
+        assert torch.equal(bf16_transformer_output(pipe.transformer), eager_output)
+    assert all(block._compiled_call_impl is not None for block in pipe.transformer.transformer_blocks)

@@ -17,7 +17,6 @@ from pathlib import Path
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
 from ltx_pipeline.assembly import (
     DistributedContext,
-    MemoryMode,
     ModelSettings,
     ParallelRunner,
     SpeedOptions,
@@ -29,7 +28,6 @@ from ltx_pipeline.lora import LoraSpec, StageLoras, check_lora_spec, list_lora_f
 from ltx_pipeline.model_defaults import defaults_for_model
 from ltx_pipeline.modes import MODES
 from ltx_pipeline.pipeline_common import LTXAVPipelineBase
-from ltx_pipeline.speed.acceleration import stores_transformer_in_fp8
 from ltx_pipeline.speed.warmup import WarmUp, needs_warm_up, warm_up
 
 from .long_form import check_audio_limit
@@ -330,12 +328,6 @@ class StudioState:
             return "LoRAs cannot be picked per run on several GPUs (each GPU would need the same switch)"
         if self.config.speed.fp8:
             return "LoRAs cannot be picked per run with fp8 products (LoRA layers must be added before fp8 layers)"
-        mode = None if self.config.memory_mode is None else MemoryMode.from_name(self.config.memory_mode)
-        if mode is not None and stores_transformer_in_fp8(mode):
-            return (
-                f"LoRAs cannot be picked per run in memory mode {mode.value} (it stores the transformer's weights in "
-                "fp8 at start-up, and LoRA layers must be added before that; memory mode full-gpu-bf16 takes them)"
-            )
         return None
 
     def lora_files(self) -> dict[str, Path]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.hooks import apply_group_offloading, apply_layerwise_casting
 from diffusers.hooks.group_offloading import _is_group_offload_enabled
+from diffusers.hooks.layerwise_casting import _LAYERWISE_CASTING_HOOK as LAYERWISE_CASTING_HOOK
 from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 from diffusers.models.activations import GELU
 from diffusers.models.attention import FeedForward
@@ -122,13 +123,6 @@ PLACEMENTS: dict["MemoryMode", Placement] = {
         FP8_STORAGE_COMPONENTS, ("transformer", *_STREAMED_BESIDE_TRANSFORMER), tiled_vae=True
     ),
 }
-
-
-def stores_transformer_in_fp8(memory_mode: "str | MemoryMode") -> bool:
-    """Whether `memory_mode` holds the transformer's weights in float8 (a hook's storage or `Fp8StorageLinear`s): LoRA
-    layers must then be loaded before the mode is applied (those added after would be cast to float8 with them)."""
-    placement = PLACEMENTS[MemoryMode.from_name(memory_mode)]
-    return "transformer" in placement.fp8_storage or "transformer" in placement.fp8_layers
 
 
 def streams_transformer(memory_mode: "str | MemoryMode | None") -> bool:
@@ -390,6 +384,7 @@ def _fp8_eligible(name: str, module: nn.Module) -> bool:
     # and the audio stream's layers (too few tokens for fp8 to pay, see constants.FP8_SKIP_LINEAR_PARTS).
     return (
         isinstance(module, nn.Linear)
+        and not isinstance(module, Fp8StorageLinear)  # already fp8: its weights are quantized once
         and "transformer_blocks." in name
         and not name.endswith(constants.FP8_SKIP_LINEAR_SUFFIXES)
         and not any(part in name for part in constants.FP8_SKIP_LINEAR_PARTS)
@@ -431,7 +426,7 @@ def quantize_linear_layers_to_fp8(
 # --- fp8 weight storage without hooks -----------------------------------------------------------------------------
 
 
-class Fp8StorageLinear(nn.Module):
+class Fp8StorageLinear(nn.Linear):
     """A Linear layer whose weight is stored in float8 e4m3 with one float32 scale per output channel, dequantized
     to the input's dtype inside its own forward, then an ordinary product.
 
@@ -439,17 +434,29 @@ class Fp8StorageLinear(nn.Module):
     in a hook around the forward), a pure function of the module's buffers: torch.compile traces it, fusing the
     dequantization into one pass, and a CUDA graph can replay it. The per-channel scale keeps each row's largest
     weight at e4m3's largest value, so small weights keep their precision (the hook casts without a scale).
+
+    An `nn.Linear` to PEFT, as bitsandbytes' and torchao's quantized Linears are, so that a LoRA loaded after the
+    "24gb" mode wraps it like any Linear; its `compute_dtype` (the attribute PEFT reads for those layers) keeps the
+    adapter's matrices in bf16 beside it rather than in the stored float8.
     """
 
     def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not nn.Linear's: it would allocate a full-precision weight
         self.in_features = linear.in_features
         self.out_features = linear.out_features
+        self.compute_dtype = compute_dtype
         weight_fp8, weight_scale = quantize_to_fp8(linear.weight, "rowwise")
         self.register_buffer("weight_fp8", weight_fp8)  # (out_features, in_features)
         self.register_buffer("weight_scale", weight_scale)  # (out_features, 1), float32
         bias = linear.bias
         self.bias = None if bias is None else nn.Parameter(bias.detach().to(compute_dtype), requires_grad=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The stored float8 values, without their scales: where and how the weight is stored, for code that looks
+        a Linear's weight up for that (PEFT places adapters on its device). The weight as computed is
+        `dequantized_weight`; nothing may be added to this one (a LoRA fused into it would lose its precision)."""
+        return self.weight_fp8
 
     def dequantized_weight(self, dtype: torch.dtype) -> torch.Tensor:
         """The (out_features, in_features) weight in `dtype`: each fp8 value (exact in bf16) times its row's scale,
@@ -903,6 +910,26 @@ def _store_in_fp8(module: nn.Module) -> None:
             compute_dtype=torch.bfloat16,
             skip_modules_pattern=constants.FP8_STORAGE_SKIP_PATTERNS,
         )
+    declare_compute_dtypes(module)
+
+
+def declare_compute_dtypes(module: nn.Module) -> int:
+    """Give each layer of `module` whose weights diffusers' layerwise-casting hook stores in another dtype a
+    `compute_dtype` attribute: the dtype its hook computes in. Returns the number of layers marked.
+
+    PEFT places a LoRA adapter in its base layer's weight dtype unless that layer declares a `compute_dtype` (as
+    bitsandbytes' 4-bit layers do): an adapter loaded after the fp8 storage (a LoRA picked per run in the
+    "fp8-storage", "24gb" and "16gb" modes) would otherwise be cast to float8, which PEFT's forward cannot compute
+    with. Declared, it stays in the compute dtype; the base layer's stored weights are not touched.
+    """
+    marked = 0
+    for submodule in module.modules():
+        registry = getattr(submodule, "_diffusers_hook", None)
+        hook = None if registry is None else registry.get_hook(LAYERWISE_CASTING_HOOK)
+        if hook is not None:
+            submodule.compute_dtype = hook.compute_dtype
+            marked += 1
+    return marked
 
 
 def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryMode | None") -> None:
