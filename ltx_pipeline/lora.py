@@ -344,6 +344,9 @@ def load_loras(
                 )
         logger.info("Loaded LoRA %s as adapter %r (strength %g)", spec.path, name, spec.strength)
         names.append(name)
+    if prepared:
+        for component in components:
+            _drop_compiled_graphs(getattr(pipe, component, None))
     set_lora_strengths(pipe, {name: spec.strength for name, (spec, _, _) in zip(names, prepared, strict=True)})
     return names
 
@@ -446,6 +449,24 @@ def unload_loras(pipe: Any, names: Sequence[str] | None = None) -> None:
             model.unload_lora()
         else:
             model.delete_adapters([name for name in names if name in loaded])
+        _drop_compiled_graphs(model)
+
+
+def _drop_compiled_graphs(model: torch.nn.Module | None) -> None:
+    """Drops the graphs torch.compile traced for `model`'s compiled modules (the regionally compiled blocks of
+    `SpeedOptions(compile=True)`), after adapters were added or removed; they are traced again at their next forward.
+
+    PEFT's layers, adapter names and scalings are part of what is traced, so each adapter set gets graphs of its own,
+    and torch.compile keeps them all for the blocks' shared code up to `torch._dynamo.config.recompile_limit` (8),
+    past which a block compiled with fullgraph=True fails the run (the studio's ninth LoRA file). As forward graphs
+    do (`speed.forward_graphs`), only the current set's are kept.
+    """
+    if model is None:
+        return
+    compiled = {type(module) for module in model.modules() if getattr(module, "_compiled_call_impl", None) is not None}
+    for module_class in compiled:
+        torch._dynamo.eval_frame.remove_from_cache(module_class.forward)
+        logger.info("Dropped the compiled graphs of %s (the LoRA set changed).", module_class.__name__)
 
 
 def lora_fingerprint(model: torch.nn.Module | None) -> tuple:
