@@ -539,6 +539,19 @@ def stored_fp8_weights(pipe) -> dict[str, torch.Tensor]:
     return weights
 
 
+def streamed_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of the parameters that `model`'s offload groups (diffusers' group offloading) move to the device and back:
+    each group's own list, fixed when the group is made, and those of the modules it moves."""
+    streamed = set()
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        hook = None if registry is None else registry.get_hook("group_offloading")
+        if hook is not None:
+            streamed |= {id(parameter) for parameter in hook.group.parameters}
+            streamed |= {id(parameter) for member in hook.group.modules for parameter in member.parameters()}
+    return streamed
+
+
 def assert_same_tensors(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
     assert actual.keys() == expected.keys()
     assert all(torch.equal(actual[name].view(torch.uint8), expected[name].view(torch.uint8)) for name in expected)
@@ -589,6 +602,9 @@ def test_loras_picked_per_run_in_an_fp8_memory_mode_match_bf16_and_leave_the_fp8
             if ".lora_" in name
         ]
         assert adapters and all(adapter.dtype == torch.bfloat16 for adapter in adapters)
+        if memory_mode == "16gb":  # the adapters stream with their blocks (diffusers made the groups again)
+            streamed = streamed_parameters(pipe.transformer) | streamed_parameters(pipe.connectors)
+            assert all(id(adapter) in streamed for adapter in adapters)
         assert_same_tensors(stored_fp8_weights(pipe), fp8_weights)  # not fused into the fp8 weights
     stages.update(pipe, [])
     assert adapter_names(pipe) == []
