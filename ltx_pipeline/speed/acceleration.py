@@ -913,23 +913,20 @@ def _store_in_fp8(module: nn.Module) -> None:
     declare_compute_dtypes(module)
 
 
-def declare_compute_dtypes(module: nn.Module) -> int:
+def declare_compute_dtypes(module: nn.Module) -> None:
     """Give each layer of `module` whose weights diffusers' layerwise-casting hook stores in another dtype a
-    `compute_dtype` attribute: the dtype its hook computes in. Returns the number of layers marked.
+    `compute_dtype` attribute: the dtype its hook computes in.
 
     PEFT places a LoRA adapter in its base layer's weight dtype unless that layer declares a `compute_dtype` (as
     bitsandbytes' 4-bit layers do): an adapter loaded after the fp8 storage (a LoRA picked per run in the
     "fp8-storage", "24gb" and "16gb" modes) would otherwise be cast to float8, which PEFT's forward cannot compute
     with. Declared, it stays in the compute dtype; the base layer's stored weights are not touched.
     """
-    marked = 0
     for submodule in module.modules():
         registry = getattr(submodule, "_diffusers_hook", None)
         hook = None if registry is None else registry.get_hook(LAYERWISE_CASTING_HOOK)
         if hook is not None:
             submodule.compute_dtype = hook.compute_dtype
-            marked += 1
-    return marked
 
 
 def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryMode | None") -> None:
