@@ -606,6 +606,9 @@ def test_loras_picked_per_run_in_an_fp8_memory_mode_match_bf16_and_leave_the_fp8
             streamed = streamed_parameters(pipe.transformer) | streamed_parameters(pipe.connectors)
             assert all(id(adapter) in streamed for adapter in adapters)
         assert_same_tensors(stored_fp8_weights(pipe), fp8_weights)  # not fused into the fp8 weights
+    set_lora_strengths(pipe, dict.fromkeys(adapter_names(pipe), 0.0))  # loaded, switched off
+    for output, base_output in zip(bf16_outputs(pipe), base, strict=True):
+        assert torch.equal(output, base_output)
     stages.update(pipe, [])
     assert adapter_names(pipe) == []
     for output, base_output in zip(bf16_outputs(pipe), base, strict=True):
