@@ -1328,12 +1328,33 @@ def measure_memory_mode(
         bench.record(section, "memory_cap_gib", cap_gib)
     try:
         e2e(bench, state, section, warmup=options.compile)
+    except torch.OutOfMemoryError:
+        # What holds the capped memory when it runs out: the weights on the GPU, component by component.
+        bench.record(section, "gpu_weights_at_oom_gib", gpu_weights(components))
+        bench.record(section, "allocated_gib_at_oom", bench.allocated_gib())
+        raise
     finally:
         if bench.device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0)
         state.pop("components", None)
         torch._dynamo.reset()  # compiled blocks hold the section's modules
         free_memory()
+
+
+def gpu_weights(components: dict) -> dict:
+    """GiB of each component's parameters and buffers on a GPU (the transformer's also by top-level child), those
+    above 0.01 GiB."""
+    found = {}
+    for name, module in components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+        for key, tensor in tensors:
+            if tensor.device.type != "cuda":
+                continue
+            part = name if name != "transformer" else f"transformer.{key.split('.')[0]}"
+            found[part] = found.get(part, 0) + tensor.numel() * tensor.element_size()
+    return {part: round(size / 2**30, 2) for part, size in sorted(found.items()) if size >= 0.01 * 2**30}
 
 
 def fastest_options() -> "acceleration.SpeedOptions":

@@ -1369,3 +1369,28 @@ def test_fp8_products_can_be_made_layer_by_layer_on_another_device():
     assert len(layers) == replaced > 0
     assert all(layer.weight_fp8.device.type == "meta" and layer.emulate for layer in layers)
     assert transformer.proj_in.weight.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "user_setting, expected_calls, expected",
+    [
+        (None, ["expandable_segments:True"], True),
+        ("max_split_size_mb:64", ["expandable_segments:True"], True),
+        ("expandable_segments:False", [], False),  # the user's choice stands
+        ("garbage_collection_threshold:0.6,expandable_segments:True", [], True),
+    ],
+)
+def test_memory_modes_turn_on_expandable_segments_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch, user_setting: str | None, expected_calls: list[str], expected: bool
+) -> None:
+    from ltx_pipeline.speed.acceleration import use_expandable_segments
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch._C, "_accelerator_setAllocatorSettings", calls.append, raising=False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    if user_setting is None:
+        monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    else:
+        monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", user_setting)
+    assert use_expandable_segments() is expected
+    assert calls == expected_calls

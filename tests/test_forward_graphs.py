@@ -180,3 +180,22 @@ def test_pipeline_with_forward_graph_on_gpu_matches_the_pipeline_without():
     assert len(graphs.graphs) == 2 and graphs.recordings == 2  # stage 1 and stage 2
     for output in outputs:
         assert np.abs(output.frames.astype(int) - reference.frames.astype(int)).max() <= 2
+
+
+def test_a_refused_capture_says_where_it_was_refused():
+    """The log of a refused capture names the innermost lines outside PyTorch (the operation a capture refused)."""
+    from ltx_pipeline.speed.forward_graphs import _raised_at
+
+    def copies_from_the_host():
+        raise RuntimeError("Cannot copy between CPU and CUDA tensors during CUDA graph capture")
+
+    def forward():
+        copies_from_the_host()
+
+    try:
+        forward()
+    except RuntimeError as error:
+        where = _raised_at(error)
+    *_, outer, inner = where.split(" > ")
+    assert outer.startswith("test_forward_graphs.py:") and outer.endswith(" in forward")
+    assert inner.startswith("test_forward_graphs.py:") and inner.endswith(" in copies_from_the_host")

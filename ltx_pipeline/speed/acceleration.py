@@ -11,7 +11,9 @@ the benchmarks all run the same code:
 
 import argparse
 import logging
+import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -966,6 +968,34 @@ def check_speed_for_memory_mode(speed: SpeedOptions, memory_mode: "str | MemoryM
         )
 
 
+def use_expandable_segments() -> bool:
+    """Lets PyTorch's CUDA allocator grow and shrink its segments page by page (`expandable_segments:True`), unless
+    the user's `PYTORCH_CUDA_ALLOC_CONF` / `PYTORCH_ALLOC_CONF` already says; returns whether it is now on.
+
+    The memory modes make their fp8 weights on the GPU layer by layer: each layer's bf16 weight arrives, its fp8 copy
+    is made, the bf16 one is freed. With fixed segments the fp8 copies end up scattered through segments whose freed
+    space a later, larger allocation cannot use and `empty_cache` cannot return: on an H100 capped at 24 GiB, the
+    '24gb' mode held 17.75 GiB of weights and 18.5 GiB of such free space, and the text encoder's 1.9 GiB embedding
+    table no longer fit (benchmarks/RESULTS.md, run 37). Segments of pages return what is free."""
+    for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+        setting = re.search(r"expandable_segments:(\w+)", os.environ.get(name, ""))
+        if setting:
+            return setting.group(1).lower() == "true"
+    setter = getattr(torch._C, "_accelerator_setAllocatorSettings", None)
+    try:
+        if setter is not None:
+            setter("expandable_segments:True")
+        else:  # older PyTorch
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    except RuntimeError as error:  # e.g. a driver without virtual memory management
+        logger.warning("The CUDA allocator keeps fixed segments (%s).", error)
+        return False
+    logger.info("The CUDA allocator grows and returns its segments page by page (expandable_segments).")
+    return True
+
+
 def place_pipeline(
     pipe: object, device: torch.device | str, memory_mode: "str | MemoryMode | None", speed: SpeedOptions
 ) -> None:
@@ -978,6 +1008,8 @@ def place_pipeline(
     check_speed_for_memory_mode(speed, memory_mode)
     if speed.compile or speed.compile_vae:
         use_persistent_compile_cache()
+    if memory_mode is not None and torch.device(device).type == "cuda":
+        use_expandable_segments()
     streamed = memory_mode is not None and bool(PLACEMENTS[MemoryMode.from_name(memory_mode)].streamed)
     if streamed:
         # A resident transformer's fp8 layers are made on the device, layer by layer, as the mode then makes the

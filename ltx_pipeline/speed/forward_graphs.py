@@ -21,7 +21,10 @@ Hooks added to the blocks after a signature was recorded are not seen by its rep
 """
 
 import logging
+import os
 import threading
+import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -126,7 +129,8 @@ class ForwardGraphs:
                     ):
                         graph_outputs = transformer(**static)
                 except RuntimeError as error:
-                    self.refuse(key, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+                    message = str(error).splitlines()[0] if str(error) else ""
+                    self.refuse(key, f"{type(error).__name__}: {message} (at {_raised_at(error)})")
                 else:
                     self.graphs[key] = _Graph(static, graph, graph_outputs)
         current.wait_stream(self.stream)
@@ -139,6 +143,16 @@ class ForwardGraphs:
         if not self.refused:
             logger.warning("The transformer's forward runs without a CUDA graph for these inputs: %s", reason)
         self.refused.add(key)
+
+
+def _raised_at(error: BaseException) -> str:
+    """Where `error` was raised: the three innermost frames outside PyTorch's own code (the model's or the project's
+    lines that did what a capture refuses, or the compiled code's), innermost last, as "file:line in function"."""
+    frames = traceback.extract_tb(error.__traceback__)
+    outside = [frame for frame in frames if f"{os.sep}torch{os.sep}" not in frame.filename] or frames
+    if not outside:
+        return "unknown"
+    return " > ".join(f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" for frame in outside[-3:])
 
 
 def _hooked(module: torch.nn.Module) -> bool:

@@ -30,11 +30,18 @@ def quantize_to_fp8(tensor: torch.Tensor, scaling: str) -> tuple[torch.Tensor, t
     A 2-D `tensor` (rows, features) gets one scale per row for "rowwise" (shape (rows, 1)) or one for the whole
     tensor for "tensor" (shape ()). The scale maps each row's (or the tensor's) largest magnitude to e4m3's largest.
     """
-    magnitudes = tensor.detach().abs().float()
-    amax = magnitudes.amax(dim=-1, keepdim=True) if scaling == "rowwise" else magnitudes.amax()
+    # One float32 temporary, divided in place: a stage-2 feed-forward input of the 16gb mode is 384 MiB in float32,
+    # and three such copies at once did not fit its cap (benchmarks/RESULTS.md, run 37). The largest magnitude is
+    # found in the input's own dtype, exactly.
+    source = tensor.detach()
+    if source.dtype not in (torch.bfloat16, torch.float16, torch.float32):  # e.g. weights stored in float8
+        source = source.float()
+    magnitudes = source.abs()
+    amax = (magnitudes.amax(dim=-1, keepdim=True) if scaling == "rowwise" else magnitudes.amax()).float()
+    del magnitudes
     scale = amax.clamp(min=constants.FP8_MIN_AMAX) / FP8_MAX
-    values = (tensor.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
-    return values, scale
+    values = source.to(torch.float32, copy=True)
+    return values.div_(scale).clamp_(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
 
 
 def quantize_rows_reference(
