@@ -414,11 +414,15 @@ def quantize_linear_layers_to_fp8(
     """
     if emulate is None:
         emulate = not fp8_matmul_supported(device if device is not None else next(model.parameters()).device)
-    targets = [(name, module) for name, module in model.named_modules() if _fp8_eligible(name, module)]
-    for name, linear in targets:
+    # Names, not modules: a list of the modules would keep every bf16 weight alive until the last layer is done
+    # (on an 80 GB card the full-size transformer's in-place quantization then ran out of memory, run 36).
+    targets = [name for name, module in model.named_modules() if _fp8_eligible(name, module)]
+    for name in targets:
+        linear = model.get_submodule(name)
         if device is not None:
             linear = linear.to(device)
         _replace_submodule(model, name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
+        del linear
     logger.info(
         "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
     )
