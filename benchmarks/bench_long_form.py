@@ -83,7 +83,7 @@ def build_pipeline(args: argparse.Namespace):
     from ltx_pipeline.pipeline_long_form import LongFormPipeline
 
     if not args.full_size:
-        return LongFormPipeline.from_model("embedded", torch_dtype=torch.float32)
+        return LongFormPipeline.from_model(args.model, torch_dtype=torch.float32)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_full_size
 
@@ -130,7 +130,7 @@ def generate(args: argparse.Namespace, kwargs: dict, folder: Path, name: str) ->
     result_path = folder / f"{name}.json"
     request = json.dumps({"kwargs": kwargs, "result": str(result_path)})
     command = [sys.executable, __file__, "--run-one", request, "--threads", str(args.threads)]
-    command += ["--full-size"] * args.full_size + ["--tiny"] * args.tiny
+    command += ["--full-size"] * args.full_size + ["--tiny"] * args.tiny + ["--model", args.model]
     subprocess.run(command, check=True)
     return json.loads(result_path.read_text())
 
@@ -270,6 +270,12 @@ def main() -> None:
     parser.add_argument(
         "--seam", choices=constants.LONG_FORM_SEAMS, default=constants.LONG_FORM_SEAM, help="how held latents are made"
     )
+    parser.add_argument(
+        "--model",
+        default="embedded",
+        help="without --full-size: the model to load (default: the embedded model; a "
+        "folder in its format, e.g. a training candidate)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_LONG_FORM.md"))
     parser.add_argument("--keep", type=Path, default=None, help="a folder to keep the mp4s in")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
@@ -356,7 +362,13 @@ def main() -> None:
                 f"({SOUND_PIECE_S * 1000:.0f} ms before against after); level there {loudness[0]:.1f} vs "
                 f"{loudness[1]:.1f} dBFS."
             )
-    model = "LTX-2.3 full size, random bf16 weights" if full else "tiny, random" if args.tiny else "embedded model"
+    model = (
+        "LTX-2.3 full size, random bf16 weights"
+        if full
+        else "tiny, random"
+        if args.tiny
+        else ("embedded model" if args.model == "embedded" else f"{args.model} (embedded format)")
+    )
     report = [
         "# Long form benchmark (issue 26)",
         "",
