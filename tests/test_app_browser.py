@@ -359,6 +359,9 @@ def test_bad_audio_and_settings_through_the_page(page, tmp_path: Path) -> None:
     error_toast(page, '"Length" must be 8k+1')  # the page's label, not the Python argument
 
     upload(page, write_tone(tmp_path / "surround.wav", 1.0, sampling_rate=96_000, channels=8))
+    # A new clip sets the length to the longest it covers (17 frames here): pick the short one after that, not
+    # before it lands (the two raced, and the run made 17 frames).
+    page.locator("#a2v-length-notice").get_by_text("Length set to 17 frames").wait_for(timeout=30_000)
     choose(page, "a2v-frames", format_frame_count(NUM_FRAMES, FRAME_RATE))
     help_text.get_by_text("The clip has 1.00 s of audio").wait_for(timeout=30_000)
     generate_and_check(page, "a2v", tmp_path, audio_channels=8)  # the app kept serving; all 8 channels kept (FLAC)
