@@ -54,5 +54,7 @@ def reference_grid(coords: torch.Tensor, module: torch.nn.Module, dtype: torch.d
     rounded = coords.to(dtype)
     middle = (rounded[..., 0] + rounded[..., 1]) / 2.0  # in `dtype`, as ltx-core's generate_freqs
     centred = torch.stack([middle[:, i] / maximum[i] for i in range(len(maximum))], dim=1) * 2 - 1
-    scale = torch.tensor(maximum, dtype=torch.float32, device=coords.device).view(1, -1, 1)
-    return (centred.float() + 1) / 2 * scale
+    # The maxima as Python numbers, not a tensor made of them: that would copy from the host in every forward, which
+    # a CUDA graph capture refuses (the whole-forward graph of SpeedOptions.forward_graph was refused, run 36).
+    widened = (centred.float() + 1) / 2
+    return torch.stack([widened[:, i] * maximum[i] for i in range(len(maximum))], dim=1)

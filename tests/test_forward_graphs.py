@@ -199,3 +199,61 @@ def test_a_refused_capture_says_where_it_was_refused():
     *_, outer, inner = where.split(" > ")
     assert outer.startswith("test_forward_graphs.py:") and outer.endswith(" in forward")
     assert inner.startswith("test_forward_graphs.py:") and inner.endswith(" in copies_from_the_host")
+
+
+@pytest.mark.parametrize("fused_rotary", [False, True])
+def test_the_forward_makes_no_tensor_from_host_data(monkeypatch: pytest.MonkeyPatch, fused_rotary: bool) -> None:
+    """A CUDA graph capture refuses a copy from the host: the transformer's forward as the pipelines set it up (bf16,
+    the reference's position precision, with or without the fused rotary's half tables), given the rotary
+    coordinates the graphs make once, builds no tensor from Python data on its device. The meta device stands for
+    the GPU. (The reference precision's grid made its maxima a device tensor in every forward, and the product's
+    whole-forward graph was refused on the GPU, run 36.)"""
+    from ltx_pipeline.positions import use_reference_position_precision
+    from ltx_pipeline.speed.attention_processors import use_out_of_place_rotary
+
+    transformer = build_tiny_components()["transformer"].to(torch.bfloat16)
+    use_reference_position_precision(transformer)
+    if fused_rotary:
+        use_out_of_place_rotary(transformer)
+    transformer.to("meta")
+
+    def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        return torch.zeros(*shape, device="meta", dtype=dtype)
+
+    config = transformer.config
+    kwargs = {
+        "hidden_states": meta(1, 2, config.in_channels),
+        "audio_hidden_states": meta(1, 9, config.audio_in_channels),
+        "encoder_hidden_states": meta(1, 16, config.cross_attention_dim),
+        "audio_encoder_hidden_states": meta(1, 16, config.audio_cross_attention_dim),
+        "timestep": meta(1, dtype=torch.float32),
+        "audio_timestep": meta(1, 9, dtype=torch.float32),
+        "sigma": meta(1, dtype=torch.float32),
+        "audio_sigma": meta(1, dtype=torch.float32),
+        "num_frames": 2,
+        "height": 1,
+        "width": 1,
+        "fps": 24.0,
+        "audio_num_frames": 9,
+        "use_cross_timestep": True,
+        "return_dict": False,
+    }
+    forward_graphs.add_rotary_coordinates(transformer, kwargs)
+    made_on_device = []
+    tensor, as_tensor = torch.tensor, torch.as_tensor
+
+    def watched(make):
+        def make_and_note(*args, **kwargs):
+            made = make(*args, **kwargs)
+            if made.device.type != "cpu":
+                made_on_device.append(made.shape)
+            return made
+
+        return make_and_note
+
+    monkeypatch.setattr(torch, "tensor", watched(tensor))
+    monkeypatch.setattr(torch, "as_tensor", watched(as_tensor))
+    with torch.no_grad():
+        video, audio = transformer(**kwargs)
+    assert video.device.type == "meta" and audio.device.type == "meta"
+    assert made_on_device == []
