@@ -257,3 +257,24 @@ def test_the_forward_makes_no_tensor_from_host_data(monkeypatch: pytest.MonkeyPa
         video, audio = transformer(**kwargs)
     assert video.device.type == "meta" and audio.device.type == "meta"
     assert made_on_device == []
+
+
+def test_an_euler_step_copies_nothing_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's size is made on the latents' device: a tensor moved there from the host would wait for all queued
+    GPU work at every step. The meta device stands for the GPU; the values are those of the reference's float32
+    subtraction (tests/test_parity.py)."""
+    from ltx_pipeline.engine import euler_step
+
+    moved = []
+    to = torch.Tensor.to
+
+    def watched_to(self, *args, **kwargs):
+        result = to(self, *args, **kwargs)
+        if self.device.type == "cpu" and result.device.type != "cpu":
+            moved.append(tuple(self.shape))
+        return result
+
+    monkeypatch.setattr(torch.Tensor, "to", watched_to)
+    latents, estimate = torch.zeros(1, 8, 4, device="meta"), torch.zeros(1, 8, 4, device="meta")
+    assert euler_step(latents, estimate, 0.909375, 0.725).device.type == "meta"
+    assert moved == []

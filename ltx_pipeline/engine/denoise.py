@@ -117,8 +117,11 @@ def euler_step(latents: torch.Tensor, estimate: torch.Tensor, sigma: float, sigm
 
     `sigma_next` may be any level below `sigma`, 0 or not, so a schedule need not end at 0.
     """
+    # The step in float32, as the reference subtracts its float32 sigmas, filled in on the latents' device: a tensor
+    # moved there from the host would be a copy that waits for all queued work at every step.
     levels = torch.tensor([sigma, sigma_next], dtype=torch.float32)
-    return latents + (levels[1] - levels[0]).to(latents.device) * ((latents - estimate) / sigma)
+    step = torch.full((), (levels[1] - levels[0]).item(), dtype=torch.float32, device=latents.device)
+    return latents + step * ((latents - estimate) / sigma)
 
 
 def _token_levels(spec: StreamSpec, sigma: float) -> torch.Tensor | float:
