@@ -103,8 +103,8 @@ class ClipPart:
         return self.audio.waveform[:, begin - self.start : None if end is None else end - self.start]
 
     def part(self, begin: int, end: int | None) -> "ClipPart":
-        """The part from sample `begin` to `end` (None: to the end)."""
-        return ClipPart(Audio(self.samples(begin, end), self.sampling_rate), begin)
+        """The part from sample `begin` to `end` (None: to the end), a copy: a view would pickle the whole sound."""
+        return ClipPart(Audio(self.samples(begin, end).clone(), self.sampling_rate), begin)
 
 
 @dataclasses.dataclass(frozen=True)

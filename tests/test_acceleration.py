@@ -1371,27 +1371,37 @@ def test_fp8_products_can_be_made_layer_by_layer_on_another_device():
     assert transformer.proj_in.weight.device.type == "cpu"
 
 
-def test_fp8_products_free_each_bf16_layer_as_they_go(monkeypatch: pytest.MonkeyPatch) -> None:
-    """While layer k is quantized, the bf16 layers before it are gone: the full-size transformer quantized in place on
-    an 80 GB card held every bf16 weight to the end and ran out of memory (run 36)."""
+@pytest.mark.parametrize("hooked", [False, True])
+def test_fp8_products_free_each_bf16_layer_as_they_go(monkeypatch: pytest.MonkeyPatch, hooked: bool) -> None:
+    """While layer k is quantized, the bf16 layers before it are gone, without waiting for Python's cycle collector:
+    the full-size transformer quantized in place on an 80 GB card held every bf16 weight to the end and ran out of
+    memory (run 36). Hooked: the "fp8-storage" mode's casting hooks, which point back at their layer, are on them."""
     import gc
     import weakref
+
+    from diffusers.hooks import apply_layerwise_casting
 
     from ltx_pipeline.speed import acceleration
 
     transformer = build_tiny_components()["transformer"]
+    if hooked:
+        apply_layerwise_casting(transformer, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
     originals = [weakref.ref(module) for module in transformer.modules() if type(module) is nn.Linear]
     alive_at_each_layer = []
 
     class CountingFp8Linear(Fp8Linear):
         def __init__(self, linear: nn.Linear, **kwargs) -> None:
-            gc.collect()
             alive_at_each_layer.append(sum(ref() is not None for ref in originals))
             super().__init__(linear, **kwargs)
 
     monkeypatch.setattr(acceleration, "Fp8Linear", CountingFp8Linear)
     total = sum(ref() is not None for ref in originals)
-    replaced = quantize_linear_layers_to_fp8(transformer, emulate=True)
+    gc.collect()
+    gc.disable()
+    try:
+        replaced = quantize_linear_layers_to_fp8(transformer, emulate=True)
+    finally:
+        gc.enable()
     assert replaced > 2
     # Layer k (0-based) sees the originals less the k already replaced: none of those is kept alive.
     assert alive_at_each_layer == [total - k for k in range(replaced)]

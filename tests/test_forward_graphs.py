@@ -278,3 +278,20 @@ def test_an_euler_step_copies_nothing_from_the_host(monkeypatch: pytest.MonkeyPa
     latents, estimate = torch.zeros(1, 8, 4, device="meta"), torch.zeros(1, 8, 4, device="meta")
     assert euler_step(latents, estimate, 0.909375, 0.725).device.type == "meta"
     assert moved == []
+
+
+def test_every_pass_is_given_the_token_positions_made_once_per_stage():
+    """Without them diffusers' forward makes the positions in every pass, with copies from the host that wait for the
+    queued GPU work; the loop makes them once per stage and hands them to each pass."""
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    seen = []
+
+    def note(module, args, kwargs):
+        seen.append((kwargs.get("video_coords"), kwargs.get("audio_coords")))
+
+    pipe.transformer.register_forward_pre_hook(note, with_kwargs=True)
+    pipe(**SMALL)
+    assert len(seen) > 2
+    assert all(video is not None and audio is not None for video, audio in seen)
+    # One set per stage: the stage's passes share the same tensors (expanded to the pass's batch).
+    assert len({video.data_ptr() for video, _ in seen}) == 2 == len({audio.data_ptr() for _, audio in seen})

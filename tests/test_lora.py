@@ -666,3 +666,20 @@ def test_compiled_24gb_blocks_run_loras_added_reweighted_swapped_and_removed_per
             stages = stages.update(pipe, loras)
             assert torch.equal(bf16_transformer_output(pipe.transformer), eager_output)
     assert all(block._compiled_call_impl is not None for block in pipe.transformer.transformer_blocks)
+
+
+def test_fp8_products_leave_a_loras_own_matrices_in_place(tmp_path):
+    """A LoRA of rank 16 loaded before `fp8=True` (the command line's order): its matrices are Linear layers of the
+    blocks whose sizes fp8 products take, but PEFT reads their `weight`, so they stay as they are, and the run works."""
+    from ltx_pipeline.speed.acceleration import Fp8Linear, SpeedOptions, _fp8_eligible, apply_speed_options
+
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    names = [name for name, module in pipe.transformer.named_modules() if _fp8_eligible(name, module)][:4]
+    layers = random_lora_layers(pipe.transformer, names, rank=16, seed=3)
+    load_loras(pipe, [(write_lora(tmp_path / "rank16.safetensors", official_lora_tensors(layers)), 1.0)])
+    apply_speed_options(pipe, SpeedOptions(fp8=True))
+    modules = dict(pipe.transformer.named_modules())
+    assert all(isinstance(modules[f"{name}.base_layer"], Fp8Linear) for name in names)
+    lora_matrices = [module for name, module in modules.items() if ".lora_" in name and hasattr(module, "in_features")]
+    assert lora_matrices and not any(isinstance(module, Fp8Linear) for module in lora_matrices)
+    assert torch.isfinite(transformer_output(pipe.transformer)).all()

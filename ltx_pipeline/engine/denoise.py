@@ -48,6 +48,7 @@ def transformer_velocity(
     graph_state: tuple = (),
     video_positions: torch.Tensor | None = None,
     modality_sigmas: tuple[float, float] | None = None,
+    audio_positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One transformer pass at the step's `sigma` (on the [0, 1] scale); returns float32 (video, audio) velocities.
 
@@ -55,8 +56,9 @@ def transformer_velocity(
     (video, audio) `modality_sigmas` where given (reference 1.2.0 gives a frozen stream 0): it drives the stream's
     prompt AdaLN and the other stream's cross-modal AdaLN. Each token's timestep is its own noise level,
     `*_timesteps`: (1, S) per token, a number for all tokens, None for the step's sigma; 0 where a token is held
-    clean. `video_positions` (1, 3, S, 2) are the video tokens' positions where the grid's own do not cover them
-    (appended keyframe tokens). Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
+    clean. `video_positions` (1, 3, S, 2) are the video tokens' positions (the grid's own where None; `denoise` passes
+    them, made once per stage, with appended keyframe tokens' where there are any), `audio_positions` (1, 1, A, 2) the
+    audio tokens'. Where a speed option installed a runner of the forward on the transformer (the whole-forward CUDA graphs
     of `SpeedOptions.forward_graph`), the pass goes through it with `graph_state`, what its `loop_state` returned.
     """
     batch = video.shape[0]
@@ -100,6 +102,8 @@ def transformer_velocity(
     )
     if video_positions is not None:
         kwargs["video_coords"] = video_positions.expand(batch, -1, -1, -1)
+    if audio_positions is not None:
+        kwargs["audio_coords"] = audio_positions.expand(batch, -1, -1, -1)
     runner = forward_runner(transformer)
     video_velocity, audio_velocity = (
         transformer(**kwargs) if runner is None else runner(transformer, graph_state, kwargs)
@@ -195,6 +199,7 @@ def denoise(
     }
     total_steps = len(sigmas) - 1
     reference_1_2 = follows_reference_1_2(transformer)
+    video_positions, audio_positions = _rotary_coordinates(transformer, video, geometry, audio_latents)
 
     for index in range(total_steps):
         if interrupted():
@@ -210,7 +215,8 @@ def denoise(
             video_timesteps=video_levels,
             audio_timesteps=audio_levels,
             graph_state=graph_state,
-            video_positions=video.positions,
+            video_positions=video_positions,
+            audio_positions=audio_positions,
             modality_sigmas=modality_sigmas,
         )
         current = (video_latents, audio_latents)
@@ -272,6 +278,20 @@ def _ancestral_step(
         return estimate
     drawn = noise(tuple(latents.shape)).to(latents.device)
     return _held_back(euler_ancestral_step(latents, estimate, sigma, sigma_next, drawn), spec)
+
+
+def _rotary_coordinates(
+    transformer: torch.nn.Module, video: StreamSpec, geometry: LatentGeometry, audio_latents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stage's video and audio token positions (batch 1), made once: diffusers' forward makes them in every pass
+    otherwise, with copies from the host (its patch size and scale factors) that wait for the queued GPU work."""
+    video_positions = video.positions
+    if video_positions is None:
+        video_positions = transformer.rope.prepare_video_coords(
+            1, geometry.frames, geometry.height, geometry.width, audio_latents.device, fps=geometry.frame_rate
+        )
+    audio_positions = transformer.audio_rope.prepare_audio_coords(1, audio_latents.shape[1], audio_latents.device)
+    return video_positions, audio_positions
 
 
 def _as_column(levels: torch.Tensor | float) -> torch.Tensor | float:

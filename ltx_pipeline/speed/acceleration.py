@@ -374,6 +374,20 @@ class Fp8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, scaling={self.scaling}"
 
 
+def _drop_hooks(module: nn.Module) -> None:
+    """Removes diffusers' hooks from a module that was just replaced. They point back at it (its registry, and the
+    `forward` they wrap), so the replaced layer and its weight would otherwise wait for Python's cycle collector
+    instead of being freed at once: the "fp8-storage" mode's casting hooks are on every layer `fp8=True` replaces."""
+    registry = module.__dict__.pop("_diffusers_hook", None)
+    if registry is not None:  # (its `remove_hook` refuses a layerwise-casting hook, so the links are cut here)
+        for hook in registry.hooks.values():
+            hook.fn_ref = None
+        registry.hooks.clear()
+        registry._fn_refs.clear()
+        registry._module_ref = None
+    module.__dict__.pop("forward", None)
+
+
 def fp8_matmul_supported(device: torch.device | str) -> bool:
     """True where `torch._scaled_mm` runs on fp8 tensor cores: CUDA devices of compute capability 8.9 or newer."""
     device = torch.device(device)
@@ -388,6 +402,7 @@ def _fp8_eligible(name: str, module: nn.Module) -> bool:
         isinstance(module, nn.Linear)
         and not isinstance(module, Fp8StorageLinear)  # already fp8: its weights are quantized once
         and "transformer_blocks." in name
+        and ".lora_" not in name  # a LoRA's own matrices: PEFT reads their `weight`, and they are small
         and not name.endswith(constants.FP8_SKIP_LINEAR_SUFFIXES)
         and not any(part in name for part in constants.FP8_SKIP_LINEAR_PARTS)
         and module.in_features % constants.FP8_FEATURE_MULTIPLE == 0
@@ -422,6 +437,7 @@ def quantize_linear_layers_to_fp8(
         if device is not None:
             linear = linear.to(device)
         _replace_submodule(model, name, Fp8Linear(linear, scaling=scaling, emulate=emulate))
+        _drop_hooks(linear)
         del linear
     logger.info(
         "Replaced %d Linear layers with fp8 products (%s scaling, emulate=%s).", len(targets), scaling, emulate
@@ -505,6 +521,7 @@ def store_linear_weights_in_fp8(
         if device is not None:
             linear = linear.to(device)
         _replace_submodule(model, name, Fp8StorageLinear(linear, compute_dtype))
+        _drop_hooks(linear)
     logger.info("Stored the weights of %d Linear layers in fp8 (per-channel scales).", len(targets))
     return len(targets)
 
