@@ -619,6 +619,7 @@ def test_the_page_says_why_a_lora_folder_with_files_cannot_be_used(
     assert pickers and all(picker.visible for picker in pickers)
 
 
+@pytest.mark.slow  # 10 s of two studio runs; tests/test_lora.py checks per-run LoRAs in 16gb against bf16 quickly
 def test_a_lora_picked_in_the_16gb_mode_changes_the_run_and_none_gives_the_base_again(
     lora_handlers: StudioHandlers, tmp_path: Path
 ) -> None:

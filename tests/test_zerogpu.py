@@ -142,6 +142,8 @@ def without_timings(recipe: dict) -> dict:
     }
 
 
+@pytest.mark.slow  # 16 s: two whole runs through the page; the grouped windows are compared bit for bit in
+# tests/test_long_form.py and the calls' sound parts below, by default
 def test_a_long_run_goes_as_calls_that_each_fit_and_makes_the_clip_one_run_makes(
     state: StudioState, gpu_calls: list[GpuCall], monkeypatch: pytest.MonkeyPatch
 ) -> None:
