@@ -58,3 +58,21 @@ def reference_grid(coords: torch.Tensor, module: torch.nn.Module, dtype: torch.d
     # a CUDA graph capture refuses (the whole-forward graph of SpeedOptions.forward_graph was refused, run 36).
     widened = (centred.float() + 1) / 2
     return torch.stack([widened[:, i] * maximum[i] for i in range(len(maximum))], dim=1)
+
+
+def token_positions(
+    transformer: LTX2VideoTransformer3DModel,
+    batch: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    audio_num_frames: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The video grid's and the audio tokens' positions (`video_coords`, `audio_coords`), as the transformer's forward
+    makes them when given none: made once by its callers, since diffusers' making copies from the host (its patch
+    size and scale factors), which waits for the queued GPU work and which a CUDA graph capture refuses."""
+    video = transformer.rope.prepare_video_coords(batch, num_frames, height, width, device, fps=fps)
+    audio = transformer.audio_rope.prepare_audio_coords(batch, audio_num_frames, device)
+    return video, audio

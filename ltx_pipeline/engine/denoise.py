@@ -15,6 +15,7 @@ import torch
 from .. import constants
 from ..guiders import MultiModalGuider
 from ..perturbations import perturb_only
+from ..positions import token_positions
 from ..sampling_2_5 import euler_ancestral_step
 from .cross_modulation import follows_reference_1_2
 from .latents import LatentGeometry
@@ -283,15 +284,13 @@ def _ancestral_step(
 def _rotary_coordinates(
     transformer: torch.nn.Module, video: StreamSpec, geometry: LatentGeometry, audio_latents: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stage's video and audio token positions (batch 1), made once: diffusers' forward makes them in every pass
-    otherwise, with copies from the host (its patch size and scale factors) that wait for the queued GPU work."""
-    video_positions = video.positions
-    if video_positions is None:
-        video_positions = transformer.rope.prepare_video_coords(
-            1, geometry.frames, geometry.height, geometry.width, audio_latents.device, fps=geometry.frame_rate
-        )
-    audio_positions = transformer.audio_rope.prepare_audio_coords(1, audio_latents.shape[1], audio_latents.device)
-    return video_positions, audio_positions
+    """The stage's video and audio token positions (batch 1), made once for all its passes (`token_positions`); the
+    video stream's own where it has appended keyframe tokens."""
+    grid, audio_positions = token_positions(
+        transformer, 1, geometry.frames, geometry.height, geometry.width, geometry.frame_rate,
+        audio_latents.shape[1], audio_latents.device,
+    )  # fmt: skip
+    return (grid if video.positions is None else video.positions), audio_positions
 
 
 def _as_column(levels: torch.Tensor | float) -> torch.Tensor | float:

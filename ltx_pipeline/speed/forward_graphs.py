@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .. import constants
 from ..lora import lora_fingerprint
+from ..positions import token_positions
 
 logger = logging.getLogger(__name__)
 
@@ -185,19 +186,18 @@ def signature(transformer: torch.nn.Module, state: tuple, kwargs: dict[str, Any]
 
 
 def add_rotary_coordinates(transformer: torch.nn.Module, static: dict[str, Any]) -> None:
-    """The rotary coordinates as inputs made once: diffusers' forward makes them with a host-to-device copy, which a
-    capture cannot hold, and they depend only on the signature (batch, latent size, frame rate, audio length)."""
-    hidden_states, audio_hidden_states = static["hidden_states"], static["audio_hidden_states"]
-    batch = hidden_states.shape[0]
-    if static.get("video_coords") is None:
-        fps = {"fps": static["fps"]} if "fps" in static else {}
-        static["video_coords"] = transformer.rope.prepare_video_coords(
-            batch, static["num_frames"], static["height"], static["width"], hidden_states.device, **fps
-        )
-    if static.get("audio_coords") is None:
-        static["audio_coords"] = transformer.audio_rope.prepare_audio_coords(
-            batch, static["audio_num_frames"], audio_hidden_states.device
-        )
+    """The rotary coordinates as inputs made once, where the caller gave none (`positions.token_positions`: the
+    forward's own making copies from the host, which a capture cannot hold); they depend only on the signature."""
+    if static.get("video_coords") is not None and static.get("audio_coords") is not None:
+        return
+    hidden_states = static["hidden_states"]
+    video, audio = token_positions(
+        transformer, hidden_states.shape[0], static["num_frames"], static["height"], static["width"],
+        static.get("fps", 24.0), static["audio_num_frames"], hidden_states.device,  # 24: the forward's default
+    )  # fmt: skip
+    for name, made in (("video_coords", video), ("audio_coords", audio)):
+        if static.get(name) is None:
+            static[name] = made
 
 
 def enable(transformer: torch.nn.Module) -> None:
