@@ -1331,6 +1331,7 @@ def measure_memory_mode(
     except torch.OutOfMemoryError:
         # What holds the capped memory when it runs out: the weights on the GPU, component by component.
         bench.record(section, "gpu_weights_at_oom_gib", gpu_weights(components))
+        bench.record(section, "gpu_tensors_at_oom", live_gpu_tensors())
         bench.record(section, "allocated_gib_at_oom", bench.allocated_gib())
         raise
     finally:
@@ -1355,6 +1356,33 @@ def gpu_weights(components: dict) -> dict:
             part = name if name != "transformer" else f"transformer.{key.split('.')[0]}"
             found[part] = found.get(part, 0) + tensor.numel() * tensor.element_size()
     return {part: round(size / 2**30, 2) for part, size in sorted(found.items()) if size >= 0.01 * 2**30}
+
+
+def live_gpu_tensors(top: int = 8) -> dict:
+    """Every live tensor on a GPU that Python's garbage collector can see (weights, caches, leftovers), grouped by
+    dtype and shape: the `top` largest groups in GiB with their counts, and the total."""
+    import gc
+    import warnings
+
+    groups: dict[str, list] = {}
+    with warnings.catch_warnings():  # isinstance on some of torch's deprecated module attributes warns
+        warnings.simplefilter("ignore")
+        candidates = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    for candidate in candidates:
+        try:
+            if candidate.device.type != "cuda":
+                continue
+            key = f"{str(candidate.dtype).removeprefix('torch.')}{tuple(candidate.shape)}"
+            size = candidate.untyped_storage().nbytes()
+        except (RuntimeError, ReferenceError):
+            continue
+        entry = groups.setdefault(key, [0, 0])
+        entry[0] += size
+        entry[1] += 1
+    largest = sorted(groups.items(), key=lambda item: -item[1][0])[:top]
+    found = {key: f"{size / 2**30:.2f} GiB x{count}" for key, (size, count) in largest}
+    found["total_gib"] = round(sum(size for size, _ in groups.values()) / 2**30, 2)
+    return found
 
 
 def fastest_options() -> "acceleration.SpeedOptions":
