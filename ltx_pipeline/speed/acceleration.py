@@ -337,9 +337,13 @@ class Fp8Linear(nn.Module):
         self.scaling = scaling
         self.emulate = emulate
         weight_fp8, weight_scale = quantize_to_fp8(linear.weight, scaling)
-        self.register_buffer("weight_fp8", weight_fp8)  # (out_features, in_features)
+        # Frozen parameters, not buffers: diffusers' group offloading with streams (the "16gb" mode on a GPU) takes
+        # a group's buffers to the GPU but never back, so every block's fp8 weights stayed resident (run 37).
+        self.weight_fp8 = nn.Parameter(weight_fp8, requires_grad=False)  # (out_features, in_features)
         # _scaled_mm wants the second operand's scale as (1, out_features) for row-wise scaling.
-        self.register_buffer("weight_scale", weight_scale.reshape(1, -1) if scaling == "rowwise" else weight_scale)
+        self.weight_scale = nn.Parameter(
+            weight_scale.reshape(1, -1) if scaling == "rowwise" else weight_scale, requires_grad=False
+        )
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -910,11 +914,15 @@ def _cast_floating_weights(module: nn.Module, dtype: torch.dtype) -> None:
     fp8 layers (`Fp8Linear` swapped in by `SpeedOptions(fp8=True)`, `Fp8StorageLinear` by the "24gb" mode) keep their
     float8 weights and float32 scales.
     """
-    if all(parameter.dtype == dtype for parameter in module.parameters() if parameter.element_size() > 1):
+    plain = [submodule for submodule in module.modules() if not isinstance(submodule, (Fp8Linear, Fp8StorageLinear))]
+    if all(
+        parameter.dtype == dtype
+        for submodule in plain
+        for parameter in submodule._parameters.values()
+        if parameter is not None and parameter.element_size() > 1
+    ):
         return  # e.g. loaded in bf16: leave float32 buffers such as rotary frequencies alone
-    for submodule in module.modules():
-        if isinstance(submodule, (Fp8Linear, Fp8StorageLinear)):
-            continue
+    for submodule in plain:
         for parameter in submodule._parameters.values():
             if parameter is not None and parameter.is_floating_point() and parameter.element_size() > 1:
                 parameter.data = parameter.data.to(dtype)
