@@ -163,8 +163,10 @@ COMPILE_CACHE_DIR = "~/.cache/ltx_pipeline/torch_compile"
 # The prompt of the studio's warm-up generation (speed/warmup.py), which compiles the fast path at start; its clip is
 # discarded. Words the embedded model knows, so that it runs on every model.
 WARM_UP_PROMPT = "a red ball bounces"
-# "16gb" mode: transformer blocks streamed to the GPU per group. At fp8 storage one LTX-2.3 block holds ~0.37 GiB,
-# so a group of 4 and the prefetched next group keep ~3 GiB of weights on the GPU.
+# "16gb" mode: transformer blocks streamed to the GPU per group where the device has no streams to prefetch on
+# (one transfer per group, waited for). On a CUDA GPU each block is its own group, the next prefetched on a side
+# stream while the current one computes (diffusers' streamed offloading takes one block per group): at fp8 storage
+# one LTX-2.3 block holds ~0.37 GiB, so ~0.75 GiB of transformer weights are on the GPU at a time.
 OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP = 4
 
 # --- Checkpoint loading (ltx_pipeline/loading.py) ----------------------------------------------------------------

@@ -884,7 +884,7 @@ def apply_memory_mode(pipe: object, mode: "str | MemoryMode", device: torch.devi
             module.enable_group_offload(
                 onload_device=device,
                 offload_type="block_level",
-                num_blocks_per_group=constants.OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP,
+                num_blocks_per_group=1 if use_stream else constants.OFFLOAD_TRANSFORMER_BLOCKS_PER_GROUP,
                 use_stream=use_stream,
             )
         else:
