@@ -23,6 +23,7 @@ from training.train import (
     audio_onset_mask,
     audio_tail_mask,
     ball_row_loss,
+    draw_transformer_batch,
     impact_frame_weight,
     latent_impact_mask,
     latent_motion_mask,
@@ -220,6 +221,27 @@ def test_transformer_trains_on_the_rich_world_at_several_frame_rates(trained, tm
     assert state["step"] == json.loads((out / "transformer_state.json").read_text())["step"] + 1
 
 
+def test_replayed_original_world_clips_train_as_a_group_of_their_own(trained, tmp_path):
+    out, _ = trained
+    folder = tmp_path / "replay"
+    shutil.copytree(out, folder)
+    argv = ["--stage", "transformer", "--steps", "1", "--resume", "--out", str(folder), "--world", "rich"]
+    argv += ["--frame-rates", "24", "30", *TOY, "--num-clips", "4", "--replay-clips", "2", "--mid-scene-fraction", "1"]
+    trainer = StageTrainer(parse_args(argv))
+    groups = [(group.frame_rate, group.start, group.count) for group in trainer.groups]
+    assert groups == [(24.0, 0, 2), (30.0, 2, 2), (24.0, 4, 2)]
+    assert trainer.args.num_clips == 6 and len(trainer.data.captions) == 6
+    # The replayed clips are the original world's, from rest (the rich ones here all start mid-scene).
+    assert trainer.data.start_frames[4:] == [0, 0] and all(start > 0 for start in trainer.data.start_frames[:4])
+    assert trainer.data.captions[4:] == [generate_clip(seed, 64, 64, 17, 24.0).caption for seed in (4, 5)]
+    draws = {
+        draw_transformer_batch(2, 6, torch.Generator().manual_seed(seed), trainer.groups).group for seed in range(40)
+    }
+    assert draws == {0, 1, 2}  # the replay group is drawn like the frame rates' groups
+    state = train(parse_args(argv))
+    assert state["step"] == json.loads((out / "transformer_state.json").read_text())["step"] + 1
+
+
 def test_transformer_resumes_from_an_exported_folder_at_its_step_count(trained, tmp_path):
     out, _ = trained
     exported = tmp_path / "exported"
@@ -249,6 +271,10 @@ def test_compiled_transformer_trains_and_reuses_its_compile_cache(trained, capsy
 
 
 def test_bad_arguments_are_named():
+    with pytest.raises(SystemExit):  # replay is of the original world beside the rich one
+        parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--replay-clips", "8"])
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "transformer", "--steps", "1", "--out", "x", "--world", "rich", "--replay-clips", "-1"])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "video_vae", "--steps", "1", "--out", "x", "--frame-rates", "24", "30"])
     with pytest.raises(SystemExit):

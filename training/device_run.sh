@@ -16,7 +16,8 @@
 # RESULT_DIR/compile_cache.bin).
 # chunk: transformer_only with the issue-30/26 recipe (rich world at 24, 25 and 30 fps, clips cut mid-scene, the
 # continuation case with "copy" and "reencode" held latents, --decoded-ball-row-gain 8; train.py's defaults for their
-# shares; a checkpoint every 400 steps,
+# shares; REPLAY_CLIPS (default 512) original-world clips replayed as a fourth group, since one chunk without them
+# cost the in-world A2V sync 95% -> 76% (training/README.md, the thirteenth run); a checkpoint every 400 steps,
 # packed as it is written), sized to end within
 # CHUNK_SECONDS (default 390) of this script's start: training stops 40 s before (BENCH_SECONDS more if set), the
 # parts are packed, the candidate is exported to CAND (default /tmp/cand) and, with BENCH_SECONDS, benchmarked on
@@ -68,7 +69,7 @@ elif [ "$phase" = transformer_only ] || [ "$phase" = chunk ]; then
     NUM_CLIPS=${NUM_CLIPS:-3072}; CACHE_OUT=${CACHE_OUT:-/tmp/compile_cache.bin}
     [ -z "${COMPILE:-}" ] && NO_COMPILE=1
     [ "${COMPILE:-}" = dynamic ] && extra="--compile-dynamic $extra"
-    extra="--world rich --frame-rates 24 25 30 --decoded-ball-row-gain 8 --save-every 400 $extra"
+    extra="--world rich --frame-rates 24 25 30 --replay-clips ${REPLAY_CLIPS:-512} --decoded-ball-row-gain 8 --save-every 400 $extra"
   fi
   stop_at=$(python3 -c "print(round($script_start + ${TRAIN_UNTIL_MINUTES:-7.8} * 60 * $scale))")
   hard_stop_s=$(python3 -c "print(max(round($stop_at + 30 * $scale - $(date +%s)), 1))")  # if saving hangs

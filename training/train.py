@@ -147,6 +147,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "voice)",
     )
     parser.add_argument(
+        "--replay-clips",
+        type=int,
+        default=0,
+        help="transformer, with --world rich: this many more clips of the original world (balls released from rest, "
+        "uncut) at --frame-rate, as their own group, drawn as often as each --frame-rates group; what every run before "
+        "2026-12-07 trained on and the in-world benchmark measures, replayed so that the rich world does not erode it "
+        "(default 0)",
+    )
+    parser.add_argument(
         "--mid-scene-fraction",
         type=float,
         help="share of the clips cut from a longer scene at a random frame (1 to num_frames - 1), so that they start "
@@ -267,6 +276,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--frame-rates is for the transformer stage; got it with --stage {args.stage}")
     if not all(0 < rate <= 60 for rate in args.frame_rates) or len(args.frame_rates) > args.num_clips:
         parser.error(f"--frame-rates must be fps in (0, 60], at most one per clip; got {args.frame_rates}")
+    if args.replay_clips < 0 or (args.replay_clips and (args.stage != "transformer" or args.world != "rich")):
+        parser.error(
+            "--replay-clips must be >= 0, and is for the transformer stage with --world rich; got "
+            f"{args.replay_clips} with --stage {args.stage} --world {args.world}"
+        )
     for name in ("mid_scene_fraction", "continuation_fraction", "continuation_copy_share"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}")
@@ -693,9 +707,23 @@ class StageTrainer:
         self.groups, batches = [], []
         # Seam clips (for "copy" continuation samples) only where such samples are drawn.
         seam_share = SEAM_CLIP_SHARE if args.continuation_fraction and args.continuation_copy_share else 0.0
-        for index, rate in enumerate(args.frame_rates):  # the clips split evenly between the frame rates
-            start = index * args.num_clips // len(args.frame_rates)
-            count = (index + 1) * args.num_clips // len(args.frame_rates) - start
+        # Each group: its frame rate, world, mid-scene fraction, seam share and clip count. The clips split evenly
+        # between the frame rates; replayed original-world clips (`--replay-clips`) follow as a group of their own.
+        plans = [
+            (
+                rate,
+                args.world,
+                args.mid_scene_fraction,
+                seam_share,
+                (index + 1) * args.num_clips // len(args.frame_rates)
+                - index * args.num_clips // len(args.frame_rates),
+            )
+            for index, rate in enumerate(args.frame_rates)
+        ]
+        if args.replay_clips:
+            plans.append((args.frame_rate, "original", 0.0, 0.0, args.replay_clips))
+        start = 0
+        for rate, world, mid_scene_fraction, group_seam_share, count in plans:
             seeds = range(first_seed + start, first_seed + start + count)
             batch = render_clips(
                 seeds,
@@ -703,13 +731,15 @@ class StageTrainer:
                 args.num_frames,
                 rate,
                 args.workers,
-                args.world,
-                args.mid_scene_fraction,
-                seam_share,
+                world,
+                mid_scene_fraction,
+                group_seam_share,
             )
             seams = [start + i for i, context in enumerate(batch.context_frames) if context is not None]
             batches.append(batch)
             self.groups.append(ClipGroup(rate, start, count, torch.tensor(seams, dtype=torch.long)))
+            start += count
+        args.num_clips = start  # the replayed clips included: every later use counts them all
         # Frames share one shape at every frame rate; audio is as long as its clip, so it stays per group.
         self.group_audio = [batch.audio for batch in batches]
         self.data = ClipBatch(
@@ -726,7 +756,8 @@ class StageTrainer:
         seam_count = sum(len(group.seam_clips) for group in self.groups)
         print(
             f"rendered {args.num_clips} clips ({args.world} world, {mid_scene} from mid-scene, {seam_count} of them "
-            f"seam clips) at {video_size}, {args.frame_rates} fps in {time.time() - started:.1f} s",
+            f"seam clips; {args.replay_clips} of the original world replayed at {args.frame_rate} fps) at "
+            f"{video_size}, {args.frame_rates} fps in {time.time() - started:.1f} s",
             flush=True,
         )
         getattr(self, f"setup_{args.stage}")()
