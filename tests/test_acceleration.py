@@ -28,7 +28,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from benchmarks.bench_full_size import unfuse_feed_forward_gelu, use_diffusers_rotary  # the benchmark's undo steps
 from ltx_pipeline import TI2VidTwoStagesPipeline, constants
-from ltx_pipeline.speed import forward_graphs, fp8_kernels, rotary_kernels
+from ltx_pipeline.speed import acceleration, forward_graphs, fp8_kernels, rotary_kernels
 from ltx_pipeline.speed.acceleration import (
     FP8_DTYPE,
     ROTARY_EMBEDDINGS,
@@ -1106,16 +1106,16 @@ class _CpuStreams:
         return self.Stream()
 
 
-def test_fp8_products_streamed_with_prefetching_leave_the_gpu_after_each_group(monkeypatch):
-    # Run 37 (benchmarks/RESULTS.md): the 16gb mode with fp8 products ran out of its 16 GiB at stage 2 with 15 GiB
-    # allocated. diffusers' group offloading with streams brings a group's parameters and buffers to the GPU but
-    # points only its parameters back at their CPU copies, and `Fp8Linear` held its fp8 weights in buffers: every
-    # block stayed resident after its first forward.
+@pytest.fixture
+def cpu_streams(monkeypatch) -> list:
+    """diffusers' group offloading on the stream path it takes on a GPU (the memory modes' path there), with the CPU
+    standing in for the GPU: each transfer makes a new copy, as one to a GPU does (a CPU tensor moved to the CPU is
+    otherwise itself), and the CPU copies need no pinning. The product's offloading calls are routed onto that path
+    (diffusers refuses streams for a CPU device). Returns the offloading groups, as they are made."""
     from diffusers.hooks import group_offloading
+    from diffusers.models.modeling_utils import ModelMixin
 
     monkeypatch.setattr(group_offloading, "TorchDeviceBackend", _CpuStreams)
-    # The CPU stands in for the GPU: each transfer makes a new copy, as one to a GPU does (a CPU tensor moved to the
-    # CPU is otherwise itself), and the CPU copies need no pinning (which needs a GPU).
     transfer = group_offloading.ModuleGroup._transfer_tensor_to_device
     monkeypatch.setattr(
         group_offloading.ModuleGroup,
@@ -1127,35 +1127,69 @@ def test_fp8_products_streamed_with_prefetching_leave_the_gpu_after_each_group(m
         "_pinned_memory_tensors",
         contextlib.contextmanager(lambda group: (yield group.cpu_param_dict)),
     )
+    groups = []
+    make_group = group_offloading.ModuleGroup.__init__
+
+    def recorded(group, *args, **kwargs):
+        make_group(group, *args, **kwargs)
+        groups.append(group)
+
+    monkeypatch.setattr(group_offloading.ModuleGroup, "__init__", recorded)
+
+    def offload_with_streams(module, onload_device, offload_type="block_level", num_blocks_per_group=None, **_):
+        config = group_offloading.GroupOffloadingConfig(
+            onload_device=torch.device(onload_device),
+            offload_device=torch.device("cpu"),
+            offload_type=group_offloading.GroupOffloadingType(offload_type),
+            num_blocks_per_group=num_blocks_per_group,
+            non_blocking=True,
+            stream=_CpuStreams.Stream(),
+            record_stream=False,
+            low_cpu_mem_usage=True,
+        )
+        group_offloading._apply_group_offloading(module, config)
+
+    monkeypatch.setattr(acceleration, "apply_group_offloading", offload_with_streams)
+    monkeypatch.setattr(ModelMixin, "enable_group_offload", offload_with_streams)
+    return groups
+
+
+def left_on_the_gpu(groups: list) -> list[torch.Tensor]:
+    """The offloaded tensors that do not point at their CPU copies (with `cpu_streams`: still "on the GPU")."""
+    return [
+        tensor
+        for group in groups
+        for tensor, copy in group.cpu_param_dict.items()
+        if tensor.data_ptr() != copy.data_ptr()
+    ]
+
+
+def test_fp8_products_streamed_with_prefetching_leave_the_gpu_after_each_group(cpu_streams):
+    # Run 37 (benchmarks/RESULTS.md): the 16gb mode with fp8 products ran out of its 16 GiB at stage 2 with 15 GiB
+    # allocated. diffusers' group offloading with streams brings a group's parameters and buffers to the GPU but
+    # points only its parameters back at their CPU copies, and `Fp8Linear` held its fp8 weights in buffers: every
+    # block stayed resident after its first forward.
     transformer = build_tiny_components()["transformer"].to(torch.bfloat16)
     apply_speed_options(transformer, SpeedOptions(fp8=True))
-    config = group_offloading.GroupOffloadingConfig(
-        onload_device=torch.device("cpu"),
-        offload_device=torch.device("cpu"),
-        offload_type=group_offloading.GroupOffloadingType.BLOCK_LEVEL,
-        num_blocks_per_group=1,
-        non_blocking=True,
-        stream=_CpuStreams.Stream(),
-        record_stream=False,
-        low_cpu_mem_usage=True,
-    )
-    group_offloading._apply_group_offloading(transformer, config)
-    groups = {}
-    for block in transformer.transformer_blocks:
-        group = block._diffusers_hook.get_hook(group_offloading._GROUP_OFFLOADING).group
-        groups.update({id(tensor): (tensor, group) for tensor in [*block.parameters(), *block.buffers()]})
+    transformer.enable_group_offload("cpu", offload_type="block_level", num_blocks_per_group=1)
     assert any(isinstance(module, Fp8Linear) for module in transformer.transformer_blocks.modules())
     for _ in range(2):  # the first forward traces the order of the groups, the second prefetches along it
         run_transformer(transformer, torch.bfloat16)
-        left = [
-            name
-            for name, tensor in [
-                *transformer.transformer_blocks.named_parameters(),
-                *transformer.transformer_blocks.named_buffers(),
-            ]
-            if tensor.data_ptr() != groups[id(tensor)][1].cpu_param_dict[tensor].data_ptr()
-        ]
-        assert not left, f"{len(left)} tensors left on the GPU after the forward, e.g. {left[:3]}"
+        left = left_on_the_gpu(cpu_streams)
+        assert not left, f"{len(left)} tensors left on the GPU after the forward, e.g. {[t.shape for t in left[:3]]}"
+
+
+@pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
+def test_streaming_modes_leave_only_what_they_keep_resident_on_the_gpu_after_a_run(cpu_streams, memory_mode):
+    pipe = TI2VidTwoStagesPipeline(**build_tiny_components())
+    pipe.set_progress_bar_config(disable=True)
+    place_pipeline(pipe, "cpu", memory_mode, SpeedOptions(fp8=True))
+    assert len(cpu_streams) > 100  # every streamed component's layers (and the transformer's blocks in 16gb)
+    events = list(pipe.stream(prompt="a red ball bounces", height=64, width=64, num_frames=9, frame_rate=24.0))
+    assert events[-1].output.frames.shape == (9, 64, 64, 3)
+    # Scalars aside (the text encoder's embedding scale, 2 bytes), every streamed weight is back in CPU memory.
+    left = [tensor for tensor in left_on_the_gpu(cpu_streams) if tensor.numel() > 1]
+    assert not left, f"{len(left)} tensors left on the GPU after the run, e.g. {[t.shape for t in left[:3]]}"
 
 
 @pytest.mark.parametrize("memory_mode", ["24gb", "16gb"])
