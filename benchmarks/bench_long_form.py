@@ -362,13 +362,12 @@ def main() -> None:
                 f"({SOUND_PIECE_S * 1000:.0f} ms before against after); level there {loudness[0]:.1f} vs "
                 f"{loudness[1]:.1f} dBFS."
             )
-    model = (
-        "LTX-2.3 full size, random bf16 weights"
-        if full
-        else "tiny, random"
-        if args.tiny
-        else ("embedded model" if args.model == "embedded" else f"{args.model} (embedded format)")
-    )
+    if full:
+        model = "LTX-2.3 full size, random bf16 weights"
+    elif args.tiny:
+        model = "tiny, random"
+    else:
+        model = "embedded model" if args.model == "embedded" else f"{args.model} (embedded format)"
     report = [
         "# Long form benchmark (issue 26)",
         "",

@@ -739,7 +739,7 @@ class StageTrainer:
             batches.append(batch)
             self.groups.append(ClipGroup(rate, start, count, torch.tensor(seams, dtype=torch.long)))
             start += count
-        args.num_clips = start  # the replayed clips included: every later use counts them all
+        self.num_clips = start  # the replayed clips included (`args.num_clips` stays as given: it is recorded)
         # Frames share one shape at every frame rate; audio is as long as its clip, so it stays per group.
         self.group_audio = [batch.audio for batch in batches]
         self.data = ClipBatch(
@@ -755,7 +755,7 @@ class StageTrainer:
         mid_scene = sum(start > 0 for start in self.data.start_frames)
         seam_count = sum(len(group.seam_clips) for group in self.groups)
         print(
-            f"rendered {args.num_clips} clips ({args.world} world, {mid_scene} from mid-scene, {seam_count} of them "
+            f"rendered {self.num_clips} clips ({args.world} world, {mid_scene} from mid-scene, {seam_count} of them "
             f"seam clips; {args.replay_clips} of the original world replayed at {args.frame_rate} fps) at "
             f"{video_size}, {args.frame_rates} fps in {time.time() - started:.1f} s",
             flush=True,
@@ -763,7 +763,7 @@ class StageTrainer:
         getattr(self, f"setup_{args.stage}")()
 
     def pick(self, count: int) -> torch.Tensor:
-        return torch.randint(self.args.num_clips, (count,), generator=self.generator)
+        return torch.randint(self.num_clips, (count,), generator=self.generator)
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda"))
@@ -860,7 +860,7 @@ class StageTrainer:
         self.latent_std = vae.latents_std.view(1, -1, 1, 1, 1).to(self.device)
         self.low, self.high = [], []
         with torch.no_grad():
-            for chunk in torch.split(torch.arange(self.args.num_clips), 16):
+            for chunk in torch.split(torch.arange(self.num_clips), 16):
                 video = frames_to_video(self.data.frames[chunk]).to(self.device)
                 self.high.append(vae.encode(video).latent_dist.mode().float())
                 self.low.append(vae.encode(downsample_video(video, 2)).latent_dist.mode().float())
@@ -888,7 +888,7 @@ class StageTrainer:
         self.geometry: dict[int, tuple[int, int, int]] = {}  # stage -> latent (frames, height, width)
         started = time.time()
         with torch.no_grad():
-            for chunk in torch.split(torch.arange(self.args.num_clips), 32):
+            for chunk in torch.split(torch.arange(self.num_clips), 32):
                 # uint8 to the device, then to float there: a quarter of the copy, and no CPU-bound conversion
                 video = frames_to_video(self.data.frames[chunk].to(self.device))
                 for stage, factor in ((1, 2), (2, 1)):
@@ -982,7 +982,7 @@ class StageTrainer:
         seam_clips = [clip for group in self.groups for clip in group.seam_clips.tolist()]
         if not seam_clips:
             return
-        self.seam_row = torch.zeros(self.args.num_clips, dtype=torch.long)
+        self.seam_row = torch.zeros(self.num_clips, dtype=torch.long)
         self.seam_row[seam_clips] = torch.arange(len(seam_clips))
         video_mean, video_std = vae.latents_mean.to(self.device), vae.latents_std.to(self.device)
         rows: dict[int, list[torch.Tensor | None]] = {1: [None] * len(seam_clips), 2: [None] * len(seam_clips)}
@@ -1028,7 +1028,7 @@ class StageTrainer:
         return self.transformer_loss(
             draw_transformer_batch(
                 self.args.batch_size,
-                self.args.num_clips,
+                self.num_clips,
                 self.generator,
                 self.groups,
                 self.args.continuation_fraction,
@@ -1168,7 +1168,7 @@ class StageTrainer:
                     for group in range(len(self.groups)):  # each frame rate's audio length
                         draw = draw_transformer_batch(
                             self.args.batch_size,
-                            self.args.num_clips,
+                            self.num_clips,
                             generator,
                             [self.groups[group]],
                             self.args.continuation_fraction,
